@@ -1,0 +1,8 @@
+"""Thin entry point: `python client.py --help`. The logic lives in the coldstart package."""
+
+import sys
+
+from coldstart.cli import run_tool
+
+if __name__ == "__main__":  # vLLM spawns worker processes that re-import __main__
+    sys.exit(run_tool("client", prog="client.py"))

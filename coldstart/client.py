@@ -1,0 +1,202 @@
+"""One streamed chat completion, timed on a monotonic clock from send to the first real token.
+
+Durations come from ``time.perf_counter`` (monotonic); the epoch time of each point is kept beside them only
+to place the request on the same clock as the server logs. A stream that ends without a token is a failure
+with ``ttft_s=None``: a cold start that never produced a token has no time to first token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from coldstart import events
+
+RESULT_SCHEMA_VERSION = 1
+DEFAULT_PROMPT = "Say hello in one short sentence."
+
+
+@dataclass(frozen=True)
+class Measurement:
+    schema_version: int
+    url: str
+    model: str
+    status: str  # "ok" | "no_token" | "http_error" | "timeout" | "connect_error" | "stream_error"
+    error: str | None
+    ttft_s: float | None
+    total_s: float | None
+    tokens: int  # content chunks seen; completion_tokens from usage when the server reports it
+    t_send_epoch: float
+    t_first_token_epoch: float | None
+    t_last_token_epoch: float | None
+    first_text: str | None
+    http_status: int | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def summary(self) -> str:
+        if self.ok:
+            return (
+                f"ok: first token after {self.ttft_s:.2f} s, {self.tokens} tokens in {self.total_s:.2f} s "
+                f"from {self.url} ({self.model})"
+            )
+        return f"{self.status}: {self.error} ({self.url}, {self.model})"
+
+
+class _Clock:
+    """Both clocks at once: monotonic for durations, epoch to line up with logs."""
+
+    def __init__(self, monotonic: Callable[[], float] = time.perf_counter, epoch: Callable[[], float] = time.time):
+        self._mono0 = monotonic()
+        self._epoch0 = epoch()
+        self._monotonic = monotonic
+
+    def elapsed_s(self) -> float:
+        return self._monotonic() - self._mono0
+
+    def epoch(self) -> float:
+        return self._epoch0 + self.elapsed_s()
+
+
+def _sse_payloads(lines: Iterable[str]) -> Iterable[dict]:
+    for line in lines:
+        if not line.startswith("data:"):
+            continue
+        data = line[len("data:"):].strip()
+        if data == "[DONE]":
+            return
+        if data:
+            yield json.loads(data)
+
+
+def _chunk_text(payload: dict) -> str:
+    choices = payload.get("choices") or []
+    if not choices:
+        return ""
+    delta = choices[0].get("delta") or {}
+    # Reasoning models stream thoughts first; those are real generated tokens too.
+    return (delta.get("content") or "") + (delta.get("reasoning_content") or delta.get("reasoning") or "")
+
+
+def measure_ttft(
+    base_url: str,
+    model: str,
+    *,
+    prompt: str = DEFAULT_PROMPT,
+    max_tokens: int = 16,
+    timeout_s: float = 1800.0,
+    api_key: str = "fake-key",
+    transport: httpx.BaseTransport | None = None,
+    monotonic: Callable[[], float] = time.perf_counter,
+) -> Measurement:
+    url = base_url.rstrip("/") + "/v1/chat/completions"
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    # The read timeout is the cold start itself: nothing arrives until a replica exists.
+    timeout = httpx.Timeout(connect=30.0, read=timeout_s, write=30.0, pool=30.0)
+    clock = _Clock(monotonic=monotonic)
+    t_send = clock.epoch()
+    events.emit("client_send", t=t_send, model=model, url=url)
+    first_s = last_s = None
+    first_text = None
+    chunks = 0
+    usage_tokens = None
+    http_status = None
+
+    def done(status: str, error: str | None) -> Measurement:
+        total_s = clock.elapsed_s()
+        tokens = usage_tokens if usage_tokens is not None else chunks
+        m = Measurement(
+            schema_version=RESULT_SCHEMA_VERSION,
+            url=url,
+            model=model,
+            status=status,
+            error=error,
+            ttft_s=first_s,
+            total_s=total_s,
+            tokens=tokens,
+            t_send_epoch=t_send,
+            t_first_token_epoch=None if first_s is None else t_send + first_s,
+            t_last_token_epoch=None if last_s is None else t_send + last_s,
+            first_text=first_text,
+            http_status=http_status,
+        )
+        if last_s is not None:
+            events.emit("client_last_token", t=m.t_last_token_epoch, tokens=tokens, total_s=total_s)
+        events.emit("client_done", status=status, ttft_s=first_s, error=error)
+        return m
+
+    try:
+        with (
+            httpx.Client(timeout=timeout, transport=transport) as http,
+            http.stream("POST", url, json=body, headers={"Authorization": f"Bearer {api_key}"}) as resp,
+        ):
+            http_status = resp.status_code
+            if resp.status_code != 200:
+                detail = resp.read().decode(errors="replace")[:500]
+                return done("http_error", f"HTTP {resp.status_code}: {detail}")
+            for payload in _sse_payloads(resp.iter_lines()):
+                if payload.get("usage"):
+                    usage_tokens = payload["usage"].get("completion_tokens")
+                if "error" in payload:
+                    return done("stream_error", str(payload["error"])[:500])
+                text = _chunk_text(payload)
+                if not text:
+                    continue
+                now = clock.elapsed_s()
+                if first_s is None:
+                    first_s, first_text = now, text
+                    events.emit("client_first_token", t=t_send + now, ttft_s=now)
+                last_s = now
+                chunks += 1
+    except httpx.TimeoutException as exc:
+        return done("timeout", f"no answer within {timeout_s:.0f} s ({type(exc).__name__})")
+    except httpx.ConnectError as exc:
+        return done("connect_error", f"cannot reach {url}: {exc}; is `python service.py` running?")
+    except (httpx.HTTPError, json.JSONDecodeError) as exc:
+        return done("stream_error", f"{type(exc).__name__}: {exc}")
+    if first_s is None:
+        return done("no_token", "the stream ended without a single token")
+    return done("ok", None)
+
+
+def write_result(m: Measurement, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(dataclasses.asdict(m), indent=2) + "\n")
+    tmp.replace(path)
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default="http://127.0.0.1:8000", help="where service.py serves")
+    parser.add_argument("--model", default="tiny", help="the model id the service serves (registry name)")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds to wait for the first token (a cold start)"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON result here")
+
+
+def main(args: argparse.Namespace) -> int:
+    m = measure_ttft(args.url, args.model, prompt=args.prompt, max_tokens=args.max_tokens, timeout_s=args.timeout)
+    if args.out is not None:
+        write_result(m, args.out)
+    print(m.summary(), file=sys.stdout if m.ok else sys.stderr)
+    return 0 if m.ok else 1

@@ -1,0 +1,304 @@
+"""Models and experiments as frozen data, one registry keyed by name.
+
+Architecture numbers are facts from each model's public ``config.json``: load and compile times depend on
+shapes and bytes, so a synthetic checkpoint with the same shapes behaves like the real one at startup.
+Variants are made with ``dataclasses.replace`` rather than copied entries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+
+class UnknownNameError(ValueError):
+    """A model or experiment name the registry does not know; the message lists the valid ones."""
+
+
+class InvalidPairError(ValueError):
+    """A (model, experiment) pair that cannot run, e.g. sharded state at TP1."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The shape of a decoder-only transformer, enough to write its HF ``config.json``."""
+
+    hf_architecture: str  # e.g. "LlamaForCausalLM"
+    model_type: str  # HF model_type: "llama", "qwen3", "qwen3_moe"
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int
+    rope_theta: float
+    rms_norm_eps: float
+    tie_word_embeddings: bool = False
+    head_dim: int | None = None  # None: hidden_size // num_attention_heads
+    num_experts: int | None = None  # MoE only
+    num_experts_per_tok: int | None = None
+    moe_intermediate_size: int | None = None
+    bos_token_id: int = 1
+    eos_token_id: int = 2
+
+    @property
+    def head_dim_resolved(self) -> int:
+        return self.head_dim or self.hidden_size // self.num_attention_heads
+
+    @property
+    def is_moe(self) -> bool:
+        return bool(self.num_experts)
+
+    def hf_config(self) -> dict[str, Any]:
+        """The ``config.json`` body transformers and vLLM read (bf16 weights)."""
+        cfg: dict[str, Any] = {
+            "architectures": [self.hf_architecture],
+            "model_type": self.model_type,
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "intermediate_size": self.intermediate_size,
+            "vocab_size": self.vocab_size,
+            "max_position_embeddings": self.max_position_embeddings,
+            "rope_theta": self.rope_theta,
+            "rms_norm_eps": self.rms_norm_eps,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "hidden_act": "silu",
+            "torch_dtype": "bfloat16",
+            "dtype": "bfloat16",
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": self.eos_token_id,
+            "attention_bias": False,
+            "use_cache": True,
+        }
+        if self.head_dim is not None:
+            cfg["head_dim"] = self.head_dim
+        if self.is_moe:
+            cfg.update(
+                num_experts=self.num_experts,
+                num_experts_per_tok=self.num_experts_per_tok,
+                moe_intermediate_size=self.moe_intermediate_size,
+                decoder_sparse_step=1,
+                norm_topk_prob=True,
+                mlp_only_layers=[],
+                output_router_logits=False,
+                router_aux_loss_coef=0.001,
+            )
+        return cfg
+
+    def param_count(self) -> int:
+        """Parameters of the bf16 checkpoint (embeddings + layers + norm + lm head)."""
+        h, hd = self.hidden_size, self.head_dim_resolved
+        attn = h * hd * (self.num_attention_heads * 2 + self.num_key_value_heads * 2)
+        if self.model_type.startswith("qwen3"):
+            attn += 2 * hd  # q_norm, k_norm
+        if self.is_moe:
+            assert self.num_experts and self.moe_intermediate_size
+            mlp = self.num_experts * 3 * h * self.moe_intermediate_size + h * self.num_experts
+        else:
+            mlp = 3 * h * self.intermediate_size
+        per_layer = attn + mlp + 2 * h
+        embed = self.vocab_size * h
+        head = 0 if self.tie_word_embeddings else self.vocab_size * h
+        return embed + self.num_hidden_layers * per_layer + h + head
+
+    def checkpoint_bytes(self) -> int:
+        return 2 * self.param_count()
+
+
+def _frozen(d: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(d or {}))
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    hub_id: str | None  # None: synthetic only (no public checkpoint of this shape)
+    tp_size: int
+    arch: Architecture
+    max_model_len: int = 4096
+    # The Serve LLM ingress times out requests after 600 s by default; a cold 235B baseline needs more.
+    request_timeout_s: float = 600.0
+    small: bool = False  # fits a laptop / CPU / CI
+    engine_overrides: Mapping[str, Any] = field(default_factory=_frozen)
+
+    @property
+    def checkpoint_gb(self) -> float:
+        return self.arch.checkpoint_bytes() / 1e9
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    # vLLM load_format; None means vLLM's default ("auto": safetensors from a local folder).
+    load_format: str | None = None
+    weights_from_store: bool = False  # stream straight from the object store instead of fetch-then-load
+    sharded_state: bool = False  # pre-sharded per-rank state (vLLM save_sharded_state), TP>1 only
+    compile_cache: bool = False  # restore the torch.compile cache from the store before the engine starts
+
+    def for_model(self, model: Model) -> Experiment:
+        """The experiment as it runs on ``model``; raises InvalidPairError when it cannot.
+
+        ``all`` keeps its meaning "fastest path": sharded streaming at TP>1, the plain streamer at TP1
+        (sharded state of one rank is the checkpoint itself, so there is nothing to pre-shard).
+        """
+        if self.sharded_state and model.tp_size < 2:
+            if self.name == "all":
+                return dataclasses.replace(self, load_format="runai_streamer", sharded_state=False)
+            raise InvalidPairError(
+                f"experiment {self.name!r} needs tensor parallelism > 1, but {model.name!r} runs at "
+                f"TP{model.tp_size}; valid experiments for it: {', '.join(valid_experiments(model))}"
+            )
+        return self
+
+
+_LLAMA3_8B = Architecture(
+    hf_architecture="LlamaForCausalLM",
+    model_type="llama",
+    hidden_size=4096,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    intermediate_size=14336,
+    vocab_size=128256,
+    max_position_embeddings=8192,
+    rope_theta=500000.0,
+    rms_norm_eps=1e-5,
+    bos_token_id=128000,
+    eos_token_id=128009,
+)
+_LLAMA3_70B = dataclasses.replace(
+    _LLAMA3_8B, hidden_size=8192, num_hidden_layers=80, num_attention_heads=64, intermediate_size=28672
+)
+_QWEN3_0_6B = Architecture(
+    hf_architecture="Qwen3ForCausalLM",
+    model_type="qwen3",
+    hidden_size=1024,
+    num_hidden_layers=28,
+    num_attention_heads=16,
+    num_key_value_heads=8,
+    head_dim=128,
+    intermediate_size=3072,
+    vocab_size=151936,
+    max_position_embeddings=40960,
+    rope_theta=1000000.0,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=True,
+    bos_token_id=151643,
+    eos_token_id=151645,
+)
+_QWEN3_235B = dataclasses.replace(
+    _QWEN3_0_6B,
+    hf_architecture="Qwen3MoeForCausalLM",
+    model_type="qwen3_moe",
+    hidden_size=4096,
+    num_hidden_layers=94,
+    num_attention_heads=64,
+    num_key_value_heads=4,
+    intermediate_size=12288,
+    tie_word_embeddings=False,
+    num_experts=128,
+    num_experts_per_tok=8,
+    moe_intermediate_size=1536,
+)
+# A few-MB Llama: CI and laptops (the shape checked in ../shared/notes/cpu-vllm.md).
+_TINY = dataclasses.replace(
+    _LLAMA3_8B,
+    hidden_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=512,
+    vocab_size=4096,
+    max_position_embeddings=2048,
+    bos_token_id=1,
+    eos_token_id=2,
+)
+
+_LLAMA_8B = Model("llama-3-8b", "meta-llama/Meta-Llama-3-8B-Instruct", 1, _LLAMA3_8B)
+MODELS: Mapping[str, Model] = _frozen(
+    {
+        m.name: m
+        for m in (
+            Model("tiny", None, 1, _TINY, max_model_len=512, small=True),
+            Model("qwen-3-0.6b", "Qwen/Qwen3-0.6B", 1, _QWEN3_0_6B, small=True),
+            _LLAMA_8B,
+            # The same weights at TP2: sharded state needs TP>1, and a two-GPU box is what is lent.
+            dataclasses.replace(_LLAMA_8B, name="llama-3-8b-tp2", tp_size=2),
+            Model("llama-3-70b", "meta-llama/Meta-Llama-3-70B-Instruct", 4, _LLAMA3_70B, request_timeout_s=1800),
+            Model("qwen-3-235b", "Qwen/Qwen3-235B-A22B", 8, _QWEN3_235B, request_timeout_s=3600),
+        )
+    }
+)
+
+_STREAM = Experiment(
+    "runai_streamer",
+    "stream safetensors from the object store into GPU memory (vLLM load_format=runai_streamer)",
+    load_format="runai_streamer",
+    weights_from_store=True,
+)
+EXPERIMENTS: Mapping[str, Experiment] = _frozen(
+    {
+        e.name: e
+        for e in (
+            Experiment("baseline", "fetch the checkpoint (Hub, else the store) to local disk, then load"),
+            _STREAM,
+            dataclasses.replace(
+                _STREAM,
+                name="runai_streamer_sharded",
+                description="stream pre-sharded per-rank state from the store (TP>1)",
+                load_format="runai_streamer_sharded",
+                sharded_state=True,
+            ),
+            Experiment(
+                "compile_cache",
+                "baseline loading + torch.compile cache restored from the store",
+                compile_cache=True,
+            ),
+            dataclasses.replace(
+                _STREAM,
+                name="all",
+                description="sharded streaming (plain streamer at TP1) + compile cache",
+                load_format="runai_streamer_sharded",
+                sharded_state=True,
+                compile_cache=True,
+            ),
+        )
+    }
+)
+
+
+def get_model(name: str) -> Model:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}") from None
+
+
+def get_experiment(name: str) -> Experiment:
+    try:
+        return EXPERIMENTS[name]
+    except KeyError:
+        raise UnknownNameError(
+            f"unknown experiment {name!r}; valid experiments: {', '.join(EXPERIMENTS)}"
+        ) from None
+
+
+def valid_experiments(model: Model) -> list[str]:
+    return [e.name for e in EXPERIMENTS.values() if not (e.sharded_state and model.tp_size < 2 and e.name != "all")]
+
+
+def resolve(model_name: str, experiment_name: str) -> tuple[Model, Experiment]:
+    """Look up a pair and return it as it runs (``Experiment.for_model``); errors list valid names."""
+    model = get_model(model_name)
+    return model, get_experiment(experiment_name).for_model(model)
+
+
+def valid_pairs() -> list[tuple[str, str]]:
+    return [(m.name, e) for m in MODELS.values() for e in valid_experiments(m)]

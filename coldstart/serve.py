@@ -1,0 +1,148 @@
+"""Lifecycles around one Serve LLM deployment: output tee, signals, Ray/Serve start and shutdown.
+
+Every piece is a context manager so a crash, Ctrl-C or SIGTERM still shuts Serve and Ray down (no orphan
+engine process holding a GPU) and still flushes the log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from coldstart import events
+
+
+@contextlib.contextmanager
+def tee_output(log_path: Path) -> Iterator[Path]:
+    """Copy everything written to fds 1 and 2 (this process and children that inherit them: Ray's
+    forwarded worker logs, vLLM, raylet) into ``log_path`` while still showing it on the terminal."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 1)
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+
+    def pump() -> None:
+        with open(log_path, "ab", buffering=0) as log:
+            while chunk := os.read(read_fd, 65536):
+                log.write(chunk)
+                os.write(saved_out, chunk)
+
+    thread = threading.Thread(target=pump, name="coldstart-tee", daemon=True)
+    thread.start()
+    try:
+        yield log_path
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        # Children that still hold the pipe keep it open; do not wait for them forever.
+        thread.join(timeout=5)
+        os.close(saved_out)
+        os.close(saved_err)
+
+
+@contextlib.contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM (what the runner and schedulers send) unwinds like Ctrl-C, through every ``finally``."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+class ControllerLogFollower:
+    """Serve's controller logs its autoscaling and replica decisions to a file, not to the driver:
+    follow that file and echo its lines (prefixed) into our output so one log holds the whole story."""
+
+    def __init__(self, session_dir: str, poll_s: float = 0.5):
+        self._pattern = os.path.join(session_dir, "logs", "serve", "controller_*.log")
+        self._poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="coldstart-controller-log", daemon=True)
+
+    def __enter__(self) -> ControllerLogFollower:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        offsets: dict[str, int] = {}
+        while True:
+            stopping = self._stop.is_set()
+            for path in sorted(glob.glob(self._pattern)):
+                try:
+                    with open(path, "rb") as f:
+                        f.seek(offsets.get(path, 0))
+                        data = f.read()
+                        offsets[path] = f.tell()
+                except OSError:
+                    continue
+                for line in data.decode(errors="replace").splitlines():
+                    print(f"(ServeController) {line}", flush=True)
+            if stopping:
+                return
+            self._stop.wait(self._poll_s)
+
+
+@contextlib.contextmanager
+def serve_app(
+    app_args: dict[str, Any],
+    *,
+    app_name: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+) -> Iterator[str]:
+    """Start (or join) Ray, deploy the OpenAI app without blocking, yield its base URL, always clean up."""
+    import ray
+    from ray import serve
+    from ray.serve.llm import build_openai_app
+
+    import coldstart
+
+    init_kwargs: dict[str, Any] = {"log_to_driver": True}
+    if ray_address:
+        # On a cluster the replica's nodes must import the callback: ship this package with the job.
+        init_kwargs.update(address=ray_address, runtime_env={"py_modules": [coldstart]})
+    elif num_cpus is not None:
+        init_kwargs["num_cpus"] = num_cpus
+    ray.init(**init_kwargs)
+    try:
+        ctx = ray.get_runtime_context()
+        session_dir = getattr(ctx, "session_dir", None) or ray._private.worker._global_node.get_session_dir_path()
+        with ControllerLogFollower(session_dir):
+            serve.start(http_options={"host": host, "port": port})
+            app = build_openai_app(app_args)
+            t0 = time.time()
+            serve.run(app, name=app_name, route_prefix="/", blocking=False)
+            events.emit("serve_app_deployed", app=app_name, deploy_s=time.time() - t0)
+            try:
+                yield f"http://{host}:{port}"
+            finally:
+                events.emit("service_shutdown_start")
+                serve.shutdown()
+    finally:
+        ray.shutdown()
+        events.emit("service_stop")

@@ -1,0 +1,137 @@
+"""``python service.py <model> <experiment>``: deploy one (model, experiment) with zero replicas and wait.
+
+Exit codes: 0 clean shutdown, 1 runtime/store error, 2 bad input (nothing was started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from coldstart import events, paths
+from coldstart.llm_config import ConfigError, RunOptions, build_app_args, build_llm_config, runai_s3_env
+from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
+from coldstart.sources import SourceError, resolve_weights
+
+
+def detect_device() -> str:
+    """"cuda" when an NVIDIA GPU answers, else "cpu". Asks nvidia-smi: importing torch here costs ~10 s."""
+    smi = shutil.which("nvidia-smi")
+    if smi and subprocess.run([smi, "-L"], capture_output=True, check=False).returncode == 0:
+        return "cuda"
+    return "cpu"
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help=f"registry model: {', '.join(MODELS)}")
+    parser.add_argument("experiment", help=f"experiment: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("--store", default=None, help="object store URI: s3://bucket/prefix or a folder "
+                        "(default: $COLDSTART_STORE, else a local store under the lab's home)")
+    parser.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL)")
+    parser.add_argument("--source", choices=("auto", "hub", "store"), default="auto",
+                        help="where non-streamed weights come from (auto: the store if staged there, else the Hub)")
+    parser.add_argument("--weights", type=Path, default=None, help="serve this local HF folder instead")
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    parser.add_argument("--cold-ingress", action="store_true",
+                        help="let the OpenAI ingress scale to zero too (Ray's default with min_replicas=0)")
+    parser.add_argument("--max-model-len", type=int, default=None)
+    parser.add_argument("--enforce-eager", action="store_true", help="skip torch.compile and CUDA graphs")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
+                        help="join this Ray cluster instead of starting one (default: $RAY_ADDRESS)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
+    parser.add_argument("--run-id", default=None)
+    parser.add_argument("--ready-file", type=Path, default=None,
+                        help="write {url, run_id, log} here once the app is deployed (for the runner)")
+    parser.add_argument("--dry-run", action="store_true", help="print the Serve YAML and start nothing")
+
+
+def _default_store(args: argparse.Namespace) -> str:
+    from coldstart.store import default_store_uri
+
+    return args.store or default_store_uri()
+
+
+def prepare(args: argparse.Namespace) -> tuple[dict, str, str]:
+    """Everything that can fail before Ray: names, pair, store, weights. Returns (app args, app name, run id)."""
+    model, exp = resolve(args.model, args.experiment)
+    device = detect_device() if args.device == "auto" else args.device
+    store_uri = _default_store(args)
+    endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    weights = resolve_weights(
+        model, exp, store_uri=store_uri, endpoint_url=endpoint, source=args.source, local_weights=args.weights
+    )
+    env = paths.engine_cache_env()
+    if weights.kind == "s3" or store_uri.startswith("s3://"):
+        env.update(runai_s3_env({**os.environ, **({"AWS_ENDPOINT_URL": endpoint} if endpoint else {})}))
+    if device == "cpu":
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    run_id = args.run_id or paths.new_run_id()
+    opts = RunOptions(
+        weights=weights,
+        device=device,
+        store_uri=store_uri,
+        ingress_min_replicas=0 if args.cold_ingress else 1,
+        max_model_len=args.max_model_len,
+        enforce_eager=args.enforce_eager,
+        env=env,
+        compile_cache_root=env["VLLM_CACHE_ROOT"],
+        run_id=run_id,
+    )
+    llm_config = build_llm_config(model, exp, opts)
+    return build_app_args(model, llm_config, opts), f"coldstart-{model.name}", run_id
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        app_args, app_name, run_id = prepare(args)
+    except (UnknownNameError, InvalidPairError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from coldstart.store import StoreError
+
+        if isinstance(exc, StoreError):
+            print(f"store error: {exc}", file=sys.stderr)
+            return 1
+        raise
+    if args.dry_run:
+        from coldstart.llm_config import serve_yaml_config
+
+        print(yaml.safe_dump(serve_yaml_config(app_name, app_args), sort_keys=False))
+        return 0
+
+    from coldstart.serve import serve_app, signals_as_interrupt, tee_output
+
+    paths.apply_engine_cache_env()
+    log_path = paths.run_log_path(args.model, args.experiment, run_id)
+    with tee_output(log_path), signals_as_interrupt():
+        events.emit(
+            "service_start", run_id=run_id, model=args.model, experiment=args.experiment, app_args=app_args
+        )
+        try:
+            with serve_app(
+                app_args, app_name=app_name, host=args.host, port=args.port,
+                ray_address=args.ray_address, num_cpus=args.num_cpus,
+            ) as url:
+                print(f"serving {args.model} ({args.experiment}) at {url}/v1 with zero replicas; "
+                      f"log: {log_path}; Ctrl-C to stop", flush=True)
+                if args.ready_file:
+                    args.ready_file.write_text(json.dumps({"url": url, "run_id": run_id, "log": str(log_path)}))
+                while True:
+                    time.sleep(3600)
+        except KeyboardInterrupt:
+            print("shutting down", flush=True)
+    return 0
