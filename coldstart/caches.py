@@ -32,10 +32,21 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 DROP_CACHES_PATH = Path("/proc/sys/vm/drop_caches")
+# Every variable cache_roots reads: point them all into one folder and no root is left on the real machine.
+ENV_VARS = (
+    "HOME", "XDG_CACHE_HOME", "TMPDIR", "TEMP", "TMP", "LOGNAME", "USER", "LNAME", "USERNAME",
+    "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_XET_CACHE",
+    "VLLM_CACHE_ROOT", "VLLM_ASSETS_CACHE", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TRITON_HOME",
+    "PYTORCH_KERNEL_CACHE_PATH", "CUDA_CACHE_PATH", "FLASHINFER_WORKSPACE_BASE", "COLDSTART_HOME",
+)  # fmt: skip
 
 
 class OutsideCacheRootError(ValueError):
     """A path that is not one of the known cache roots (or inside one): clearing it could destroy data."""
+
+
+class CacheClearError(RuntimeError):
+    """Something in a cache root could not be removed (or evicted); the message lists every failure."""
 
 
 class UnknownRootError(ValueError):
@@ -97,6 +108,12 @@ class ClearReport:
     def errors(self) -> list[str]:
         errs = [f"{r.name} ({r.path}): {r.error}" for r in self.roots if r.error]
         return errs + (list(self.evict.errors) if self.evict else [])
+
+    def raise_if_failed(self) -> ClearReport:
+        """For callers that cannot start a cold run on a half-cleared node: raise instead of inspecting."""
+        if not self.ok:
+            raise CacheClearError("caches not fully cleared: " + "; ".join(self.errors()))
+        return self
 
 
 def _home(env: Mapping[str, str]) -> Path:
@@ -212,7 +229,7 @@ def cache_roots(env: Mapping[str, str] | None = None) -> list[CacheRoot]:
         CacheRoot(
             "coldstart-models",
             _expand(str(paths.coldstart_home(env)), env) / "models",
-            "models fetched from the store to local disk by coldstart (the baseline's download)",
+            "local model copies at compile_cache.stable_model_path (<home>/models/<slug>): a fetched checkpoint",
         ),
     ]
     # A "-default" twin equal to its pinned root would only be listed twice.
@@ -387,7 +404,7 @@ def evict_page_cache(
     *,
     drop_page_cache: bool = False,
     dry_run: bool = False,
-    proc_path: Path = DROP_CACHES_PATH,
+    proc_path: Path | None = None,
 ) -> EvictReport:
     """Drop the cached pages of every file under ``paths`` (kept on disk) with POSIX_FADV_DONTNEED.
 
@@ -420,6 +437,8 @@ def evict_page_cache(
             try:
                 fd = os.open(file, os.O_RDONLY)
                 try:
+                    # DONTNEED skips dirty pages; flushing first makes a freshly written checkpoint go too.
+                    os.fdatasync(fd)
                     fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
                 finally:
                     os.close(fd)
@@ -431,8 +450,9 @@ def evict_page_cache(
     return EvictReport(path_list, files, size_bytes, tuple(errors), drop)
 
 
-def drop_caches(proc_path: Path = DROP_CACHES_PATH) -> DropCachesResult:
+def drop_caches(proc_path: Path | None = None) -> DropCachesResult:
     """sync, then echo 3 > /proc/sys/vm/drop_caches (page cache, dentries, inodes) when allowed."""
+    proc_path = DROP_CACHES_PATH if proc_path is None else proc_path
     if os.geteuid() != 0:
         return DropCachesResult(False, "not root: only the listed files were evicted")
     # drop_caches only drops clean pages; sync first so freshly written checkpoints go too.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -34,7 +35,7 @@ from coldstart.paths import coldstart_home
 from coldstart.registry import MODELS, Architecture, Model, UnknownNameError, get_model
 
 # Bump when the folder layout or the way weights are generated changes: old folders then stop matching.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MARKER_NAME = "coldstart-checkpoint.json"
 DEFAULT_SHARD_MAX_BYTES = 5_000_000_000  # what transformers' save_pretrained uses ("5GB")
 MAX_TOKENIZER_VOCAB = 8192
@@ -229,9 +230,12 @@ def _write_weights(
     on_bytes: Callable[[int], None],
 ) -> list[str]:
     """Write the shards (and the index when more than one); returns the shard file names."""
+    import torch
+
     shards = plan_shards(specs, shard_max_bytes)
     names = shard_file_names(len(shards))
-    factory = _TensorFactory(seed, num_threads=max(1, os.cpu_count() or 1))
+    # Past a few dozen threads the single writer and the disk are the limit, not the generator.
+    factory = _TensorFactory(seed, num_threads=min(32, os.cpu_count() or 1))
     # Generation and disk writes overlap: one writer thread drains a short queue, which also bounds memory
     # to a few tensors whatever the model size.
     pending: queue.Queue[tuple[BinaryIO, Any] | None] = queue.Queue(maxsize=2)
@@ -243,7 +247,7 @@ def _write_weights(
                 continue  # keep draining so the producer never blocks on a dead writer
             handle, tensor = item
             try:
-                handle.write(memoryview(tensor.view(factory._torch.uint8).reshape(-1).numpy()))
+                handle.write(memoryview(tensor.view(torch.uint8).reshape(-1).numpy()))
                 on_bytes(tensor.numel() * _BF16_BYTES)
             except BaseException as exc:
                 writer_error.append(exc)
@@ -280,42 +284,12 @@ def _write_weights(
 def _synthetic_corpus(seed: int, num_sentences: int) -> Iterator[str]:
     """Seeded pseudo-words with a Zipf-like frequency: enough distinct frequent pairs for 8k BPE merges."""
     rng = random.Random(seed)
-    onsets = [
-        "",
-        "b",
-        "c",
-        "d",
-        "f",
-        "g",
-        "h",
-        "k",
-        "l",
-        "m",
-        "n",
-        "p",
-        "r",
-        "s",
-        "t",
-        "v",
-        "w",
-        "z",
-        "br",
-        "ch",
-        "cl",
-        "dr",
-        "fl",
-        "gr",
-        "pl",
-        "pr",
-        "sh",
-        "sk",
-        "st",
-        "str",
-        "th",
-        "tr",
-    ]
+    # fmt: off
+    onsets = ["", "b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z",
+              "br", "ch", "cl", "dr", "fl", "gr", "pl", "pr", "sh", "sk", "st", "str", "th", "tr"]
     nuclei = ["a", "e", "i", "o", "u", "ai", "ea", "ee", "io", "oo", "ou", "y"]
     codas = ["", "", "n", "r", "s", "t", "l", "m", "nd", "ng", "nt", "rs", "st", "ck", "x"]
+    # fmt: on
     words = []
     for _ in range(20000):
         word = "".join(rng.choice(onsets) + rng.choice(nuclei) + rng.choice(codas) for _ in range(rng.randint(1, 4)))
@@ -330,6 +304,15 @@ def _synthetic_corpus(seed: int, num_sentences: int) -> Iterator[str]:
 
 
 def _train_tokenizer(vocab_size: int, seed: int) -> Any:
+    from tokenizers import Tokenizer
+
+    # A fresh object each call: PreTrainedTokenizerFast changes the one it is given (padding, truncation).
+    return Tokenizer.from_str(_trained_tokenizer_json(vocab_size, seed))
+
+
+@functools.lru_cache(maxsize=8)
+def _trained_tokenizer_json(vocab_size: int, seed: int) -> str:
+    """Training is deterministic for a (size, seed), so one process trains each tokenizer once."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     if vocab_size < len(SPECIAL_TOKENS) + 256:
@@ -348,7 +331,7 @@ def _train_tokenizer(vocab_size: int, seed: int) -> Any:
         )
         tok.train_from_iterator(_synthetic_corpus(seed, num_sentences), trainer=trainer)
         if tok.get_vocab_size() >= vocab_size:
-            return tok
+            return tok.to_str()
         if num_sentences >= 256_000:
             raise RuntimeError(
                 f"synthetic corpus of {num_sentences} sentences gave only {tok.get_vocab_size()} of "
@@ -357,11 +340,34 @@ def _train_tokenizer(vocab_size: int, seed: int) -> Any:
         num_sentences *= 4
 
 
-def _write_tokenizer(folder: Path, vocab_size: int, seed: int, model_max_length: int) -> tuple[int, int, int]:
+def _extend_vocab(tok: Any, model_vocab: int) -> Any:
+    """A copy of the trained BPE whose vocab also holds every id up to the model's vocab size.
+
+    Random weights sample any id below ``vocab_size``; an id the tokenizer does not know detokenizes to
+    nothing, and the first request then streams no text at all (seen on the GPU with qwen-3-0.6b: 152k
+    ids, 8k tokenizer). The fillers go into the BPE vocab itself, not as added tokens: 140k added tokens
+    made the tokenizer load in 6.5 s, which would pollute the start-up being measured. Merges never reach
+    them, so encoding is unchanged; decoding is a table lookup ("x12345", ASCII, so byte-level decodes it).
+    """
+    from tokenizers import Tokenizer
+
+    body = json.loads(tok.to_str())
+    vocab = body["model"]["vocab"]
+    used = [*vocab.values(), *(t["id"] for t in body.get("added_tokens", []))]
+    for i in range(max(used) + 1, model_vocab):
+        vocab[f"x{i}"] = i
+    return Tokenizer.from_str(json.dumps(body))
+
+
+def _write_tokenizer(
+    folder: Path, vocab_size: int, seed: int, model_max_length: int, model_vocab: int | None = None
+) -> tuple[int, int, int]:
     """Save tokenizer files; returns (vocab size, bos id, eos id)."""
     from transformers import PreTrainedTokenizerFast
 
     tok = _train_tokenizer(vocab_size, seed)
+    if model_vocab and model_vocab > tok.get_vocab_size():
+        tok = _extend_vocab(tok, model_vocab)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<s>",
@@ -500,7 +506,9 @@ def write_checkpoint(
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     try:
-        vocab, bos, eos = _write_tokenizer(tmp, tokenizer_vocab_size(arch), seed, arch.max_position_embeddings)
+        vocab, bos, eos = _write_tokenizer(
+            tmp, tokenizer_vocab_size(arch), seed, arch.max_position_embeddings, model_vocab=arch.vocab_size
+        )
         config = arch.hf_config()
         config.update(bos_token_id=bos, eos_token_id=eos)
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -522,7 +530,7 @@ def write_checkpoint(
             "files": files,
         }
         (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n")
-        _move_into_place(tmp, out_dir, identity)
+        _move_into_place(tmp, out_dir, identity, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -531,20 +539,28 @@ def write_checkpoint(
     return _info_from_marker(out_dir, final_marker, created=True, elapsed_s=time.monotonic() - started)
 
 
-def _move_into_place(tmp: Path, out_dir: Path, identity: dict[str, Any]) -> None:
+def _move_into_place(tmp: Path, out_dir: Path, identity: dict[str, Any], overwrite: bool) -> None:
+    """Rename ``tmp`` to ``out_dir``; a concurrent writer of the same checkpoint may have got there first."""
     old = None
-    if out_dir.exists():
-        # rename() cannot replace a non-empty folder; park the old one, swap, then delete it.
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        matches, why = _existing_matches(out_dir, identity)
+        if not overwrite:
+            if matches:  # theirs is as good as ours, and someone may already be reading it
+                shutil.rmtree(tmp)
+                return
+            raise CheckpointMismatchError(f"{why}; pass overwrite=True (--overwrite) to replace it")
+        # rename() cannot replace a non-empty folder: park the old one, swap, then delete it.
         old = out_dir.with_name(f"{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
         out_dir.rename(old)
     try:
-        tmp.rename(out_dir)
+        tmp.rename(out_dir)  # also replaces an empty folder
     except OSError:
-        # A concurrent writer of the same checkpoint won the race: theirs is as good as ours.
-        if _existing_matches(out_dir, identity)[0]:
-            shutil.rmtree(tmp)
-        else:
+        if old is not None and not out_dir.exists():
+            old.rename(out_dir)
+            old = None
+        if not _existing_matches(out_dir, identity)[0]:
             raise
+        shutil.rmtree(tmp)
     if old is not None:
         shutil.rmtree(old)
 

@@ -356,11 +356,10 @@ class _Collector:
     def get(self, name: str) -> list[_Hit]:
         return list(self.hits.get(name, {}).values())
 
-    def rank_sum_max(self, name: str, keys: set | None = None) -> float | None:
+    def rank_sum_max(self, name: str) -> float | None:
         per_rank: dict[object, float] = {}
         for hit in self.get(name):
-            if keys is None or hit.key in keys:
-                per_rank[hit.key] = per_rank.get(hit.key, 0.0) + hit.value
+            per_rank[hit.key] = per_rank.get(hit.key, 0.0) + hit.value
         return max(per_rank.values()) if per_rank else None
 
     def extreme(self, name: str, pick) -> float | None:
@@ -377,12 +376,30 @@ class _Collector:
         return Span(first.ts, last.ts, year)
 
 
+# Every pattern in _V needs one of these words; most lines of a log have none.
+_GATE_WORDS = (
+    "Initializing a V1",
+    "world size",
+    "downloading weights",
+    "RunAI",
+    "Runai",
+    "took",
+    "takes",
+    "Dynamo",
+    "Cache the graph",
+    "Directly load",
+    "AOT",
+    "Compiling",
+    "KV cache",
+    "torch.compile",
+)
+
+
 def _collect_vllm(lines: Iterable[LogLine]) -> tuple[_Collector, dict[str, object]]:
     col = _Collector()
     facts: dict[str, object] = {}
     for line in lines:
         msg = line.message
-        # Cheap gate: every pattern below needs one of these words; most lines have none.
         if not any(w in msg for w in _GATE_WORDS):
             continue
         if "version" not in facts and (m := _V["version"].search(msg)):
@@ -436,24 +453,6 @@ def _collect_vllm(lines: Iterable[LogLine]) -> tuple[_Collector, dict[str, objec
         if _V["cache_disabled"].search(msg):
             facts["cache_disabled"] = True
     return col, facts
-
-
-_GATE_WORDS = (
-    "Initializing a V1",
-    "world size",
-    "downloading weights",
-    "RunAI",
-    "Runai",
-    "took",
-    "takes",
-    "Dynamo",
-    "Cache the graph",
-    "Directly load",
-    "AOT",
-    "Compiling",
-    "KV cache",
-    "torch.compile",
-)
 
 
 def _vllm_phases(col: _Collector, facts: dict[str, object]) -> VllmPhases:

@@ -5,7 +5,7 @@ holds vLLM sharded state for tensor-parallel size N. Each folder's ``coldstart-m
 path, size, sha256 of every file) is written last and removed first on re-upload, so a folder without it is
 by definition incomplete: a half-uploaded model is never mistaken for a staged one.
 
-CLI (vLLM benchmarks style: ``add_cli_args`` + ``main``)::
+CLI (vLLM benchmarks style: ``add_cli_args`` + ``main``; mounted as ``python -m coldstart stage``)::
 
     put <model_name> --from <dir>    ls    verify <model_name> [--deep]    get <model_name> --to <dir>
 """
@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -347,7 +347,7 @@ def read_manifest(store: Store, prefix: str) -> Manifest:
     except ObjectNotFound as e:
         raise ObjectNotFound(
             f"{store.url_for(prefix)} is not staged: no {MANIFEST_NAME} (never uploaded, or the upload did not "
-            "finish; run `put` again)") from e
+            "finish): run `python -m coldstart stage put` again") from e
     return Manifest.from_json_bytes(data, source=store.url_for(mkey))
 
 
@@ -462,10 +462,10 @@ def download_dir(
                 size_bytes = local.stat().st_size
                 if size_bytes != e.size_bytes:
                     raise IntegrityError(f"{store.url_for(prefix)}/{e.path}: got {size_bytes} bytes, manifest "
-                                         f"says {e.size_bytes}; the store copy is damaged, run `put` again")
+                                         f"says {e.size_bytes}; the store copy is damaged, stage it again")
                 if sha256_file(local) != e.sha256:
                     raise IntegrityError(f"{store.url_for(prefix)}/{e.path}: sha256 does not match the manifest; "
-                                         "the store copy is damaged, run `put` again")
+                                         "the store copy is damaged, stage it again")
 
             _run_parallel(fetch, manifest.files, workers)
         (tmp / MANIFEST_NAME).write_bytes(manifest.to_json_bytes())
@@ -636,10 +636,3 @@ def main(args: argparse.Namespace) -> int:
         return 1
 
 
-def cli(argv: Iterable[str] | None = None) -> int:
-    parser = add_cli_args(argparse.ArgumentParser(prog="coldstart-staging", description=__doc__.split("\n")[0]))
-    return main(parser.parse_args(None if argv is None else list(argv)))
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -487,8 +486,8 @@ class S3Store:
         prefix: str = "",
         *,
         endpoint_url: str | None = None,
-        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, so a shared default is safe
-        transfer: TransferSettings = TransferSettings(),  # noqa: B008 - frozen, so a shared default is safe
+        retry: RetryPolicy = RetryPolicy(),  # frozen, so a shared default is safe
+        transfer: TransferSettings = TransferSettings(),
     ) -> None:
         if not _BUCKET_RE.match(bucket):
             raise InvalidStoreURI(f"{bucket!r} is not a valid bucket name")
@@ -553,21 +552,23 @@ class S3Store:
     def check(self) -> None:
         start_s = time.monotonic()
         last: BaseException | None = None
-        for attempt in range(1, self._retry.attempts + 1):
+        attempts_made = 0
+        while attempts_made < self._retry.attempts:
+            attempts_made += 1
             try:
                 with self._errors("check"):
                     self._probe.head_bucket(Bucket=self.bucket)
                 return
             except EndpointUnreachable as e:
                 last = e.__cause__
-                if attempt < self._retry.attempts:
-                    time.sleep(self._retry.delay_s(attempt))
+                if attempts_made < self._retry.attempts:
+                    time.sleep(self._retry.delay_s(attempts_made))
         elapsed_s = time.monotonic() - start_s
         endpoint = _redact_url(self.endpoint_url)
         raise EndpointUnreachable(
-            f"cannot reach S3 endpoint {endpoint} for {self.uri}: {self._retry.attempts} attempt(s) over "
+            f"cannot reach S3 endpoint {endpoint} for {self.uri}: {attempts_made} attempt(s) over "
             f"{elapsed_s:.1f}s failed ({type(last).__name__}); check AWS_ENDPOINT_URL / --endpoint-url and "
-            "that the server is up", endpoint_url=endpoint, attempts=self._retry.attempts) from last
+            "that the server is up", endpoint_url=endpoint, attempts=attempts_made) from last
 
     def exists(self, key: str) -> bool:
         full = self._full(key)

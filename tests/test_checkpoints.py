@@ -31,12 +31,12 @@ def _shrunk(name: str, new_name: str, **arch_changes) -> Model:
 
 
 _SMALL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}
-QWEN3_MINI = _shrunk("qwen-3-0.6b", "qwen3-mini", **_SMALL, head_dim=16, intermediate_size=128, vocab_size=512)
+QWEN3_MINI = _shrunk("qwen-3-0.6b", "qwen3-mini", **_SMALL, head_dim=32, intermediate_size=128, vocab_size=512)
 QWEN3_MOE_MINI = _shrunk(
     "qwen-3-235b",
     "qwen3-moe-mini",
     **_SMALL,
-    head_dim=16,
+    head_dim=32,
     intermediate_size=128,
     vocab_size=512,
     num_experts=4,
@@ -276,3 +276,17 @@ def test_cli_writes_into_the_default_dir_then_keeps_it(monkeypatch, tmp_path, ca
     assert _cli("tiny", "--seed", "7", "--no-progress") == 1
     assert "--overwrite" in capsys.readouterr().err
     assert _cli("tiny", "--seed", "7", "--overwrite", "--no-progress") == 0
+
+
+def test_every_model_id_decodes_to_text(tmp_path):
+    # Random weights sample any id < vocab_size; with a smaller tokenizer the first request streamed no
+    # text at all on the GPU (qwen-3-0.6b). Every id must decode to something printable.
+    from transformers import AutoTokenizer
+
+    from coldstart.checkpoints import _write_tokenizer
+
+    vocab, _, _ = _write_tokenizer(tmp_path, 512, 0, 256, model_vocab=3000)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert vocab == len(tok) == 3000
+    assert all(tok.decode([i]) for i in (4, 511, 512, 1999, 2999))
+    assert tok("hello world")["input_ids"] == AutoTokenizer.from_pretrained(tmp_path)("hello world")["input_ids"]

@@ -521,6 +521,35 @@ def test_v025_inductor_cache_hit_without_aot():
     assert v.profiling_s is None
 
 
+def test_mixed_ranks_count_as_a_miss():
+    # One rank found its graphs and AOT artifact, the other compiled: the engine still waited on a compile.
+    text = "\n".join(
+        [
+            _v025(
+                "Worker_TP0 pid=100",
+                "19:00:06",
+                "backends.py:292",
+                "Directly load the compiled graph(s) for compile range (1, 8192) from the cache, took 0.900 s",
+            ),
+            _v025(
+                "Worker_TP0 pid=100", "19:00:06", "decorators.py:312", "Directly load AOT compilation from path /c/0"
+            ),
+            _v025(
+                "Worker_TP1 pid=101",
+                "19:00:16",
+                "backends.py:394",
+                "Compiling a graph for compile range (1, 8192) takes 10.00 s",
+            ),
+            _v025("Worker_TP1 pid=101", "19:00:17", "decorators.py:710", "saved AOT compiled function to /c/1"),
+        ]
+    )
+    v = parse_vllm(text)
+    assert v.compile_cache_hit is False
+    assert v.aot_cache_hit is False
+    assert v.inductor_s == pytest.approx(10.0)
+    assert v.compile_cache_load_s == pytest.approx(0.9)
+
+
 def test_v025_aot_load_failure_is_a_miss_and_cache_disabled_flag():
     text = "\n".join(
         [

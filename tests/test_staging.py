@@ -355,3 +355,10 @@ def test_cli_default_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mode
     assert _cli("put", "tiny", "--from", str(model_dir), "--no-progress") == 0
     assert (tmp_path / "cache" / "coldstart" / "store" / "models" / "tiny" / MANIFEST_NAME).is_file()
     capsys.readouterr()
+
+
+def test_progress_bar_reports_bytes(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    upload_dir(LocalStore(tmp_path / "store"), PREFIX, model_dir, show_progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""  # progress goes to stderr; stdout is for results
+    assert "uploading" in captured.err and "5.0 kB" in captured.err

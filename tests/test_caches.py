@@ -1,0 +1,388 @@
+"""Cache clearing on temp trees: every root is pointed into tmp_path through the environment."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import mmap
+import os
+from pathlib import Path
+
+import pytest
+
+from coldstart import caches
+from coldstart.caches import (
+    CacheRoot,
+    OutsideCacheRootError,
+    UnknownRootError,
+    cache_roots,
+    clear,
+    drop_caches,
+    evict_page_cache,
+    select_roots,
+)
+
+
+def _base_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "HOME": str(tmp_path / "home"),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+        "TMPDIR": str(tmp_path / "tmp"),
+        "USER": "tester",
+        "COLDSTART_HOME": str(tmp_path / "cs"),
+    }
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    for sub in ("home", "xdg", "tmp"):
+        (tmp_path / sub).mkdir()
+    return _base_env(tmp_path)
+
+
+@pytest.fixture
+def os_env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The same tree through os.environ, for the CLI; drop_caches aimed at a scratch file, never /proc."""
+    for name in caches.ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(caches, "DROP_CACHES_PATH", Path(env["TMPDIR"]) / "drop_caches")
+    return env
+
+
+def _roots(env: dict[str, str]) -> dict[str, Path]:
+    return {r.name: r.path for r in cache_roots(env)}
+
+
+def _write(path: Path, size: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * size)
+    return path
+
+
+def _populate(env: dict[str, str]) -> dict[str, int]:
+    """A few files in every root; returns the bytes written per root (nested roots counted as themselves)."""
+    roots = _roots(env)
+    sizes = {}
+    for i, (name, path) in enumerate(sorted(roots.items())):
+        size = 100 + i
+        _write(path / "sub" / "deeper" / f"{name}.bin", size)
+        _write(path / "top.bin", size)
+        sizes[name] = 2 * size
+    return sizes
+
+
+def test_defaults_follow_home_xdg_tmp_and_user(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # paths.coldstart_home reads Path.home()
+    env = {"HOME": str(tmp_path / "home"), "TMPDIR": str(tmp_path / "tmp"), "USER": "a/b"}
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    roots = _roots(env)
+    assert roots["hf-hub"] == home / ".cache" / "huggingface" / "hub"
+    assert roots["hf-xet"] == home / ".cache" / "huggingface" / "xet"
+    assert roots["vllm"] == home / ".cache" / "coldstart" / "engine-cache" / "vllm"
+    assert roots["vllm-default"] == home / ".cache" / "vllm"
+    assert roots["runai-streamer"] == home / ".cache" / "vllm" / "assets" / "model_streamer"
+    assert roots["inductor"] == home / ".cache" / "coldstart" / "engine-cache" / "inductor"
+    assert roots["inductor-default"] == tmp / "torchinductor_a_b"  # torch sanitises "/" in user names
+    assert roots["inductor-headers"] == tmp / "torchinductor_a_b" / "precompiled_headers"
+    assert roots["triton"] == home / ".cache" / "coldstart" / "engine-cache" / "triton"
+    assert roots["triton-default"] == home / ".triton" / "cache"
+    assert roots["torch-kernels"] == home / ".cache" / "torch" / "kernels"
+    assert roots["cuda-jit"] == home / ".nv" / "ComputeCache"
+    assert roots["flashinfer"] == home / ".cache" / "flashinfer"
+    assert roots["coldstart-models"] == home / ".cache" / "coldstart" / "models"
+
+
+def test_env_vars_move_each_root(env, tmp_path):
+    t = tmp_path
+    env.update(
+        HF_HOME=str(t / "hf"),
+        VLLM_CACHE_ROOT=str(t / "v"),
+        VLLM_ASSETS_CACHE=str(t / "assets"),
+        TORCHINDUCTOR_CACHE_DIR=str(t / "ind"),
+        TRITON_CACHE_DIR=str(t / "tri"),
+        PYTORCH_KERNEL_CACHE_PATH=str(t / "tk"),
+        CUDA_CACHE_PATH=str(t / "nv"),
+        FLASHINFER_WORKSPACE_BASE=str(t / "fi"),
+    )
+    roots = _roots(env)
+    assert roots["hf-hub"] == t / "hf" / "hub"
+    assert roots["hf-xet"] == t / "hf" / "xet"
+    assert roots["vllm"] == t / "v"
+    assert roots["vllm-default"] == t / "xdg" / "vllm"
+    assert roots["runai-streamer"] == t / "assets" / "model_streamer"
+    assert roots["inductor"] == t / "ind"
+    # precompiled_headers ignores TORCHINDUCTOR_CACHE_DIR: it stays in <tmp>/torchinductor_<user>.
+    assert roots["inductor-headers"] == t / "tmp" / "torchinductor_tester" / "precompiled_headers"
+    assert roots["triton"] == t / "tri"
+    assert roots["torch-kernels"] == t / "tk"
+    assert roots["cuda-jit"] == t / "nv"
+    assert roots["flashinfer"] == t / "fi" / ".cache" / "flashinfer"
+    assert roots["coldstart-models"] == t / "cs" / "models"
+    env.update(HF_HUB_CACHE=str(t / "hub2"), HF_XET_CACHE=str(t / "xet2"), TRITON_HOME=str(t / "th"))
+    roots = _roots(env)
+    assert (roots["hf-hub"], roots["hf-xet"]) == (t / "hub2", t / "xet2")
+    assert roots["triton-default"] == t / "th" / ".triton" / "cache"
+
+
+def test_a_default_twin_equal_to_its_pinned_root_is_listed_once(env, tmp_path):
+    env["VLLM_CACHE_ROOT"] = str(tmp_path / "xdg" / "vllm")
+    names = [r.name for r in cache_roots(env)]
+    assert "vllm" in names and "vllm-default" not in names
+    assert len(names) == len(set(names))
+
+
+def test_clear_removes_contents_keeps_roots_and_reports_bytes(env, tmp_path):
+    sizes = _populate(env)
+    outside = _write(tmp_path / "home" / "keep.txt", 7)
+    report = clear(cache_roots(env), env=env)
+    assert report.raise_if_failed() is report
+    by_name = {r.name: r for r in report.roots}
+    assert {n: r.size_bytes for n, r in by_name.items()} == sizes
+    assert all(r.files == 2 and r.removed and r.existed for r in by_name.values())
+    assert report.size_bytes == sum(sizes.values())
+    for path in _roots(env).values():
+        # Only folders leading to a nested root (vllm-default/assets/model_streamer) may be left.
+        assert path.is_dir() and [p for p in path.rglob("*") if not p.is_dir()] == [], path
+    assert outside.read_bytes() == b"x" * 7
+
+
+def test_dry_run_removes_nothing_and_reports_what_would_go(env):
+    sizes = _populate(env)
+    report = clear(cache_roots(env), dry_run=True, env=env)
+    assert report.ok and report.dry_run
+    assert {r.name: r.size_bytes for r in report.roots} == sizes
+    assert not any(r.removed for r in report.roots)
+    for name, path in _roots(env).items():
+        assert (path / "top.bin").is_file(), name
+
+
+def test_nested_selected_roots_are_counted_once(env):
+    roots = _roots(env)
+    _write(roots["runai-streamer"] / "abc" / "config.json", 10)
+    _write(roots["vllm-default"] / "modelinfos" / "x.json", 5)
+    report = clear(select_roots(["vllm-default", "runai-streamer"], env), env=env)
+    assert {r.name: r.size_bytes for r in report.roots} == {"vllm-default": 5, "runai-streamer": 10}
+    assert roots["runai-streamer"].is_dir() and not any(roots["runai-streamer"].iterdir())
+    assert not (roots["vllm-default"] / "modelinfos").exists()
+
+
+def test_clearing_an_outer_root_alone_takes_the_nested_one_too(env):
+    roots = _roots(env)
+    _write(roots["runai-streamer"] / "abc" / "config.json", 10)
+    report = clear(select_roots(["vllm-default"], env), env=env)
+    assert report.roots[0].size_bytes == 10
+    assert not roots["runai-streamer"].exists()
+
+
+def test_refuses_paths_outside_the_known_roots(env, tmp_path):
+    victim = _write(tmp_path / "home" / "precious" / "data.bin", 3)
+    with pytest.raises(OutsideCacheRootError, match="not inside a known cache root"):
+        clear([CacheRoot("evil", victim.parent, "")], env=env)
+    # A refusal comes before anything is touched, even for the valid roots listed with it.
+    hub_file = _write(_roots(env)["hf-hub"] / "models--x" / "a", 4)
+    with pytest.raises(OutsideCacheRootError):
+        clear([*select_roots(["hf-hub"], env), CacheRoot("evil", victim.parent, "")], env=env)
+    assert victim.is_file() and hub_file.is_file()
+    # Inside a known root is fine: one model's folder in the hub.
+    report = clear([CacheRoot("one-model", hub_file.parent, "")], env=env)
+    assert report.ok and not hub_file.exists()
+
+
+def test_refuses_a_root_moved_onto_home(env, tmp_path):
+    env["TRITON_CACHE_DIR"] = env["HOME"]
+    victim = _write(tmp_path / "home" / "thesis.tex", 3)
+    with pytest.raises(OutsideCacheRootError, match="home"):
+        clear(select_roots(["triton"], env), env=env)
+    assert victim.is_file()
+
+
+def test_symlinks_are_removed_never_followed(env, tmp_path):
+    root = _roots(env)["hf-hub"]
+    outside_dir = tmp_path / "elsewhere"
+    outside_file = _write(outside_dir / "big.bin", 1000)
+    _write(outside_dir / "sub" / "more.bin", 10)
+    (root / "snapshots").mkdir(parents=True)
+    (root / "snapshots" / "dir-link").symlink_to(outside_dir, target_is_directory=True)
+    (root / "file-link").symlink_to(outside_file)
+    (root / "dangling").symlink_to(tmp_path / "nothing-here")
+    _write(root / "real.bin", 5)
+
+    dry = clear(select_roots(["hf-hub"], env), dry_run=True, env=env)
+    assert (dry.roots[0].files, dry.roots[0].size_bytes) == (4, 5)  # links count as entries, not bytes
+
+    report = clear(select_roots(["hf-hub"], env), env=env)
+    assert report.ok, report.errors()
+    assert list(root.iterdir()) == []
+    assert outside_file.read_bytes() == b"x" * 1000
+    assert (outside_dir / "sub" / "more.bin").is_file()
+
+
+def test_a_symlinked_root_clears_its_target_contents_but_keeps_the_link(env, tmp_path):
+    target = tmp_path / "big-disk" / "hub"
+    _write(target / "blob", 9)
+    hub = _roots(env)["hf-hub"]
+    hub.parent.mkdir(parents=True)
+    hub.symlink_to(target, target_is_directory=True)
+    report = clear(select_roots(["hf-hub"], env), env=env)
+    assert report.roots[0].size_bytes == 9
+    assert hub.is_symlink() and target.is_dir() and list(target.iterdir()) == []
+
+
+def _make_unremovable(monkeypatch: pytest.MonkeyPatch, stuck: Path) -> None:
+    """Tests may run as root, where chmod stops nothing: inject the failure instead."""
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        if Path(path) == stuck:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(caches.os, "unlink", unlink)
+
+
+def test_unremovable_entry_makes_the_report_not_ok(env, monkeypatch):
+    roots = _roots(env)
+    stuck = _write(roots["vllm"] / "torch_compile_cache" / "stuck.bin", 11)
+    other = _write(roots["vllm"] / "torch_compile_cache" / "fine.bin", 3)
+    _write(roots["triton"] / "k.bin", 2)
+    _make_unremovable(monkeypatch, stuck)
+    report = clear(select_roots(["vllm", "triton"], env), env=env)
+    assert not report.ok
+    vllm, triton = report.roots
+    assert vllm.error and "stuck.bin" in vllm.error and not vllm.removed
+    assert triton.error is None and triton.removed
+    assert stuck.exists() and not other.exists()  # one failure does not stop the rest
+    assert any("stuck.bin" in e for e in report.errors())
+    with pytest.raises(caches.CacheClearError, match=r"stuck\.bin"):
+        report.raise_if_failed()
+
+
+def test_a_root_that_is_a_file_is_an_error(env):
+    _write(_roots(env)["cuda-jit"], 4)
+    report = clear(select_roots(["cuda-jit"], env), env=env)
+    assert not report.ok and "not a folder" in (report.roots[0].error or "")
+
+
+def test_absent_roots_are_fine(env):
+    report = clear(cache_roots(env), env=env)
+    assert report.ok
+    assert not any(r.existed for r in report.roots)
+
+
+def test_select_roots_rejects_unknown_names_listing_valid_ones(env):
+    with pytest.raises(UnknownRootError, match="valid roots: hf-hub"):
+        select_roots(["vllm", "nope"], env)
+
+
+def _resident_pages(path: Path) -> int:
+    """Pages of ``path`` in the page cache, via mincore(2) on a private mapping of it."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
+    size = path.stat().st_size
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vec = (ctypes.c_ubyte * pages)()
+    # ACCESS_COPY gives a writable (copy-on-write) view whose address ctypes can take; untouched pages
+    # still report the file's page cache.
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mm:
+        buf = (ctypes.c_char * size).from_buffer(mm)
+        try:
+            if libc.mincore(ctypes.addressof(buf), size, vec) != 0:
+                raise OSError(ctypes.get_errno(), "mincore failed")
+        finally:
+            del buf  # the buffer export must be gone before the mapping closes
+    return sum(v & 1 for v in vec)
+
+
+def _fs_type(path: Path) -> str:
+    best, fstype = "", ""
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _dev, mount_point, kind, *_ = line.split()
+        if str(path).startswith(mount_point) and len(mount_point) > len(best):
+            best, fstype = mount_point, kind
+    return fstype
+
+
+def test_evict_page_cache_drops_the_pages_of_real_files(tmp_path):
+    if _fs_type(tmp_path) in ("tmpfs", "ramfs"):
+        pytest.skip("on tmpfs the page cache is the storage: nothing can be evicted")
+    size = 4 * 1024 * 1024
+    data = _write(tmp_path / "ckpt" / "model.safetensors", size)
+    _write(tmp_path / "ckpt" / "config.json", 100)
+    (tmp_path / "ckpt" / "link.json").symlink_to(tmp_path / "ckpt" / "config.json")
+    data.read_bytes()
+    pages = size // mmap.PAGESIZE
+    assert _resident_pages(data) == pages  # freshly written and read: all cached
+    report = evict_page_cache([tmp_path / "ckpt"])
+    assert report.ok, report.errors
+    assert (report.files, report.size_bytes) == (3, size + 200)
+    assert report.drop_caches is None
+    assert _resident_pages(data) == 0
+    assert data.read_bytes() == b"x" * size  # kept on disk
+
+
+def test_evict_reports_missing_paths(tmp_path):
+    report = evict_page_cache([tmp_path / "missing"])
+    assert not report.ok and "missing" in report.errors[0]
+
+
+def test_drop_caches_writes_when_root_and_never_fails_otherwise(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(caches.os, "sync", lambda: synced.append(True))
+    proc = tmp_path / "drop_caches"
+    proc.write_text("")
+    monkeypatch.setattr(caches.os, "geteuid", lambda: 0)
+    result = drop_caches(proc)
+    assert result.done and proc.read_text() == "3\n" and synced
+    unwritable = drop_caches(tmp_path / "no-such-dir" / "drop_caches")
+    assert not unwritable.done and "cannot write" in unwritable.detail
+    monkeypatch.setattr(caches.os, "geteuid", lambda: 1000)
+    proc.write_text("")
+    result = drop_caches(proc)
+    assert not result.done and "not root" in result.detail and proc.read_text() == ""
+
+
+def _cli(*argv: str) -> int:
+    return caches.main(caches.add_cli_args(argparse.ArgumentParser()).parse_args(list(argv)))
+
+
+def test_cli_clears_and_prints_a_table(os_env, capsys, monkeypatch):
+    monkeypatch.setattr(caches.os, "geteuid", lambda: 1000)
+    sizes = _populate(os_env)
+    assert _cli("--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "would remove" in out and "hf-hub" in out
+    assert (_roots(os_env)["hf-hub"] / "top.bin").exists()
+    assert _cli("--only", "triton", "hf-hub", "--no-drop-caches") == 0
+    assert not (_roots(os_env)["hf-hub"] / "top.bin").exists()
+    assert (_roots(os_env)["vllm"] / "top.bin").exists()
+    assert sizes["hf-hub"] > 0
+
+
+def test_cli_drops_caches_by_default_and_evicts(os_env, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(caches.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(caches.os, "sync", lambda: None)
+    proc = Path(os_env["TMPDIR"]) / "drop_caches"
+    proc.write_text("")
+    model = _write(tmp_path / "store" / "model.safetensors", 1024)
+    assert _cli("--evict", str(model.parent)) == 0
+    out = capsys.readouterr().out
+    assert proc.read_text() == "3\n"
+    assert "drop_caches: done" in out and "evicted 1 files" in out
+    proc.write_text("")
+    assert _cli("--no-drop-caches") == 0
+    assert proc.read_text() == ""
+
+
+def test_cli_exit_codes_for_bad_input_and_failures(os_env, capsys, monkeypatch):
+    assert _cli("--only", "bogus") == 2
+    err = capsys.readouterr().err
+    assert "bogus" in err and "valid roots" in err and "hf-hub" in err
+    stuck = _write(_roots(os_env)["triton"] / "stuck.bin", 1)
+    _make_unremovable(monkeypatch, stuck)
+    assert _cli("--only", "triton", "--no-drop-caches") == 1
+    assert "stuck.bin" in capsys.readouterr().err
+    monkeypatch.setenv("TRITON_CACHE_DIR", os_env["HOME"])
+    assert _cli("--only", "triton", "--no-drop-caches") == 2
