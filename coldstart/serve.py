@@ -123,8 +123,6 @@ def serve_app(
 ) -> Iterator[str]:
     """Start (or join) Ray, deploy the OpenAI app without blocking, yield its base URL, always clean up."""
     import ray
-    from ray import serve
-    from ray.serve.llm import build_openai_app
 
     import coldstart
 
@@ -135,6 +133,18 @@ def serve_app(
     elif num_cpus is not None:
         init_kwargs["num_cpus"] = num_cpus
     ray.init(**init_kwargs)
+    # ray.init() installs a C++ failure-signal handler that takes SIGTERM over and aborts the driver
+    # (exit 134) halfway through cleanup; put the Python handler back so SIGTERM unwinds like Ctrl-C.
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(signals_as_interrupt())
+        yield from _serve_after_init(app_args, app_name=app_name, host=host, port=port)
+
+
+def _serve_after_init(app_args: dict[str, Any], *, app_name: str, host: str, port: int) -> Iterator[str]:
+    import ray
+    from ray import serve
+    from ray.serve.llm import build_openai_app
+
     try:
         ctx = ray.get_runtime_context()
         session_dir = getattr(ctx, "session_dir", None) or ray._private.worker._global_node.get_session_dir_path()

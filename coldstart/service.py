@@ -53,6 +53,41 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ready-file", type=Path, default=None,
                         help="write {url, run_id, log} here once the app is deployed (for the runner)")
     parser.add_argument("--dry-run", action="store_true", help="print the Serve YAML and start nothing")
+    parser.add_argument("--publish-compile-cache", action="store_true",
+                        help="start nothing: pack this node's engine compile caches (left by an earlier run of "
+                        "the same model and experiment) and publish them to the store under this config's "
+                        "fingerprint")
+
+
+def publish_compile_cache(app_args: dict) -> int:
+    """Capture the pinned engine caches and publish them under the fingerprint the replica hook computes
+    from the very same config (so the keys agree by construction)."""
+    import tempfile
+
+    from coldstart import compile_cache as cc
+    from coldstart.replica_hooks import engine_model_path
+    from coldstart.store import open_store
+
+    cfg = app_args["llm_configs"][0]
+    hook = cfg["callback_config"]["callback_kwargs"]
+    if not hook.get("compile_cache_store"):
+        print("error: this experiment does not use a compile cache (try compile_cache or all)", file=sys.stderr)
+        return 2
+    env = {**os.environ, **cfg["runtime_env"]["env_vars"]}
+
+    class _Cfg:  # the shape engine_model_path reads, without building a Ray LLMConfig
+        model_loading_config = cfg["model_loading_config"]
+
+    fingerprint = cc.fingerprint_for_engine(hook["model_name"], engine_model_path(_Cfg), cfg["engine_kwargs"],
+                                            environ=env)
+    vllm_root, inductor_dir, triton_dir = cc.default_cache_dirs(env)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "compile-cache.tar"
+        manifest = cc.capture(vllm_root, inductor_dir, triton_dir, archive, fingerprint=fingerprint)
+        result = cc.publish(open_store(hook["compile_cache_store"]), fingerprint, archive, manifest)
+    print(f"compile cache publish: {result.status} {result.key} ({manifest.size_bytes / 1e6:.1f} MB, "
+          f"{manifest.file_count} files) {result.detail or ''}")
+    return 0 if result.status in (cc.PublishStatus.SUCCESS, cc.PublishStatus.SKIPPED) else 1
 
 
 def _default_store(args: argparse.Namespace) -> str:
@@ -107,17 +142,19 @@ def main(args: argparse.Namespace) -> int:
             print(f"store error: {exc}", file=sys.stderr)
             return 1
         raise
+    if args.publish_compile_cache:
+        return publish_compile_cache(app_args)
     if args.dry_run:
         from coldstart.llm_config import serve_yaml_config
 
         print(yaml.safe_dump(serve_yaml_config(app_name, app_args), sort_keys=False))
         return 0
 
-    from coldstart.serve import serve_app, signals_as_interrupt, tee_output
+    from coldstart.serve import serve_app, tee_output
 
     paths.apply_engine_cache_env()
     log_path = paths.run_log_path(args.model, args.experiment, run_id)
-    with tee_output(log_path), signals_as_interrupt():
+    with tee_output(log_path):
         events.emit(
             "service_start", run_id=run_id, model=args.model, experiment=args.experiment, app_args=app_args
         )
@@ -129,7 +166,8 @@ def main(args: argparse.Namespace) -> int:
                 print(f"serving {args.model} ({args.experiment}) at {url}/v1 with zero replicas; "
                       f"log: {log_path}; Ctrl-C to stop", flush=True)
                 if args.ready_file:
-                    args.ready_file.write_text(json.dumps({"url": url, "run_id": run_id, "log": str(log_path), "config": app_args}))
+                    ready = {"url": url, "run_id": run_id, "log": str(log_path), "config": app_args}
+                    args.ready_file.write_text(json.dumps(ready))
                 while True:
                     time.sleep(3600)
         except KeyboardInterrupt:

@@ -53,7 +53,10 @@ def resolve_weights(
 
     store = open_store(store_uri, endpoint_url=endpoint_url)
     store.check()
-    prefix = staging.sharded_prefix(model.name, model.tp_size) if exp.sharded_state else staging.model_prefix(model.name)
+    if exp.sharded_state:
+        prefix = staging.sharded_prefix(model.name, model.tp_size)
+    else:
+        prefix = staging.model_prefix(model.name)
     if staging.is_complete(store, prefix):
         url = store.url_for(prefix)
         return WeightsLocation(url, "s3" if url.startswith("s3://") else "local")
