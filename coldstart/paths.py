@@ -13,7 +13,9 @@ from pathlib import Path
 def coldstart_home(env: Mapping[str, str] = os.environ) -> Path:
     if env.get("COLDSTART_HOME"):
         return Path(env["COLDSTART_HOME"])
-    base = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    xdg = env.get("XDG_CACHE_HOME", "")
+    # The XDG spec: a relative XDG_CACHE_HOME is invalid and must be ignored.
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
     return base / "coldstart"
 
 

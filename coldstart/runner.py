@@ -83,11 +83,19 @@ def audit(experiment: str, parsed_audit: dict[str, Any]) -> dict[str, Any]:
     return {**parsed_audit, "expected_compile_cache_hit": want, "passed": passed}
 
 
-def summarize(log_text: str, experiment: str) -> tuple[dict[str, float | None], dict[str, Any]]:
+def summarize(log_text: str, client: dict[str, Any], experiment: str) -> tuple[dict[str, float | None], dict]:
     from coldstart.timeline import summarize_run
 
-    summary = summarize_run(log_text)
+    summary = summarize_run(log_text, client)
     return dict(summary.phases), audit(experiment, dict(summary.audit))
+
+
+def write_client_sidecar(log_path: Path | None, m: Measurement) -> None:
+    """``<run_id>.client.json`` beside the service log: the analysis CLI rebuilds every row from the two."""
+    if log_path is not None:
+        from coldstart.client import write_result
+
+        write_result(m, log_path.with_suffix(".client.json"))
 
 
 def run_one(sut: SystemUnderTest, spec: RunSpec, *, provenance: Any, device: str | None) -> ResultRow:
@@ -101,7 +109,13 @@ def run_one(sut: SystemUnderTest, spec: RunSpec, *, provenance: Any, device: str
             log_path, config = dep.log_path, dep.config
             m = sut.measure(dep, spec)
         text = log_path.read_text(errors="replace") if log_path and log_path.exists() else ""
-        phases, run_audit = summarize(text, spec.experiment) if text else ({}, {})
+        write_client_sidecar(log_path, m)
+        try:
+            phases, run_audit = summarize(text, dataclasses.asdict(m), spec.experiment)
+        except Exception as exc:
+            # The measurement stands even if the parser trips on a new log wording; the row says so and
+            # `python -m analysis` can re-derive the phases from the kept log once the parser is fixed.
+            phases, run_audit = {}, {"parse_error": f"{type(exc).__name__}: {exc}", "passed": None}
         return ResultRow(
             run_id=run_id, model=spec.model, experiment=spec.experiment, repeat=spec.repeat,
             status=m.status, ttft_s=m.ttft_s, phases=phases, audit=run_audit,
@@ -163,10 +177,12 @@ class ServiceSUT:
     """The real system: ``service.py`` in a subprocess (its own process group, so a stop reaches Ray and
     vLLM children), ``clear_cache`` before, the client in this process."""
 
-    def __init__(self, service_args: Sequence[str], *, clear: bool = True, ready_timeout_s: float = 600.0,
-                 client_timeout_s: float = 1800.0, python: str = sys.executable, workdir: Path | None = None):
+    def __init__(self, service_args: Sequence[str], *, clear: bool = True, clear_only: Sequence[str] = (),
+                 ready_timeout_s: float = 600.0, client_timeout_s: float = 1800.0, python: str = sys.executable,
+                 workdir: Path | None = None):
         self.service_args = list(service_args)
         self.clear_enabled = clear
+        self.clear_only = list(clear_only)
         self.ready_timeout_s = ready_timeout_s
         self.client_timeout_s = client_timeout_s
         self.python = python
@@ -175,8 +191,12 @@ class ServiceSUT:
     def clear(self, spec: RunSpec) -> dict[str, Any]:
         if not self.clear_enabled:
             return {"skipped": True}
-        proc = subprocess.run([self.python, "clear_cache.py"], cwd=self.workdir, capture_output=True, text=True,
-                              check=False)
+        # Weights read from the lab's local store or checkpoints must come from disk, not the page cache.
+        home = paths.coldstart_home()
+        evict = [str(p) for p in (home / "store", home / "checkpoints") if p.exists()]
+        cmd = [self.python, "clear_cache.py", *(["--only", *self.clear_only] if self.clear_only else []),
+               *(["--evict", *evict] if evict else [])]
+        proc = subprocess.run(cmd, cwd=self.workdir, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"clear_cache.py failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
         return {"ok": True}
@@ -230,6 +250,8 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--campaign", default="default", help="a name that groups runs (resume works per campaign)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--no-clear", action="store_true", help="do not clear caches between runs (warm runs)")
+    parser.add_argument("--clear-only", nargs="+", default=[], metavar="ROOT",
+                        help="clear only these cache roots (see clear_cache.py --dry-run); default: all of them")
     parser.add_argument("--ready-timeout", type=float, default=600.0)
     parser.add_argument("--client-timeout", type=float, default=1800.0)
     parser.add_argument("--dry-run", action="store_true", help="list the runs it would do and exit")
@@ -257,7 +279,8 @@ def main(args: argparse.Namespace) -> int:
             print(f"{state}  {s.campaign}  {s.model}  {s.experiment}  #{s.repeat}")
         print(f"{len(todo)} of {len(specs)} runs to do; service args: {' '.join(service_args) or '(none)'}")
         return 0
-    sut = ServiceSUT(service_args, clear=not args.no_clear, ready_timeout_s=args.ready_timeout,
+    sut = ServiceSUT(service_args, clear=not args.no_clear, clear_only=args.clear_only,
+                     ready_timeout_s=args.ready_timeout,
                      client_timeout_s=args.client_timeout)
     rows = run_matrix(sut, specs, args.results, provenance=collect_provenance())
     failed = [r for r in rows if r.status != "ok"]

@@ -37,6 +37,8 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from coldstart import paths
+
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 
@@ -244,14 +246,11 @@ def _check_endpoint_url(url: str) -> str:
 
 
 def default_store_uri() -> str:
-    """``$COLDSTART_STORE``, else a directory in the user's cache (XDG_CACHE_HOME or ~/.cache)."""
+    """``$COLDSTART_STORE``, else a directory store under the lab's home (the embedded default)."""
     env = os.environ.get("COLDSTART_STORE", "").strip()
     if env:
         return env
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    # The XDG spec says a relative XDG_CACHE_HOME is invalid and must be ignored.
-    cache = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return (cache / "coldstart" / "store").as_uri()
+    return (paths.coldstart_home() / "store").as_uri()
 
 
 def open_store(

@@ -87,6 +87,9 @@ def test_default_store_uri(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("COLDSTART_STORE", "s3://team-bucket/coldstart")
     assert default_store_uri() == "s3://team-bucket/coldstart"
     monkeypatch.delenv("COLDSTART_STORE")
+    monkeypatch.setenv("COLDSTART_HOME", str(tmp_path / "lab"))
+    assert default_store_uri() == (tmp_path / "lab" / "store").as_uri()
+    monkeypatch.delenv("COLDSTART_HOME")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_store_uri() == (tmp_path / "xdg" / "coldstart" / "store").as_uri()
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")

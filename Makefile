@@ -1,0 +1,23 @@
+# Two commands on a fresh machine:
+#   make demo   one real cold start of the smallest model from zero replicas (GPU if present, else CPU),
+#               from the embedded local store; its result row and graphs
+#   make test   the test suite (unit + integration + real CPU cold starts), as CI runs it
+PY := .venv/bin/python
+
+.PHONY: setup demo test lint
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(PY) -m coldstart checkpoint tiny
+	$(PY) -m coldstart stage put tiny --from "$$($(PY) -c 'from coldstart.checkpoints import default_checkpoint_dir as d; print(d("tiny"))')"
+	$(PY) -m coldstart matrix --models tiny --experiments baseline --repeats 1 --campaign demo \
+	    --clear-only vllm inductor triton inductor-headers coldstart-models
+	$(PY) -m analysis
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest -p no:cacheprovider
+
+lint:
+	$(PY) -m ruff check .

