@@ -15,6 +15,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "clear-cache": ("coldstart.caches", "reset the node's caches between cold runs"),
     "checkpoint": ("coldstart.checkpoints", "write a synthetic HF checkpoint of a registry model"),
     "stage": ("coldstart.staging", "put models into the object store, list and verify them"),
+    "shard": ("coldstart.sharding", "make vLLM sharded state for a TP size and stage it"),
     "compile-cache": ("coldstart.compile_cache", "capture, publish, restore torch.compile caches"),
     "matrix": ("coldstart.runner", "run (model, experiment, repeat) cold starts and record results"),
     "analyze": ("coldstart.analyze", "parse logs into results, tables and graphs"),

@@ -26,6 +26,8 @@ last of an end.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,6 +45,9 @@ RAY_ERROR_S = 0.0005
 VLLM_ERROR_S = 0.5
 # Every time zone in use is a whole multiple of 15 minutes away from UTC.
 _TZ_STEP_S = 900.0
+# A log with no year anywhere (older vLLM-only captures) still gets a timeline, relative only; a leap year
+# so that a Feb 29 stamp exists.
+_PLACEHOLDER_YEAR = 2000
 # How far (in lines) to look for a stamped neighbour of a reference line.
 _NEIGHBOUR_LINES = 40
 
@@ -147,7 +152,8 @@ class Clock:
     utc_offset_s: float
     offset_detected: bool  # False: no reference in the log, local time taken as UTC
     reference_epoch: float | None  # anchors the year of year-less stamps
-    default_year: int | None  # a year printed in the log, used when there is no reference epoch
+    default_year: int  # a year printed in the log, used when there is no reference epoch
+    year_known: bool  # False: no year anywhere in the log; epochs are only good relative to each other
 
     def epoch(self, stamp: Stamp, year: int | None = None) -> float | None:
         if year is not None:
@@ -159,9 +165,8 @@ class Clock:
                 if (e := _naive_epoch(stamp, y)) is not None
             ]
             return min(candidates, key=lambda e: abs(e - self.reference_epoch)) if candidates else None
-        if self.default_year is not None:
-            return _naive_epoch(stamp, self.default_year) - self.utc_offset_s
-        return None
+        naive = _naive_epoch(stamp, self.default_year)
+        return None if naive is None else naive - self.utc_offset_s
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,7 @@ class Timeline:
     unattributed_s: float | None  # None when there is no request-to-token total to attribute
     t_send_epoch: float | None
     ttft_s: float | None
-    startup_span_s: float | None  # logs without a request: first stamped line -> engine ready
+    startup_span_s: float | None  # logs without a request: the LLM replica's first line -> engine ready
     notes: tuple[str, ...]
 
     def milestone(self, name: str) -> Milestone | None:
@@ -192,12 +197,13 @@ class Timeline:
         if origin is None:
             return []
         rows = [
-            {"name": s.name, "label": s.label, "category": s.category, "start_s": a - origin, "end_s": b - origin}
+            {"name": s.name, "label": s.label, "category": s.category, "start_s": a - origin, "end_s": b - origin,
+             "error_s": s.error_s}
             for s in self.segments if s.seconds is not None for a, b in s.intervals
         ]
         rows += [
             {"name": UNATTRIBUTED, "label": SEGMENT_LABELS[UNATTRIBUTED], "category": "unattributed",
-             "start_s": a - origin, "end_s": b - origin}
+             "start_s": a - origin, "end_s": b - origin, "error_s": None}
             for a, b in self.gaps
         ]
         return sorted(rows, key=lambda r: (r["start_s"], r["end_s"]))
@@ -212,7 +218,8 @@ class Timeline:
             "startup_span_s": self.startup_span_s,
             "utc_offset_s": self.clock.utc_offset_s,
             "utc_offset_detected": self.clock.offset_detected,
-            "milestones": {m.name: {"t_epoch": m.t_epoch, "resolution_s": m.resolution_s, "source": m.source}
+            "segment_error_s": {s.name: s.error_s for s in self.segments if s.seconds is not None},
+            "milestones": {m.name: {"t_epoch": m.t_epoch, "error_s": m.error_s, "source": m.source}
                            for m in self.milestones},
             "notes": list(self.notes),
         }
@@ -280,12 +287,13 @@ def detect_clock(raw_lines: Sequence[str], lines: Sequence[LogLine]) -> Clock:
             diff = min(diffs, key=abs)
             offsets.append(round(diff / _TZ_STEP_S) * _TZ_STEP_S)
     years = [ln.year for ln in lines if ln.year is not None]
-    default_year = years[0] if years else None
     reference = refs[0][1] if refs else None
+    year_known = bool(years) or reference is not None
+    default_year = years[0] if years else _PLACEHOLDER_YEAR
     if not offsets:
-        return Clock(0.0, False, reference, default_year)
+        return Clock(0.0, False, reference, default_year, year_known)
     offset = round(statistics.median(offsets) / _TZ_STEP_S) * _TZ_STEP_S
-    return Clock(float(offset), True, reference, default_year)
+    return Clock(float(offset), True, reference, default_year, year_known)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -297,53 +305,66 @@ _AOT_RE = re.compile(r"saved AOT compiled function to |Directly load AOT compila
 _WORKER_RE = re.compile(r"Worker")
 
 
-def _resolution(line: LogLine) -> float:
-    return EXACT_RESOLUTION_S if line.year is not None else VLLM_RESOLUTION_S
-
-
-def _line_milestone(name: str, line: LogLine, clock: Clock) -> Milestone | None:
-    if line.ts is None:
+def _line_window(line: LogLine, clock: Clock) -> tuple[float, float] | None:
+    """(earliest, latest) epoch the line can have been written at."""
+    if line.ts is None or (t := clock.epoch(line.ts, line.year)) is None:
         return None
-    t = clock.epoch(line.ts, line.year)
-    if t is None:
-        return None
-    res = _resolution(line)
-    # A whole-second stamp is truncated: the moment lies somewhere in [s, s+1); take the middle.
-    return Milestone(name, t + res / 2 if res >= 1 else t, res, line.text[:160])
+    if line.year is not None:  # Ray's formats: milliseconds
+        return (t - RAY_ERROR_S, t + RAY_ERROR_S)
+    return (t, t + 2 * VLLM_ERROR_S)
 
 
-def _pick(name: str, lines: Iterable[LogLine], clock: Clock, *, last: bool) -> Milestone | None:
-    found = [m for ln in lines if (m := _line_milestone(name, ln, clock)) is not None]
+def _window_milestone(name: str, window: tuple[float, float], source: str) -> Milestone:
+    lo, hi = window
+    return Milestone(name, (lo + hi) / 2, (hi - lo) / 2, source)
+
+
+def _pick_first(name: str, lines: Iterable[LogLine], clock: Clock) -> Milestone | None:
+    """The first line any of these processes wrote. A process's own lines are in order in the log, so its
+    first one is its earliest; a later exact line of the same process bounds a whole-second first line."""
+    first: dict[object, tuple[LogLine, tuple[float, float]]] = {}
+    bound: dict[object, float] = {}
+    for ln in lines:
+        if (w := _line_window(ln, clock)) is None:
+            continue
+        key = ln.rank_key
+        if key not in first:
+            first[key] = (ln, w)
+        elif ln.year is not None and key not in bound:
+            bound[key] = w[1]
+    found = []
+    for key, (ln, (lo, hi)) in first.items():
+        if key in bound and lo <= bound[key] < hi:
+            hi = bound[key]
+        found.append(_window_milestone(name, (lo, hi), ln.text[:160]))
+    return min(found, key=lambda m: m.t_epoch) if found else None
+
+
+def _pick_last(name: str, lines: Iterable[LogLine], clock: Clock) -> Milestone | None:
+    found = [(w, ln) for ln in lines if (w := _line_window(ln, clock)) is not None]
     if not found:
         return None
-    return (max if last else min)(found, key=lambda m: m.t_epoch)
+    w, ln = max(found, key=lambda f: f[0][1])
+    return _window_milestone(name, w, ln.text[:160])
 
 
 def _span_milestone(name: str, span: Span | None, clock: Clock, source: str) -> Milestone | None:
-    if span is None:
+    """The END of a phase: the last stamp of its lines, over all ranks (the engine waits for the slowest)."""
+    if span is None or (t := clock.epoch(span.last, span.year)) is None:
         return None
-    t = clock.epoch(span.last, span.year)
-    if t is None:
-        return None
-    res = EXACT_RESOLUTION_S if span.year is not None else VLLM_RESOLUTION_S
-    return Milestone(name, t + res / 2 if res >= 1 else t, res, source)
+    window = (t - RAY_ERROR_S, t + RAY_ERROR_S) if span.year is not None else (t, t + 2 * VLLM_ERROR_S)
+    return _window_milestone(name, window, source)
 
 
 def _stamp_milestone(name: str, stamp: Stamp | None, year: int | None, clock: Clock, source: str) -> Milestone | None:
-    if stamp is None:
-        return None
-    t = clock.epoch(stamp, year)
-    if t is None:
-        return None
-    res = EXACT_RESOLUTION_S if year is not None else VLLM_RESOLUTION_S
-    return Milestone(name, t + res / 2 if res >= 1 else t, res, source)
+    return _span_milestone(name, None if stamp is None else Span(stamp, stamp, year), clock, source)
 
 
 def _event_milestone(name: str, events: Sequence[dict], event: str, *, last: bool = False) -> Milestone | None:
     ts = [float(e["t"]) for e in events if e.get("event") == event and isinstance(e.get("t"), (int, float))]
     if not ts:
         return None
-    return Milestone(name, max(ts) if last else min(ts), EXACT_RESOLUTION_S, f"event {event}")
+    return Milestone(name, max(ts) if last else min(ts), EVENT_ERROR_S, f"event {event}")
 
 
 def _client_times(client: Mapping[str, Any] | None, events: Sequence[dict]) -> tuple[float | None, float | None]:
@@ -371,7 +392,7 @@ def _find_milestones(
 ) -> dict[str, Milestone]:
     ev, ray, spans = parsed.events, parsed.ray, parsed.spans
     found: dict[str, Milestone | None] = {
-        "client_send": None if t_send is None else Milestone("client_send", t_send, EXACT_RESOLUTION_S, "client"),
+        "client_send": None if t_send is None else Milestone("client_send", t_send, EVENT_ERROR_S, "client"),
         "upscale": _first_of(
             _stamp_milestone("upscale", ray.upscale_ts, ray.year, clock, "Serve: Upscaling"),
             _stamp_milestone("upscale", ray.replica_add_ts, ray.year, clock, "Serve: Adding replica"),
@@ -383,15 +404,14 @@ def _find_milestones(
             _event_milestone("engine_start", ev, "engine_start"),
             _event_milestone("engine_start", ev, "replica_node_init_end"),
         ),
-        "engine_config_done": _pick("engine_config_done", (ln for ln in lines if _EXECUTOR_RE.search(ln.message)),
-                                    clock, last=False),
-        "engine_core_start": _pick(
-            "engine_core_start", (ln for ln in lines if ln.process and ln.process.startswith("EngineCore")), clock,
-            last=False),
-        "workers_start": _pick(
+        "engine_config_done": _pick_first("engine_config_done",
+                                          (ln for ln in lines if _EXECUTOR_RE.search(ln.message)), clock),
+        "engine_core_start": _pick_first(
+            "engine_core_start", (ln for ln in lines if ln.process and ln.process.startswith("EngineCore")), clock),
+        "workers_start": _pick_first(
             "workers_start",
             (ln for ln in lines if ln.process and _WORKER_RE.search(ln.process) and "EngineCore" not in ln.process),
-            clock, last=False),
+            clock),
         "model_loaded": _first_of(
             _span_milestone("model_loaded", spans.get("model_load_s"), clock, "vLLM: Model loading took"),
             _span_milestone("model_loaded", spans.get("weights_load_s"), clock, "vLLM: Loading weights took"),
@@ -400,11 +420,11 @@ def _find_milestones(
         "torch_compile_done": _first_of(
             _span_milestone("torch_compile_done", spans.get("torch_compile_s"), clock, "vLLM: torch.compile took"),
             _span_milestone("torch_compile_done", spans.get("compile_cache_load_s"), clock, "vLLM: cache load"),
-            _pick("torch_compile_done", (ln for ln in lines if _AOT_RE.search(ln.message)), clock, last=True),
+            _pick_last("torch_compile_done", (ln for ln in lines if _AOT_RE.search(ln.message)), clock),
         ),
         "profiling_done": _span_milestone("profiling_done", spans.get("profiling_s"), clock,
                                           "vLLM: Initial profiling/warmup run took"),
-        "kv_cache_ready": _pick("kv_cache_ready", (ln for ln in lines if _KV_RE.search(ln.message)), clock, last=True),
+        "kv_cache_ready": _pick_last("kv_cache_ready", (ln for ln in lines if _KV_RE.search(ln.message)), clock),
         "cuda_graphs_done": _span_milestone("cuda_graphs_done", spans.get("cuda_graph_s"), clock,
                                             "vLLM: Graph capturing finished"),
         "engine_init_done": _span_milestone("engine_init_done", spans.get("engine_init_s"), clock,
@@ -414,16 +434,17 @@ def _find_milestones(
         "replica_ready": _stamp_milestone("replica_ready", ray.replica_started_ts, ray.year, clock,
                                           "Serve: Replica started successfully"),
         "first_token": None if t_send is None or ttft_s is None else Milestone(
-            "first_token", t_send + ttft_s, EXACT_RESOLUTION_S, "client"),
+            "first_token", t_send + ttft_s, EVENT_ERROR_S, "client"),
     }
     return {k: v for k, v in found.items() if v is not None}
 
 
 def _tighten(chain: list[Milestone]) -> tuple[list[Milestone], list[str]]:
-    """Narrow each whole-second milestone to what its neighbours allow (the chain is causal), then take the
-    middle of what is left. An exact milestone out of order is left as it is and reported."""
-    lo = [m.t_epoch - m.resolution_s / 2 if m.resolution_s >= 1 else m.t_epoch for m in chain]
-    hi = [m.t_epoch + m.resolution_s / 2 if m.resolution_s >= 1 else m.t_epoch for m in chain]
+    """Narrow each milestone's window to what its neighbours allow (the chain is causal: a milestone is not
+    before the previous one), then take the middle. Milestones out of order beyond their windows are kept as
+    they are and reported."""
+    lo = [m.t_epoch - m.error_s for m in chain]
+    hi = [m.t_epoch + m.error_s for m in chain]
     notes: list[str] = []
     for i in range(1, len(chain)):
         if lo[i - 1] <= hi[i]:
@@ -433,11 +454,7 @@ def _tighten(chain: list[Milestone]) -> tuple[list[Milestone], list[str]]:
     for i in range(len(chain) - 2, -1, -1):
         if hi[i + 1] >= lo[i]:
             hi[i] = min(hi[i], hi[i + 1])
-    out = [
-        m if m.resolution_s < 1 else Milestone(m.name, (lo[i] + hi[i]) / 2, m.resolution_s, m.source)
-        for i, m in enumerate(chain)
-    ]
-    return out, notes
+    return [Milestone(m.name, (lo[i] + hi[i]) / 2, (hi[i] - lo[i]) / 2, m.source) for i, m in enumerate(chain)], notes
 
 
 def _carve(intervals: list[tuple[float, float]], cut: tuple[float, float]) -> list[tuple[float, float]]:
@@ -463,7 +480,7 @@ def _restore_interval(events: Sequence[dict]) -> tuple[float, float] | None:
 
 
 def _total(intervals: Iterable[tuple[float, float]]) -> float:
-    return sum(b - a for a, b in intervals)
+    return sum((b - a for a, b in intervals), 0.0)
 
 
 def _build(raw_lines: Sequence[str], lines: Sequence[LogLine], parsed: ParsedLog,
@@ -475,13 +492,15 @@ def _build(raw_lines: Sequence[str], lines: Sequence[LogLine], parsed: ParsedLog
     at = {m.name: m for m in chain}
 
     intervals: dict[str, list[tuple[float, float]]] = {}
+    errors: dict[str, float] = {}
     gaps: list[tuple[float, float]] = []
     present = [name for name in CHAIN if name in at]
-    for prev, nxt in zip(present, present[1:]):
+    for prev, nxt in itertools.pairwise(present):
         span = (at[prev].t_epoch, at[nxt].t_epoch)
         if CHAIN.index(nxt) == CHAIN.index(prev) + 1:
             seg = next(s for s in _CHAIN_SEGMENTS if s.end == nxt)
             intervals[seg.name] = [span]
+            errors[seg.name] = at[prev].error_s + at[nxt].error_s
         else:
             gaps.append(span)
 
@@ -492,11 +511,11 @@ def _build(raw_lines: Sequence[str], lines: Sequence[LogLine], parsed: ParsedLog
             intervals[name] = _carve(ivs, restore)
         gaps = _carve(gaps, restore)
         intervals[RESTORE_SEGMENT] = [restore]
+        errors[RESTORE_SEGMENT] = EVENT_ERROR_S
 
     segments = [
-        Segment(s.name, s.label, s.category,
-                _total(intervals[s.name]) if s.name in intervals else None,
-                tuple(intervals.get(s.name, ())))
+        Segment(s.name, s.label, s.category, _total(intervals[s.name]), errors[s.name], tuple(intervals[s.name]))
+        if s.name in intervals else Segment(s.name, s.label, s.category, None)
         for s in SEGMENTS
     ]
     unattributed = _total(gaps) if "client_send" in at and "first_token" in at else None
@@ -508,23 +527,28 @@ def _build(raw_lines: Sequence[str], lines: Sequence[LogLine], parsed: ParsedLog
         if gaps and (last_seg is None or gaps[-1][1] >= last_seg.intervals[-1][1]):
             unattributed += residual
         elif last_seg is not None:
-            segments[segments.index(last_seg)] = Segment(last_seg.name, last_seg.label, last_seg.category,
-                                                         last_seg.seconds + residual, last_seg.intervals)
+            i = segments.index(last_seg)
+            segments[i] = dataclasses.replace(last_seg, seconds=last_seg.seconds + residual)
 
     if clock.offset_detected:
         notes.append(f"local time = UTC{clock.utc_offset_s / 3600:+g} h, from the harness events/UTC stamps")
     else:
         notes.append("no absolute reference in the log: local time taken as UTC")
-    if any(m.resolution_s >= 1 for m in chain):
+    if not clock.year_known:
+        notes.append("no year in the log: epoch values are relative only")
+    if any(m.error_s >= VLLM_ERROR_S / 2 for m in chain):
         notes.append("vLLM stamps are whole seconds: those milestones are placed mid-second (±0.5 s), "
-                     "a segment between two of them is ±1 s")
+                     "a segment between two of them is ±1 s (Segment.error_s)")
     missing = [name for name in CHAIN if name not in at]
     if missing and t_send is not None:
         notes.append("missing milestones: " + ", ".join(missing))
 
     startup_span = None
     if t_send is None:
-        starts = [t for ln in lines if ln.ts is not None and (t := clock.epoch(ln.ts, ln.year)) is not None]
+        # A deploy-time capture (no request): from the LLM replica's first line, not the driver's, whose
+        # cluster and Serve start-up is no part of a replica's cold start.
+        replica = [ln for ln in lines if any(p.name and "LLMServer" in p.name for p in ln.prefixes)]
+        starts = [(w[0] + w[1]) / 2 for ln in (replica or lines) if (w := _line_window(ln, clock)) is not None]
         end = at.get("engine_ready") or at.get("engine_init_done")
         if starts and end is not None:
             startup_span = end.t_epoch - min(starts)

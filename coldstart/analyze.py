@@ -1,0 +1,706 @@
+"""Logs and result rows -> tidy tables and graphs: ``python -m analysis`` (or ``python -m coldstart analyze``).
+
+Three stages, kept apart so each can be tested alone and the graphs never touch a log:
+
+* collect: logs (``<root>/<model>/<experiment>/<run_id>.log`` + ``<run_id>.client.json``, or a flat folder
+  of captures such as the ancestor's ``llama70b-s3-runai-sharded.txt``) and ``results.jsonl`` -> row dicts
+  shaped like ``ResultRow`` (plus ``source`` and ``device``; the timeline in ``extra["timeline"]``).
+* compute: rows -> pandas tables (one row per run; medians per group; the data of each graph).
+* render / save: a table -> a matplotlib ``Figure`` -> PNG + SVG.
+
+How a run's time is split into the stacked-bar categories (``CATEGORIES``):
+
+* a run with a request and a first token: the timeline segments, which sum to its TTFT (``unattributed``
+  is the part between milestones the log lacks);
+* a run without a request (the ancestor's captures, which time a deploy): the durations vLLM logged, and
+  ``unattributed`` = the log's span (first stamped line -> engine ready) minus their sum. vLLM's "Model
+  loading took" includes an HF download it also logs, so model load is the difference; "KV cache /
+  profiling" is the rest of "init engine took" after torch.compile and CUDA graphs.
+
+A group's bar is the median of each category over its runs (so a stack need not equal the median total,
+which is printed on top); only runs with status ``ok`` (or log-only captures) count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from coldstart.parse import PHASE_COLUMNS
+from coldstart.registry import EXPERIMENTS, MODELS
+from coldstart.results import load_rows
+from coldstart.timeline import (
+    CATEGORIES,
+    CATEGORY_LABELS,
+    SEGMENT_CATEGORY,
+    SEGMENT_LABELS,
+    SEGMENT_NAMES,
+    UNATTRIBUTED,
+    summarize_run,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+DEFAULT_LOGS = Path("experiment_terminal_output")
+DEFAULT_RESULTS = Path("results/results.jsonl")
+DEFAULT_GRAPHS = Path("graphs")
+DEFAULT_TABLES = Path("results")
+
+LOG_SUFFIXES = (".log", ".txt")
+LOG_ONLY = "log_only"  # status of a run with no client result (a capture, or a client that never wrote one)
+USABLE_STATUS = ("ok", LOG_ONLY)
+
+# The ancestor's file names: "llama70b-s3-runai-sharded.txt", "qwen235B-all.txt".
+MODEL_ALIASES: Mapping[str, str] = {
+    "llama70b": "llama-3-70b",
+    "llama8b": "llama-3-8b",
+    "qwen235b": "qwen-3-235b",
+    "qwen0.6b": "qwen-3-0.6b",
+}
+EXPERIMENT_ALIASES: Mapping[str, str] = {
+    "base": "baseline",
+    "s3-runai": "runai_streamer",
+    "runai": "runai_streamer",
+    "s3-runai-sharded": "runai_streamer_sharded",
+    "runai-sharded": "runai_streamer_sharded",
+    "compile-cache": "compile_cache",
+}
+
+CATEGORY_COLORS: Mapping[str, str] = {
+    "ray_serve": "#4e79a7",
+    "engine_startup": "#a0cbe8",
+    "weights_download": "#f28e2b",
+    "compile_cache_restore": "#ffbe7d",
+    "model_load": "#59a14f",
+    "torch_compile": "#e15759",
+    "kv_cache_profiling": "#b07aa1",
+    "cuda_graphs": "#edc948",
+    "warmup_ready": "#9c755f",
+    "unattributed": "#d4d0cc",
+}
+_SHORT = {
+    "ray_serve": "Ray/Serve",
+    "engine_startup": "engine start",
+    "weights_download": "weights",
+    "compile_cache_restore": "cc restore",
+    "model_load": "load",
+    "torch_compile": "compile",
+    "kv_cache_profiling": "KV/prof.",
+    "cuda_graphs": "graphs",
+    "warmup_ready": "warmup",
+    "unattributed": "unattr.",
+}
+CATEGORY_COLUMNS: tuple[str, ...] = tuple(f"cat_{c}_s" for c, _ in CATEGORIES)
+ID_COLUMNS = ("run_id", "model", "experiment", "device", "source", "status", "campaign", "repeat")
+NUMERIC_COLUMNS: tuple[str, ...] = (
+    "ttft_s", "startup_span_s", "total_s", *PHASE_COLUMNS, *SEGMENT_NAMES, UNATTRIBUTED, *CATEGORY_COLUMNS,
+)
+RUN_COLUMNS: tuple[str, ...] = (
+    *ID_COLUMNS, "total_kind", *NUMERIC_COLUMNS,
+    "compile_cache_hit", "aot_cache_hit", "compile_cache_restore_status", "log_path",
+)
+GROUP = ["model", "experiment", "device"]
+
+# ---------------------------------------------------------------------------------------------------------
+# Collect
+
+
+def infer_model_experiment(name: str) -> tuple[str, str]:
+    """Model and experiment from a capture's file name (registry names, or the ancestor's shorthand)."""
+    stem = Path(name).stem.lower()
+    model, rest = None, ""
+    for m in sorted(MODELS, key=len, reverse=True):
+        if stem.startswith(m) and stem[len(m):len(m) + 1] in ("-", "_", ""):
+            model, rest = m, stem[len(m) + 1:]
+            break
+    if model is None:
+        head, _, rest = stem.partition("-")
+        model = MODEL_ALIASES.get(head, head)
+    experiment = EXPERIMENT_ALIASES.get(rest, rest.replace("-", "_"))
+    return model, experiment or "unknown"
+
+
+_DEVICE_RE = re.compile(r"device_config=(\w+)")
+
+
+def infer_device(log_text: str) -> str | None:
+    """``cuda`` / ``cpu`` from vLLM's engine config line; None when no engine started."""
+    m = _DEVICE_RE.search(log_text)
+    return m.group(1) if m else None
+
+
+def _client_of(row_or_client: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    if row_or_client is None:
+        return None
+    extra = row_or_client.get("extra")
+    if isinstance(extra, Mapping) and isinstance(extra.get("client"), Mapping):
+        return extra["client"]
+    return row_or_client
+
+
+def row_from_log(
+    log_text: str, *, run_id: str, model: str, experiment: str, client: Mapping[str, Any] | None = None,
+    log_path: str | None = None, source: str = "log",
+) -> dict[str, Any]:
+    summary = summarize_run(log_text, client)
+    return {
+        "run_id": run_id,
+        "model": model,
+        "experiment": experiment,
+        "repeat": None,
+        "campaign": None,
+        "status": client.get("status", "ok") if client else LOG_ONLY,
+        "ttft_s": summary.timeline.ttft_s,
+        "phases": summary.phases,
+        "audit": summary.audit,
+        "device": infer_device(log_text),
+        "source": source,
+        "log_path": log_path,
+        "extra": {"timeline": summary.timeline.to_dict(), **({"client": dict(client)} if client else {})},
+    }
+
+
+def _log_files(root: Path) -> Iterable[tuple[Path, bool]]:
+    """(log, from a run tree?) under root: ``<model>/<experiment>/<run>.log`` or files directly in root."""
+    if root.is_file():
+        yield root, False
+        return
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.suffix not in LOG_SUFFIXES or path.name.endswith(".client.json"):
+            continue
+        depth = len(path.relative_to(root).parts)
+        if depth == 3 and not any(p.startswith((".", "_")) for p in path.relative_to(root).parts):
+            yield path, True
+        elif depth == 1:
+            yield path, False
+
+
+def collect(log_dirs: Iterable[Path], clients: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One row per log found. ``clients``: run_id -> client result, for logs whose sidecar is missing."""
+    rows = []
+    for root in log_dirs:
+        root = Path(root)
+        if not root.exists():
+            continue
+        for path, in_tree in _log_files(root):
+            if in_tree:
+                model, experiment, run_id = path.parent.parent.name, path.parent.name, path.stem
+                source = "log"
+            else:
+                (model, experiment), run_id, source = infer_model_experiment(path.name), path.stem, "capture"
+            sidecar = path.with_suffix(".client.json")
+            client = json.loads(sidecar.read_text()) if sidecar.exists() else (clients or {}).get(run_id)
+            rows.append(row_from_log(path.read_text(errors="replace"), run_id=run_id, model=model,
+                                     experiment=experiment, client=_client_of(client), log_path=str(path),
+                                     source=source))
+    return rows
+
+
+def load_results(path: Path) -> list[dict[str, Any]]:
+    return [{**row, "source": "results"} for row in load_rows(path)]
+
+
+def merge_rows(log_rows: Sequence[dict[str, Any]], result_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run_id. A log re-parsed now wins for what is derived from it (phases, audit, timeline,
+    device: the parser may have been fixed since); the result row keeps what only it knows (repeat,
+    campaign, provenance, config)."""
+    by_id = {r["run_id"]: r for r in result_rows}
+    merged = []
+    for row in log_rows:
+        base = by_id.pop(row["run_id"], None)
+        if base is None:
+            merged.append(row)
+            continue
+        extra = {**(base.get("extra") or {}), **(row.get("extra") or {})}
+        derived = {k: row[k] for k in ("phases", "audit", "log_path") if row.get(k) is not None}
+        merged.append({**base, **derived, "device": row.get("device") or base.get("device"), "extra": extra,
+                       "source": "results+log"})
+    return merged + list(by_id.values())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Compute
+
+
+def _sum(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
+def category_seconds(
+    phases: Mapping[str, float | None], startup_span_s: float | None = None
+) -> dict[str, float | None]:
+    """Seconds per category (``CATEGORIES``) for one run; see the module docstring for the two ways."""
+    if phases.get(UNATTRIBUTED) is not None:
+        cats: dict[str, float | None] = {
+            c: _sum(phases.get(s) for s in SEGMENT_NAMES if SEGMENT_CATEGORY[s] == c) for c, _ in CATEGORIES
+        }
+        cats["unattributed"] = phases[UNATTRIBUTED]
+        return cats
+
+    def get(name: str) -> float | None:
+        return phases.get(name)
+
+    download = _sum([get("weights_download_s"), get("cloud_download_s")])
+    load = get("model_load_s")
+    if load is not None and get("weights_download_s") is not None:
+        load -= get("weights_download_s")  # vLLM's model-load time includes the download it also logs
+    elif load is None:
+        load = get("runai_stream_s") if get("runai_stream_s") is not None else get("weights_load_s")
+    compile_s = get("torch_compile_s") if get("torch_compile_s") is not None else get("compile_cache_load_s")
+    graphs = get("cuda_graph_s")
+    kv = None
+    if get("engine_init_s") is not None:
+        kv = max(0.0, get("engine_init_s") - (compile_s or 0.0) - (graphs or 0.0))
+    elif get("profiling_s") is not None:
+        kv = get("profiling_s")
+    cats = {c: None for c, _ in CATEGORIES}
+    cats.update(weights_download=download, model_load=load, torch_compile=compile_s, cuda_graphs=graphs,
+                kv_cache_profiling=kv)
+    known = _sum(cats.values())
+    if startup_span_s is not None:
+        cats["unattributed"] = startup_span_s - (known or 0.0)
+    return cats
+
+
+def run_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per run: ids, TTFT / total, every phase as logged, every segment, every category."""
+    import pandas as pd
+
+    records = []
+    for r in rows:
+        phases = dict(r.get("phases") or {})
+        timeline = (r.get("extra") or {}).get("timeline") or {}
+        span = timeline.get("startup_span_s")
+        ttft = r.get("ttft_s")
+        cats = category_seconds(phases, span)
+        total, kind = (ttft, "ttft") if ttft is not None else ((span, "log_span") if span is not None else (None, None))
+        audit = r.get("audit") or {}
+        records.append({
+            **{k: r.get(k) for k in ID_COLUMNS},
+            "total_kind": kind,
+            "ttft_s": ttft,
+            "startup_span_s": span,
+            "total_s": total,
+            **{c: phases.get(c) for c in (*PHASE_COLUMNS, *SEGMENT_NAMES, UNATTRIBUTED)},
+            **{f"cat_{c}_s": cats.get(c) for c, _ in CATEGORIES},
+            "compile_cache_hit": audit.get("compile_cache_hit"),
+            "aot_cache_hit": audit.get("aot_cache_hit"),
+            "compile_cache_restore_status": audit.get("compile_cache_restore_status"),
+            "log_path": r.get("log_path"),
+        })
+    df = pd.DataFrame.from_records(records, columns=list(RUN_COLUMNS))
+    df[list(NUMERIC_COLUMNS)] = df[list(NUMERIC_COLUMNS)].astype(float)
+    return df
+
+
+def long_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Tidy: one row per (run, phase) that was observed; a phase not observed has no row."""
+    phase_cols = [*PHASE_COLUMNS, *SEGMENT_NAMES, UNATTRIBUTED, "ttft_s", "startup_span_s"]
+    long = runs.melt(id_vars=["run_id", "model", "experiment", "device"], value_vars=phase_cols,
+                     var_name="phase", value_name="seconds")
+    return long.dropna(subset=["seconds"]).reset_index(drop=True)
+
+
+def usable(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs that count toward medians: a finished cold start with a total (failed runs stay in the CSV)."""
+    return runs[runs["status"].isin(USABLE_STATUS) & runs["total_s"].notna()]
+
+
+def _experiment_order(name: str) -> tuple[int, str]:
+    names = list(EXPERIMENTS)
+    return (names.index(name) if name in names else len(names), name)
+
+
+def _device_label(device: Any) -> str:
+    return {"cuda": "GPU", "cpu": "CPU"}.get(device, "?") if isinstance(device, str) else "?"
+
+
+def median_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, experiment, device): n, median total (and which kind), median of every category."""
+    import pandas as pd
+
+    ok = usable(runs).copy()
+    ok["device"] = ok["device"].fillna("?")
+    if ok.empty:
+        return pd.DataFrame(columns=[*GROUP, "n", "total_kind", "total_s", "ttft_s", *CATEGORY_COLUMNS])
+    grouped = ok.groupby(GROUP, sort=False)
+    out = grouped[["total_s", "ttft_s", *CATEGORY_COLUMNS]].median()
+    out.insert(0, "n", grouped.size())
+    out.insert(1, "total_kind", grouped["total_kind"].agg(lambda s: "/".join(sorted(set(s.dropna())))))
+    out = out.reset_index()
+    out["_order"] = out["experiment"].map(_experiment_order)
+    return out.sort_values(["model", "_order", "device"]).drop(columns="_order").reset_index(drop=True)
+
+
+def stacked_data(medians: pd.DataFrame, model: str) -> pd.DataFrame:
+    """Bars of one model: index = bar label (experiment, device when the model ran on several), columns =
+    category labels with median seconds (NaN: not measured), plus ``n`` and ``total_s``."""
+    sub = medians[medians["model"] == model]
+    several = sub["device"].nunique() > 1
+    labels = [f"{e}\n({_device_label(d)})" if several else e for e, d in zip(sub["experiment"], sub["device"],
+                                                                                 strict=True)]
+    data = sub[list(CATEGORY_COLUMNS)].copy()
+    data.columns = [CATEGORY_LABELS[c] for c, _ in CATEGORIES]
+    data = data.loc[:, data.notna().any() & (data.fillna(0) != 0).any()]
+    data["n"] = sub["n"].to_numpy()
+    data["total_s"] = sub["total_s"].to_numpy()
+    data["total_kind"] = sub["total_kind"].to_numpy()
+    data.index = labels
+    return data
+
+
+def comparison_data(medians: pd.DataFrame) -> pd.DataFrame:
+    """Models x series (experiment, device) -> median total; ``kind`` says TTFT or log span."""
+    sub = medians.copy()
+    sub["series"] = [e if d in ("cuda", "?") else f"{e} ({_device_label(d)})"
+                     for e, d in zip(sub["experiment"], sub["device"], strict=True)]
+    return sub[["model", "series", "experiment", "device", "n", "total_s", "total_kind"]].reset_index(drop=True)
+
+
+def excluded_runs(runs: pd.DataFrame) -> list[str]:
+    """Runs that did not count (failed, or no total), as "model experiment run_id (status)"."""
+    left = runs.drop(usable(runs).index)
+    # A log with no engine at all (a service stopped before any request) is not a failed cold start.
+    left = left[(left["status"] != LOG_ONLY)]
+    return [f"{r.model} {r.experiment} {r.run_id} ({r.status})" for r in left.itertuples()]
+
+
+def gantt_data(row: Mapping[str, Any]) -> pd.DataFrame:
+    """One run's segments as (label, category, start_s, end_s) since the request, in time order.
+
+    From the row's stored timeline spans; a row without them (an older runner) is laid end to end in chain
+    order, and its unattributed time, whose position is unknown, goes last.
+    """
+    import pandas as pd
+
+    spans = ((row.get("extra") or {}).get("timeline") or {}).get("spans")
+    if not spans:
+        phases = row.get("phases") or {}
+        spans, t = [], 0.0
+        for name in (*SEGMENT_NAMES, UNATTRIBUTED):
+            seconds = phases.get(name)
+            if seconds is None:
+                continue
+            spans.append({"name": name, "label": SEGMENT_LABELS[name], "category": SEGMENT_CATEGORY[name],
+                          "start_s": t, "end_s": t + seconds, "error_s": None})
+            t += seconds
+    df = pd.DataFrame(spans, columns=["name", "label", "category", "start_s", "end_s", "error_s"])
+    return df.sort_values(["start_s", "end_s"]).reset_index(drop=True)
+
+
+def ttft_spread(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, experiment, device) with a TTFT: n, median, min, max, quartiles, and the values."""
+    import pandas as pd
+
+    ok = runs[(runs["status"] == "ok") & runs["ttft_s"].notna()].copy()
+    ok["device"] = ok["device"].fillna("?")
+    cols = [*GROUP, "n", "median_s", "min_s", "max_s", "q1_s", "q3_s", "values"]
+    if ok.empty:
+        return pd.DataFrame(columns=cols)
+    g = ok.groupby(GROUP, sort=False)["ttft_s"]
+    out = pd.DataFrame({
+        "n": g.size(), "median_s": g.median(), "min_s": g.min(), "max_s": g.max(),
+        "q1_s": g.quantile(0.25), "q3_s": g.quantile(0.75), "values": g.agg(list),
+    }).reset_index()
+    out["_order"] = out["experiment"].map(_experiment_order)
+    return out.sort_values(["model", "_order", "device"]).drop(columns="_order").reset_index(drop=True)[cols]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Render (a table in, a Figure out; nothing here reads a log or writes a file)
+
+
+def _figure(width_in: float, height_in: float) -> Figure:
+    # A bare Figure (no pyplot): no global state, no GUI backend, freed when dropped.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width_in, height_in), layout="constrained")
+
+
+def _color_of_label(label: str) -> str:
+    key = next((c for c, text in CATEGORIES if text == label), "unattributed")
+    return CATEGORY_COLORS[key]
+
+
+def render_stacked(data: pd.DataFrame, model: str) -> Figure:
+    """One bar per experiment, stacked by category (median seconds), the median total and n on top."""
+    cats = [c for c in data.columns if c not in ("n", "total_s", "total_kind")]
+    fig = _figure(max(6.0, 1.6 * len(data) + 4.5), 5.0)
+    ax = fig.add_subplot()
+    x = list(range(len(data)))
+    bottom = [0.0] * len(data)
+    for cat in cats:
+        heights = data[cat].fillna(0.0).tolist()
+        ax.bar(x, heights, bottom=bottom, width=0.6, label=cat, color=_color_of_label(cat),
+               hatch="//" if cat == CATEGORY_LABELS["unattributed"] else None, edgecolor="white", linewidth=0.5)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    for xi, top, total, n, kind in zip(x, bottom, data["total_s"], data["n"], data["total_kind"], strict=True):
+        what = "TTFT" if kind == "ttft" else "log span"
+        ax.annotate(f"{total:.1f} s {what}\nn={int(n)}", (xi, top), xytext=(0, 3), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, list(data.index))
+    ax.set_ylabel("seconds (median of each phase)")
+    ax.set_ylim(0, max([*bottom, 1.0]) * 1.15)
+    ax.set_title(f"{model}: where the cold start goes")
+    # Legend top-down in the order the stack reads top-down.
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    notes = []
+    if (data["total_kind"] == "ttft").any():
+        notes.append("TTFT: request to first token, from zero replicas")
+    if (data["total_kind"] != "ttft").any():
+        notes.append("log span: a capture without a request, LLM replica's first log line to engine ready")
+    fig.text(0.01, -0.01, "; ".join(notes), fontsize=7, ha="left", va="top", color="#555555")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    return fig
+
+
+_SERIES_COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#9c755f")
+
+
+def render_comparison(data: pd.DataFrame, excluded: Sequence[str] = ()) -> Figure:
+    """Models side by side, one bar per experiment that model has: median TTFT, or (hatched) the log span of
+    a capture without a request. ``excluded``: runs left out (failed), named in a footnote."""
+    from matplotlib.patches import Patch
+
+    models = list(dict.fromkeys(data["model"]))
+    series = sorted(dict.fromkeys(data["series"]), key=lambda s: (_experiment_order(s.split(" (")[0]), s))
+    color = {s: _SERIES_COLORS[i % len(_SERIES_COLORS)] for i, s in enumerate(series)}
+    per_model = {m: [s for s in series if ((data["model"] == m) & (data["series"] == s)).any()] for m in models}
+    width = 0.8 / max(len(v) for v in per_model.values())
+    n_bars = sum(len(v) for v in per_model.values())
+    fig = _figure(min(16.0, 3.5 + 0.45 * n_bars + 0.6 * len(models)), 5.0)
+    ax = fig.add_subplot()
+    for m, model in enumerate(models):
+        present = per_model[model]
+        for j, s in enumerate(present):
+            r = data[(data["model"] == model) & (data["series"] == s)].iloc[0]
+            x = m + (j - (len(present) - 1) / 2) * width
+            ttft = r["total_kind"] == "ttft"
+            bar = ax.bar([x], [r["total_s"]], width=width * 0.92, color=color[s], hatch=None if ttft else "//",
+                         edgecolor="white", linewidth=0.5)[0]
+            ax.annotate(f"{r['total_s']:.0f}", (x, bar.get_height()), xytext=(0, 2), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(models)), models)
+    ax.set_ylabel("seconds (median over runs)")
+    ax.set_title("Cold start by model and experiment")
+    handles = [Patch(facecolor=color[s], label=s) for s in series]
+    handles += [Patch(facecolor="#999999", label="TTFT, request → first token"),
+                Patch(facecolor="#999999", hatch="//", edgecolor="white", label="log span (capture, no request)")]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if excluded:
+        fig.text(0.01, -0.01, "no usable run: " + "; ".join(excluded), fontsize=7, ha="left", va="top",
+                 color="#555555")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    return fig
+
+
+def _duration_text(seconds: float, error_s: float | None) -> str:
+    if error_s is not None and error_s >= 0.05:
+        # Whole-second vLLM stamps: say so, rather than print a bare "0.0 s".
+        return f"{seconds:.1f} ±{error_s:.1f} s"
+    return f"{seconds:.1f} s" if seconds >= 0.05 else f"{seconds * 1000:.0f} ms"
+
+
+def render_gantt(data: pd.DataFrame, title: str, marker_s: float | None = None,
+                 marker_label: str | None = None) -> Figure:
+    """One row per segment (a carved segment keeps its pieces on one row), from the request at 0 s; a dashed
+    line at ``marker_s`` (the first token, or where a failed stream ended)."""
+    from matplotlib.patches import Patch
+    from matplotlib.transforms import blended_transform_factory
+
+    rows = list(dict.fromkeys(data["name"]))
+    fig = _figure(10.0, 0.38 * len(rows) + 1.8)
+    ax = fig.add_subplot()
+    end = max([*data["end_s"].tolist(), marker_s or 0.0, 1.0])
+    for y, name in enumerate(rows):
+        sub = data[data["name"] == name]
+        ranges = [(a, b - a) for a, b in zip(sub["start_s"], sub["end_s"], strict=True)]
+        category = sub["category"].iloc[0]
+        ax.broken_barh(ranges, (y - 0.38, 0.76), facecolors=CATEGORY_COLORS.get(category, "#999999"),
+                       hatch="//" if category == "unattributed" else None, edgecolor="white")
+        err = sub["error_s"].iloc[0] if "error_s" in sub else None
+        err = None if err is None or err != err else float(err)
+        ax.annotate(_duration_text(sum(w for _, w in ranges), err), (sub["end_s"].max(), y), xytext=(3, 0),
+                    textcoords="offset points", va="center", fontsize=7)
+    ax.set_yticks(range(len(rows)), [data[data["name"] == n]["label"].iloc[0] for n in rows], fontsize=8)
+    ax.invert_yaxis()
+    if marker_s is not None:
+        ax.axvline(marker_s, color="black", linewidth=0.8, linestyle="--")
+        ax.annotate(marker_label or f"{marker_s:.1f} s", (marker_s, 0.99), xytext=(-4, 0), textcoords="offset points",
+                    xycoords=blended_transform_factory(ax.transData, ax.transAxes), ha="right", va="top", fontsize=8)
+    present = [c for c, _ in CATEGORIES if c in set(data["category"])]
+    ax.legend(handles=[Patch(facecolor=CATEGORY_COLORS[c], hatch="//" if c == "unattributed" else None,
+                             edgecolor="white", label=CATEGORY_LABELS[c]) for c in present],
+              loc="lower left", fontsize=7, frameon=False)
+    ax.set_xlim(0, end * 1.1)
+    ax.set_xlabel("seconds since the request")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_axisbelow(True)
+    return fig
+
+
+def render_ttft_spread(data: pd.DataFrame) -> Figure:
+    """Median TTFT per (model, experiment, device), whiskers min..max, every run as a dot, n beside."""
+    fig = _figure(max(6.0, 1.1 * len(data) + 3.0), 4.8)
+    ax = fig.add_subplot()
+    x = list(range(len(data)))
+    med = data["median_s"].tolist()
+    yerr = [[m - lo for m, lo in zip(med, data["min_s"], strict=True)],
+            [hi - m for m, hi in zip(med, data["max_s"], strict=True)]]
+    ax.errorbar(x, med, yerr=yerr, fmt="o", color="#4e79a7", ecolor="#4e79a7", capsize=6, markersize=7,
+                label="median, min–max")
+    for xi, values in zip(x, data["values"], strict=True):
+        ax.scatter([xi + 0.12] * len(values), values, s=12, color="#f28e2b", alpha=0.8, zorder=3)
+    top = max([*data["max_s"].tolist(), 1.0])
+    for xi, n, m in zip(x, data["n"], med, strict=True):
+        ax.annotate(f"n={int(n)}\n{m:.1f} s", (xi, m), xytext=(-10, 0), textcoords="offset points",
+                    ha="right", va="center", fontsize=7)
+    labels = [f"{m}\n{e}\n({_device_label(d)})" for m, e, d in zip(data["model"], data["experiment"], data["device"],
+                                                                   strict=True)]
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xlim(-0.8, len(data) - 0.4)
+    ax.set_ylim(0, top * 1.15)
+    ax.set_ylabel("TTFT from zero replicas (s)")
+    ax.set_title("Time to first token across repeats")
+    ax.scatter([], [], s=12, color="#f28e2b", label="one run")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Save
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{_slug(stem)}.png", out_dir / f"{_slug(stem)}.svg"]
+    for p in paths:
+        fig.savefig(p, dpi=150 if p.suffix == ".png" else None, bbox_inches="tight")
+    return paths
+
+
+def write_tables(runs: pd.DataFrame, long: pd.DataFrame, out_dir: Path) -> tuple[list[Path], list[str]]:
+    """CSV always; Parquet when pyarrow is installed. Returns (written, what was skipped and why)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "phases.csv", out_dir / "phases_long.csv"]
+    runs.to_csv(written[0], index=False)
+    long.to_csv(written[1], index=False)
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return written, ["pyarrow is not installed: no Parquet files (pip install pyarrow)"]
+    for name, df in (("phases.parquet", runs), ("phases_long.parquet", long)):
+        df.to_parquet(out_dir / name, index=False)
+        written.append(out_dir / name)
+    return written, []
+
+
+def render_all(runs: pd.DataFrame, rows: Sequence[Mapping[str, Any]], out_dir: Path) -> list[Path]:
+    """Every graph of these runs into out_dir; returns the files written."""
+    written: list[Path] = []
+    medians = median_table(runs)
+    for model in dict.fromkeys(medians["model"]):
+        fig = render_stacked(stacked_data(medians, model), model)
+        written += save_figure(fig, out_dir, f"phases_{model}")
+    if not medians.empty:
+        written += save_figure(render_comparison(comparison_data(medians), excluded_runs(runs)), out_dir, "comparison")
+    spread = ttft_spread(runs)
+    if not spread.empty:
+        written += save_figure(render_ttft_spread(spread), out_dir, "ttft_spread")
+    for row in rows:
+        timeline = (row.get("extra") or {}).get("timeline") or {}
+        if timeline.get("t_send_epoch") is None:
+            continue  # no request: there is no request-to-token timeline to draw
+        data = gantt_data(row)
+        if data.empty:
+            continue
+        ttft = row.get("ttft_s")
+        ended = ((row.get("extra") or {}).get("client") or {}).get("total_s")
+        if ttft is not None:
+            outcome, marker, marker_label = f"TTFT {ttft:.1f} s", ttft, f"first token {ttft:.1f} s"
+        else:
+            outcome = f"{row.get('status')}: no first token"
+            marker, marker_label = ended, None if ended is None else f"stream ended, no token ({ended:.1f} s)"
+        title = (f"{row['model']} · {row['experiment']} · {_device_label(row.get('device'))} · "
+                 f"{row['run_id']} — {outcome}")
+        fig = render_gantt(data, title, marker, marker_label)
+        written += save_figure(fig, out_dir, f"timeline_{row['model']}_{row['run_id']}")
+    return written
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def _fmt(v: Any) -> str:
+    return "—" if v is None or v != v else f"{v:.1f}"
+
+
+def print_medians(medians: pd.DataFrame) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="median seconds per (model, experiment); total = TTFT, or the log span of a capture")
+    for col in ("model", "experiment", "device", "n", "total"):
+        table.add_column(col, justify="right" if col in ("n", "total") else "left")
+    for c, _ in CATEGORIES:
+        table.add_column(_SHORT[c], justify="right")
+    for _, r in medians.iterrows():
+        kind = "" if r["total_kind"] == "ttft" else f" ({r['total_kind']})"
+        table.add_row(r["model"], r["experiment"], _device_label(r["device"]), str(int(r["n"])),
+                      _fmt(r["total_s"]) + kind, *(_fmt(r[f"cat_{c}_s"]) for c, _ in CATEGORIES))
+    Console(width=200).print(table)
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--logs", nargs="+", type=Path, default=[DEFAULT_LOGS],
+                        help="run trees (<model>/<experiment>/<run_id>.log) or flat folders of captures")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the matrix runner's results.jsonl")
+    parser.add_argument("--out-graphs", type=Path, default=DEFAULT_GRAPHS)
+    parser.add_argument("--out-tables", type=Path, default=DEFAULT_TABLES)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        import matplotlib  # noqa: F401
+        import pandas  # noqa: F401
+    except ImportError as exc:
+        print(f"error: {exc.name} is missing; pip install -e '.[analysis]'", file=sys.stderr)
+        return 2
+    for d in args.logs:
+        if not d.exists():
+            print(f"note: {d} does not exist, skipped", file=sys.stderr)
+    results = load_results(args.results)
+    clients = {r["run_id"]: c for r in results if (c := _client_of(r)) is not None and "t_send_epoch" in c}
+    rows = merge_rows(collect(args.logs, clients), results)
+    if not rows:
+        print("no runs found: nothing to analyze", file=sys.stderr)
+        return 1
+    runs = run_table(rows)
+    written, skipped = write_tables(runs, long_table(runs), args.out_tables)
+    written += render_all(runs, rows, args.out_graphs)
+    print_medians(median_table(runs))
+    print(f"{len(rows)} runs ({int(usable(runs).shape[0])} usable) from {', '.join(map(str, args.logs))}"
+          f"{' and ' + str(args.results) if results else ''}")
+    for line in skipped:
+        print(f"note: {line}")
+    print(f"wrote {len(written)} files: tables in {args.out_tables}/, graphs in {args.out_graphs}/")
+    return 0

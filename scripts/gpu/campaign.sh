@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# GPU campaign steps for the lent machine (each fits one 10-minute call; the machine keeps /tmp between
+# back-to-back calls). Every run goes through the matrix runner: clear -> service.py -> client -> stop ->
+# parse -> append a result row. Logs land in experiment_terminal_output/ and rows in results/, exactly as
+# in the repo, and come back as one archive in $OUT.
+#   bash scripts/gpu/campaign.sh STEP [STEP ...]
+# steps: tiny-s3 tiny-cc llama8b-baseline llama8b-rest
+set -uo pipefail
+source /tmp/gpu-site/env.sh
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export COLDSTART_HOME="${COLDSTART_HOME:-/tmp/coldstart-home}" HF_HUB_OFFLINE=1 RAY_DEDUP_LOGS=0
+out="${OUT:-/tmp/out}"; mkdir -p "$out" results
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-')
+results="results/results.jsonl"
+matrix() { python -m coldstart matrix --results "$results" --repeats "${REPEATS:-1}" "$@"; }
+ckpt() { python -m coldstart checkpoint "$1" --no-progress >/dev/null && python -m coldstart stage put "$1" \
+  --from "$COLDSTART_HOME/checkpoints/$1"; }
+moto_up() {
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
+         AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL=http://127.0.0.1:5555
+  python -m moto.server -H 127.0.0.1 -p 5555 >/tmp/moto.log 2>&1 & MOTO=$!
+  for _ in $(seq 1 50); do python -c "import boto3; boto3.client('s3').list_buckets()" 2>/dev/null && break; sleep 0.3; done
+  python -c "import boto3; boto3.client('s3').create_bucket(Bucket='lab')"
+}
+for step in "$@"; do
+  echo "== $(date -u +%FT%TZ) step $step on $gpu"
+  case $step in
+    tiny-s3)
+      moto_up
+      python -m coldstart checkpoint tiny --no-progress >/dev/null
+      python -m coldstart stage put tiny --from "$COLDSTART_HOME/checkpoints/tiny" --store s3://lab/coldstart
+      matrix --campaign "$gpu-s3" --models tiny --experiments runai_streamer -- --store s3://lab/coldstart
+      kill $MOTO ;;
+    tiny-cc)
+      ckpt tiny
+      matrix --campaign "$gpu-cc-miss" --models tiny --experiments compile_cache
+      python service.py tiny compile_cache --publish-compile-cache
+      matrix --campaign "$gpu-cc-hit" --models tiny --experiments compile_cache
+      # A cache captured under another config (max_model_len differs) must fall back with MISMATCH.
+      matrix --campaign "$gpu-cc-mismatch" --models tiny --experiments compile_cache -- --max-model-len 256 ;;
+    llama8b-baseline)
+      ckpt llama-3-8b
+      matrix --campaign "$gpu" --models llama-3-8b --experiments baseline
+      python service.py llama-3-8b compile_cache --publish-compile-cache ;;
+    llama8b-rest)
+      matrix --campaign "$gpu" --models llama-3-8b --experiments runai_streamer compile_cache all ;;
+    *) echo "unknown step $step"; exit 2 ;;
+  esac
+done
+df -h /tmp | tail -1
+tar czf "$out/runs-$(date -u +%H%M%S).tgz" results experiment_terminal_output

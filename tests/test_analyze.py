@@ -1,0 +1,307 @@
+"""Analysis: logs and result rows -> tables and graphs. Graphs are checked by what the Figure holds (bars,
+legend entries, rows), not by pixels."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("matplotlib")
+
+from coldstart import analyze  # noqa: E402
+from coldstart.parse import PHASE_COLUMNS  # noqa: E402
+from coldstart.results import ResultRow, append_row  # noqa: E402
+from coldstart.timeline import CATEGORY_LABELS, SEGMENT_NAMES, UNATTRIBUTED  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS = REPO / "experiment_terminal_output"
+ANCESTOR_DIR = REPO.parent / "shared" / "fixtures" / "ancestor-logs"
+H100_TINY = RUNS / "tiny" / "baseline" / "20261122T190327Z-2c8f"
+CPU_TINY = RUNS / "tiny" / "baseline" / "20261122T185844Z-5722"
+QWEN_FAILED = RUNS / "qwen-3-0.6b" / "baseline" / "20261122T190806Z-c961"
+
+
+def _copy_run(stem: Path, root: Path, client: bool = True) -> None:
+    dest = root / stem.parent.parent.name / stem.parent.name
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(stem.with_suffix(".log"), dest)
+    if client:
+        shutil.copy(stem.with_suffix(".client.json"), dest)
+
+
+@pytest.fixture
+def run_tree(tmp_path: Path) -> Path:
+    """A copy of three of the project's runs in the ``<model>/<experiment>/<run_id>.log`` layout, plus
+    entries collect() must pass over."""
+    root = tmp_path / "logs"
+    for stem in (H100_TINY, CPU_TINY, QWEN_FAILED):
+        _copy_run(stem, root)
+    (root / "_gpu_sessions").mkdir()
+    (root / "_gpu_sessions" / "session.txt").write_text("INFO 11-22 19:00:00 [x.py:1] not a run\n")
+    (root / "tiny" / "notes.md").write_text("# not a log\n")
+    return root
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Collect
+
+
+@pytest.mark.parametrize(("name", "model", "experiment"), [
+    ("llama70b-s3-runai-sharded.txt", "llama-3-70b", "runai_streamer_sharded"),
+    ("llama70b-s3-runai.txt", "llama-3-70b", "runai_streamer"),
+    ("llama70b-base.txt", "llama-3-70b", "baseline"),
+    ("llama70B-compile-cache.txt", "llama-3-70b", "compile_cache"),
+    ("qwen235B-all.txt", "qwen-3-235b", "all"),
+    ("tiny-baseline.log", "tiny", "baseline"),
+    ("qwen-3-0.6b_compile_cache.log", "qwen-3-0.6b", "compile_cache"),
+    ("mystery.txt", "mystery", "unknown"),
+])
+def test_infer_model_experiment_from_file_names(name, model, experiment):
+    assert analyze.infer_model_experiment(name) == (model, experiment)
+
+
+def test_collect_walks_a_run_tree_and_reads_the_client_sidecars(run_tree):
+    rows = {r["run_id"]: r for r in analyze.collect([run_tree])}
+    assert set(rows) == {H100_TINY.name, CPU_TINY.name, QWEN_FAILED.name}
+    h100 = rows[H100_TINY.name]
+    assert (h100["model"], h100["experiment"], h100["device"], h100["status"]) == ("tiny", "baseline", "cuda", "ok")
+    assert h100["ttft_s"] == pytest.approx(183.241, abs=1e-3)
+    assert h100["phases"]["model_load_s"] == pytest.approx(1.740497)
+    assert h100["phases"]["seg_engine_config_s"] == pytest.approx(26.2297, abs=1e-3)
+    assert rows[CPU_TINY.name]["device"] == "cpu"
+    assert rows[QWEN_FAILED.name]["status"] == "no_token" and rows[QWEN_FAILED.name]["ttft_s"] is None
+    assert json.dumps(h100)  # a row is plain JSON, like a results.jsonl row
+
+
+def test_collect_without_a_sidecar_uses_a_client_from_the_results(run_tree):
+    (run_tree / "tiny" / "baseline" / f"{H100_TINY.name}.client.json").unlink()
+    bare = {r["run_id"]: r for r in analyze.collect([run_tree])}[H100_TINY.name]
+    assert bare["status"] == analyze.LOG_ONLY and bare["ttft_s"] is None
+    client = json.loads(H100_TINY.with_suffix(".client.json").read_text())
+    rows = {r["run_id"]: r for r in analyze.collect([run_tree], clients={H100_TINY.name: client})}
+    assert rows[H100_TINY.name]["ttft_s"] == pytest.approx(client["ttft_s"])
+
+
+def test_collect_flat_folder_of_captures(tmp_path):
+    flat = tmp_path / "captures"
+    flat.mkdir()
+    shutil.copy(H100_TINY.with_suffix(".log"), flat / "llama70b-s3-runai-sharded.txt")
+    (row,) = analyze.collect([flat])
+    assert (row["model"], row["experiment"], row["source"]) == ("llama-3-70b", "runai_streamer_sharded", "capture")
+    assert row["ttft_s"] is None  # no client beside a capture
+
+
+@pytest.mark.skipif(not ANCESTOR_DIR.is_dir(), reason="ancestor logs not available")
+def test_collect_ancestor_logs():
+    rows = {(r["model"], r["experiment"]): r for r in analyze.collect([ANCESTOR_DIR])}
+    assert set(rows) == {
+        ("llama-3-70b", e) for e in ("baseline", "runai_streamer", "runai_streamer_sharded", "compile_cache", "all")
+    } | {("qwen-3-235b", e) for e in ("baseline", "runai_streamer_sharded", "compile_cache", "all")}
+    base = rows[("llama-3-70b", "baseline")]
+    assert base["phases"]["model_load_s"] == pytest.approx(213.54, abs=0.01)  # the slowest of the 4 ranks
+    assert base["ttft_s"] is None and base["status"] == analyze.LOG_ONLY
+    runs = analyze.run_table(list(rows.values()))
+    llama = runs[(runs["model"] == "llama-3-70b") & (runs["experiment"] == "baseline")].iloc[0]
+    # A capture's total is its log span; the categories fill it exactly, the rest being unattributed.
+    assert llama["total_kind"] == "log_span"
+    assert llama["cat_weights_download_s"] == pytest.approx(196.465363)
+    assert llama["cat_model_load_s"] == pytest.approx(213.541107 - 196.465363)
+    assert sum(llama[c] for c in analyze.CATEGORY_COLUMNS if llama[c] == llama[c]) == pytest.approx(llama["total_s"])
+
+
+def test_merge_prefers_the_reparsed_log_but_keeps_what_only_the_result_row_knows(run_tree, tmp_path):
+    results = tmp_path / "results.jsonl"
+    append_row(results, _result_row(H100_TINY.name, "tiny", "baseline", 183.241, repeat=2,
+                                    phases={"model_load_s": 999.0}))
+    merged = {r["run_id"]: r for r in analyze.merge_rows(analyze.collect([run_tree]), analyze.load_results(results))}
+    row = merged[H100_TINY.name]
+    assert row["repeat"] == 2 and row["campaign"] == "test"
+    assert row["phases"]["model_load_s"] == pytest.approx(1.740497)  # from the log, not the stale row
+    assert row["source"] == "results+log"
+    assert len(merged) == 3
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A small results file built here, and every graph from it
+
+SEGS = ("seg_replica_actor_start_s", "seg_engine_process_spawn_s", "seg_model_load_s", "seg_torch_compile_s",
+        "seg_first_token_s")
+
+
+def _phases(ttft: float) -> dict[str, float | None]:
+    phases: dict[str, float | None] = {c: None for c in (*PHASE_COLUMNS, *SEGMENT_NAMES)}
+    parts = {"seg_replica_actor_start_s": 20.0, "seg_engine_process_spawn_s": 15.0, "seg_model_load_s": 5.0,
+             "seg_first_token_s": 1.0}
+    phases.update(parts, seg_torch_compile_s=ttft - sum(parts.values()), model_load_s=4.5)
+    phases[UNATTRIBUTED] = 0.0
+    return phases
+
+
+def _result_row(run_id: str, model: str, experiment: str, ttft: float | None, *, repeat: int = 0,
+                status: str = "ok", phases: dict | None = None) -> ResultRow:
+    return ResultRow(
+        run_id=run_id, model=model, experiment=experiment, repeat=repeat, status=status, ttft_s=ttft,
+        phases=phases if phases is not None else (_phases(ttft) if ttft is not None else {}),
+        audit={"compile_cache_hit": False}, log_path=None, provenance={}, config={}, campaign="test", device="cuda",
+        extra={"client": {"status": status, "ttft_s": ttft, "t_send_epoch": 1.0e9, "total_s": ttft or 50.0}},
+    )
+
+
+@pytest.fixture
+def results_file(tmp_path: Path) -> Path:
+    path = tmp_path / "results" / "results.jsonl"
+    for i, ttft in enumerate((100.0, 110.0, 130.0)):
+        append_row(path, _result_row(f"m1-b-{i}", "m1", "baseline", ttft, repeat=i))
+    for i, ttft in enumerate((80.0, 90.0)):
+        append_row(path, _result_row(f"m1-c-{i}", "m1", "compile_cache", ttft, repeat=i))
+    append_row(path, _result_row("m2-b-0", "m2", "baseline", 200.0))
+    append_row(path, _result_row("m2-b-1", "m2", "baseline", None, repeat=1, status="timeout"))
+    return path
+
+
+@pytest.fixture
+def runs(results_file: Path) -> pd.DataFrame:
+    return analyze.run_table(analyze.load_results(results_file))
+
+
+def test_median_table(runs):
+    med = analyze.median_table(runs).set_index(["model", "experiment"])
+    assert med.loc[("m1", "baseline"), "n"] == 3
+    assert med.loc[("m1", "baseline"), "total_s"] == pytest.approx(110.0)
+    assert med.loc[("m1", "compile_cache"), "total_s"] == pytest.approx(85.0)
+    assert med.loc[("m2", "baseline"), "n"] == 1  # the timeout is not a cold start of 0 s, nor of anything
+    assert med.loc[("m1", "baseline"), "cat_ray_serve_s"] == pytest.approx(21.0)  # actor start + first token
+    assert analyze.excluded_runs(runs) == ["m2 baseline m2-b-1 (timeout)"]
+
+
+def test_category_seconds_from_segments_sum_to_ttft():
+    cats = analyze.category_seconds(_phases(100.0))
+    assert sum(v for v in cats.values() if v is not None) == pytest.approx(100.0)
+    assert cats["torch_compile"] == pytest.approx(59.0)
+    assert cats["cuda_graphs"] is None  # not measured: None, not 0
+
+
+def test_stacked_bars_one_per_experiment_one_stack_per_legend_entry(runs):
+    data = analyze.stacked_data(analyze.median_table(runs), "m1")
+    assert list(data.index) == ["baseline", "compile_cache"]
+    fig = analyze.render_stacked(data, "m1")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    # Present categories: Ray/Serve (actor start + first token), engine start, model load, torch.compile,
+    # unattributed (0 s everywhere, so left out).
+    assert sorted(labels) == sorted(CATEGORY_LABELS[c] for c in
+                                    ("ray_serve", "engine_startup", "model_load", "torch_compile"))
+    assert len(ax.containers) == len(labels)
+    assert all(len(c.patches) == 2 for c in ax.containers)  # one bar per experiment
+    # Each bar's stack reaches its median TTFT (categories were taken from runs that each sum to TTFT).
+    tops = [max(p.get_y() + p.get_height() for c in ax.containers for p in [c.patches[i]]) for i in range(2)]
+    assert tops == pytest.approx([110.0, 85.0])
+    assert any("n=3" in t.get_text() for t in ax.texts)
+
+
+def test_comparison_one_bar_per_model_and_experiment(runs):
+    data = analyze.comparison_data(analyze.median_table(runs))
+    fig = analyze.render_comparison(data, analyze.excluded_runs(runs))
+    ax = fig.axes[0]
+    assert len(ax.patches) == 3  # m1 baseline, m1 compile_cache, m2 baseline
+    assert sorted(p.get_height() for p in ax.patches) == pytest.approx([85.0, 110.0, 200.0])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["m1", "m2"]
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[:2] == ["baseline", "compile_cache"]
+    assert any("m2-b-1 (timeout)" in t.get_text() for t in fig.texts)
+
+
+def test_ttft_spread_median_whiskers_and_n(runs):
+    data = analyze.ttft_spread(runs)
+    row = data[(data["model"] == "m1") & (data["experiment"] == "baseline")].iloc[0]
+    assert (row["n"], row["median_s"], row["min_s"], row["max_s"]) == (3, 110.0, 100.0, 130.0)
+    fig = analyze.render_ttft_spread(data)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert sorted(t.split("\n")[0] for t in texts) == ["n=1", "n=2", "n=3"]
+    assert len(ax.get_xticklabels()) == 3
+
+
+def test_gantt_from_a_result_row_without_stored_spans_lays_segments_end_to_end():
+    row = dataclasses.asdict(_result_row("r", "m1", "baseline", 100.0))
+    data = analyze.gantt_data(row)
+    assert list(data["name"]) == [*SEGS, UNATTRIBUTED]  # chain order; the 0 s unattributed (position unknown) last
+    assert data["end_s"].max() == pytest.approx(100.0)
+    fig = analyze.render_gantt(data, "r", 100.0, "first token")
+    ax = fig.axes[0]
+    assert len(ax.collections) == len(data)  # one bar (row) per segment present
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(data["label"])
+
+
+def test_gantt_of_a_real_run_has_one_bar_per_segment_present(run_tree):
+    rows = {r["run_id"]: r for r in analyze.collect([run_tree])}
+    h100 = analyze.gantt_data(rows[H100_TINY.name])
+    assert len(h100) == 16  # every segment but the compile-cache restore (a baseline run has none)
+    fig = analyze.render_gantt(h100, "h100", 183.24)
+    assert len(fig.axes[0].collections) == 16
+    cpu = analyze.gantt_data(rows[CPU_TINY.name])
+    # No CUDA graphs on CPU: those two segments are absent and one unattributed bar covers their time.
+    assert "seg_cuda_graph_s" not in set(cpu["name"]) and "seg_warmup_s" not in set(cpu["name"])
+    assert list(cpu["name"]).count(UNATTRIBUTED) == 1
+    assert len(analyze.render_gantt(cpu, "cpu").axes[0].collections) == 15
+
+
+def test_write_tables_csv_long_and_parquet(runs, tmp_path):
+    written, skipped = analyze.write_tables(runs, analyze.long_table(runs), tmp_path / "tables")
+    names = {p.name for p in written}
+    assert {"phases.csv", "phases_long.csv", "phases.parquet", "phases_long.parquet"} <= names
+    assert skipped == []
+    wide = pd.read_csv(tmp_path / "tables" / "phases.csv")
+    assert len(wide) == 7 and wide["run_id"].is_unique
+    long = pd.read_csv(tmp_path / "tables" / "phases_long.csv")
+    assert list(long.columns) == ["run_id", "model", "experiment", "device", "phase", "seconds"]
+    # Tidy: an unobserved phase has no row (never a 0).
+    assert not ((long["run_id"] == "m1-b-0") & (long["phase"] == "cuda_graph_s")).any()
+    assert long[(long["run_id"] == "m1-b-0") & (long["phase"] == "model_load_s")]["seconds"].item() == 4.5
+
+
+def test_write_tables_without_pyarrow_skips_parquet_and_says_so(runs, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
+    written, skipped = analyze.write_tables(runs, analyze.long_table(runs), tmp_path / "tables")
+    assert {p.name for p in written} == {"phases.csv", "phases_long.csv"}
+    assert skipped and "pyarrow" in skipped[0]
+
+
+def test_cli_writes_tables_and_every_graph(run_tree, results_file, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    analyze.add_cli_args(parser)
+    graphs, tables = tmp_path / "graphs", tmp_path / "tables"
+    args = parser.parse_args(["--logs", str(run_tree), "--results", str(results_file),
+                              "--out-graphs", str(graphs), "--out-tables", str(tables)])
+    assert analyze.main(args) == 0
+    out = capsys.readouterr().out
+    assert "m1" in out and "tiny" in out and "median seconds" in out
+    pngs = {p.stem for p in graphs.glob("*.png")}
+    assert {"phases_m1", "phases_m2", "phases_tiny", "comparison", "ttft_spread",
+            f"timeline_tiny_{H100_TINY.name}", f"timeline_qwen-3-0.6b_{QWEN_FAILED.name}"} <= pngs
+    assert {p.stem for p in graphs.glob("*.svg")} == pngs
+    assert len(pd.read_csv(tables / "phases.csv")) == 7 + 3
+
+
+def test_cli_with_nothing_to_analyze_fails(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    analyze.add_cli_args(parser)
+    args = parser.parse_args(["--logs", str(tmp_path / "none"), "--results", str(tmp_path / "none.jsonl"),
+                              "--out-graphs", str(tmp_path / "g"), "--out-tables", str(tmp_path / "t")])
+    assert analyze.main(args) == 1
+    assert "no runs found" in capsys.readouterr().err
+
+
+def test_python_m_analysis_is_the_analyze_tool():
+    proc = subprocess.run([sys.executable, "-m", "analysis", "--help"], cwd=REPO, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "--out-graphs" in proc.stdout and "--results" in proc.stdout
