@@ -543,7 +543,7 @@ def render_gantt(data: pd.DataFrame, title: str, marker_s: float | None = None,
     ax.legend(handles=[Patch(facecolor=CATEGORY_COLORS[c], hatch="//" if c == "unattributed" else None,
                              edgecolor="white", label=CATEGORY_LABELS[c]) for c in present],
               loc="lower left", fontsize=7, frameon=False)
-    ax.set_xlim(0, end * 1.1)
+    ax.set_xlim(0, end * 1.12)
     ax.set_xlabel("seconds since the request")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)

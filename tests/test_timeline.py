@@ -360,6 +360,14 @@ def test_compile_cache_restore_is_carved_out_of_the_weights_fetch():
     assert fetch.intervals == ((T0 + 20, T0 + 20.2), (T0 + 20.7, T0 + 21))
 
 
+def test_compile_cache_restore_inside_a_gap_is_carved_out_of_the_unattributed_time():
+    summary = summarize_run(synthetic_log(restore=True, drop=("node_fetch_start",)), CLIENT)
+    assert summary.phases["seg_node_task_start_s"] is None and summary.phases["seg_weights_fetch_s"] is None
+    assert summary.phases["seg_compile_cache_restore_s"] == pytest.approx(0.5)
+    assert summary.phases[UNATTRIBUTED] == pytest.approx(11.0 - 0.5)  # node init start (10) -> engine start (21)
+    assert _measured_sum(summary.phases) == pytest.approx(TTFT, abs=1e-9)
+
+
 def test_whole_second_milestone_is_kept_after_an_exact_one_in_the_same_second():
     # The executor line at :30.900 (exact), the engine core's first vLLM line in the same second: its window
     # [30, 31) is cut to [30.9, 31), so the segment is 0.05 s, not -0.4 s.
