@@ -82,6 +82,9 @@ _STAGING_PREFIX = ".coldstart-restore-"
 # compile-cache hash (vllm/envs.py). Defaults are a function of the vLLM version (keyed separately), so
 # only variables that are set matter.
 _ENV_NOT_HASHED = frozenset({
+    # Parallelism of the compile, not its output. Ray workers carry it and a publisher outside Ray does
+    # not: keyed, it made every GPU restore a MISMATCH (seen on the H100, 2026-11-22).
+    "TORCHINDUCTOR_COMPILE_THREADS",
     "MAX_JOBS", "VLLM_RPC_BASE_PATH", "VLLM_USE_MODELSCOPE", "VLLM_RINGBUFFER_WARNING_INTERVAL",
     "VLLM_DEBUG_DUMP_PATH", "VLLM_PORT", "VLLM_CACHE_ROOT", "LD_LIBRARY_PATH", "VLLM_SERVER_DEV_MODE",
     "VLLM_DP_MASTER_IP", "VLLM_DP_MASTER_PORT", "VLLM_NIXL_SIDE_CHANNEL_HOST",

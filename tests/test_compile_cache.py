@@ -800,3 +800,13 @@ def test_mega_cache_rejects_garbage(tmp_path):
         cc.restore_mega_cache(tmp_path / "junk.bin")
     with pytest.raises(cc.MegaCacheError, match="cannot read"):
         cc.restore_mega_cache(tmp_path / "absent.bin")
+
+
+def test_compile_threads_do_not_split_the_key():
+    # Ray workers set TORCHINDUCTOR_COMPILE_THREADS, a publisher outside Ray does not; the compiled
+    # artifacts are the same, so the key must be too (this made every GPU restore a MISMATCH).
+    from coldstart.compile_cache import hashed_env
+
+    base = {"VLLM_CACHE_ROOT": "/c", "TORCHINDUCTOR_MAX_AUTOTUNE": "1"}
+    assert hashed_env({**base, "TORCHINDUCTOR_COMPILE_THREADS": "1"}) == hashed_env(base)
+    assert hashed_env({**base, "TORCHINDUCTOR_MAX_AUTOTUNE": "0"}) != hashed_env(base)

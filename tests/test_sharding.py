@@ -382,7 +382,8 @@ if __name__ == "__main__":
 @pytest.mark.skipif(
     _cuda_gpus() < 2,
     reason="needs 2 CUDA GPUs: on CPU, vLLM 0.25.1 cannot save usable sharded state (its CPU backend empties "
-           "every linear layer's weight after packing it for oneDNN; see test_cpu_tp2_refuses_...)",
+           "every linear layer's weight after packing it for oneDNN; "
+           "see test_cpu_tp2_refuses_the_incomplete_state_vllm_would_save)",
 )
 def test_gpu_tp2_shards_stages_and_loads_back(staged_tiny, tmp_path):
     proc = _run(["-m", "coldstart", "shard", "tiny", "--tp", "2", "--no-progress", "--keep-local",

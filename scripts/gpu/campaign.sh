@@ -4,7 +4,7 @@
 # parse -> append a result row. Logs land in experiment_terminal_output/ and rows in results/, exactly as
 # in the repo, and come back as one archive in $OUT.
 #   bash scripts/gpu/campaign.sh STEP [STEP ...]
-# steps: tiny-s3 tiny-cc llama8b-baseline llama8b-rest
+# steps: tiny-s3 tiny-cc tiny-cc-mismatch llama8b-baseline llama8b-rest
 set -uo pipefail
 source /tmp/gpu-site/env.sh
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -35,7 +35,8 @@ for step in "$@"; do
       ckpt tiny
       matrix --campaign "$gpu-cc-miss" --models tiny --experiments compile_cache
       python service.py tiny compile_cache --publish-compile-cache
-      matrix --campaign "$gpu-cc-hit" --models tiny --experiments compile_cache
+      matrix --campaign "$gpu-cc-hit" --models tiny --experiments compile_cache ;;
+    tiny-cc-mismatch)
       # A cache captured under another config (max_model_len differs) must fall back with MISMATCH.
       matrix --campaign "$gpu-cc-mismatch" --models tiny --experiments compile_cache -- --max-model-len 256 ;;
     llama8b-baseline)
