@@ -104,7 +104,7 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
 )
 RUN_COLUMNS: tuple[str, ...] = (
     *ID_COLUMNS, "total_kind", *NUMERIC_COLUMNS,
-    "compile_cache_hit", "aot_cache_hit", "compile_cache_restore_status", "log_path",
+    "compile_cache_hit", "aot_cache_hit", "compile_cache_restore_status", "audit_passed", "log_path",
 )
 GROUP = ["model", "experiment", "device"]
 
@@ -294,6 +294,7 @@ def run_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             "compile_cache_hit": audit.get("compile_cache_hit"),
             "aot_cache_hit": audit.get("aot_cache_hit"),
             "compile_cache_restore_status": audit.get("compile_cache_restore_status"),
+            "audit_passed": audit_passed(r.get("experiment"), audit),
             "log_path": r.get("log_path"),
         })
     df = pd.DataFrame.from_records(records, columns=list(RUN_COLUMNS))
@@ -309,9 +310,20 @@ def long_table(runs: pd.DataFrame) -> pd.DataFrame:
     return long.dropna(subset=["seconds"]).reset_index(drop=True)
 
 
+def audit_passed(experiment: str | None, audit: dict[str, Any]) -> bool | None:
+    """The runner's audit rule, re-applied to a re-parsed log: a cold run with a cache-hit line, or a cache
+    run without one, fails (None: an experiment this registry does not know)."""
+    from coldstart.runner import audit as run_audit
+
+    if experiment not in EXPERIMENTS:
+        return None
+    return run_audit(experiment, audit)["passed"]
+
+
 def usable(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs that count toward medians: a finished cold start with a total (failed runs stay in the CSV)."""
-    return runs[runs["status"].isin(USABLE_STATUS) & runs["total_s"].notna()]
+    """Runs that count toward medians: a finished cold start with a total that passed its cache audit
+    (failed and flagged runs stay in the CSV and are named under the graphs)."""
+    return runs[runs["status"].isin(USABLE_STATUS) & runs["total_s"].notna() & runs["audit_passed"].ne(False)]
 
 
 def _experiment_order(name: str) -> tuple[int, str]:
@@ -370,7 +382,9 @@ def excluded_runs(runs: pd.DataFrame) -> list[str]:
     left = runs.drop(usable(runs).index)
     # A log with no engine at all (a service stopped before any request) is not a failed cold start.
     left = left[(left["status"] != LOG_ONLY)]
-    return [f"{r.model} {r.experiment} {r.run_id} ({r.status})" for r in left.itertuples()]
+    flagged = {True: ", failed cache audit", False: ""}
+    return [f"{r.model} {r.experiment} {r.run_id} ({r.status}{flagged[r.audit_passed is False]})"
+            for r in left.itertuples()]
 
 
 def gantt_data(row: Mapping[str, Any]) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import dataclasses
 import fcntl
 import importlib.metadata
 import json
+import os
 import platform
 import shutil
 import socket
@@ -68,6 +69,9 @@ def collect_provenance(repo: Path | None = None) -> Provenance:
     gpu, driver = _nvidia_smi()
     commit = _git("rev-parse", "HEAD", cwd=repo)
     status = _git("status", "--porcelain", "--untracked-files=no", cwd=repo)
+    if commit is None:
+        # A copied work tree without .git (the lent GPU machine): the caller names the commit it shipped.
+        commit = os.environ.get("COLDSTART_GIT_COMMIT") or None
     return Provenance(
         packages={p: _package_version(p) for p in _PACKAGES},
         gpu=gpu,

@@ -122,7 +122,7 @@ def run_one(sut: SystemUnderTest, spec: RunSpec, *, provenance: Any, device: str
         return ResultRow(
             run_id=run_id, model=spec.model, experiment=spec.experiment, repeat=spec.repeat,
             status=m.status, ttft_s=m.ttft_s, phases=phases, audit=run_audit,
-            log_path=str(log_path) if log_path else None, provenance=provenance, config=config,
+            log_path=_portable(log_path), provenance=provenance, config=config,
             campaign=spec.campaign, device=device, error=m.error, t_start_epoch=t0,
             extra={"client": dataclasses.asdict(m), "clear": clear_report, "timeline": timeline},
         )
@@ -131,10 +131,20 @@ def run_one(sut: SystemUnderTest, spec: RunSpec, *, provenance: Any, device: str
     except Exception as exc:  # one failed run must not end the campaign: record it and go on
         return ResultRow(
             run_id=run_id, model=spec.model, experiment=spec.experiment, repeat=spec.repeat,
-            status="failed", ttft_s=None, phases={}, audit={}, log_path=str(log_path) if log_path else None,
+            status="failed", ttft_s=None, phases={}, audit={}, log_path=_portable(log_path),
             provenance=provenance, config=config, campaign=spec.campaign, device=device,
             error=f"{type(exc).__name__}: {exc}", t_start_epoch=t0,
         )
+
+
+def _portable(path: Path | None) -> str | None:
+    """Row paths relative to the working directory when inside it, so rows stay valid in any clone."""
+    if path is None:
+        return None
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def pending(specs: Sequence[RunSpec], results_path: Path) -> list[RunSpec]:

@@ -3,7 +3,7 @@
 # back-to-back calls). Every run goes through the matrix runner: clear -> service.py -> client -> stop ->
 # parse -> append a result row. Logs land in experiment_terminal_output/ and rows in results/, exactly as
 # in the repo, and come back as one archive in $OUT.
-#   bash scripts/gpu/campaign.sh STEP [STEP ...]
+#   COLDSTART_GIT_COMMIT=<sha> bash scripts/gpu/campaign.sh STEP [STEP ...]   (the copy there has no .git)
 # steps: tiny-s3 tiny-cc tiny-cc-mismatch llama8b-baseline llama8b-rest
 set -uo pipefail
 source /tmp/gpu-site/env.sh
