@@ -414,7 +414,8 @@ def ttft_spread(runs: pd.DataFrame) -> pd.DataFrame:
     """Per (model, experiment, device) with a TTFT: n, median, min, max, quartiles, and the values."""
     import pandas as pd
 
-    ok = runs[(runs["status"] == "ok") & runs["ttft_s"].notna()].copy()
+    ok = usable(runs)
+    ok = ok[(ok["status"] == "ok") & ok["ttft_s"].notna()].copy()
     ok["device"] = ok["device"].fillna("?")
     cols = [*GROUP, "n", "median_s", "min_s", "max_s", "q1_s", "q3_s", "values"]
     if ok.empty:

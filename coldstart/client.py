@@ -139,7 +139,7 @@ def measure_ttft(
         )
         if last_s is not None:
             events.emit("client_last_token", t=m.t_last_token_epoch, tokens=tokens, total_s=total_s)
-        events.emit("client_done", status=status, ttft_s=first_s, error=error)
+        events.emit("client_done", t=t_send + total_s, status=status, ttft_s=first_s, error=error)
         return m
 
     try:
@@ -166,7 +166,7 @@ def measure_ttft(
                 last_s = now
                 chunks += 1
     except httpx.TimeoutException as exc:
-        return done("timeout", f"no answer within {timeout_s:.0f} s ({type(exc).__name__})")
+        return done("timeout", f"no answer within {timeout_s:g} s ({type(exc).__name__})")
     except httpx.ConnectError as exc:
         return done("connect_error", f"cannot reach {url}: {exc}; is `python service.py` running?")
     except (httpx.HTTPError, json.JSONDecodeError) as exc:

@@ -146,11 +146,12 @@ def _phases(ttft: float) -> dict[str, float | None]:
 
 
 def _result_row(run_id: str, model: str, experiment: str, ttft: float | None, *, repeat: int = 0,
-                status: str = "ok", phases: dict | None = None) -> ResultRow:
+                status: str = "ok", phases: dict | None = None, cache_hit: bool | None = None) -> ResultRow:
+    hit = (experiment == "compile_cache") if cache_hit is None else cache_hit
     return ResultRow(
         run_id=run_id, model=model, experiment=experiment, repeat=repeat, status=status, ttft_s=ttft,
         phases=phases if phases is not None else (_phases(ttft) if ttft is not None else {}),
-        audit={"compile_cache_hit": False}, log_path=None, provenance={}, config={}, campaign="test", device="cuda",
+        audit={"compile_cache_hit": hit}, log_path=None, provenance={}, config={}, campaign="test", device="cuda",
         extra={"client": {"status": status, "ttft_s": ttft, "t_send_epoch": 1.0e9, "total_s": ttft or 50.0}},
     )
 
@@ -162,6 +163,8 @@ def results_file(tmp_path: Path) -> Path:
         append_row(path, _result_row(f"m1-b-{i}", "m1", "baseline", ttft, repeat=i))
     for i, ttft in enumerate((80.0, 90.0)):
         append_row(path, _result_row(f"m1-c-{i}", "m1", "compile_cache", ttft, repeat=i))
+    # A cache run that compiled anyway (restore MISMATCH): flagged, never averaged into compile_cache.
+    append_row(path, _result_row("m1-c-2", "m1", "compile_cache", 20.0, repeat=2, cache_hit=False))
     append_row(path, _result_row("m2-b-0", "m2", "baseline", 200.0))
     append_row(path, _result_row("m2-b-1", "m2", "baseline", None, repeat=1, status="timeout"))
     return path
@@ -179,7 +182,9 @@ def test_median_table(runs):
     assert med.loc[("m1", "compile_cache"), "total_s"] == pytest.approx(85.0)
     assert med.loc[("m2", "baseline"), "n"] == 1  # the timeout is not a cold start of 0 s, nor of anything
     assert med.loc[("m1", "baseline"), "cat_ray_serve_s"] == pytest.approx(21.0)  # actor start + first token
-    assert analyze.excluded_runs(runs) == ["m2 baseline m2-b-1 (timeout)"]
+    assert med.loc[("m1", "compile_cache"), "n"] == 2
+    assert analyze.excluded_runs(runs) == ["m1 compile_cache m1-c-2 (ok, failed cache audit)",
+                                           "m2 baseline m2-b-1 (timeout)"]
 
 
 def test_category_seconds_from_segments_sum_to_ttft():
@@ -260,7 +265,7 @@ def test_write_tables_csv_long_and_parquet(runs, tmp_path):
     assert {"phases.csv", "phases_long.csv", "phases.parquet", "phases_long.parquet"} <= names
     assert skipped == []
     wide = pd.read_csv(tmp_path / "tables" / "phases.csv")
-    assert len(wide) == 7 and wide["run_id"].is_unique
+    assert len(wide) == 8 and wide["run_id"].is_unique
     long = pd.read_csv(tmp_path / "tables" / "phases_long.csv")
     assert list(long.columns) == ["run_id", "model", "experiment", "device", "phase", "seconds"]
     # Tidy: an unobserved phase has no row (never a 0).
@@ -288,7 +293,7 @@ def test_cli_writes_tables_and_every_graph(run_tree, results_file, tmp_path, cap
     assert {"phases_m1", "phases_m2", "phases_tiny", "comparison", "ttft_spread",
             f"timeline_tiny_{H100_TINY.name}", f"timeline_qwen-3-0.6b_{QWEN_FAILED.name}"} <= pngs
     assert {p.stem for p in graphs.glob("*.svg")} == pngs
-    assert len(pd.read_csv(tables / "phases.csv")) == 7 + 3
+    assert len(pd.read_csv(tables / "phases.csv")) == 8 + 3
 
 
 def test_cli_with_nothing_to_analyze_fails(tmp_path, capsys):

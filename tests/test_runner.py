@@ -1,0 +1,526 @@
+"""The matrix runner against a fake system under test: ordering, resume, failure isolation, audit, the CLI, and
+stopping a real process group that ignores SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coldstart import runner
+from coldstart.client import RESULT_SCHEMA_VERSION, Measurement
+from coldstart.events import format_event, read_events
+from coldstart.registry import EXPERIMENTS, MODELS, UnknownNameError
+from coldstart.results import SCHEMA_VERSION, Provenance, load_rows
+from coldstart.runner import Deployment, RunSpec, plan
+
+PROVENANCE = Provenance(packages={"vllm": "0.0.0+fake", "ray": None}, gpu=None, driver=None, host="fake-host",
+                        python="3.11.0", git_commit="0123abcd", git_dirty=False)
+
+MODEL_LOAD_S = 1.7
+INDUCTOR_S = 3.1
+
+
+def _vllm_line(t: float, msg: str, where: str = "fake.py:1") -> str:
+    """A vLLM worker line stamped at epoch ``t`` (UTC, whole seconds, like vLLM prints them)."""
+    stamp = datetime.fromtimestamp(t, timezone.utc).strftime("%m-%d %H:%M:%S")
+    return f"(RayWorkerProc pid=4242) (Worker pid=4242) INFO {stamp} [{where}] {msg}"
+
+
+@dataclass
+class FakeSUT:
+    """Implements the SystemUnderTest protocol; records every call and writes a small synthetic log per run.
+
+    ``hit``: spec.key -> True (AOT cache-hit line), False (Inductor compile line), None (neither). By default a
+    compile_cache run hits and everything else compiles.
+    """
+
+    root: Path
+    hit: dict[tuple, bool | None] = field(default_factory=dict)
+    fail_clear: set[tuple] = field(default_factory=set)
+    fail_deploy: set[tuple] = field(default_factory=set)
+    fail_measure: set[tuple] = field(default_factory=set)
+    interrupt_measure: set[tuple] = field(default_factory=set)
+    client_status: dict[tuple, str] = field(default_factory=dict)
+    calls: list[tuple[str, tuple, str | None]] = field(default_factory=list)
+    t_send: dict[str, float] = field(default_factory=dict)
+
+    def ran(self, step: str) -> list[tuple]:
+        return [key for name, key, _ in self.calls if name == step]
+
+    def _hit(self, spec: RunSpec) -> bool | None:
+        return self.hit.get(spec.key, spec.experiment == "compile_cache")
+
+    def clear(self, spec: RunSpec) -> dict[str, Any]:
+        self.calls.append(("clear", spec.key, None))
+        if spec.key in self.fail_clear:
+            raise RuntimeError("clear_cache.py failed (1): permission denied")
+        return {"ok": True, "fake": spec.model}
+
+    def _log(self, spec: RunSpec, t0: float) -> str:
+        lines = [
+            "some unrelated Ray banner line",
+            format_event("service_start", t=t0 - 5.0, model=spec.model, experiment=spec.experiment),
+            format_event("replica_node_init_start", t=t0 + 1.0),
+            format_event("node_fetch_start", t=t0 + 2.0),
+            format_event("engine_start", t=t0 + 3.0),
+            _vllm_line(t0 + 5.0, f"Model loading took 0.01 GiB and {MODEL_LOAD_S} seconds", "model_runner.py:302"),
+        ]
+        hit = self._hit(spec)
+        if hit is True:
+            lines.append(_vllm_line(t0 + 6.0, "Directly load AOT compilation from path /x/aot/model",
+                                    "decorators.py:212"))
+        elif hit is False:
+            lines.append(_vllm_line(t0 + 8.0, f"Compiling a graph for compile range (1, 8192) takes {INDUCTOR_S} s",
+                                    "backends.py:393"))
+        lines.append(_vllm_line(t0 + 9.0, "torch.compile took 4.00 s in total", "monitor.py:53"))
+        lines.append(format_event("serve_app_deployed", t=t0 + 11.0))
+        return "\n".join(lines) + "\n"
+
+    @contextlib.contextmanager
+    def deploy(self, spec: RunSpec, run_id: str) -> Iterator[Deployment]:
+        self.calls.append(("deploy", spec.key, run_id))
+        if spec.key in self.fail_deploy:
+            raise RuntimeError("service.py exited with 1 before it was ready")
+        t0 = time.time() - 30.0
+        self.t_send[run_id] = t0
+        log = self.root / "logs" / spec.model / spec.experiment / f"{run_id}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(self._log(spec, t0))
+        try:
+            yield Deployment(url=f"http://fake.invalid/{run_id}", run_id=run_id, log_path=log,
+                             config={"model": spec.model, "experiment": spec.experiment, "repeat": spec.repeat})
+        finally:
+            self.calls.append(("teardown", spec.key, run_id))
+
+    def measure(self, deployment: Deployment, spec: RunSpec) -> Measurement:
+        self.calls.append(("measure", spec.key, deployment.run_id))
+        # The service is up (its log exists) while the client runs.
+        assert deployment.log_path.exists()
+        if spec.key in self.interrupt_measure:
+            raise KeyboardInterrupt
+        if spec.key in self.fail_measure:
+            raise ValueError("client blew up")
+        status = self.client_status.get(spec.key, "ok")
+        t_send = self.t_send[deployment.run_id]
+        ttft = 12.0 + spec.repeat if status == "ok" else None
+        return Measurement(
+            schema_version=RESULT_SCHEMA_VERSION, url=deployment.url + "/v1/chat/completions", model=spec.model,
+            status=status, error=None if status == "ok" else f"{status} from the fake",
+            ttft_s=ttft, total_s=13.0 + spec.repeat, tokens=5 if ttft else 0, t_send_epoch=t_send,
+            t_first_token_epoch=None if ttft is None else t_send + ttft,
+            t_last_token_epoch=None if ttft is None else t_send + 13.0 + spec.repeat,
+            first_text="hi" if ttft else None, http_status=200,
+        )
+
+
+@pytest.fixture
+def sut(tmp_path: Path) -> FakeSUT:
+    return FakeSUT(root=tmp_path)
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    return tmp_path / "results" / "results.jsonl"
+
+
+def _run(sut: FakeSUT, specs: list[RunSpec], results: Path) -> list:
+    return runner.run_matrix(sut, specs, results, provenance=PROVENANCE, device="fake-device", show_progress=False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# plan
+
+
+def test_plan_is_repeat_major_and_drops_invalid_pairs() -> None:
+    specs = plan(["tiny", "llama-3-8b-tp2"], ["baseline", "runai_streamer_sharded", "all"], 2, "camp")
+    pairs = [("tiny", "baseline"), ("tiny", "all"),  # tiny (TP1) + runai_streamer_sharded is dropped; "all" stays
+             ("llama-3-8b-tp2", "baseline"), ("llama-3-8b-tp2", "runai_streamer_sharded"), ("llama-3-8b-tp2", "all")]
+    assert specs == [RunSpec(m, e, r, "camp") for r in (0, 1) for m, e in pairs]
+    assert [s.key for s in specs[:2]] == [("camp", "tiny", "baseline", 0), ("camp", "tiny", "all", 0)]
+
+
+def test_plan_only_invalid_pairs_is_empty_and_unknown_names_raise() -> None:
+    assert plan(["tiny"], ["runai_streamer_sharded"], 3, "c") == []
+    assert plan(["tiny"], ["baseline"], 0, "c") == []
+    with pytest.raises(UnknownNameError, match="valid models"):
+        plan(["no-such-model"], ["baseline"], 1, "c")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one row per run, in order
+
+
+def test_each_run_is_clear_deploy_measure_teardown_in_order(sut: FakeSUT, results: Path) -> None:
+    specs = plan(["tiny"], ["baseline", "compile_cache"], 2, "c")
+    rows = _run(sut, specs, results)
+
+    expected = [(step, s.key) for s in specs for step in ("clear", "deploy", "measure", "teardown")]
+    assert [(name, key) for name, key, _ in sut.calls] == expected
+    # deploy, measure and teardown of a run share one run id; every run has its own.
+    run_ids = [rid for name, _, rid in sut.calls if name != "clear"]
+    assert all(len(set(run_ids[i:i + 3])) == 1 for i in range(0, len(run_ids), 3))
+    assert len(set(run_ids)) == len(specs)
+    assert [r.run_id for r in rows] == run_ids[::3]
+
+
+def test_rows_are_appended_one_per_run_with_schema_and_provenance(sut: FakeSUT, results: Path) -> None:
+    specs = plan(["tiny"], ["baseline", "compile_cache"], 2, "c")
+    rows = _run(sut, specs, results)
+
+    on_disk = load_rows(results)
+    assert len(on_disk) == len(specs) == len(rows)
+    assert len(results.read_text().splitlines()) == len(specs)
+    for spec, row, disk in zip(specs, rows, on_disk, strict=True):
+        assert disk["schema_version"] == SCHEMA_VERSION
+        assert disk["provenance"] == dataclasses.asdict(PROVENANCE)
+        assert (disk["campaign"], disk["model"], disk["experiment"], disk["repeat"]) == spec.key
+        assert disk["run_id"] == row.run_id
+        assert disk["status"] == "ok" and disk["error"] is None
+        assert disk["ttft_s"] == 12.0 + spec.repeat
+        assert disk["device"] == "fake-device"
+        assert disk["config"] == {"model": spec.model, "experiment": spec.experiment, "repeat": spec.repeat}
+        assert disk["extra"]["clear"] == {"ok": True, "fake": "tiny"}
+        assert disk["extra"]["client"]["ttft_s"] == 12.0 + spec.repeat
+        assert disk["extra"]["timeline"] is not None
+        # The log was parsed: the phase comes from the fake's vLLM line.
+        assert disk["phases"]["model_load_s"] == pytest.approx(MODEL_LOAD_S)
+        log = Path(disk["log_path"])
+        assert log.name == f"{row.run_id}.log"
+        # The client sidecar lands beside the log, so the analysis can rebuild the row.
+        sidecar = json.loads(log.with_suffix(".client.json").read_text())
+        assert sidecar["ttft_s"] == disk["ttft_s"] and sidecar["status"] == "ok"
+
+
+def test_appending_keeps_earlier_rows(sut: FakeSUT, results: Path) -> None:
+    _run(sut, plan(["tiny"], ["baseline"], 1, "a"), results)
+    _run(sut, plan(["tiny"], ["baseline"], 1, "b"), results)
+    assert [r["campaign"] for r in load_rows(results)] == ["a", "b"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# resume
+
+
+def test_pending_skips_ok_rows_and_retries_failed_ones(sut: FakeSUT, results: Path) -> None:
+    specs = plan(["tiny"], ["baseline", "compile_cache"], 2, "c")
+    _, b, c, _ = specs
+    sut.fail_deploy = {b.key}
+    sut.client_status = {c.key: "timeout"}
+    _run(sut, specs, results)
+    assert [r["status"] for r in load_rows(results)] == ["ok", "failed", "timeout", "ok"]
+
+    assert runner.pending(specs, results) == [b, c]
+    # Another campaign's rows do not count as done for this one.
+    other = plan(["tiny"], ["baseline"], 1, "other")
+    assert runner.pending(other, results) == [RunSpec("tiny", "baseline", 0, "other")]
+    assert runner.pending(specs, results.with_name("missing.jsonl")) == specs
+
+    second = FakeSUT(root=sut.root)
+    rows = _run(second, specs, results)
+    assert second.ran("clear") == [b.key, c.key]
+    assert [r.status for r in rows] == ["ok", "ok"]
+    assert runner.pending(specs, results) == []
+
+    third = FakeSUT(root=sut.root)
+    assert _run(third, specs, results) == []
+    assert third.calls == []
+    assert len(load_rows(results)) == 6  # 4 + 2 retries; nothing rewritten
+
+
+# ---------------------------------------------------------------------------------------------------------
+# failure isolation
+
+
+def test_a_failed_run_is_a_row_and_the_matrix_goes_on(sut: FakeSUT, results: Path) -> None:
+    specs = plan(["tiny", "qwen-3-0.6b"], ["baseline"], 2, "c")
+    _, s1, s2, _ = specs
+    sut.fail_deploy = {s1.key}
+    sut.fail_measure = {s2.key}
+    rows = _run(sut, specs, results)
+
+    assert [r.status for r in rows] == ["ok", "failed", "failed", "ok"]
+    assert sut.ran("clear") == [s.key for s in specs]
+    by_key = {(r.campaign, r.model, r.experiment, r.repeat): r for r in rows}
+
+    deploy_failed = by_key[s1.key]
+    assert deploy_failed.error == "RuntimeError: service.py exited with 1 before it was ready"
+    assert deploy_failed.ttft_s is None
+    assert deploy_failed.log_path is None
+    assert s1.key not in sut.ran("measure")
+
+    measure_failed = by_key[s2.key]
+    assert measure_failed.error == "ValueError: client blew up"
+    assert measure_failed.ttft_s is None
+    assert measure_failed.log_path is not None and Path(measure_failed.log_path).exists()
+    assert measure_failed.config["model"] == s2.model
+    assert s2.key in sut.ran("teardown")  # the service is still stopped
+
+    disk = load_rows(results)
+    assert [r["status"] for r in disk] == ["ok", "failed", "failed", "ok"]
+    assert all(r["schema_version"] == SCHEMA_VERSION for r in disk)
+
+
+def test_clear_failure_is_isolated_and_nothing_is_deployed(sut: FakeSUT, results: Path) -> None:
+    specs = plan(["tiny"], ["baseline"], 2, "c")
+    sut.fail_clear = {specs[0].key}
+    rows = _run(sut, specs, results)
+    assert [r.status for r in rows] == ["failed", "ok"]
+    assert "clear_cache.py failed" in rows[0].error
+    assert sut.ran("deploy") == [specs[1].key]
+
+
+def test_a_client_failure_status_is_kept_not_failed(sut: FakeSUT, results: Path) -> None:
+    spec = RunSpec("tiny", "baseline", 0, "c")
+    sut.client_status = {spec.key: "no_token"}
+    (row,) = _run(sut, [spec], results)
+    assert row.status == "no_token"
+    assert row.ttft_s is None
+    assert row.error == "no_token from the fake"
+
+
+def test_keyboard_interrupt_is_not_swallowed(sut: FakeSUT, results: Path) -> None:
+    specs = plan(["tiny"], ["baseline"], 3, "c")
+    sut.interrupt_measure = {specs[1].key}
+    with pytest.raises(KeyboardInterrupt):
+        _run(sut, specs, results)
+    assert sut.ran("clear") == [specs[0].key, specs[1].key]  # the third run never started
+    assert specs[1].key in sut.ran("teardown")  # the interrupted service was still stopped
+    assert [r["repeat"] for r in load_rows(results)] == [0]  # the finished run's row is on disk
+    assert runner.pending(specs, results) == specs[1:]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# audit
+
+
+@pytest.mark.parametrize(
+    ("experiment", "hit", "passed"),
+    [
+        ("baseline", False, True),  # cold run that compiled: as it should be
+        ("baseline", True, False),  # cold run with a cache-hit line: the caches were not cleared
+        ("compile_cache", True, True),
+        ("compile_cache", False, False),  # the restored cache was not used
+        ("compile_cache", None, False),  # silence is not a hit
+    ],
+)
+def test_audit_flags(sut: FakeSUT, results: Path, experiment: str, hit: bool | None, passed: bool) -> None:
+    spec = RunSpec("tiny", experiment, 0, "c")
+    sut.hit = {spec.key: hit}
+    (row,) = _run(sut, [spec], results)
+    assert row.status == "ok"
+    assert row.audit["passed"] is passed
+    assert row.audit["expected_compile_cache_hit"] is EXPERIMENTS[experiment].compile_cache
+    if hit is True:
+        assert row.audit["aot_cache_hit"] is True
+        assert row.audit["compile_cache_hit"] is True
+    elif hit is False:
+        assert row.audit["compile_cache_hit"] is False
+        assert row.phases["inductor_s"] == pytest.approx(INDUCTOR_S)
+    else:
+        assert row.audit["compile_cache_hit"] is None and row.audit["aot_cache_hit"] is None
+    assert load_rows(results)[0]["audit"]["passed"] is passed
+
+
+def test_audit_function_directly() -> None:
+    assert runner.audit("baseline", {"compile_cache_hit": None, "aot_cache_hit": None})["passed"] is True
+    assert runner.audit("baseline", {"compile_cache_hit": False, "aot_cache_hit": True})["passed"] is False
+    assert runner.audit("all", {"compile_cache_hit": None, "aot_cache_hit": True})["passed"] is True
+    assert runner.audit("all", {"compile_cache_hit": False, "aot_cache_hit": False})["passed"] is False
+    out = runner.audit("compile_cache", {"compile_cache_hit": True, "aot_cache_hit": None, "extra": 1})
+    assert out == {"compile_cache_hit": True, "aot_cache_hit": None, "extra": 1,
+                   "expected_compile_cache_hit": True, "passed": True}
+
+
+def test_parser_exception_keeps_the_measurement(sut: FakeSUT, results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import coldstart.timeline
+
+    def broken(log_text: str, client: Any = None) -> Any:
+        raise ValueError("unexpected log wording")
+
+    monkeypatch.setattr(coldstart.timeline, "summarize_run", broken)
+    spec = RunSpec("tiny", "baseline", 0, "c")
+    (row,) = _run(sut, [spec], results)
+
+    assert row.status == "ok"
+    assert row.ttft_s == 12.0
+    assert row.error is None
+    assert row.audit == {"parse_error": "ValueError: unexpected log wording", "passed": None}
+    assert row.phases == {}
+    assert row.extra["timeline"] is None
+    assert row.extra["client"]["ttft_s"] == 12.0
+    assert Path(row.log_path).with_suffix(".client.json").exists()  # the analysis can re-derive it later
+    assert load_rows(results)[0]["audit"]["parse_error"] == "ValueError: unexpected log wording"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# CLI
+
+
+def _args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    runner.add_cli_args(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.fixture
+def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a dry run / bad name must not start anything")
+
+    monkeypatch.setattr(runner, "ServiceSUT", refuse)
+    monkeypatch.setattr(runner, "run_matrix", refuse)
+    monkeypatch.setattr(runner, "collect_provenance", refuse)
+    monkeypatch.setattr(runner.subprocess, "Popen", refuse)
+    monkeypatch.setattr(runner.subprocess, "run", refuse)
+
+
+def test_main_dry_run_lists_runs_and_starts_nothing(nothing_starts: None, results: Path, sut: FakeSUT,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--models", "tiny", "--experiments", "baseline", "runai_streamer_sharded", "compile_cache",
+            "--repeats", "2", "--campaign", "dr", "--results", str(results), "--dry-run", "--", "--device", "cpu"]
+    assert runner.main(_args(argv)) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:-1] == [f"todo  dr  tiny  {e}  #{r}" for r in (0, 1) for e in ("baseline", "compile_cache")]
+    assert out[-1] == "4 of 4 runs to do; service args: --device cpu"
+    assert not results.exists()
+
+
+def test_main_dry_run_marks_done_runs(nothing_starts: None, results: Path, sut: FakeSUT,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    # One ok row from an earlier (fake) campaign run; written before the CLI's hands are tied.
+    runner.append_row(results, runner.run_one(sut, RunSpec("tiny", "baseline", 1, "dr"), provenance=PROVENANCE,
+                                              device=None))
+    argv = ["--models", "tiny", "--repeats", "2", "--campaign", "dr", "--results", str(results), "--dry-run"]
+    assert runner.main(_args(argv)) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["todo  dr  tiny  baseline  #0", "done  dr  tiny  baseline  #1",
+                   "1 of 2 runs to do; service args: (none)"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle", "valid"),
+    [
+        (["--models", "tiny", "gpt-9"], "unknown model 'gpt-9'", list(MODELS)),
+        (["--experiments", "warp_drive"], "unknown experiment 'warp_drive'", list(EXPERIMENTS)),
+    ],
+)
+def test_main_unknown_name_exits_2_listing_valid_names(nothing_starts: None, results: Path, argv: list[str],
+                                                       needle: str, valid: list[str],
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert runner.main(_args([*argv, "--results", str(results)])) == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    for name in valid:
+        assert name in err
+    assert not results.exists()
+
+
+def test_main_runs_the_matrix_through_the_sut(monkeypatch: pytest.MonkeyPatch, sut: FakeSUT, results: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    made: list[tuple[list[str], dict]] = []
+
+    def fake_service_sut(service_args: list[str], **kwargs: Any) -> FakeSUT:
+        made.append((service_args, kwargs))
+        return sut
+
+    monkeypatch.setattr(runner, "ServiceSUT", fake_service_sut)
+    monkeypatch.setattr(runner, "collect_provenance", lambda: PROVENANCE)
+    argv = ["--models", "tiny", "--repeats", "2", "--results", str(results), "--no-clear", "--client-timeout", "7",
+            "--", "--device", "cpu"]
+    assert runner.main(_args(argv)) == 0
+    assert made[0][0] == ["--device", "cpu"]
+    assert made[0][1]["clear"] is False and made[0][1]["client_timeout_s"] == 7.0
+    assert "2 ok, 0 failed" in capsys.readouterr().out
+    assert len(load_rows(results)) == 2
+
+    # A failed run makes the exit status 1; only the retried run is done again.
+    sut.calls.clear()
+    sut.fail_deploy = {("default", "tiny", "baseline", 2)}
+    assert runner.main(_args([*argv[:3], "3", *argv[4:]])) == 1
+    assert sut.ran("clear") == [("default", "tiny", "baseline", 2)]
+    assert "0 ok, 1 failed" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# stop_process_group on real processes
+
+_IGNORES_TERM = (
+    "import os, signal, subprocess, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    # A child in the same group that also ignores SIGTERM (an engine process left behind).
+    "child = subprocess.Popen([sys.executable, '-c', 'import signal, time; "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(120)'], stdout=subprocess.PIPE)\n"
+    "child.stdout.readline()\n"
+    "print(child.pid, flush=True)\n"
+    "time.sleep(120)\n"
+)
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no /proc entry, or a zombie waiting for its (re)parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+@contextlib.contextmanager
+def _started(code: str) -> Iterator[subprocess.Popen]:
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:  # a failed assertion must not leak the process group
+            with contextlib.suppress(ProcessLookupError):
+                runner.os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()
+
+
+def test_stop_process_group_kills_a_group_that_ignores_sigterm(capsys: pytest.CaptureFixture[str]) -> None:
+    with _started(_IGNORES_TERM) as proc:
+        child_pid = int(proc.stdout.readline())  # both handlers are installed once this line arrives
+        grace = 0.5
+        t0 = time.monotonic()
+        runner.stop_process_group(proc, grace_s=grace)
+        elapsed = time.monotonic() - t0
+
+        assert proc.returncode == -signal.SIGKILL
+        assert grace <= elapsed < grace + 5.0
+        deadline = time.monotonic() + 5.0
+        while not _gone(child_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(child_pid)
+    killed = [e for e in read_events(capsys.readouterr().out) if e["event"] == "service_killed"]
+    assert len(killed) == 1 and killed[0]["pid"] == proc.pid and killed[0]["grace_s"] == grace
+
+
+def test_stop_process_group_terminates_a_well_behaved_process_fast(capsys: pytest.CaptureFixture[str]) -> None:
+    with _started("import time; print('up', flush=True); time.sleep(120)") as proc:
+        proc.stdout.readline()
+        t0 = time.monotonic()
+        runner.stop_process_group(proc, grace_s=30.0)
+        assert time.monotonic() - t0 < 5.0  # did not sit out the grace time
+        assert proc.returncode == -signal.SIGTERM
+    assert "service_killed" not in capsys.readouterr().out
+
+
+def test_stop_process_group_on_an_exited_process_is_harmless() -> None:
+    with _started("pass") as proc:
+        proc.wait(timeout=30)
+        runner.stop_process_group(proc, grace_s=0.1)
+        assert proc.returncode == 0
