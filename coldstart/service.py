@@ -20,6 +20,7 @@ from coldstart import events, paths
 from coldstart.llm_config import ConfigError, RunOptions, build_app_args, build_llm_config, runai_s3_env
 from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
 from coldstart.sources import SourceError, resolve_weights
+from coldstart.store import InvalidStoreURI, StoreError, default_store_uri
 
 
 def detect_device() -> str:
@@ -90,17 +91,11 @@ def publish_compile_cache(app_args: dict) -> int:
     return 0 if result.status in (cc.PublishStatus.SUCCESS, cc.PublishStatus.SKIPPED) else 1
 
 
-def _default_store(args: argparse.Namespace) -> str:
-    from coldstart.store import default_store_uri
-
-    return args.store or default_store_uri()
-
-
 def prepare(args: argparse.Namespace) -> tuple[dict, str, str]:
     """Everything that can fail before Ray: names, pair, store, weights. Returns (app args, app name, run id)."""
     model, exp = resolve(args.model, args.experiment)
     device = detect_device() if args.device == "auto" else args.device
-    store_uri = _default_store(args)
+    store_uri = args.store or default_store_uri()
     endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
     weights = resolve_weights(
         model, exp, store_uri=store_uri, endpoint_url=endpoint, source=args.source, local_weights=args.weights
@@ -132,16 +127,13 @@ def main(args: argparse.Namespace) -> int:
     except (UnknownNameError, InvalidPairError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except SourceError as exc:
+    except InvalidStoreURI as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (SourceError, StoreError) as exc:
+        # Store and credential problems surface here, before Ray starts, with nothing to clean up.
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except Exception as exc:
-        from coldstart.store import StoreError
-
-        if isinstance(exc, StoreError):
-            print(f"store error: {exc}", file=sys.stderr)
-            return 1
-        raise
     if args.publish_compile_cache:
         return publish_compile_cache(app_args)
     if args.dry_run:

@@ -147,3 +147,22 @@ def test_service_cli_rejects_bad_input_with_exit_2_before_ray(argv, message):
     )
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "message"),
+    [
+        (["--store", "ftp://bucket/x"], 2, "unsupported store URI scheme"),
+        (["--store", "s3://"], 2, "s3://"),
+        (["--store", "{tmp}/empty-store"], 1, "holds no complete checkpoint of 'tiny'"),
+    ],
+)
+def test_service_store_errors_surface_before_ray(tmp_path, extra, code, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    proc = subprocess.run(
+        [sys.executable, "service.py", "tiny", "runai_streamer", *argv, "--dry-run"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr
+    assert "ray" not in proc.stdout.lower()  # nothing was started
