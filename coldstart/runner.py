@@ -252,7 +252,7 @@ def stop_process_group(proc: subprocess.Popen, grace_s: float = 90.0) -> None:
             events.emit("service_killed", pid=proc.pid, grace_s=grace_s)
     # Anything the service left in its group (an engine process that ignored the shutdown) goes too.
     with contextlib.suppress(ProcessLookupError):
-        pass
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
 
 
