@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -496,8 +497,13 @@ def test_stop_process_group_kills_a_group_that_ignores_sigterm(capsys: pytest.Ca
         child_pid = int(proc.stdout.readline())  # both handlers are installed once this line arrives
         grace = 0.5
         t0 = time.monotonic()
-        runner.stop_process_group(proc, grace_s=grace)
+        # In a thread, so a regression (no SIGKILL) fails here instead of hanging the suite on proc.wait().
+        stopper = threading.Thread(target=runner.stop_process_group, args=(proc,), kwargs={"grace_s": grace},
+                                   daemon=True)
+        stopper.start()
+        stopper.join(timeout=grace + 10.0)
         elapsed = time.monotonic() - t0
+        assert not stopper.is_alive(), "stop_process_group did not return: the group survived SIGTERM"
 
         assert proc.returncode == -signal.SIGKILL
         assert grace <= elapsed < grace + 5.0
