@@ -445,8 +445,9 @@ def _color_of_label(label: str) -> str:
     return CATEGORY_COLORS[key]
 
 
-def render_stacked(data: pd.DataFrame, model: str) -> Figure:
-    """One bar per experiment, stacked by category (median seconds), the median total and n on top."""
+def render_stacked(data: pd.DataFrame, model: str, excluded: Sequence[str] = ()) -> Figure:
+    """One bar per experiment, stacked by category (median seconds), the median total and n on top.
+    ``excluded``: this model's runs left out of the medians (failed, or failed their cache audit)."""
     cats = [c for c in data.columns if c not in ("n", "total_s", "total_kind")]
     fig = _figure(max(6.0, 1.6 * len(data) + 4.5), 5.0)
     ax = fig.add_subplot()
@@ -473,7 +474,9 @@ def render_stacked(data: pd.DataFrame, model: str) -> Figure:
         notes.append("TTFT: request to first token, from zero replicas")
     if (data["total_kind"] != "ttft").any():
         notes.append("log span: a capture without a request, LLM replica's first log line to engine ready")
-    fig.text(0.01, -0.01, "; ".join(notes), fontsize=7, ha="left", va="top", color="#555555")
+    if excluded:
+        notes.append("left out: " + "; ".join(excluded))
+    fig.text(0.01, -0.01, "\n".join(notes), fontsize=7, ha="left", va="top", color="#555555", wrap=True)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     return fig
@@ -632,11 +635,13 @@ def render_all(runs: pd.DataFrame, rows: Sequence[Mapping[str, Any]], out_dir: P
     """Every graph of these runs into out_dir; returns the files written."""
     written: list[Path] = []
     medians = median_table(runs)
+    excluded = excluded_runs(runs)
     for model in dict.fromkeys(medians["model"]):
-        fig = render_stacked(stacked_data(medians, model), model)
+        mine = [e for e in excluded if e.split(" ", 1)[0] == model]
+        fig = render_stacked(stacked_data(medians, model), model, mine)
         written += save_figure(fig, out_dir, f"phases_{model}")
     if not medians.empty:
-        written += save_figure(render_comparison(comparison_data(medians), excluded_runs(runs)), out_dir, "comparison")
+        written += save_figure(render_comparison(comparison_data(medians), excluded), out_dir, "comparison")
     spread = ttft_spread(runs)
     if not spread.empty:
         written += save_figure(render_ttft_spread(spread), out_dir, "ttft_spread")

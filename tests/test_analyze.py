@@ -197,7 +197,8 @@ def test_category_seconds_from_segments_sum_to_ttft():
 def test_stacked_bars_one_per_experiment_one_stack_per_legend_entry(runs):
     data = analyze.stacked_data(analyze.median_table(runs), "m1")
     assert list(data.index) == ["baseline", "compile_cache"]
-    fig = analyze.render_stacked(data, "m1")
+    fig = analyze.render_stacked(data, "m1", ["m1 compile_cache m1-c-2 (ok, failed cache audit)"])
+    assert any("m1-c-2" in t.get_text() for t in fig.texts)  # the flagged run is named, not hidden
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     # Present categories: Ray/Serve (actor start + first token), engine start, model load, torch.compile,
