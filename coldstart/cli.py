@@ -17,6 +17,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "stage": ("coldstart.staging", "put models into the object store, list and verify them"),
     "shard": ("coldstart.sharding", "make vLLM sharded state for a TP size and stage it"),
     "compile-cache": ("coldstart.compile_cache", "capture, publish, restore torch.compile caches"),
+    "configs": ("coldstart.configs", "write one Serve YAML per (model, experiment) into experiments/"),
     "matrix": ("coldstart.runner", "run (model, experiment, repeat) cold starts and record results"),
     "analyze": ("coldstart.analyze", "parse logs into results, tables and graphs"),
 }

@@ -109,10 +109,8 @@ def build_llm_config(model: Model, exp: Experiment, opts: RunOptions) -> dict[st
     if exp.compile_cache and not opts.store_uri:
         raise ConfigError(f"experiment {exp.name!r} restores a compile cache and needs an object store")
     env = _check_env(opts.env)
-    if opts.device == "cpu":
-        bundles: list[dict[str, float]] = [{"CPU": 1}] * model.tp_size
-    else:
-        bundles = [{"GPU": 1, "CPU": 1}] * model.tp_size
+    bundle = {"CPU": 1} if opts.device == "cpu" else {"GPU": 1, "CPU": 1}
+    bundles = [dict(bundle) for _ in range(model.tp_size)]  # distinct dicts: YAML would alias shared ones
     streamed = bool(exp.load_format)
     callback_kwargs: dict[str, Any] = {
         "model_name": model.name,

@@ -1,0 +1,34 @@
+"""experiments/ holds one Serve config per valid pair; they must match the registry and validate in Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from coldstart.configs import write_all
+from coldstart.registry import valid_pairs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_committed_configs_match_the_registry(tmp_path):
+    # A registry change without `python -m coldstart configs` would leave users deploying stale configs.
+    fresh = {p.relative_to(tmp_path) for p in write_all(tmp_path, "s3://YOUR-BUCKET/coldstart")}
+    committed = {p.relative_to(REPO / "experiments") for p in (REPO / "experiments").rglob("*.yaml")}
+    assert committed == fresh
+    for rel in fresh:
+        body = (tmp_path / rel).read_text().splitlines()[2:]  # below the header, which names the path
+        assert (REPO / "experiments" / rel).read_text().splitlines()[2:] == body
+
+
+@pytest.mark.parametrize(("model", "experiment"), valid_pairs())
+def test_every_config_validates_as_a_ray_llmconfig(model, experiment):
+    from ray.serve.llm import LLMConfig
+
+    app = yaml.safe_load((REPO / "experiments" / model / f"{experiment}.yaml").read_text())["applications"][0]
+    assert app["import_path"] == "ray.serve.llm:build_openai_app"
+    (cfg,) = app["args"]["llm_configs"]
+    llm = LLMConfig(**cfg)
+    assert llm.deployment_config["autoscaling_config"]["min_replicas"] == 0
