@@ -1,8 +1,9 @@
 """``python -m coldstart configs``: one Serve YAML per valid (model, experiment) into ``experiments/``.
 
 These are the configs ``service.py`` deploys, written for a cluster: ``serve deploy
-experiments/<model>/<experiment>.yaml`` against ``RAY_ADDRESS`` runs the same LLMConfig on Ray itself. They name a store URL rather than check it (the
-checks happen in ``service.py``), and they are regenerated, never edited by hand.
+experiments/<model>/<experiment>.yaml`` against ``RAY_ADDRESS`` runs the same LLMConfig on Ray itself.
+They name a store URL rather than check it (``service.py`` does the checks), and they are regenerated,
+never edited by hand.
 """
 
 from __future__ import annotations
