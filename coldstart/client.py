@@ -110,6 +110,8 @@ def measure_ttft(
     }
     # The read timeout is the cold start itself: nothing arrives until a replica exists.
     timeout = httpx.Timeout(connect=30.0, read=timeout_s, write=30.0, pool=30.0)
+    # Built before the clock starts: creating a client loads the CA bundle (tens of ms), which is not TTFT.
+    http = httpx.Client(timeout=timeout, transport=transport)
     clock = _Clock(monotonic=monotonic)
     t_send = clock.epoch()
     events.emit("client_send", t=t_send, model=model, url=url)
@@ -143,10 +145,7 @@ def measure_ttft(
         return m
 
     try:
-        with (
-            httpx.Client(timeout=timeout, transport=transport) as http,
-            http.stream("POST", url, json=body, headers={"Authorization": f"Bearer {api_key}"}) as resp,
-        ):
+        with http, http.stream("POST", url, json=body, headers={"Authorization": f"Bearer {api_key}"}) as resp:
             http_status = resp.status_code
             if resp.status_code != 200:
                 detail = resp.read().decode(errors="replace")[:500]

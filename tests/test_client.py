@@ -357,6 +357,26 @@ def test_fake_clock_without_usage_counts_chunks() -> None:
     assert (m.status, m.ttft_s, m.total_s, m.tokens) == ("ok", 0.5, 1.0, 2)
 
 
+def test_client_setup_is_not_counted_in_ttft(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Building an httpx.Client loads the CA bundle (tens of ms): that happens before the send, not in the TTFT.
+    clock = FakeClock(start=0.0)
+
+    class SlowToBuildClient(httpx.Client):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            clock.now += 1.0
+            super().__init__(*args, **kwargs)
+
+    def stream() -> Iterator[bytes]:
+        clock.now += 2.0
+        yield _sse(_delta(content="x"))
+        yield _sse("[DONE]")
+
+    monkeypatch.setattr(httpx, "Client", SlowToBuildClient)
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=stream()))
+    m = measure_ttft("http://mock", "m", transport=transport, monotonic=clock)
+    assert (m.status, m.ttft_s, m.total_s) == ("ok", 2.0, 2.0)
+
+
 def test_mock_http_error_detail_is_truncated() -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(503, text="x" * 2000))
     m = measure_ttft("http://mock", "m", transport=transport, monotonic=FakeClock(0.0))
