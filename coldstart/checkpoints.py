@@ -446,24 +446,9 @@ def _info_from_marker(folder: Path, marker: dict[str, Any], *, created: bool, el
 def _progress_callback(total_bytes: int, label: str, enabled: bool) -> tuple[Callable[[int], None], Callable[[], None]]:
     if not enabled or total_bytes < _PROGRESS_MIN_BYTES:
         return (lambda _n: None), (lambda: None)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from coldstart.progress import byte_progress
 
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
+    progress = byte_progress()
     task = progress.add_task(label, total=total_bytes)
     progress.start()
     return (lambda n: progress.advance(task, n)), progress.stop

@@ -31,16 +31,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import Progress
 
+from coldstart.progress import byte_progress
 from coldstart.store import (
     InvalidKey,
     InvalidStoreURI,
@@ -231,16 +224,7 @@ def _run_parallel(fn: Callable[[T], R], items: Sequence[T], workers: int) -> lis
 
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Progress]:
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),  # stdout stays clean for results
-        disable=not enabled,
-        transient=False,
-    )
+    progress = byte_progress(enabled=enabled)
     with progress:
         yield progress
 
