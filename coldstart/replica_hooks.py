@@ -37,12 +37,12 @@ def apply_streamed_source_fix(llm_config: Any, streamed_weights_uri: str | None)
     return streamed_weights_uri
 
 
-def engine_model_path(llm_config: Any) -> str:
+def engine_model_path(model_loading_config: Any) -> str:
     """The model string the compile-cache fingerprint keys on: the configured weights source, which is
     what both the publisher (service.py --publish-compile-cache) and this hook can know before the engine
     starts. vLLM hashes the path it finally sees; if that ever differs, the run misses the cache and its
-    audit (expected hit, got compile) flags it."""
-    mlc = llm_config.model_loading_config
+    audit (expected hit, got compile) flags it. Takes the dict or Ray's ModelLoadingConfig."""
+    mlc = model_loading_config
     source = mlc.get("model_source") if isinstance(mlc, dict) else mlc.model_source
     model_id = mlc.get("model_id") if isinstance(mlc, dict) else mlc.model_id
     return str(source or model_id)
@@ -85,7 +85,7 @@ class ColdStartCallback(CallbackBase):
             model_name=self.model_name,
             engine_kwargs=dict(self.llm_config.engine_kwargs),
             cache_root=self.compile_cache_root,
-            model_path=engine_model_path(self.llm_config),
+            model_path=engine_model_path(self.llm_config.model_loading_config),
         )
         self._emit(
             "compile_cache_restore_end",

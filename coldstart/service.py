@@ -76,16 +76,18 @@ def publish_compile_cache(app_args: dict) -> int:
         return 2
     env = {**os.environ, **cfg["runtime_env"]["env_vars"]}
 
-    class _Cfg:  # the shape engine_model_path reads, without building a Ray LLMConfig
-        model_loading_config = cfg["model_loading_config"]
-
-    fingerprint = cc.fingerprint_for_engine(hook["model_name"], engine_model_path(_Cfg), cfg["engine_kwargs"],
-                                            environ=env)
+    fingerprint = cc.fingerprint_for_engine(
+        hook["model_name"], engine_model_path(cfg["model_loading_config"]), cfg["engine_kwargs"], environ=env
+    )
     vllm_root, inductor_dir, triton_dir = cc.default_cache_dirs(env)
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "compile-cache.tar"
-        manifest = cc.capture(vllm_root, inductor_dir, triton_dir, archive, fingerprint=fingerprint)
-        result = cc.publish(open_store(hook["compile_cache_store"]), fingerprint, archive, manifest)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / "compile-cache.tar"
+            manifest = cc.capture(vllm_root, inductor_dir, triton_dir, archive, fingerprint=fingerprint)
+            result = cc.publish(open_store(hook["compile_cache_store"]), fingerprint, archive, manifest)
+    except (cc.CompileCacheError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"compile cache publish: {result.status} {result.key} ({manifest.size_bytes / 1e6:.1f} MB, "
           f"{manifest.file_count} files) {result.detail or ''}")
     return 0 if result.status in (cc.PublishStatus.SUCCESS, cc.PublishStatus.SKIPPED) else 1
