@@ -516,7 +516,8 @@ def render_comparison(data: pd.DataFrame, excluded: Sequence[str] = ()) -> Figur
                 Patch(facecolor="#999999", hatch="//", edgecolor="white", label="log span (capture, no request)")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     if excluded:
-        fig.text(0.01, -0.01, "no usable run: " + "; ".join(excluded), fontsize=7, ha="left", va="top",
+        # One run a line: a single joined line stretched the figure to the width of the whole list.
+        fig.text(0.01, -0.01, "left out of the medians:\n" + "\n".join(excluded), fontsize=7, ha="left", va="top",
                  color="#555555")
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
