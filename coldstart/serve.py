@@ -135,8 +135,7 @@ def serve_app(
     ray.init(**init_kwargs)
     # ray.init() installs a C++ failure-signal handler that takes SIGTERM over and aborts the driver
     # (exit 134) halfway through cleanup; put the Python handler back so SIGTERM unwinds like Ctrl-C.
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(signals_as_interrupt())
+    with signals_as_interrupt():
         yield from _serve_after_init(app_args, app_name=app_name, host=host, port=port)
 
 
