@@ -47,7 +47,8 @@ def _package_version(name: str) -> str | None:
         return None
 
 
-def _nvidia_smi() -> tuple[str | None, str | None]:
+def nvidia_gpus() -> tuple[str | None, str | None]:
+    """("<name> x<count>", driver) of this node's NVIDIA GPUs, or (None, None) when nvidia-smi finds none."""
     smi = shutil.which("nvidia-smi")
     if not smi:
         return None, None
@@ -66,7 +67,7 @@ def _git(*args: str, cwd: Path | None = None) -> str | None:
 
 
 def collect_provenance(repo: Path | None = None) -> Provenance:
-    gpu, driver = _nvidia_smi()
+    gpu, driver = nvidia_gpus()
     commit = _git("rev-parse", "HEAD", cwd=repo)
     status = _git("status", "--porcelain", "--untracked-files=no", cwd=repo)
     if commit is None:

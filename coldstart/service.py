@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,16 +17,15 @@ import yaml
 from coldstart import events, paths
 from coldstart.llm_config import ConfigError, RunOptions, build_app_args, build_llm_config, runai_s3_env
 from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
+from coldstart.results import nvidia_gpus
 from coldstart.sources import SourceError, resolve_weights
 from coldstart.store import InvalidStoreURI, StoreError, default_store_uri
 
 
 def detect_device() -> str:
     """"cuda" when an NVIDIA GPU answers, else "cpu". Asks nvidia-smi: importing torch here costs ~10 s."""
-    smi = shutil.which("nvidia-smi")
-    if smi and subprocess.run([smi, "-L"], capture_output=True, check=False).returncode == 0:
-        return "cuda"
-    return "cpu"
+    gpu, _driver = nvidia_gpus()
+    return "cuda" if gpu else "cpu"
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
