@@ -205,8 +205,11 @@ class ServiceSUT:
         if not self.clear_enabled:
             return {"skipped": True}
         # Weights read from the lab's local store or checkpoints must come from disk, not the page cache.
-        home = paths.coldstart_home()
-        evict = [str(p) for p in (home / "store", home / "checkpoints") if p.exists()]
+        from coldstart.store import default_store_uri, parse_store_uri
+
+        store = parse_store_uri(default_store_uri())
+        local = [store.path] if store.path is not None else []
+        evict = [str(p) for p in (*local, paths.coldstart_home() / "checkpoints") if p.exists()]
         cmd = [self.python, "clear_cache.py", *(["--only", *self.clear_only] if self.clear_only else []),
                *(["--evict", *evict] if evict else [])]
         proc = subprocess.run(cmd, cwd=self.workdir, capture_output=True, text=True, check=False)
