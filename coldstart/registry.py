@@ -141,6 +141,13 @@ class Experiment:
     weights_from_store: bool = False  # stream straight from the object store instead of fetch-then-load
     sharded_state: bool = False  # pre-sharded per-rank state (vLLM save_sharded_state), TP>1 only
     compile_cache: bool = False  # restore the torch.compile cache from the store before the engine starts
+    # Environment of the replica and its engine processes (Ray runtime_env.env_vars). VLLM_* names enter
+    # vLLM's compile-cache hash and this lab's cache fingerprint, so such an experiment has its own cache key.
+    engine_env: Mapping[str, str] = field(default_factory=_frozen)
+
+    def __post_init__(self) -> None:
+        # Frozen all the way down: a plain dict given here would stay mutable behind the frozen dataclass.
+        object.__setattr__(self, "engine_env", _frozen(self.engine_env))
 
     def for_model(self, model: Model) -> Experiment:
         """The experiment as it runs on ``model``; raises InvalidPairError when it cannot.
@@ -243,6 +250,11 @@ _STREAM = Experiment(
     load_format="runai_streamer",
     weights_from_store=True,
 )
+_COMPILE_CACHE = Experiment(
+    "compile_cache",
+    "baseline loading + torch.compile cache restored from the store",
+    compile_cache=True,
+)
 EXPERIMENTS: Mapping[str, Experiment] = _frozen(
     {
         e.name: e
@@ -256,10 +268,14 @@ EXPERIMENTS: Mapping[str, Experiment] = _frozen(
                 load_format="runai_streamer_sharded",
                 sharded_state=True,
             ),
-            Experiment(
-                "compile_cache",
-                "baseline loading + torch.compile cache restored from the store",
-                compile_cache=True,
+            _COMPILE_CACHE,
+            # vLLM's whole-model AOT artifact (default on only with torch >= 2.12): one standalone_compile
+            # artifact for the model instead of per-subgraph ones, loaded without re-splitting the graph.
+            dataclasses.replace(
+                _COMPILE_CACHE,
+                name="compile_cache_mega",
+                description="compile_cache with vLLM's whole-model mega AOT artifact (VLLM_USE_MEGA_AOT_ARTIFACT=1)",
+                engine_env={"VLLM_USE_MEGA_AOT_ARTIFACT": "1"},
             ),
             dataclasses.replace(
                 _STREAM,

@@ -69,7 +69,8 @@ def publish_compile_cache(app_args: dict) -> int:
     cfg = app_args["llm_configs"][0]
     hook = cfg["callback_config"]["callback_kwargs"]
     if not hook.get("compile_cache_store"):
-        print("error: this experiment does not use a compile cache (try compile_cache or all)", file=sys.stderr)
+        users = ", ".join(name for name, exp in EXPERIMENTS.items() if exp.compile_cache)
+        print(f"error: this experiment does not use a compile cache (try one of: {users})", file=sys.stderr)
         return 2
     env = {**os.environ, **cfg["runtime_env"]["env_vars"]}
 

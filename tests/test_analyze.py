@@ -62,10 +62,18 @@ def run_tree(tmp_path: Path) -> Path:
     ("qwen235B-all.txt", "qwen-3-235b", "all"),
     ("tiny-baseline.log", "tiny", "baseline"),
     ("qwen-3-0.6b_compile_cache.log", "qwen-3-0.6b", "compile_cache"),
+    ("llama70B-compile-cache-mega.txt", "llama-3-70b", "compile_cache_mega"),
+    ("tiny_compile_cache_mega.log", "tiny", "compile_cache_mega"),
     ("mystery.txt", "mystery", "unknown"),
 ])
 def test_infer_model_experiment_from_file_names(name, model, experiment):
     assert analyze.infer_model_experiment(name) == (model, experiment)
+
+
+def test_experiments_sort_in_registry_order_with_unknown_ones_last():
+    names = ["all", "mystery", "compile_cache_mega", "baseline", "compile_cache"]
+    assert sorted(names, key=analyze._experiment_order) == [
+        "baseline", "compile_cache", "compile_cache_mega", "all", "mystery"]
 
 
 def test_collect_walks_a_run_tree_and_reads_the_client_sidecars(run_tree):

@@ -764,44 +764,6 @@ def test_restore_for_replica_bad_store_uri_is_error(tmp_path, caplog):
     assert "compile cache restore: ERROR (store error" in caplog.text
 
 
-# ---------------------------------------------------------------------------------------------- mega-cache
-
-
-def test_mega_cache_round_trip_gives_a_cache_hit_in_an_empty_inductor_dir(tmp_path, monkeypatch):
-    torch = pytest.importorskip("torch")
-    from torch._dynamo.utils import counters
-
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor-a"))
-    torch._dynamo.reset()
-
-    def f(x):
-        return torch.sin(x) * 2 + 1
-
-    torch.compile(f)(torch.randn(8))
-    saved = cc.capture_mega_cache(tmp_path / "mega.bin")
-    assert saved.size_bytes == (tmp_path / "mega.bin").stat().st_size > 0
-    assert saved.artifact_counts.get("inductor", 0) >= 1
-
-    # A "new replica": no in-memory compile state, an empty Inductor cache dir, then the blob.
-    torch._dynamo.reset()
-    counters.clear()
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor-b"))
-    loaded = cc.restore_mega_cache(tmp_path / "mega.bin")
-    assert loaded.artifact_counts == saved.artifact_counts
-    torch.compile(f)(torch.randn(8))
-    assert counters["inductor"]["fxgraph_cache_hit"] == 1
-    assert counters["inductor"]["fxgraph_cache_miss"] == 0
-
-
-def test_mega_cache_rejects_garbage(tmp_path):
-    pytest.importorskip("torch")
-    (tmp_path / "junk.bin").write_bytes(b"not a cache")
-    with pytest.raises(cc.MegaCacheError):
-        cc.restore_mega_cache(tmp_path / "junk.bin")
-    with pytest.raises(cc.MegaCacheError, match="cannot read"):
-        cc.restore_mega_cache(tmp_path / "absent.bin")
-
-
 def test_compile_threads_do_not_split_the_key():
     # Ray workers set TORCHINDUCTOR_COMPILE_THREADS, a publisher outside Ray does not; the compiled
     # artifacts are the same, so the key must be too (this made every GPU restore a MISMATCH).

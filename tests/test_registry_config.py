@@ -166,3 +166,36 @@ def test_service_store_errors_surface_before_ray(tmp_path, extra, code, message)
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr
     assert "ray" not in proc.stdout.lower()  # nothing was started
+
+
+def test_compile_cache_mega_is_compile_cache_plus_one_engine_env_var():
+    plain, mega = get_experiment("compile_cache"), get_experiment("compile_cache_mega")
+    assert dataclasses.replace(mega, name=plain.name, description=plain.description, engine_env={}) == plain
+    assert dict(mega.engine_env) == {"VLLM_USE_MEGA_AOT_ARTIFACT": "1"}
+    assert dict(plain.engine_env) == {}
+    with pytest.raises(TypeError):
+        mega.engine_env["VLLM_USE_MEGA_AOT_ARTIFACT"] = "0"  # type: ignore[index]
+    # A plain dict handed to the constructor is frozen too.
+    with pytest.raises(TypeError):
+        dataclasses.replace(plain, engine_env={"A": "1"}).engine_env["A"] = "2"  # type: ignore[index]
+
+
+def test_engine_env_reaches_the_replica_runtime_env_and_wins_over_the_run_env():
+    model = MODELS["tiny"]
+    plain = build_llm_config(model, get_experiment("compile_cache"), _opts(env={"AWS_REGION": "eu"}))
+    mega = build_llm_config(
+        model, get_experiment("compile_cache_mega"),
+        _opts(env={"AWS_REGION": "eu", "VLLM_USE_MEGA_AOT_ARTIFACT": "0"}),
+    )
+    assert plain["runtime_env"]["env_vars"] == {"AWS_REGION": "eu"}
+    assert mega["runtime_env"]["env_vars"] == {"AWS_REGION": "eu", "VLLM_USE_MEGA_AOT_ARTIFACT": "1"}
+    # Nothing else differs: same engine, same restore hook apart from the experiment's name.
+    assert mega["engine_kwargs"] == plain["engine_kwargs"]
+    hook, plain_hook = mega["callback_config"]["callback_kwargs"], plain["callback_config"]["callback_kwargs"]
+    assert hook == {**plain_hook, "experiment": "compile_cache_mega"}
+
+
+def test_experiment_env_is_checked_for_secrets_too():
+    exp = dataclasses.replace(get_experiment("baseline"), engine_env={"HF_TOKEN": "x"})
+    with pytest.raises(ConfigError, match="HF_TOKEN"):
+        build_llm_config(MODELS["tiny"], exp, _opts())

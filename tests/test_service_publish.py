@@ -1,10 +1,13 @@
-"""service.py --publish-compile-cache: the errors a user meets before any cache exists."""
+"""service.py --publish-compile-cache: the errors a user meets before any cache exists, and the key that
+separates ``compile_cache`` from ``compile_cache_mega``."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -23,7 +26,7 @@ def staged_home(tmp_path_factory) -> dict[str, str]:
     return env
 
 
-def _publish(env: dict[str, str], experiment: str) -> subprocess.CompletedProcess:
+def _publish(env: Mapping[str, str], experiment: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "service.py", "tiny", experiment, "--device", "cpu",
                            "--publish-compile-cache"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
@@ -38,4 +41,68 @@ def test_publish_without_an_engine_run_says_what_to_do(staged_home):
 def test_publish_for_an_experiment_without_a_cache_is_bad_input(staged_home):
     proc = _publish(staged_home, "baseline")
     assert proc.returncode == 2
-    assert "does not use a compile cache" in proc.stderr
+    assert "does not use a compile cache (try one of: compile_cache, compile_cache_mega, all)" in proc.stderr
+
+
+def _engine_caches(base: Path) -> dict[str, str]:
+    """A few KB laid out like an engine run's caches; the pinned roots pointing at them (not hashed)."""
+    roots = {"VLLM_CACHE_ROOT": base / "vllm", "TORCHINDUCTOR_CACHE_DIR": base / "inductor",
+             "TRITON_CACHE_DIR": base / "triton"}
+    for path in (roots["VLLM_CACHE_ROOT"] / "torch_compile_cache" / "torch_aot_compile" / "9f3c" / "rank_0_0" / "model",
+                 roots["TORCHINDUCTOR_CACHE_DIR"] / "fxgraph" / "ab" / "entry"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(os.urandom(256))
+    return {k: str(v) for k, v in roots.items()}
+
+
+def _published_key(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 0, proc.stderr
+    # "compile cache publish: SUCCESS compile-cache/tiny/<key>/ (0.0 MB, 2 files)"
+    status, prefix = proc.stdout.split("compile cache publish: ", 1)[1].split()[:2]
+    assert status == "SUCCESS", proc.stdout
+    return prefix
+
+
+def _replica_restore(env: Mapping[str, str], experiment: str, node: Path, monkeypatch):
+    """What the replica hook does for this experiment's config on a fresh node (service.py builds it)."""
+    from coldstart import compile_cache as cc
+    from coldstart import service
+    from coldstart.replica_hooks import engine_model_path
+
+    parser = argparse.ArgumentParser()
+    service.add_cli_args(parser)
+    for name in ("COLDSTART_HOME", "COLDSTART_STORE"):
+        monkeypatch.setenv(name, env[name])
+    app_args, _, _ = service.prepare(parser.parse_args(["tiny", experiment, "--device", "cpu"]))
+    (cfg,) = app_args["llm_configs"]
+    # The hook's process sees the node's environment plus the replica's runtime_env (Ray sets it).
+    node_env = {**env, **cfg["runtime_env"]["env_vars"], **{
+        "VLLM_CACHE_ROOT": str(node / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(node / "inductor"),
+        "TRITON_CACHE_DIR": str(node / "triton")}}
+    return cc.restore_for_replica(
+        store_uri=cfg["callback_config"]["callback_kwargs"]["compile_cache_store"], model_name="tiny",
+        engine_kwargs=cfg["engine_kwargs"], model_path=engine_model_path(cfg["model_loading_config"]),
+        environ=node_env,
+    )
+
+
+def test_compile_cache_and_compile_cache_mega_have_separate_store_keys(staged_home, tmp_path, monkeypatch):
+    env = {**staged_home, **_engine_caches(tmp_path / "engine-run")}
+    plain_key = _published_key(_publish(env, "compile_cache"))
+
+    # The mega experiment's replica finds only the plain entry: a MISMATCH naming the one env var, and
+    # nothing written on the node (it compiles, then its own cache can be published).
+    miss = _replica_restore(env, "compile_cache_mega", tmp_path / "node-a", monkeypatch)
+    assert miss.status == "MISMATCH", miss.detail
+    assert miss.mismatched_fields == ("compile_env",)
+    assert "compile_env: VLLM_USE_MEGA_AOT_ARTIFACT" in miss.detail
+    assert miss.key != plain_key and plain_key.rstrip("/") in miss.detail
+    assert not (tmp_path / "node-a" / "vllm" / "torch_compile_cache").exists()
+
+    mega_key = _published_key(_publish(env, "compile_cache_mega"))
+    assert mega_key == miss.key != plain_key
+    # Each experiment now restores its own entry, and only its own.
+    for experiment, key in (("compile_cache_mega", mega_key), ("compile_cache", plain_key)):
+        hit = _replica_restore(env, experiment, tmp_path / f"node-{experiment}", monkeypatch)
+        assert (hit.status, hit.key) == ("SUCCESS", key), hit.detail
+        assert (tmp_path / f"node-{experiment}" / "inductor" / "fxgraph" / "ab" / "entry").is_file()
