@@ -68,11 +68,11 @@ def _git(*args: str, cwd: Path | None = None) -> str | None:
 
 def collect_provenance(repo: Path | None = None) -> Provenance:
     gpu, driver = nvidia_gpus()
-    commit = _git("rev-parse", "HEAD", cwd=repo)
-    status = _git("status", "--porcelain", "--untracked-files=no", cwd=repo)
-    if commit is None:
-        # A copied work tree without .git (the lent GPU machine): the caller names the commit it shipped.
-        commit = os.environ.get("COLDSTART_GIT_COMMIT") or None
+    # A copied work tree (the lent GPU machine) may carry no .git or a stale one: the caller who shipped
+    # it names the commit, and that wins over whatever .git the copy holds.
+    shipped = os.environ.get("COLDSTART_GIT_COMMIT") or None
+    commit = shipped or _git("rev-parse", "HEAD", cwd=repo)
+    status = None if shipped else _git("status", "--porcelain", "--untracked-files=no", cwd=repo)
     return Provenance(
         packages={p: _package_version(p) for p in _PACKAGES},
         gpu=gpu,
