@@ -4,7 +4,7 @@
 # parse -> append a result row. Logs land in experiment_terminal_output/ and rows in results/, exactly as
 # in the repo, and come back as one archive in $OUT.
 #   COLDSTART_GIT_COMMIT=<sha> bash scripts/gpu/campaign.sh STEP [STEP ...]   (the copy there has no .git)
-# steps: tiny-s3 tiny-cc tiny-cc-mismatch tiny-mega llama8b-baseline llama8b-rest llama8b-hit llama8b-runai
+# steps: tiny-s3 tiny-cc tiny-cc-mismatch tiny-mega-miss tiny-mega-hit llama8b-baseline llama8b-rest llama8b-hit llama8b-runai
 #        tp2-shard tp2-sharded tp2-rest (the tp2 steps need two GPUs)
 set -uo pipefail
 source /tmp/gpu-site/env.sh
@@ -50,11 +50,12 @@ for step in "$@"; do
       matrix --campaign "$gpu" --models llama-3-8b --experiments compile_cache all ;;
     llama8b-runai)
       matrix --campaign "$gpu" --models llama-3-8b --experiments runai_streamer baseline ;;
-    tiny-mega)
-      # vLLM's whole-model mega AOT artifact: its cache has its own key, so the miss run captures it first.
+    tiny-mega-miss)
+      # vLLM's whole-model mega AOT artifact: its cache has its own key, so a miss run captures it first.
       ckpt tiny
       matrix --campaign "$gpu-mega-miss" --models tiny --experiments compile_cache_mega
-      python service.py tiny compile_cache_mega --publish-compile-cache
+      python service.py tiny compile_cache_mega --publish-compile-cache ;;
+    tiny-mega-hit)
       matrix --campaign "$gpu-mega-hit" --models tiny --experiments compile_cache_mega ;;
     tp2-shard)
       ckpt llama-3-8b-tp2
