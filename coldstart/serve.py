@@ -111,6 +111,32 @@ class ControllerLogFollower:
             self._stop.wait(self._poll_s)
 
 
+class PortInUse(RuntimeError):
+    """Something already answers on the Serve HTTP port: the client would talk to it, not to this app."""
+
+
+def ensure_port_free(host: str, port: int, timeout_s: float = 0.5) -> None:
+    """Refuse to start when the HTTP port already has a listener.
+
+    A Serve app left behind by an earlier run (its Ray daemons outlive a killed driver) keeps port 8000; a
+    new local Ray then starts beside it, its proxy never gets the port, and every request reaches the old
+    app: a 404 for the new model after minutes of waiting (seen on the lent H100). Connecting is the test,
+    not binding: Serve's proxy binds with SO_REUSEADDR, so a bind probe can succeed next to a live one.
+    """
+    import socket
+
+    probe_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    try:
+        with socket.create_connection((probe_host, port), timeout=timeout_s):
+            pass
+    except OSError:
+        return
+    raise PortInUse(
+        f"port {port} on {probe_host} already has a listener (a Serve app left from an earlier run?); "
+        f"stop it first (`ray stop --force` if it is a stale local Ray) or pick another --port"
+    )
+
+
 @contextlib.contextmanager
 def serve_app(
     app_args: dict[str, Any],

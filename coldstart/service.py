@@ -142,8 +142,15 @@ def main(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(serve_yaml_config(app_name, app_args), sort_keys=False))
         return 0
 
-    from coldstart.serve import serve_app, tee_output
+    from coldstart.serve import PortInUse, ensure_port_free, serve_app, tee_output
 
+    if not args.ray_address:
+        # Local Ray only: on a cluster the proxies listen on the cluster's nodes, not here.
+        try:
+            ensure_port_free(args.host, args.port)
+        except PortInUse as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     paths.apply_engine_cache_env()
     log_path = paths.run_log_path(args.model, args.experiment, run_id)
     with tee_output(log_path):

@@ -106,3 +106,34 @@ def test_compile_cache_and_compile_cache_mega_have_separate_store_keys(staged_ho
         hit = _replica_restore(env, experiment, tmp_path / f"node-{experiment}", monkeypatch)
         assert (hit.status, hit.key) == ("SUCCESS", key), hit.detail
         assert (tmp_path / f"node-{experiment}" / "inductor" / "fxgraph" / "ab" / "entry").is_file()
+
+
+def test_a_port_held_by_a_leftover_app_stops_the_service_before_ray(staged_home):
+    # A listener on the Serve port (e.g. a Serve app whose Ray outlived a killed run) must be refused up
+    # front: otherwise the client reaches the old app and gets a 404 after minutes of cold start.
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        proc = subprocess.run([sys.executable, "service.py", "tiny", "baseline", "--device", "cpu",
+                               "--port", str(port)], cwd=REPO, env=staged_home, capture_output=True, text=True,
+                              timeout=120)
+    assert proc.returncode == 1
+    assert f"port {port} on 127.0.0.1 already has a listener" in proc.stderr
+    assert "service_start" not in proc.stdout and "Ray" not in proc.stdout
+
+
+def test_ensure_port_free_passes_a_free_port_and_maps_wildcard_hosts():
+    import socket
+
+    from coldstart.serve import PortInUse, ensure_port_free
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: nobody answers
+        ensure_port_free("127.0.0.1", port)
+        s.listen()
+        with pytest.raises(PortInUse):
+            ensure_port_free("0.0.0.0", port)

@@ -25,6 +25,9 @@ moto_up() {
 }
 for step in "$@"; do
   echo "== $(date -u +%FT%TZ) step $step on $gpu"
+  # A step cut short by the call's time limit leaves Ray's daemons and its Serve app (port 8000) behind;
+  # service.py would refuse to start beside them. This machine runs nothing else of Ray.
+  ray stop --force >/dev/null 2>&1 || true
   case $step in
     tiny-s3)
       moto_up
