@@ -611,8 +611,14 @@ def _slug(text: str) -> str:
 def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{_slug(stem)}.png", out_dir / f"{_slug(stem)}.svg"]
-    for p in paths:
-        fig.savefig(p, dpi=150 if p.suffix == ".png" else None, bbox_inches="tight")
+    import matplotlib
+
+    # Same data, same bytes: no timestamps, fixed SVG ids, so regenerating graphs leaves unchanged ones alone
+    # in git instead of rewriting every file.
+    with matplotlib.rc_context({"svg.hashsalt": stem}):
+        for p in paths:
+            metadata = {"Date": None} if p.suffix == ".svg" else {"Software": None}
+            fig.savefig(p, dpi=150 if p.suffix == ".png" else None, bbox_inches="tight", metadata=metadata)
     return paths
 
 

@@ -319,3 +319,19 @@ def test_python_m_analysis_is_the_analyze_tool():
                           check=False)
     assert proc.returncode == 0, proc.stderr
     assert "--out-graphs" in proc.stdout and "--results" in proc.stdout
+
+
+def test_saved_graphs_are_byte_identical_when_redrawn(tmp_path):
+    # Regenerating graphs must not rewrite unchanged files (timestamps, random SVG ids) in every commit.
+    from matplotlib.figure import Figure
+
+    from coldstart.analyze import save_figure
+
+    def draw(out):
+        fig = Figure()
+        fig.add_subplot().plot([0, 1], [1, 0])
+        return save_figure(fig, out, "same")
+
+    first, second = draw(tmp_path / "a"), draw(tmp_path / "b")
+    for a, b in zip(first, second, strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
