@@ -14,10 +14,11 @@ import dataclasses
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -124,7 +125,8 @@ def run_one(sut: SystemUnderTest, spec: RunSpec, *, provenance: Any, device: str
             status=m.status, ttft_s=m.ttft_s, phases=phases, audit=run_audit,
             log_path=_portable(log_path), provenance=provenance, config=config,
             campaign=spec.campaign, device=device, error=m.error, t_start_epoch=t0,
-            extra={"client": dataclasses.asdict(m), "clear": clear_report, "timeline": timeline},
+            extra={"client": dataclasses.asdict(m), "clear": clear_report, "timeline": timeline,
+                   "wall_s": time.time() - t0},
         )
     except KeyboardInterrupt:
         raise
@@ -133,7 +135,7 @@ def run_one(sut: SystemUnderTest, spec: RunSpec, *, provenance: Any, device: str
             run_id=run_id, model=spec.model, experiment=spec.experiment, repeat=spec.repeat,
             status="failed", ttft_s=None, phases={}, audit={}, log_path=_portable(log_path),
             provenance=provenance, config=config, campaign=spec.campaign, device=device,
-            error=f"{type(exc).__name__}: {exc}", t_start_epoch=t0,
+            error=f"{type(exc).__name__}: {exc}", t_start_epoch=t0, extra={"wall_s": time.time() - t0},
         )
 
 
@@ -157,6 +159,35 @@ def pending(specs: Sequence[RunSpec], results_path: Path) -> list[RunSpec]:
     return [s for s in specs if s.key not in done]
 
 
+# Clear + service start + shutdown + parse around the TTFT itself: 104-117 s per run on the lent GPUs.
+DEFAULT_RUN_OVERHEAD_S = 120.0
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float
+    basis: str  # what the number comes from, for the message that skips a run
+
+
+def estimate_run_s(spec: RunSpec, rows: Sequence[Mapping[str, Any]], *, gpu: str | None,
+                   overhead_s: float = DEFAULT_RUN_OVERHEAD_S) -> Estimate | None:
+    """How long ``spec`` will take, from earlier ok rows of the same model and experiment on the same GPU
+    (a CPU cold start says nothing about an H100 one). None: nothing comparable has run yet."""
+    model_rows = [r for r in rows if r.get("status") == "ok" and r.get("model") == spec.model
+                  and (r.get("provenance") or {}).get("gpu") == gpu]
+    same = [r for r in model_rows if r.get("experiment") == spec.experiment]
+    # A new experiment of a known model is closer to that model's other runs than to nothing.
+    for group, of in ((same, "earlier"), (model_rows, f"earlier {spec.model}")):
+        walls = [w for r in group if isinstance(w := (r.get("extra") or {}).get("wall_s"), int | float)]
+        if walls:
+            return Estimate(statistics.median(walls), f"median wall time of {len(walls)} {of} run(s)")
+        ttfts = [r["ttft_s"] for r in group if isinstance(r.get("ttft_s"), int | float)]
+        if ttfts:
+            return Estimate(statistics.median(ttfts) + overhead_s,
+                            f"median TTFT of {len(ttfts)} {of} run(s) + {overhead_s:.0f} s around it")
+    return None
+
+
 def run_matrix(
     sut: SystemUnderTest,
     specs: Sequence[RunSpec],
@@ -165,9 +196,16 @@ def run_matrix(
     provenance: Any,
     device: str | None = None,
     show_progress: bool = True,
+    time_budget_s: float | None = None,
+    run_overhead_s: float = DEFAULT_RUN_OVERHEAD_S,
+    clock: Callable[[], float] = time.monotonic,
 ) -> list[ResultRow]:
+    """Run what is pending. With ``time_budget_s`` (a lent machine's call limit), a run whose estimate no
+    longer fits what is left is not started: a run killed halfway costs its time and leaves no row."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    t_start = clock()
+    gpu = getattr(provenance, "gpu", None) if not isinstance(provenance, Mapping) else provenance.get("gpu")
     todo = pending(specs, results_path)
     rows = []
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -175,6 +213,15 @@ def run_matrix(
     with Progress(*columns, disable=not show_progress) as progress:
         task = progress.add_task("cold starts", total=len(todo))
         for spec in todo:
+            if time_budget_s is not None:
+                left_s = time_budget_s - (clock() - t_start)
+                est = estimate_run_s(spec, load_rows(results_path), gpu=gpu, overhead_s=run_overhead_s)
+                if est is not None and est.seconds > left_s:
+                    progress.console.print(f"{spec.model} {spec.experiment} #{spec.repeat}: not started, needs "
+                                           f"~{est.seconds:.0f} s ({est.basis}), {max(left_s, 0):.0f} s left "
+                                           f"of the time budget")
+                    progress.advance(task)
+                    continue
             progress.update(task, description=f"{spec.model} {spec.experiment} #{spec.repeat}")
             row = run_one(sut, spec, provenance=provenance, device=device)
             append_row(results_path, row)
@@ -271,6 +318,12 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ready-timeout", type=float, default=600.0)
     parser.add_argument("--client-timeout", type=float, default=1800.0)
     parser.add_argument("--dry-run", action="store_true", help="list the runs it would do and exit")
+    parser.add_argument("--time-budget-s", type=float, default=None,
+                        help="start no run whose estimate (earlier runs of the same model, experiment and GPU) "
+                             "exceeds the time left; runs with no estimate still start")
+    parser.add_argument("--run-overhead-s", type=float, default=DEFAULT_RUN_OVERHEAD_S,
+                        help="seconds around the TTFT (clear, start, stop) when only TTFTs are known "
+                             f"(default {DEFAULT_RUN_OVERHEAD_S:.0f})")
     parser.add_argument("service_args", nargs=argparse.REMAINDER,
                         help="after --: passed to every service.py (e.g. -- --store s3://b/p --device cpu)")
 
@@ -298,7 +351,10 @@ def main(args: argparse.Namespace) -> int:
     sut = ServiceSUT(service_args, clear=not args.no_clear, clear_only=args.clear_only,
                      ready_timeout_s=args.ready_timeout,
                      client_timeout_s=args.client_timeout)
-    rows = run_matrix(sut, specs, args.results, provenance=collect_provenance())
+    rows = run_matrix(sut, specs, args.results, provenance=collect_provenance(),
+                      time_budget_s=args.time_budget_s, run_overhead_s=args.run_overhead_s)
     failed = [r for r in rows if r.status != "ok"]
-    print(f"{len(rows) - len(failed)} ok, {len(failed)} failed; results in {args.results}")
+    left = len(todo) - len(rows)
+    print(f"{len(rows) - len(failed)} ok, {len(failed)} failed"
+          + (f", {left} not started for lack of time" if left else "") + f"; results in {args.results}")
     return 1 if failed else 0

@@ -530,3 +530,63 @@ def test_stop_process_group_on_an_exited_process_is_harmless() -> None:
         proc.wait(timeout=30)
         runner.stop_process_group(proc, grace_s=0.1)
         assert proc.returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# time budget (a lent machine's call limit)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _prior(model: str, experiment: str, *, wall_s: float | None = None, ttft_s: float | None = 50.0,
+           gpu: str | None = "GPU-A", status: str = "ok", campaign: str = "earlier") -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, "campaign": campaign, "model": model, "experiment": experiment,
+            "repeat": 0, "status": status, "ttft_s": ttft_s, "provenance": {"gpu": gpu},
+            "extra": {} if wall_s is None else {"wall_s": wall_s}}
+
+
+def test_estimate_prefers_wall_time_then_ttft_plus_overhead_and_ignores_other_gpus() -> None:
+    spec = RunSpec("tiny", "baseline", 0, "now")
+    rows = [_prior("tiny", "baseline", wall_s=100.0), _prior("tiny", "baseline", wall_s=300.0),
+            _prior("tiny", "baseline", wall_s=200.0), _prior("tiny", "baseline", wall_s=999.0, gpu=None),
+            _prior("tiny", "baseline", wall_s=999.0, status="failed"), _prior("tiny", "all", wall_s=999.0)]
+    est = runner.estimate_run_s(spec, rows, gpu="GPU-A")
+    assert est is not None and est.seconds == 200.0 and "3 earlier" in est.basis
+    ttft_only = [_prior("tiny", "baseline", ttft_s=40.0), _prior("tiny", "baseline", ttft_s=60.0)]
+    assert runner.estimate_run_s(spec, ttft_only, gpu="GPU-A", overhead_s=10.0).seconds == 60.0
+    assert runner.estimate_run_s(spec, rows, gpu="GPU-B") is None
+    # No run of this experiment yet: the model's other experiments on that GPU stand in.
+    other = runner.estimate_run_s(RunSpec("tiny", "compile_cache_mega", 0, "now"), rows, gpu="GPU-A")
+    assert other is not None and other.seconds == 250.0 and "earlier tiny run" in other.basis
+
+
+def test_a_run_that_would_not_fit_the_budget_is_not_started(sut: FakeSUT, results: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    results.parent.mkdir(parents=True)
+    gpu = PROVENANCE.gpu
+    results.write_text("".join(json.dumps(r) + "\n" for r in (
+        _prior("tiny", "baseline", wall_s=100.0, gpu=gpu), _prior("tiny", "compile_cache", wall_s=300.0, gpu=gpu))))
+    clock = _Clock()
+
+    class Ticking(FakeSUT):
+        def clear(self, spec: RunSpec) -> dict[str, Any]:
+            clock.now += 100.0  # every run takes 100 s of the budget
+            return super().clear(spec)
+
+    ticking = Ticking(root=sut.root)
+    specs = plan(["tiny"], ["baseline", "compile_cache", "runai_streamer"], 1, "now")
+    rows = runner.run_matrix(ticking, specs, results, provenance=PROVENANCE, show_progress=False,
+                             time_budget_s=250.0, clock=clock)
+    # baseline (~100 s) fits 250 s; compile_cache (~300 s) does not fit the 150 s left and is not started;
+    # runai_streamer is estimated from tiny's other runs (median of 100 s, 300 s and the fake's instant run).
+    assert [r.experiment for r in rows] == ["baseline", "runai_streamer"]
+    assert ("now", "tiny", "compile_cache", 0) not in ticking.ran("clear")
+    out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
+    assert "compile_cache #0: not started, needs ~300 s (median wall time of 1 earlier run(s)), 150 s left" in out
+    assert all(isinstance(r.extra["wall_s"], float) for r in rows)

@@ -3,7 +3,7 @@
 # back-to-back calls). Every run goes through the matrix runner: clear -> service.py -> client -> stop ->
 # parse -> append a result row. Logs land in experiment_terminal_output/ and rows in results/, exactly as
 # in the repo, and come back as one archive in $OUT.
-#   COLDSTART_GIT_COMMIT=<sha> bash scripts/gpu/campaign.sh STEP [STEP ...]   (the copy there has no .git)
+#   COLDSTART_GIT_COMMIT=<sha> [REPEATS=n] [CALL_BUDGET_S=560] bash scripts/gpu/campaign.sh STEP [STEP ...]
 # steps: tiny-s3 tiny-cc tiny-cc-mismatch tiny-mega-miss tiny-mega-hit llama8b-baseline llama8b-rest llama8b-hit llama8b-runai
 #        tp2-shard tp2-sharded tp2-rest (the tp2 steps need two GPUs)
 set -uo pipefail
@@ -13,7 +13,11 @@ export COLDSTART_HOME="${COLDSTART_HOME:-/tmp/coldstart-home}" HF_HUB_OFFLINE=1 
 out="${OUT:-/tmp/out}"; mkdir -p "$out" results
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-')
 results="results/results.jsonl"
-matrix() { python -m coldstart matrix --results "$results" --repeats "${REPEATS:-1}" "$@"; }
+# The lent machine's call limit: the matrix starts no run that its earlier rows say would not finish in time
+# (a run killed halfway costs its minutes and leaves no row). CALL_BUDGET_S: seconds this call may use.
+deadline=$(( $(date +%s) + ${CALL_BUDGET_S:-560} ))
+matrix() { python -m coldstart matrix --results "$results" --repeats "${REPEATS:-1}" \
+  --time-budget-s $(( deadline - $(date +%s) )) "$@"; }
 ckpt() { python -m coldstart checkpoint "$1" --no-progress >/dev/null && python -m coldstart stage put "$1" \
   --from "$COLDSTART_HOME/checkpoints/$1"; }
 moto_up() {
