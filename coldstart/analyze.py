@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from coldstart.parse import PHASE_COLUMNS
 from coldstart.registry import EXPERIMENTS, MODELS
-from coldstart.results import load_rows
+from coldstart.results import DEFAULT_RESULTS, load_rows
 from coldstart.timeline import (
     CATEGORIES,
     CATEGORY_LABELS,
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DEFAULT_LOGS = Path("experiment_terminal_output")
-DEFAULT_RESULTS = Path("results/results.jsonl")
 DEFAULT_GRAPHS = Path("graphs")
 DEFAULT_TABLES = Path("results")
 

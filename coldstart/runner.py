@@ -26,9 +26,7 @@ from typing import Any, Protocol
 from coldstart import events, paths
 from coldstart.client import Measurement, measure_ttft
 from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
-from coldstart.results import ResultRow, append_row, collect_provenance, load_rows
-
-DEFAULT_RESULTS = Path("results/results.jsonl")
+from coldstart.results import DEFAULT_RESULTS, ResultRow, append_row, collect_provenance, load_rows
 
 
 @dataclass(frozen=True)
@@ -150,11 +148,12 @@ def _portable(path: Path | None) -> str | None:
 
 
 def pending(specs: Sequence[RunSpec], results_path: Path) -> list[RunSpec]:
-    """Resume: runs with an ``ok`` row are done; failed ones are tried again."""
+    """Resume: runs with an ``ok`` row that passed its audit are done; failed runs and runs that failed the
+    audit (a cache run that did not hit, a cold run that did) are tried again, their flagged rows kept."""
     done = {
         (r.get("campaign", "default"), r["model"], r["experiment"], r["repeat"])
         for r in load_rows(results_path)
-        if r.get("status") == "ok"
+        if r.get("status") == "ok" and (r.get("audit") or {}).get("passed") is not False
     }
     return [s for s in specs if s.key not in done]
 

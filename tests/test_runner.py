@@ -241,6 +241,17 @@ def test_pending_skips_ok_rows_and_retries_failed_ones(sut: FakeSUT, results: Pa
     assert len(load_rows(results)) == 6  # 4 + 2 retries; nothing rewritten
 
 
+def test_pending_retries_a_run_that_failed_its_audit_and_keeps_the_flagged_row(sut: FakeSUT, results: Path) -> None:
+    specs = plan(["tiny"], ["compile_cache"], 1, "c")
+    sut.hit = {specs[0].key: False}  # the cache did not hit: ok status, failed audit
+    _run(sut, specs, results)
+    assert load_rows(results)[0]["audit"]["passed"] is False
+    assert runner.pending(specs, results) == specs
+    _run(FakeSUT(root=sut.root), specs, results)  # hits this time
+    assert [r["audit"]["passed"] for r in load_rows(results)] == [False, True]
+    assert runner.pending(specs, results) == []
+
+
 # ---------------------------------------------------------------------------------------------------------
 # failure isolation
 

@@ -4,8 +4,11 @@
 # parse -> append a result row. Logs land in experiment_terminal_output/ and rows in results/, exactly as
 # in the repo, and come back as one archive in $OUT.
 #   COLDSTART_GIT_COMMIT=<sha> [REPEATS=n] [CALL_BUDGET_S=560] bash scripts/gpu/campaign.sh STEP [STEP ...]
-# steps: tiny-s3 tiny-cc tiny-cc-mismatch tiny-mega-miss tiny-mega-hit llama8b-baseline llama8b-rest llama8b-hit llama8b-runai
+# steps: tiny-s3 tiny-cc tiny-cc-mismatch tiny-mega-miss tiny-mega-hit llama8b-lease llama8b-baseline llama8b-rest
+#        llama8b-hit llama8b-runai
 #        tp2-shard tp2-sharded tp2-rest (the tp2 steps need two GPUs)
+# Home: `python -m coldstart import-runs <the call's runs-*.tgz>` appends the new rows and copies their logs;
+# runs a call's limit cut short have no row and are listed, not imported.
 set -uo pipefail
 source /tmp/gpu-site/env.sh
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -13,6 +16,10 @@ export COLDSTART_HOME="${COLDSTART_HOME:-/tmp/coldstart-home}" HF_HUB_OFFLINE=1 
 out="${OUT:-/tmp/out}"; mkdir -p "$out" results
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-')
 results="results/results.jsonl"
+# Each call brings a fresh copy of the tree, results file included: keep this lease's rows across its calls so
+# the matrix resumes where the last call stopped. Bring them home with `python -m coldstart import-runs`.
+lease_rows=/tmp/coldstart-lease-results.jsonl
+[ -f "$lease_rows" ] && cp "$lease_rows" "$results"
 # The lent machine's call limit: the matrix starts no run that its earlier rows say would not finish in time
 # (a run killed halfway costs its minutes and leaves no row). CALL_BUDGET_S: seconds this call may use.
 deadline=$(( $(date +%s) + ${CALL_BUDGET_S:-560} ))
@@ -53,6 +60,13 @@ for step in "$@"; do
       python service.py llama-3-8b compile_cache --publish-compile-cache ;;
     llama8b-rest)
       matrix --campaign "$gpu" --models llama-3-8b --experiments runai_streamer compile_cache all ;;
+    llama8b-lease)
+      # One round (REPEATS=n: round n-1) of the 8B matrix on this lease, resumable across its calls: baseline
+      # first (it compiles; its cache is published for the cache experiments), then the others.
+      ckpt llama-3-8b
+      matrix --campaign "$gpu" --models llama-3-8b --experiments baseline
+      python service.py llama-3-8b compile_cache --publish-compile-cache
+      matrix --campaign "$gpu" --models llama-3-8b --experiments runai_streamer compile_cache all ;;
     llama8b-hit)
       matrix --campaign "$gpu" --models llama-3-8b --experiments compile_cache all ;;
     llama8b-runai)
@@ -73,6 +87,8 @@ for step in "$@"; do
       matrix --campaign "$gpu-x2" --models llama-3-8b-tp2 --experiments baseline runai_streamer ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
+  cp "$results" "$lease_rows"
 done
 df -h /tmp | tail -1
+cp "$results" "$lease_rows"
 tar czf "$out/runs-$(date -u +%H%M%S).tgz" results experiment_terminal_output

@@ -1,0 +1,125 @@
+"""Bring runs made elsewhere (the lent GPU machine, a cluster's head node) into this checkout.
+
+The other machine hands back an archive of its ``results/results.jsonl`` and ``experiment_terminal_output/``
+(``scripts/gpu/campaign.sh`` writes one per call). Its results file starts as a copy of ours, so most rows are
+already here: a row is new when its ``run_id`` is not in our results. New rows are appended as they are
+(append-only, schema-checked) and each one's log and client sidecar are copied to the same relative place.
+A log in the archive with no row is a run cut short (a call's time limit, a killed machine): it is listed and
+left out, since nothing measured it to the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from coldstart.results import DEFAULT_RESULTS, SchemaError, load_rows, parse_rows
+
+ARCHIVE_RESULTS = "results/results.jsonl"
+ARCHIVE_LOGS = "experiment_terminal_output"
+
+
+class NotARunArchive(ValueError):
+    """The archive is not a run archive (no results file, unsafe paths, newer schema)."""
+
+
+@dataclass
+class ImportReport:
+    imported: list[str] = field(default_factory=list)  # run ids
+    already_here: int = 0
+    files_copied: list[str] = field(default_factory=list)
+    cut_short: list[str] = field(default_factory=list)  # archive logs no row measured
+    missing_logs: list[str] = field(default_factory=list)  # imported rows whose log the archive lacks
+
+
+def _member_path(name: str) -> PurePosixPath:
+    p = PurePosixPath(name)
+    if p.is_absolute() or ".." in p.parts:
+        raise NotARunArchive(f"unsafe path in archive: {name!r}")
+    return PurePosixPath(*[part for part in p.parts if part != "."])
+
+
+def _read_archive(archive: Path) -> dict[PurePosixPath, bytes]:
+    """Every file of the archive by its normalized path (run archives are logs: a few MB)."""
+    try:
+        with tarfile.open(archive) as tar:
+            return {_member_path(m.name): tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    except (OSError, tarfile.TarError) as e:
+        raise NotARunArchive(f"cannot read {archive}: {e}") from e
+
+
+def import_archive(archive: Path, results_path: Path = DEFAULT_RESULTS, dest_root: Path = Path(".")) -> ImportReport:
+    """Append the archive's new rows to ``results_path`` and copy their files under ``dest_root``."""
+    files = _read_archive(archive)
+    results_text = files.get(PurePosixPath(ARCHIVE_RESULTS))
+    if results_text is None:
+        raise NotARunArchive(f"{archive} holds no {ARCHIVE_RESULTS}: not a run archive")
+    try:
+        rows = parse_rows(results_text.decode().splitlines(), source=f"{archive}:{ARCHIVE_RESULTS}")
+    except SchemaError as e:
+        raise NotARunArchive(str(e)) from e
+    report = ImportReport()
+    known = {r.get("run_id") for r in load_rows(results_path)}
+    new_rows = []
+    for row in rows:
+        if row.get("run_id") in known:
+            report.already_here += 1
+            continue
+        known.add(row.get("run_id"))
+        new_rows.append(row)
+    measured_logs = set()
+    for row in new_rows:
+        if not row.get("log_path"):
+            continue
+        log = _member_path(row["log_path"])
+        measured_logs.add(log)
+        if log not in files:
+            report.missing_logs.append(str(log))
+        for rel in (log, log.with_suffix(".client.json")):
+            if rel in files:
+                target = dest_root / Path(*rel.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(files[rel])
+                report.files_copied.append(str(rel))
+    report.cut_short = [
+        str(rel) for rel in files
+        if len(rel.parts) == 4 and rel.parts[0] == ARCHIVE_LOGS and rel.suffix == ".log"  # <model>/<exp>/<run>
+        and not rel.parts[1].startswith(("_", ".")) and rel not in measured_logs
+        and not (dest_root / Path(*rel.parts)).exists()
+    ]
+    # Rows last, after their files: an interrupted import never leaves a row pointing at nothing.
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(results_path, "a", encoding="utf-8") as f:
+        for row in new_rows:
+            f.write(json.dumps(row, sort_keys=True) + "\n")
+            report.imported.append(row["run_id"])
+    return report
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("archives", nargs="+", type=Path,
+                        help="run archives (.tgz of results/ and experiment_terminal_output/)")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help=f"default {DEFAULT_RESULTS}")
+
+
+def main(args: argparse.Namespace) -> int:
+    """0 imported (or nothing new); 1 an archive is unreadable or not a run archive."""
+    for archive in args.archives:
+        try:
+            rep = import_archive(archive, args.results)
+        except NotARunArchive as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        print(f"{archive}: {len(rep.imported)} new run(s), {rep.already_here} already here, "
+              f"{len(rep.files_copied)} file(s) copied")
+        for rid in rep.imported:
+            print(f"  imported {rid}")
+        for log in rep.cut_short:
+            print(f"  left out (no result row: cut short) {log}")
+        for log in rep.missing_logs:
+            print(f"  warning: row kept but its log is not in the archive: {log}")
+    return 0
