@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU campaign steps for the lent machine (each fits one 10-minute call; the machine keeps /tmp between
 # back-to-back calls). Every run goes through the matrix runner: clear -> service.py -> client -> stop ->
-# parse -> append a result row. Logs land in experiment_terminal_output/ and rows in results/, exactly as
-# in the repo, and come back as one archive in $OUT.
+# parse -> append a result row. Logs land in experiment_terminal_output/ as in the repo, rows in this lease's
+# results file; both come back as one archive in $OUT (rows packed as results/results.jsonl).
 #   COLDSTART_GIT_COMMIT=<sha> [REPEATS=n] [CALL_BUDGET_S=560] bash scripts/gpu/campaign.sh STEP [STEP ...]
 # steps: tiny-s3 tiny-cc tiny-cc-mismatch tiny-mega-miss tiny-mega-hit llama8b-lease llama8b-baseline llama8b-rest
 #        llama8b-hit llama8b-runai
@@ -15,11 +15,10 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export COLDSTART_HOME="${COLDSTART_HOME:-/tmp/coldstart-home}" HF_HUB_OFFLINE=1 RAY_DEDUP_LOGS=0
 out="${OUT:-/tmp/out}"; mkdir -p "$out" results
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-')
-results="results/results.jsonl"
-# Each call brings a fresh copy of the tree, results file included: keep this lease's rows across its calls so
-# the matrix resumes where the last call stopped. Bring them home with `python -m coldstart import-runs`.
-lease_rows=/tmp/coldstart-lease-results.jsonl
-[ -f "$lease_rows" ] && cp "$lease_rows" "$results"
+# Each call brings a fresh copy of the tree, results file included: the matrix appends to a file of this lease
+# (seeded from the tree's once), so it resumes where the last call stopped, even one cut short.
+results=/tmp/coldstart-lease-results.jsonl
+[ -f "$results" ] || cp results/results.jsonl "$results"
 # The lent machine's call limit: the matrix starts no run that its earlier rows say would not finish in time
 # (a run killed halfway costs its minutes and leaves no row). CALL_BUDGET_S: seconds this call may use.
 deadline=$(( $(date +%s) + ${CALL_BUDGET_S:-560} ))
@@ -87,8 +86,7 @@ for step in "$@"; do
       matrix --campaign "$gpu-x2" --models llama-3-8b-tp2 --experiments baseline runai_streamer ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
-  cp "$results" "$lease_rows"
 done
 df -h /tmp | tail -1
-cp "$results" "$lease_rows"
+cp "$results" results/results.jsonl
 tar czf "$out/runs-$(date -u +%H%M%S).tgz" results experiment_terminal_output
