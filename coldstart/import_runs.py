@@ -11,13 +11,12 @@ left out, since nothing measured it to the end.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from coldstart.results import DEFAULT_RESULTS, SchemaError, load_rows, parse_rows
+from coldstart.results import DEFAULT_RESULTS, SchemaError, append_row, load_rows, parse_rows
 
 ARCHIVE_RESULTS = "results/results.jsonl"
 ARCHIVE_LOGS = "experiment_terminal_output"
@@ -92,11 +91,9 @@ def import_archive(archive: Path, results_path: Path = DEFAULT_RESULTS, dest_roo
         and not (dest_root / Path(*rel.parts)).exists()
     ]
     # Rows last, after their files: an interrupted import never leaves a row pointing at nothing.
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(results_path, "a", encoding="utf-8") as f:
-        for row in new_rows:
-            f.write(json.dumps(row, sort_keys=True) + "\n")
-            report.imported.append(row["run_id"])
+    for row in new_rows:
+        append_row(results_path, row)  # the runner's locked append: a matrix may be writing the same file
+        report.imported.append(row["run_id"])
     return report
 
 

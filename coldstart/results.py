@@ -120,10 +120,11 @@ class ResultRow:
         return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
 
 
-def append_row(path: Path, row: ResultRow) -> None:
-    """Append one line under an exclusive lock: concurrent runners never interleave half rows."""
+def append_row(path: Path, row: ResultRow | Mapping[str, Any]) -> None:
+    """Append one line under an exclusive lock: concurrent runners never interleave half rows. ``row`` is a new
+    result or one read back from another results file (``import-runs``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = row.to_json() + "\n"
+    line = (row.to_json() if isinstance(row, ResultRow) else json.dumps(row, sort_keys=True, default=str)) + "\n"
     with open(path, "a", encoding="utf-8") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
