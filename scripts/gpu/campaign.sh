@@ -8,7 +8,8 @@
 #        llama8b-hit llama8b-runai
 #        tp2-shard tp2-sharded tp2-rest (the tp2 steps need two GPUs)
 # Home: `python -m coldstart import-runs <the call's runs-*.tgz>` appends the new rows and copies their logs;
-# runs a call's limit cut short have no row and are listed, not imported.
+# runs a call's limit cut short have no row and are listed, not imported. Keep $OUT/compile-cache.tgz as
+# .gpu/cc-store/compile-cache.tgz and carry that folder to the next lease's first campaign call.
 set -uo pipefail
 source /tmp/gpu-site/env.sh
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -33,6 +34,13 @@ moto_up() {
   for _ in $(seq 1 50); do python -c "import boto3; boto3.client('s3').list_buckets()" 2>/dev/null && break; sleep 0.3; done
   python -c "import boto3; boto3.client('s3').create_bucket(Bucket='lab')"
 }
+# Compile caches published on an earlier lease of this GPU kind (their key holds the GPU name and versions, so
+# they restore here): carried as .gpu/cc-store/compile-cache.tgz, unpacked into this lease's store once.
+store_dir="$COLDSTART_HOME/store"
+if [ -f .gpu/cc-store/compile-cache.tgz ] && [ ! -d "$store_dir/compile-cache" ]; then
+  mkdir -p "$store_dir" && tar xzf .gpu/cc-store/compile-cache.tgz -C "$store_dir"
+  python -m coldstart compile-cache show
+fi
 for step in "$@"; do
   echo "== $(date -u +%FT%TZ) step $step on $gpu"
   # A step cut short by the call's time limit leaves Ray's daemons and its Serve app (port 8000) behind;
@@ -90,3 +98,5 @@ done
 df -h /tmp | tail -1
 cp "$results" results/results.jsonl
 tar czf "$out/runs-$(date -u +%H%M%S).tgz" results experiment_terminal_output
+# The store's compile caches go home too, for the next lease to carry (a few MB; not committed).
+[ -d "$store_dir/compile-cache" ] && tar czf "$out/compile-cache.tgz" -C "$store_dir" compile-cache
