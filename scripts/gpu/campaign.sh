@@ -99,4 +99,4 @@ df -h /tmp | tail -1
 cp "$results" results/results.jsonl
 tar czf "$out/runs-$(date -u +%H%M%S).tgz" results experiment_terminal_output
 # The store's compile caches go home too, for the next lease to carry (a few MB; not committed).
-[ -d "$store_dir/compile-cache" ] && tar czf "$out/compile-cache.tgz" -C "$store_dir" compile-cache
+if [ -d "$store_dir/compile-cache" ]; then tar czf "$out/compile-cache.tgz" -C "$store_dir" compile-cache; fi
