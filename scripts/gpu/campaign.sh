@@ -4,7 +4,7 @@
 # parse -> append a result row. Logs land in experiment_terminal_output/ as in the repo, rows in this lease's
 # results file; both come back as one archive in $OUT (rows packed as results/results.jsonl).
 #   COLDSTART_GIT_COMMIT=<sha> [REPEATS=n] [CALL_BUDGET_S=560] bash scripts/gpu/campaign.sh STEP [STEP ...]
-# steps: tiny-s3 tiny-cc tiny-cc-mismatch tiny-mega-miss tiny-mega-hit llama8b-lease llama8b-baseline llama8b-rest
+# steps: tiny-lease tiny-s3 tiny-cc tiny-cc-mismatch tiny-mega-miss tiny-mega-hit llama8b-lease llama8b-baseline llama8b-rest
 #        llama8b-hit llama8b-runai
 #        tp2-shard tp2-sharded tp2-rest (the tp2 steps need two GPUs)
 # Home: `python -m coldstart import-runs <the call's runs-*.tgz>` appends the new rows and copies their logs;
@@ -83,6 +83,12 @@ for step in "$@"; do
       ckpt tiny
       matrix --campaign "$gpu-mega-miss" --models tiny --experiments compile_cache_mega
       python service.py tiny compile_cache_mega --publish-compile-cache ;;
+    tiny-lease)
+      # The small model's round, as llama8b-lease (baseline compiles and publishes for the cache experiments).
+      ckpt tiny
+      matrix --campaign "$gpu" --models tiny --experiments baseline
+      python service.py tiny compile_cache --publish-compile-cache
+      matrix --campaign "$gpu" --models tiny --experiments runai_streamer compile_cache all ;;
     tiny-mega-hit)
       matrix --campaign "$gpu-mega-hit" --models tiny --experiments compile_cache_mega ;;
     tp2-shard)
