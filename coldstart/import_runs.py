@@ -3,7 +3,9 @@
 The other machine hands back an archive of its ``results/results.jsonl`` and ``experiment_terminal_output/``
 (``scripts/gpu/campaign.sh`` writes one per call). Its results file starts as a copy of ours, so most rows are
 already here: a row is new when its ``run_id`` is not in our results. New rows are appended as they are
-(append-only, schema-checked) and each one's log and client sidecar are copied to the same relative place.
+(append-only, schema-checked) and each one's log and client sidecar are copied to the same relative place; a
+row already here whose log is still missing gets it from whichever archive has it (archives of one lease come
+in any order).
 A log in the archive with no row is a run cut short (a call's time limit, a killed machine): it is listed and
 left out, since nothing measured it to the end.
 """
@@ -62,7 +64,8 @@ def import_archive(archive: Path, results_path: Path = DEFAULT_RESULTS, dest_roo
     except SchemaError as e:
         raise NotARunArchive(str(e)) from e
     report = ImportReport()
-    known = {r.get("run_id") for r in load_rows(results_path)}
+    ours = load_rows(results_path)
+    known = {r.get("run_id") for r in ours}
     new_rows = []
     for row in rows:
         if row.get("run_id") in known:
@@ -70,17 +73,20 @@ def import_archive(archive: Path, results_path: Path = DEFAULT_RESULTS, dest_roo
             continue
         known.add(row.get("run_id"))
         new_rows.append(row)
+    new_ids = {r.get("run_id") for r in new_rows}
+    # A lease's calls each start from a fresh copy of the tree, so a call's archive holds the rows of the
+    # whole lease but only its own logs: a row imported from a later call gets its log from an earlier one.
     measured_logs = set()
-    for row in new_rows:
+    for row in [*ours, *rows]:
         if not row.get("log_path"):
             continue
         log = _member_path(row["log_path"])
         measured_logs.add(log)
-        if log not in files:
+        if row.get("run_id") in new_ids and log not in files:
             report.missing_logs.append(str(log))
         for rel in (log, log.with_suffix(".client.json")):
-            if rel in files:
-                target = dest_root / Path(*rel.parts)
+            target = dest_root / Path(*rel.parts)
+            if rel in files and not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(files[rel])
                 report.files_copied.append(str(rel))

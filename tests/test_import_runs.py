@@ -72,6 +72,29 @@ def test_new_rows_and_their_files_come_in_known_and_cut_short_runs_do_not(here: 
     assert len(load_rows(here / "results/results.jsonl")) == 3
 
 
+def test_a_row_imported_without_its_log_gets_it_from_an_earlier_calls_archive(here: Path, tmp_path: Path) -> None:
+    # Two calls of one lease: the later archive has both rows but only its own log.
+    first = _archive(tmp_path / "call1.tgz", {
+        "results/results.jsonl": _jsonl(_row("old-run"), _row("run-a")),
+        LOG.format("run-a"): b"log of a\n",
+        LOG.format("run-a").replace(".log", ".client.json"): b'{"status": "ok"}',
+    })
+    later = _archive(tmp_path / "call2.tgz", {
+        "results/results.jsonl": _jsonl(_row("old-run"), _row("run-a"), _row("run-b")),
+        LOG.format("run-b"): b"log of b\n",
+    })
+    results = here / "results/results.jsonl"
+
+    rep = import_archive(later, results, here)
+    assert rep.imported == ["run-a", "run-b"] and rep.missing_logs == [LOG.format("run-a")]
+
+    rep = import_archive(first, results, here)
+    assert rep.imported == [] and rep.cut_short == []
+    assert sorted(rep.files_copied) == [LOG.format("run-a").replace(".log", ".client.json"), LOG.format("run-a")]
+    assert (here / LOG.format("run-a")).read_bytes() == b"log of a\n"
+    assert len(load_rows(results)) == 3
+
+
 @pytest.mark.parametrize(("files", "needle"), [
     ({"something/else.txt": b"x"}, "holds no results/results.jsonl"),
     ({"../escape/results.jsonl": b"x"}, "unsafe path"),
