@@ -664,6 +664,68 @@ def _walk_files(base: Path, prune: tuple[Path, ...]) -> tuple[list[Path], list[P
     return dirs, files, skipped
 
 
+ENGINE_MARKER = "coldstart-engine.json"
+
+
+def write_engine_marker(
+    vllm_cache_root: Path,
+    *,
+    model_name: str,
+    model_path: str,
+    engine_kwargs: Mapping[str, Any],
+    experiment: str = "",
+    run_id: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Path:
+    """Record, beside the engine's caches, which config is about to fill them (the replica hook calls this
+    before every engine start). A publish later checks it: the node's caches hold whatever ran last, and
+    packing another model's or config's caches under this key would poison every replica that restores it.
+    Holds the fingerprint's inputs only (the compile-relevant env, no secrets), not a device probe, so it
+    costs the cold start nothing measurable."""
+    root = Path(vllm_cache_root)
+    root.mkdir(parents=True, exist_ok=True)
+    body = {
+        "model_name": model_name, "experiment": experiment, "run_id": run_id, "model_path": str(model_path),
+        "engine_kwargs": json.loads(canonical_json(dict(engine_kwargs))),
+        "compile_env": hashed_env(os.environ if environ is None else environ),
+    }
+    path = root / ENGINE_MARKER
+    tmp = path.with_name(path.name + f".tmp-{secrets.token_hex(4)}")
+    tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def check_engine_marker(vllm_cache_root: Path, fingerprint: Fingerprint) -> dict[str, Any]:
+    """Raise CaptureError unless the caches under ``vllm_cache_root`` were left by an engine whose config
+    gives ``fingerprint`` (the marker's inputs, fingerprinted on this node's device and versions).
+    Returns the marker."""
+    path = Path(vllm_cache_root) / ENGINE_MARKER
+    if not path.is_file():
+        raise CaptureError(f"no {ENGINE_MARKER} in {vllm_cache_root}: no lab run of this node left these caches "
+                           f"(every `service.py` run writes it before its engine starts); run "
+                           f"`service.py {fingerprint.model_name} <experiment>` once, then publish")
+    try:
+        marker = json.loads(path.read_text())
+        left_by = fingerprint_for_engine(
+            marker["model_name"], marker["model_path"], marker["engine_kwargs"], environ=marker["compile_env"],
+            checkpoint_sha256=fingerprint.checkpoint_sha256,
+            device=DeviceInfo(fingerprint.device_name, fingerprint.compute_capability),
+        )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        raise CaptureError(f"unreadable {path} ({type(e).__name__}: {e}); clear the caches "
+                           f"(`python clear_cache.py`) and run the model once before publishing") from e
+    fields = _diff_dicts(fingerprint.to_dict(), left_by.to_dict())
+    if fields:
+        detail = _describe_diff(fingerprint.to_dict(), left_by.to_dict(), fields).replace("(cached)", "(on node)")
+        raise CaptureError(
+            f"the engine caches in {vllm_cache_root} were left by {marker['model_name']} "
+            f"{marker.get('experiment') or ''} (run {marker.get('run_id')}), another config: {detail}. "
+            f"Publishing them would poison this key; run `service.py {fingerprint.model_name} <experiment>` "
+            f"with this config first")
+    return marker
+
+
 def capture(
     vllm_cache_root: Path,
     inductor_cache_dir: Path | None,

@@ -74,6 +74,18 @@ class ColdStartCallback(CallbackBase):
         self._emit("node_fetch_start")
         if self.compile_cache_store:
             self._restore_compile_cache()
+        self._mark_engine_caches()
+
+    def _mark_engine_caches(self) -> None:
+        # Every run, cache experiments or not: a baseline's caches are what gets published for compile_cache.
+        from coldstart import compile_cache
+
+        root = self.compile_cache_root or compile_cache.default_cache_dirs()[0]
+        compile_cache.write_engine_marker(
+            root, model_name=self.model_name, experiment=self.experiment, run_id=self.run_id,
+            model_path=engine_model_path(self.llm_config.model_loading_config),
+            engine_kwargs=dict(self.llm_config.engine_kwargs),
+        )
 
     def _restore_compile_cache(self) -> None:
         from coldstart import compile_cache

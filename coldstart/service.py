@@ -82,6 +82,7 @@ def publish_compile_cache(app_args: dict) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             archive = Path(tmp) / "compile-cache.tar"
             manifest = cc.capture(vllm_root, inductor_dir, triton_dir, archive, fingerprint=fingerprint)
+            cc.check_engine_marker(vllm_root, fingerprint)  # after capture, whose "nothing here" error comes first
             result = cc.publish(open_store(hook["compile_cache_store"]), fingerprint, archive, manifest)
     except (cc.CompileCacheError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)

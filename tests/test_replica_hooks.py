@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 
 import pytest
 
@@ -13,6 +15,13 @@ from coldstart.registry import resolve
 pytest.importorskip("ray.llm")
 
 S3_URI = "s3://lab-bucket/coldstart/models/tiny"
+
+
+@pytest.fixture(autouse=True)
+def lab_home(tmp_path, monkeypatch):
+    # The hook marks the node's engine caches under the lab's home: keep it off the user's.
+    monkeypatch.setenv("COLDSTART_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
 
 
 def _llm_config(exp_name: str):
@@ -69,3 +78,25 @@ def test_callback_leaves_fetched_weights_alone():
     _node_init_as_ray_does(llm_config)
     asyncio.run(callback.run_callback("on_after_node_init"))
     assert llm_config.get_engine_config().get_initialization_kwargs()["model"] == "/models/tiny"
+
+
+def test_every_run_marks_the_engine_caches_it_is_about_to_fill(lab_home, monkeypatch):
+    # A baseline too: its caches are what gets published for compile_cache (checked at publish time).
+    from ray.serve.llm import LLMConfig
+
+    from coldstart.compile_cache import hashed_env
+
+    monkeypatch.setenv("VLLM_USE_MEGA_AOT_ARTIFACT", "1")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    model, exp = resolve("tiny", "baseline")
+    opts = RunOptions(weights=WeightsLocation("/models/tiny", "local"), device="cpu", run_id="r-1")
+    llm_config = LLMConfig(**build_llm_config(model, exp, opts))
+    llm_config.get_or_create_callback()
+    _node_init_as_ray_does(llm_config)
+    marker = json.loads((lab_home / "engine-cache" / "vllm" / "coldstart-engine.json").read_text())
+    assert (marker["model_name"], marker["experiment"], marker["run_id"]) == ("tiny", "baseline", "r-1")
+    assert marker["model_path"] == "/models/tiny"
+    assert marker["engine_kwargs"]["max_model_len"] == model.max_model_len
+    assert marker["compile_env"]["VLLM_USE_MEGA_AOT_ARTIFACT"] == "1"
+    assert marker["compile_env"] == hashed_env(os.environ)
+    assert "hf_secret" not in json.dumps(marker) and "testing" not in json.dumps(marker)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -66,15 +67,9 @@ def _published_key(proc: subprocess.CompletedProcess) -> str:
 def _replica_restore(env: Mapping[str, str], experiment: str, node: Path, monkeypatch):
     """What the replica hook does for this experiment's config on a fresh node (service.py builds it)."""
     from coldstart import compile_cache as cc
-    from coldstart import service
     from coldstart.replica_hooks import engine_model_path
 
-    parser = argparse.ArgumentParser()
-    service.add_cli_args(parser)
-    for name in ("COLDSTART_HOME", "COLDSTART_STORE"):
-        monkeypatch.setenv(name, env[name])
-    app_args, _, _ = service.prepare(parser.parse_args(["tiny", experiment, "--device", "cpu"]))
-    (cfg,) = app_args["llm_configs"]
+    cfg = _app_config(env, experiment, monkeypatch)
     # The hook's process sees the node's environment plus the replica's runtime_env (Ray sets it).
     node_env = {**env, **cfg["runtime_env"]["env_vars"], **{
         "VLLM_CACHE_ROOT": str(node / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(node / "inductor"),
@@ -86,8 +81,59 @@ def _replica_restore(env: Mapping[str, str], experiment: str, node: Path, monkey
     )
 
 
+def _app_config(env: Mapping[str, str], experiment: str, monkeypatch, *extra: str) -> dict:
+    from coldstart import service
+
+    parser = argparse.ArgumentParser()
+    service.add_cli_args(parser)
+    for name in ("COLDSTART_HOME", "COLDSTART_STORE", "VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        if name in env:
+            monkeypatch.setenv(name, env[name])
+    app_args, _, _ = service.prepare(parser.parse_args(["tiny", experiment, "--device", "cpu", *extra]))
+    (cfg,) = app_args["llm_configs"]
+    return cfg
+
+
+def _engine_run_marks(env: Mapping[str, str], experiment: str, monkeypatch, *extra: str) -> None:
+    """The replica hook of a run of this experiment, on the node whose caches ``env`` pins, marks them."""
+    from ray.serve.llm import LLMConfig
+
+    from coldstart.replica_hooks import ColdStartCallback
+
+    cfg = _app_config(env, experiment, monkeypatch, *extra)
+    kwargs = cfg["callback_config"]["callback_kwargs"]
+    with monkeypatch.context() as m:  # the hook's process: the node's environment plus the runtime_env
+        for name, value in {**env, **cfg["runtime_env"]["env_vars"]}.items():
+            m.setenv(name, value)
+        ColdStartCallback(LLMConfig(**cfg), **kwargs)._mark_engine_caches()
+
+
+def test_publish_refuses_caches_another_config_left(staged_home, tmp_path, monkeypatch):
+    # Seen on the H100: after a llama-3-8b run, `service.py tiny compile_cache --publish-compile-cache` packed
+    # the 8B caches under tiny's key (SKIPPED only because tiny's entry already existed).
+    env = {**staged_home, **_engine_caches(tmp_path / "engine-run")}
+    proc = _publish(env, "compile_cache")
+    assert proc.returncode == 1 and "no coldstart-engine.json" in proc.stderr, proc.stderr
+
+    _engine_run_marks(env, "baseline", monkeypatch, "--max-model-len", "256")
+    proc = _publish(env, "compile_cache")
+    assert proc.returncode == 1, proc.stdout
+    assert "left by tiny baseline" in proc.stderr and "engine_args:" in proc.stderr and "max_model_len" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(Path(env["COLDSTART_HOME"], "store").glob("compile-cache/tiny/*/manifest.json"))
+
+    # The same caches, left by a baseline of this very config, are what compile_cache restores: accepted.
+    _engine_run_marks(env, "baseline", monkeypatch)
+    assert _published_key(_publish(env, "compile_cache"))
+    Path(env["VLLM_CACHE_ROOT"], "coldstart-engine.json").write_text("{not json")
+    proc = _publish(env, "compile_cache")
+    assert proc.returncode == 1 and "unreadable" in proc.stderr and "clear_cache.py" in proc.stderr
+    shutil.rmtree(Path(env["COLDSTART_HOME"], "store", "compile-cache"))  # the module's store, shared
+
+
 def test_compile_cache_and_compile_cache_mega_have_separate_store_keys(staged_home, tmp_path, monkeypatch):
     env = {**staged_home, **_engine_caches(tmp_path / "engine-run")}
+    _engine_run_marks(env, "compile_cache", monkeypatch)
     plain_key = _published_key(_publish(env, "compile_cache"))
 
     # The mega experiment's replica finds only the plain entry: a MISMATCH naming the one env var, and
@@ -99,6 +145,11 @@ def test_compile_cache_and_compile_cache_mega_have_separate_store_keys(staged_ho
     assert miss.key != plain_key and plain_key.rstrip("/") in miss.detail
     assert not (tmp_path / "node-a" / "vllm" / "torch_compile_cache").exists()
 
+    # Caches a plain run left are no mega artifact: publishing them under the mega key is refused.
+    refused = _publish(env, "compile_cache_mega")
+    assert refused.returncode == 1 and "compile_env: VLLM_USE_MEGA_AOT_ARTIFACT" in refused.stderr
+
+    _engine_run_marks(env, "compile_cache_mega", monkeypatch)
     mega_key = _published_key(_publish(env, "compile_cache_mega"))
     assert mega_key == miss.key != plain_key
     # Each experiment now restores its own entry, and only its own.
