@@ -284,6 +284,7 @@ def run_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         audit = r.get("audit") or {}
         records.append({
             **{k: r.get(k) for k in ID_COLUMNS},
+            "device": device_kind(r.get("device"), (r.get("provenance") or {}).get("gpu")),
             "total_kind": kind,
             "ttft_s": ttft,
             "startup_span_s": span,
@@ -330,22 +331,44 @@ def _experiment_order(name: str) -> tuple[int, str]:
     return (names.index(name) if name in names else len(names), name)
 
 
+_GPU_MODEL_RE = re.compile(r"\b([A-Z]{1,2}\d{2,4}[A-Z]?)\b")
+
+
+def device_kind(device: str | None, gpu: str | None) -> str | None:
+    """``cuda:H100 x1`` when the row knows its GPUs (provenance), else the bare device: medians must never mix
+    GPU kinds (one lease's H100 against another's H200). A log without a row only knows ``cuda``."""
+    if device != "cuda" or not gpu:
+        return device
+    name, _, count = gpu.rpartition(" x")
+    if not count.isdigit():
+        name, count = gpu, ""
+    m = _GPU_MODEL_RE.search(name)
+    short = m.group(1) if m else name.removeprefix("NVIDIA ").strip()
+    return f"cuda:{short}" + (f" x{count}" if count else "")
+
+
 def _device_label(device: Any) -> str:
+    if isinstance(device, str) and device.startswith("cuda:"):
+        return device.removeprefix("cuda:")
     return {"cuda": "GPU", "cpu": "CPU"}.get(device, "?") if isinstance(device, str) else "?"
 
 
 def median_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, experiment, device): n, median total (and which kind), median of every category."""
+    """Per (model, experiment, device): n, median total (and which kind) with its min and max, median of every
+    category."""
     import pandas as pd
 
     ok = usable(runs).copy()
     ok["device"] = ok["device"].fillna("?")
     if ok.empty:
-        return pd.DataFrame(columns=[*GROUP, "n", "total_kind", "total_s", "ttft_s", *CATEGORY_COLUMNS])
+        return pd.DataFrame(columns=[*GROUP, "n", "total_kind", "total_s", "total_min_s", "total_max_s", "ttft_s",
+                                     *CATEGORY_COLUMNS])
     grouped = ok.groupby(GROUP, sort=False)
     out = grouped[["total_s", "ttft_s", *CATEGORY_COLUMNS]].median()
     out.insert(0, "n", grouped.size())
     out.insert(1, "total_kind", grouped["total_kind"].agg(lambda s: "/".join(sorted(set(s.dropna())))))
+    out.insert(3, "total_min_s", grouped["total_s"].min())
+    out.insert(4, "total_max_s", grouped["total_s"].max())
     out = out.reset_index()
     out["_order"] = out["experiment"].map(_experiment_order)
     return out.sort_values(["model", "_order", "device"]).drop(columns="_order").reset_index(drop=True)
@@ -680,19 +703,39 @@ def _fmt(v: Any) -> str:
     return "—" if v is None or v != v else f"{v:.1f}"
 
 
+def _total_text(r: Mapping[str, Any]) -> str:
+    """``193.2 (141.1–200.9)``: the median and, over more than one run, the range."""
+    text = _fmt(r["total_s"])
+    if r["n"] > 1:
+        text += f" ({_fmt(r['total_min_s'])}–{_fmt(r['total_max_s'])})"
+    return text + ("" if r["total_kind"] == "ttft" else f" [{r['total_kind']}]")
+
+
+def summary_markdown(medians: pd.DataFrame) -> str:
+    """The median table as Markdown (README, issue notes): total with its range, then each category."""
+    head = ["model", "experiment", "device", "n", "total s, median (min–max)", *(_SHORT[c] for c, _ in CATEGORIES)]
+    align = ["---" if i < 3 else "---:" for i in range(len(head))]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    for _, r in medians.iterrows():
+        cells = [r["model"], r["experiment"], _device_label(r["device"]), str(int(r["n"])), _total_text(r),
+                 *(_fmt(r[f"cat_{c}_s"]) for c, _ in CATEGORIES)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def print_medians(medians: pd.DataFrame) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="median seconds per (model, experiment); total = TTFT, or the log span of a capture")
+    table = Table(title="median seconds per (model, experiment); total = TTFT (range over runs), or the log span "
+                  "of a capture")
     for col in ("model", "experiment", "device", "n", "total"):
         table.add_column(col, justify="right" if col in ("n", "total") else "left")
     for c, _ in CATEGORIES:
         table.add_column(_SHORT[c], justify="right")
     for _, r in medians.iterrows():
-        kind = "" if r["total_kind"] == "ttft" else f" ({r['total_kind']})"
         table.add_row(r["model"], r["experiment"], _device_label(r["device"]), str(int(r["n"])),
-                      _fmt(r["total_s"]) + kind, *(_fmt(r[f"cat_{c}_s"]) for c, _ in CATEGORIES))
+                      _total_text(r), *(_fmt(r[f"cat_{c}_s"]) for c, _ in CATEGORIES))
     Console(width=200).print(table)
 
 
@@ -723,7 +766,11 @@ def main(args: argparse.Namespace) -> int:
     runs = run_table(rows)
     written, skipped = write_tables(runs, long_table(runs), args.out_tables)
     written += render_all(runs, rows, args.out_graphs)
-    print_medians(median_table(runs))
+    medians = median_table(runs)
+    summary = args.out_tables / "summary.md"
+    summary.write_text(summary_markdown(medians))
+    written.append(summary)
+    print_medians(medians)
     print(f"{len(rows)} runs ({int(usable(runs).shape[0])} usable) from {', '.join(map(str, args.logs))}"
           f"{' and ' + str(args.results) if results else ''}")
     for line in skipped:

@@ -191,8 +191,43 @@ def test_median_table(runs):
     assert med.loc[("m2", "baseline"), "n"] == 1  # the timeout is not a cold start of 0 s, nor of anything
     assert med.loc[("m1", "baseline"), "cat_ray_serve_s"] == pytest.approx(21.0)  # actor start + first token
     assert med.loc[("m1", "compile_cache"), "n"] == 2
+    assert med.loc[("m1", "baseline"), ["total_min_s", "total_max_s"]].tolist() == [100.0, 130.0]
     assert analyze.excluded_runs(runs) == ["m1 compile_cache m1-c-2 (ok, failed cache audit)",
                                            "m2 baseline m2-b-1 (timeout)"]
+
+
+@pytest.mark.parametrize(("device", "gpu", "kind"), [
+    ("cuda", "NVIDIA H100 80GB HBM3 x1", "cuda:H100 x1"),
+    ("cuda", "NVIDIA H200 x2", "cuda:H200 x2"),
+    ("cuda", "NVIDIA L40S", "cuda:L40S"),
+    ("cuda", "Some Future Accelerator x8", "cuda:Some Future Accelerator x8"),
+    ("cuda", None, "cuda"),
+    ("cpu", None, "cpu"),
+])
+def test_device_kind_names_the_gpu_the_row_ran_on(device, gpu, kind):
+    assert analyze.device_kind(device, gpu) == kind
+
+
+def test_medians_never_mix_gpu_kinds(tmp_path):
+    path = tmp_path / "results.jsonl"
+    for i, (ttft, gpu) in enumerate(((100.0, "NVIDIA H100 80GB HBM3 x1"), (110.0, "NVIDIA H100 80GB HBM3 x1"),
+                                     (60.0, "NVIDIA H200 x1"))):
+        row = _result_row(f"r{i}", "m1", "baseline", ttft, repeat=i)
+        append_row(path, dataclasses.replace(row, provenance={"gpu": gpu}))
+    med = analyze.median_table(analyze.run_table(analyze.load_results(path))).set_index("device")
+    assert med.loc["cuda:H100 x1", ["n", "total_s"]].tolist() == [2, 105.0]
+    assert med.loc["cuda:H200 x1", ["n", "total_s"]].tolist() == [1, 60.0]
+    assert "| m1 | baseline | H200 x1 | 1 | 60.0 |" in analyze.summary_markdown(med.reset_index())
+
+
+def test_summary_markdown_gives_the_range_where_there_are_several_runs(runs):
+    lines = analyze.summary_markdown(analyze.median_table(runs)).splitlines()
+    assert lines[0].startswith("| model | experiment | device | n | total s, median (min–max) |")
+    by_pair = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in lines[2:]}
+    assert "| 3 | 110.0 (100.0–130.0) |" in by_pair[("m1", "baseline")]
+    assert "| 2 | 85.0 (80.0–90.0) |" in by_pair[("m1", "compile_cache")]
+    assert "| 1 | 200.0 |" in by_pair[("m2", "baseline")]
+    assert len(lines) == 2 + 3
 
 
 def test_category_seconds_from_segments_sum_to_ttft():
