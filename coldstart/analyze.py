@@ -376,7 +376,7 @@ def median_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def stacked_data(medians: pd.DataFrame, model: str) -> pd.DataFrame:
     """Bars of one model: index = bar label (experiment, device when the model ran on several), columns =
-    category labels with median seconds (NaN: not measured), plus ``n`` and ``total_s``."""
+    category labels with median seconds (NaN: not measured), plus ``n``, ``total_s`` and its range."""
     sub = medians[medians["model"] == model]
     several = sub["device"].nunique() > 1
     labels = [f"{e}\n({_device_label(d)})" if several else e for e, d in zip(sub["experiment"], sub["device"],
@@ -386,17 +386,20 @@ def stacked_data(medians: pd.DataFrame, model: str) -> pd.DataFrame:
     data = data.loc[:, data.notna().any() & (data.fillna(0) != 0).any()]
     data["n"] = sub["n"].to_numpy()
     data["total_s"] = sub["total_s"].to_numpy()
+    data["total_min_s"] = sub["total_min_s"].to_numpy()
+    data["total_max_s"] = sub["total_max_s"].to_numpy()
     data["total_kind"] = sub["total_kind"].to_numpy()
     data.index = labels
     return data
 
 
 def comparison_data(medians: pd.DataFrame) -> pd.DataFrame:
-    """Models x series (experiment, device) -> median total; ``kind`` says TTFT or log span."""
+    """Models x series (experiment, device) -> median total and its range; ``kind`` says TTFT or log span."""
     sub = medians.copy()
     sub["series"] = [e if d in ("cuda", "?") else f"{e} ({_device_label(d)})"
                      for e, d in zip(sub["experiment"], sub["device"], strict=True)]
-    return sub[["model", "series", "experiment", "device", "n", "total_s", "total_kind"]].reset_index(drop=True)
+    cols = ["model", "series", "experiment", "device", "n", "total_s", "total_min_s", "total_max_s", "total_kind"]
+    return sub[cols].reset_index(drop=True)
 
 
 def excluded_runs(runs: pd.DataFrame) -> list[str]:
@@ -468,9 +471,10 @@ def _color_of_label(label: str) -> str:
 
 
 def render_stacked(data: pd.DataFrame, model: str, excluded: Sequence[str] = ()) -> Figure:
-    """One bar per experiment, stacked by category (median seconds), the median total and n on top.
+    """One bar per experiment, stacked by category (median seconds), the median total, n and the range of the
+    totals on top.
     ``excluded``: this model's runs left out of the medians (failed, or failed their cache audit)."""
-    cats = [c for c in data.columns if c not in ("n", "total_s", "total_kind")]
+    cats = [c for c in data.columns if c not in ("n", "total_s", "total_min_s", "total_max_s", "total_kind")]
     fig = _figure(max(6.0, 1.6 * len(data) + 4.5), 5.0)
     ax = fig.add_subplot()
     x = list(range(len(data)))
@@ -480,10 +484,11 @@ def render_stacked(data: pd.DataFrame, model: str, excluded: Sequence[str] = ())
         ax.bar(x, heights, bottom=bottom, width=0.6, label=cat, color=_color_of_label(cat),
                hatch="//" if cat == CATEGORY_LABELS["unattributed"] else None, edgecolor="white", linewidth=0.5)
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-    for xi, top, total, n, kind in zip(x, bottom, data["total_s"], data["n"], data["total_kind"], strict=True):
-        what = "TTFT" if kind == "ttft" else "log span"
-        ax.annotate(f"{total:.1f} s {what}\nn={int(n)}", (xi, top), xytext=(0, 3), textcoords="offset points",
-                    ha="center", va="bottom", fontsize=8)
+    for xi, top, (_, r) in zip(x, bottom, data.iterrows(), strict=True):
+        what = "TTFT" if r["total_kind"] == "ttft" else "log span"
+        spread = f" ({r['total_min_s']:.0f}–{r['total_max_s']:.0f})" if r["n"] > 1 else ""
+        ax.annotate(f"{r['total_s']:.1f} s {what}\nn={int(r['n'])}{spread}", (xi, top), xytext=(0, 3),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, list(data.index))
     ax.set_ylabel("seconds (median of each phase)")
     ax.set_ylim(0, max([*bottom, 1.0]) * 1.15)
@@ -508,13 +513,16 @@ _SERIES_COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b
 
 
 def render_comparison(data: pd.DataFrame, excluded: Sequence[str] = ()) -> Figure:
-    """Models side by side, one bar per experiment that model has: median TTFT, or (hatched) the log span of
-    a capture without a request. ``excluded``: runs left out (failed), named in a footnote."""
+    """Models side by side, one bar per experiment that model has: median TTFT with a min–max whisker over
+    runs, or (hatched) the log span of a capture without a request. ``excluded``: runs left out (failed),
+    named in a footnote."""
     from matplotlib.patches import Patch
 
     models = list(dict.fromkeys(data["model"]))
     series = sorted(dict.fromkeys(data["series"]), key=lambda s: (_experiment_order(s.split(" (")[0]), s))
-    color = {s: _SERIES_COLORS[i % len(_SERIES_COLORS)] for i, s in enumerate(series)}
+    # One color per experiment (a device does not make another fix); the device is written on its bar.
+    experiments = sorted(dict.fromkeys(data["experiment"]), key=_experiment_order)
+    color = {e: _SERIES_COLORS[i % len(_SERIES_COLORS)] for i, e in enumerate(experiments)}
     per_model = {m: [s for s in series if ((data["model"] == m) & (data["series"] == s)).any()] for m in models}
     width = 0.8 / max(len(v) for v in per_model.values())
     n_bars = sum(len(v) for v in per_model.values())
@@ -526,14 +534,26 @@ def render_comparison(data: pd.DataFrame, excluded: Sequence[str] = ()) -> Figur
             r = data[(data["model"] == model) & (data["series"] == s)].iloc[0]
             x = m + (j - (len(present) - 1) / 2) * width
             ttft = r["total_kind"] == "ttft"
-            bar = ax.bar([x], [r["total_s"]], width=width * 0.92, color=color[s], hatch=None if ttft else "//",
-                         edgecolor="white", linewidth=0.5)[0]
-            ax.annotate(f"{r['total_s']:.0f}", (x, bar.get_height()), xytext=(0, 2), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(models)), models)
-    ax.set_ylabel("seconds (median over runs)")
+            ax.bar([x], [r["total_s"]], width=width * 0.92, color=color[r["experiment"]], hatch=None if ttft else "//",
+                   edgecolor="white", linewidth=0.5)
+            top = r["total_s"]
+            if r["n"] > 1:  # the spread over runs, min to max
+                ax.errorbar([x], [r["total_s"]], yerr=[[r["total_s"] - r["total_min_s"]], [r["total_max_s"] -
+                            r["total_s"]]], fmt="none", ecolor="#333333", elinewidth=0.8, capsize=2)
+                top = r["total_max_s"]
+            several = data.loc[data["model"] == model, "device"].nunique() > 1
+            where = "\n" + _device_label(r["device"]) if several and r["device"] not in ("cuda", "?") else ""
+            ax.annotate(f"{r['total_s']:.0f}{where}", (x, top), xytext=(0, 2), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=6)
+    ticks = []
+    for model in models:  # a model on one device kind says it once, under its name
+        kinds = set(data.loc[data["model"] == model, "device"])
+        (kind,) = kinds if len(kinds) == 1 else (None,)
+        ticks.append(model if kind in (None, "cuda", "?") else f"{model}\n({_device_label(kind)})")
+    ax.set_xticks(range(len(models)), ticks)
+    ax.set_ylabel("seconds (median over runs, whisker min–max)")
     ax.set_title("Cold start by model and experiment")
-    handles = [Patch(facecolor=color[s], label=s) for s in series]
+    handles = [Patch(facecolor=color[e], label=e) for e in experiments]
     handles += [Patch(facecolor="#999999", label="TTFT, request → first token"),
                 Patch(facecolor="#999999", hatch="//", edgecolor="white", label="log span (capture, no request)")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)

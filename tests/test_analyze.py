@@ -218,6 +218,11 @@ def test_medians_never_mix_gpu_kinds(tmp_path):
     assert med.loc["cuda:H100 x1", ["n", "total_s"]].tolist() == [2, 105.0]
     assert med.loc["cuda:H200 x1", ["n", "total_s"]].tolist() == [1, 60.0]
     assert "| m1 | baseline | H200 x1 | 1 | 60.0 |" in analyze.summary_markdown(med.reset_index())
+    # One experiment, one color; the two kinds are written on their bars.
+    ax = analyze.render_comparison(analyze.comparison_data(med.reset_index())).axes[0]
+    assert len({p.get_facecolor() for p in ax.patches}) == 1
+    assert sorted(t.get_text() for t in ax.texts) == ["105\nH100 x1", "60\nH200 x1"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["m1"]
 
 
 def test_summary_markdown_gives_the_range_where_there_are_several_runs(runs):
@@ -253,7 +258,7 @@ def test_stacked_bars_one_per_experiment_one_stack_per_legend_entry(runs):
     # Each bar's stack reaches its median TTFT (categories were taken from runs that each sum to TTFT).
     tops = [max(p.get_y() + p.get_height() for c in ax.containers for p in [c.patches[i]]) for i in range(2)]
     assert tops == pytest.approx([110.0, 85.0])
-    assert any("n=3" in t.get_text() for t in ax.texts)
+    assert any("n=3 (100–130)" in t.get_text() for t in ax.texts)
 
 
 def test_comparison_one_bar_per_model_and_experiment(runs):
@@ -266,6 +271,10 @@ def test_comparison_one_bar_per_model_and_experiment(runs):
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend[:2] == ["baseline", "compile_cache"]
     assert any("m2-b-1 (timeout)" in t.get_text() for t in fig.texts)
+    # Whiskers min..max where a cell has several runs (m1 baseline 100-130, m1 compile_cache 80-90), none for n=1.
+    spans = sorted(tuple(sorted((seg[0][1], seg[1][1]))) for c in ax.collections for seg in c.get_segments()
+                   if seg[0][0] == seg[1][0])
+    assert spans == [pytest.approx((80.0, 90.0)), pytest.approx((100.0, 130.0))]
 
 
 def test_ttft_spread_median_whiskers_and_n(runs):
