@@ -41,6 +41,16 @@ if [ -f .gpu/cc-store/compile-cache.tgz ] && [ ! -d "$store_dir/compile-cache" ]
   mkdir -p "$store_dir" && tar xzf .gpu/cc-store/compile-cache.tgz -C "$store_dir"
   python -m coldstart compile-cache show
 fi
+# Publish what the last run left, when one left anything: on a fresh lease whose store came carried, the node
+# has no engine caches yet and the store already has the entry. (service.py refuses caches of another config.)
+publish() {
+  if [ -d "$COLDSTART_HOME/engine-cache/vllm/torch_compile_cache" ]; then
+    python service.py "$1" "$2" --publish-compile-cache
+  else
+    echo "publish $1 $2: no engine caches on this node yet (a fresh lease); the store holds:"
+    python -m coldstart compile-cache show --model "$1"
+  fi
+}
 for step in "$@"; do
   echo "== $(date -u +%FT%TZ) step $step on $gpu"
   # A step cut short by the call's time limit leaves Ray's daemons and its Serve app (port 8000) behind;
@@ -72,7 +82,7 @@ for step in "$@"; do
       # first (it compiles; its cache is published for the cache experiments), then the others.
       ckpt llama-3-8b
       matrix --campaign "$gpu" --models llama-3-8b --experiments baseline
-      python service.py llama-3-8b compile_cache --publish-compile-cache
+      publish llama-3-8b compile_cache
       matrix --campaign "$gpu" --models llama-3-8b --experiments runai_streamer compile_cache all ;;
     llama8b-hit)
       matrix --campaign "$gpu" --models llama-3-8b --experiments compile_cache all ;;
@@ -87,7 +97,7 @@ for step in "$@"; do
       # The small model's round, as llama8b-lease (baseline compiles and publishes for the cache experiments).
       ckpt tiny
       matrix --campaign "$gpu" --models tiny --experiments baseline
-      python service.py tiny compile_cache --publish-compile-cache
+      publish tiny compile_cache
       matrix --campaign "$gpu" --models tiny --experiments runai_streamer compile_cache all ;;
     tiny-mega-hit)
       matrix --campaign "$gpu-mega-hit" --models tiny --experiments compile_cache_mega ;;
