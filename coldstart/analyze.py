@@ -524,6 +524,7 @@ def render_comparison(data: pd.DataFrame, excluded: Sequence[str] = ()) -> Figur
     experiments = sorted(dict.fromkeys(data["experiment"]), key=_experiment_order)
     color = {e: _SERIES_COLORS[i % len(_SERIES_COLORS)] for i, e in enumerate(experiments)}
     per_model = {m: [s for s in series if ((data["model"] == m) & (data["series"] == s)).any()] for m in models}
+    kinds = {m: set(data.loc[data["model"] == m, "device"]) for m in models}
     width = 0.8 / max(len(v) for v in per_model.values())
     n_bars = sum(len(v) for v in per_model.values())
     fig = _figure(min(16.0, 3.5 + 0.45 * n_bars + 0.6 * len(models)), 5.0)
@@ -541,14 +542,13 @@ def render_comparison(data: pd.DataFrame, excluded: Sequence[str] = ()) -> Figur
                 ax.errorbar([x], [r["total_s"]], yerr=[[r["total_s"] - r["total_min_s"]], [r["total_max_s"] -
                             r["total_s"]]], fmt="none", ecolor="#333333", elinewidth=0.8, capsize=2)
                 top = r["total_max_s"]
-            several = data.loc[data["model"] == model, "device"].nunique() > 1
+            several = len(kinds[model]) > 1
             where = "\n" + _device_label(r["device"]) if several and r["device"] not in ("cuda", "?") else ""
             ax.annotate(f"{r['total_s']:.0f}{where}", (x, top), xytext=(0, 2), textcoords="offset points",
                         ha="center", va="bottom", fontsize=6)
     ticks = []
     for model in models:  # a model on one device kind says it once, under its name
-        kinds = set(data.loc[data["model"] == model, "device"])
-        (kind,) = kinds if len(kinds) == 1 else (None,)
+        (kind,) = kinds[model] if len(kinds[model]) == 1 else (None,)
         ticks.append(model if kind in (None, "cuda", "?") else f"{model}\n({_device_label(kind)})")
     ax.set_xticks(range(len(models)), ticks)
     ax.set_ylabel("seconds (median over runs, whisker min–max)")

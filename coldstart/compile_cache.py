@@ -514,11 +514,15 @@ class Manifest:
         return manifest
 
 
-def write_manifest(manifest: Manifest, path: Path) -> None:
+def _write_atomically(path: Path, data: bytes) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + f".tmp-{secrets.token_hex(4)}")
-    tmp.write_bytes(manifest.to_json())
+    tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def write_manifest(manifest: Manifest, path: Path) -> None:
+    _write_atomically(path, manifest.to_json())
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -690,9 +694,7 @@ def write_engine_marker(
         "compile_env": hashed_env(os.environ if environ is None else environ),
     }
     path = root / ENGINE_MARKER
-    tmp = path.with_name(path.name + f".tmp-{secrets.token_hex(4)}")
-    tmp.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    _write_atomically(path, (json.dumps(body, indent=1, sort_keys=True) + "\n").encode())
     return path
 
 
@@ -717,7 +719,7 @@ def check_engine_marker(vllm_cache_root: Path, fingerprint: Fingerprint) -> dict
                            f"(`python clear_cache.py`) and run the model once before publishing") from e
     fields = _diff_dicts(fingerprint.to_dict(), left_by.to_dict())
     if fields:
-        detail = _describe_diff(fingerprint.to_dict(), left_by.to_dict(), fields).replace("(cached)", "(on node)")
+        detail = _describe_diff(fingerprint.to_dict(), left_by.to_dict(), fields, have_label="on node")
         raise CaptureError(
             f"the engine caches in {vllm_cache_root} were left by {marker['model_name']} "
             f"{marker.get('experiment') or ''} (run {marker.get('run_id')}), another config: {detail}. "
@@ -930,7 +932,8 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _describe_diff(want: Mapping[str, Any], have: Mapping[str, Any], fields: tuple[str, ...]) -> str:
+def _describe_diff(want: Mapping[str, Any], have: Mapping[str, Any], fields: tuple[str, ...], *,
+                   have_label: str = "cached") -> str:
     parts = []
     for name in fields:
         w, h = want.get(name), have.get(name)
@@ -938,7 +941,7 @@ def _describe_diff(want: Mapping[str, Any], have: Mapping[str, Any], fields: tup
             names = sorted(k for k in set(w) | set(h) if w.get(k) != h.get(k))
             parts.append(f"compile_env: {', '.join(names)}")
         else:
-            parts.append(f"{name}: {_short(h)} (cached) vs {_short(w)} (wanted)")
+            parts.append(f"{name}: {_short(h)} ({have_label}) vs {_short(w)} (wanted)")
     return "; ".join(parts)
 
 
