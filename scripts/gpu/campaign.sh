@@ -4,7 +4,7 @@
 # parse -> append a result row. Logs land in experiment_terminal_output/ as in the repo, rows in this lease's
 # results file; both come back as one archive in $OUT (rows packed as results/results.jsonl).
 #   COLDSTART_GIT_COMMIT=<sha> [REPEATS=n] [CALL_BUDGET_S=560] bash scripts/gpu/campaign.sh STEP [STEP ...]
-# steps: tiny-lease tiny-s3 tiny-cc tiny-cc-mismatch tiny-mega-miss tiny-mega-hit llama8b-lease llama8b-baseline llama8b-rest
+# steps: tiny-lease tiny-cache tiny-s3 tiny-cc tiny-cc-mismatch tiny-mega-miss tiny-mega-hit llama8b-lease llama8b-baseline llama8b-rest
 #        llama8b-hit llama8b-runai
 #        tp2-shard tp2-sharded tp2-rest (the tp2 steps need two GPUs)
 # Home: `python -m coldstart import-runs <the call's runs-*.tgz>` appends the new rows and copies their logs;
@@ -56,6 +56,9 @@ for step in "$@"; do
   # A step cut short by the call's time limit leaves Ray's daemons and its Serve app (port 8000) behind;
   # service.py would refuse to start beside them. This machine runs nothing else of Ray.
   ray stop --force >/dev/null 2>&1 || true
+  # `ray stop` misses the actors of a session whose raylet the call's kill took down first (the old proxy kept
+  # port 8000 and every later service.py exited at once).
+  pkill -9 -f '^ray::' 2>/dev/null || true
   case $step in
     tiny-s3)
       moto_up
@@ -99,6 +102,10 @@ for step in "$@"; do
       matrix --campaign "$gpu" --models tiny --experiments baseline
       publish tiny compile_cache
       matrix --campaign "$gpu" --models tiny --experiments runai_streamer compile_cache all ;;
+    tiny-cache)
+      # The small model's cache experiments alone, against a cache carried from an earlier lease (no baseline).
+      ckpt tiny
+      matrix --campaign "$gpu" --models tiny --experiments all compile_cache ;;
     tiny-mega-hit)
       matrix --campaign "$gpu-mega-hit" --models tiny --experiments compile_cache_mega ;;
     tp2-shard)
@@ -107,6 +114,7 @@ for step in "$@"; do
     tp2-sharded)
       matrix --campaign "$gpu-x2" --models llama-3-8b-tp2 --experiments runai_streamer_sharded ;;
     tp2-rest)
+      ckpt llama-3-8b-tp2  # a no-op when tp2-shard already wrote it on this lease
       matrix --campaign "$gpu-x2" --models llama-3-8b-tp2 --experiments baseline runai_streamer ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
