@@ -29,7 +29,7 @@ class Measurement:
     schema_version: int
     url: str
     model: str
-    status: str  # "ok" | "no_token" | "http_error" | "timeout" | "connect_error" | "stream_error"
+    status: str  # "ok" | "no_token" | "http_error" | "timeout" | "connect_error" | "stream_error" | "serve_failed"
     error: str | None
     ttft_s: float | None
     total_s: float | None

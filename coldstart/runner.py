@@ -129,6 +129,7 @@ def run_one(sut: SystemUnderTest, spec: RunSpec, *, provenance: Any, device: str
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # one failed run must not end the campaign: record it and go on
+        log_path = log_path or getattr(exc, "log_path", None)
         return ResultRow(
             run_id=run_id, model=spec.model, experiment=spec.experiment, repeat=spec.repeat,
             status="failed", ttft_s=None, phases={}, audit={}, log_path=_portable(log_path),
@@ -266,16 +267,22 @@ class ServiceSUT:
     @contextlib.contextmanager
     def deploy(self, spec: RunSpec, run_id: str) -> Iterator[Deployment]:
         ready = self.workdir / f".coldstart-ready-{run_id}.json"
+        log_path = self.workdir / paths.run_log_path(spec.model, spec.experiment, run_id)
+        # service.py tees into the run log only once its checks passed: what it says before (a refused port,
+        # a missing checkpoint) or after the tee is caught here instead of vanishing.
+        outside_tee = self.workdir / f".coldstart-stderr-{run_id}.txt"
         cmd = [self.python, "service.py", spec.model, spec.experiment, "--run-id", run_id,
                "--ready-file", str(ready), *self.service_args]
-        proc = subprocess.Popen(cmd, cwd=self.workdir, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(outside_tee, "wb") as err:
+            proc = subprocess.Popen(cmd, cwd=self.workdir, start_new_session=True,
+                                    stdout=subprocess.DEVNULL, stderr=err)
         try:
             deadline = time.monotonic() + self.ready_timeout_s
             while not ready.exists():
                 if proc.poll() is not None:
-                    raise RuntimeError(f"service.py exited with {proc.returncode} before it was ready; see "
-                                       f"{paths.run_log_path(spec.model, spec.experiment, run_id)}")
+                    said = keep_outside_output(outside_tee, log_path)
+                    raise ServiceExited(f"service.py exited with {proc.returncode} before it was ready: "
+                                        f"{said or 'it said nothing'}", log_path=log_path)
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"service.py not ready after {self.ready_timeout_s:.0f} s")
                 time.sleep(0.5)
@@ -285,9 +292,45 @@ class ServiceSUT:
         finally:
             stop_process_group(proc)
             ready.unlink(missing_ok=True)
+            keep_outside_output(outside_tee, log_path)
 
     def measure(self, deployment: Deployment, spec: RunSpec) -> Measurement:
-        return measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
+        m = measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
+        return explain_failure(m, deployment.log_path)
+
+
+class ServiceExited(RuntimeError):
+    """service.py ended before it served; ``log_path`` holds what it said."""
+
+    def __init__(self, message: str, *, log_path: Path):
+        super().__init__(message)
+        self.log_path = log_path
+
+
+def keep_outside_output(outside: Path, log_path: Path) -> str | None:
+    """Fold what service.py wrote outside its tee into the run log (the log is created when there is none,
+    so the row's log path always exists) and return its last line."""
+    if not outside.exists():
+        return None
+    text = outside.read_text(errors="replace")
+    outside.unlink()
+    if not text.strip():
+        return None
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log:
+        log.write(text if text.endswith("\n") else text + "\n")
+    return text.strip().splitlines()[-1]
+
+
+def explain_failure(m: Measurement, log_path: Path) -> Measurement:
+    """A client that lost its stream because service.py gave up on the app gets Serve's reason, not the
+    connection error it saw."""
+    if m.ok or not log_path.exists():
+        return m
+    failed = [e for e in events.read_events(log_path.read_text(errors="replace")) if e["event"] == "serve_app_failed"]
+    if not failed:
+        return m
+    return dataclasses.replace(m, status="serve_failed", error=f"{failed[-1]['reason']} (client: {m.error})")
 
 
 def stop_process_group(proc: subprocess.Popen, grace_s: float = 90.0) -> None:

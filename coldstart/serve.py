@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,79 @@ class ControllerLogFollower:
             self._stop.wait(self._poll_s)
 
 
+# Serve's words for "will not serve until redeployed": the controller stops starting replicas after a
+# constructor failed three times in a row, while a pending request waits out the ingress timeout.
+_FAILED_STATES = ("DEPLOY_FAILED", "UNHEALTHY")
+
+
+def _state(status: Any) -> str:
+    return str(getattr(status, "value", status))
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b.*:")
+
+
+def _gist(message: str, limit: int = 400) -> str:
+    """A controller message cut to its summary line and the exception that ended its traceback (with the
+    lines that continue it up to a blank one: a pydantic error puts its reason on the next line)."""
+    lines = [line.strip() for line in message.strip().splitlines()]
+    starts = [i for i, line in enumerate(lines) if _EXCEPTION_LINE.match(line)]
+    if not starts or starts[-1] == 0:
+        return " ".join(line for line in lines if line)[:limit]
+    tail: list[str] = []
+    for line in lines[starts[-1]:]:
+        if not line:
+            break
+        tail.append(line)
+    return f"{lines[0]} ... {' '.join(tail)[:limit]}"
+
+
+def app_failure(status: Any, app_name: str) -> str | None:
+    """Why the app can no longer serve, from a ``serve.status()`` snapshot; None while it can or may still."""
+    app = status.applications.get(app_name)
+    if app is None or _state(app.status) not in _FAILED_STATES:
+        return None
+    parts = [f"Serve app {app_name} is {_state(app.status)}"]
+    parts += [
+        f"{name} {_state(dep.status)}: {_gist(dep.message)}"
+        for name, dep in app.deployments.items()
+        if _state(dep.status) in _FAILED_STATES and dep.message
+    ]
+    if len(parts) == 1 and app.message:
+        parts.append(_gist(app.message))
+    return "; ".join(parts)
+
+
+def watch_app(
+    app_name: str,
+    *,
+    grace_s: float = 30.0,
+    poll_s: float = 5.0,
+    get_status: Callable[[], Any] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Block while the app can serve; return the reason once it has stayed failed for ``grace_s``.
+
+    The grace lets a state that Serve itself recovers from (one replica replaced) pass without ending a run.
+    """
+    if get_status is None:
+        from ray import serve
+
+        get_status = serve.status
+    failing_since: float | None = None
+    while True:
+        reason = app_failure(get_status(), app_name)
+        now = clock()
+        if reason is None:
+            failing_since = None
+        elif failing_since is None:
+            failing_since = now
+        if reason is not None and now - failing_since >= grace_s:
+            return reason
+        sleep(poll_s)
+
+
 class PortInUse(RuntimeError):
     """Something already answers on the Serve HTTP port: the client would talk to it, not to this app."""
 
@@ -134,7 +208,8 @@ def ensure_port_free(host: str, port: int, timeout_s: float = 0.5) -> None:
         return
     raise PortInUse(
         f"port {port} on {probe_host} already has a listener (a Serve app left from an earlier run?); "
-        f"stop it first (`ray stop --force` if it is a stale local Ray) or pick another --port"
+        f"stop it first (`ray stop --force` if it is a stale local Ray; the actors of a Ray whose raylet was "
+        f"killed survive that: `pkill -f '^ray::'`) or pick another --port"
     )
 
 

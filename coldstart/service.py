@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -47,6 +46,8 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
                         help="join this Ray cluster instead of starting one (default: $RAY_ADDRESS)")
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
+    parser.add_argument("--give-up-after-s", type=float, default=30.0,
+                        help="exit (status 1) once Serve has held the app DEPLOY_FAILED/UNHEALTHY this long")
     parser.add_argument("--run-id", default=None)
     parser.add_argument("--ready-file", type=Path, default=None,
                         help="write {url, run_id, log} here once the app is deployed (for the runner)")
@@ -143,7 +144,7 @@ def main(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(serve_yaml_config(app_name, app_args), sort_keys=False))
         return 0
 
-    from coldstart.serve import PortInUse, ensure_port_free, serve_app, tee_output
+    from coldstart.serve import PortInUse, ensure_port_free, serve_app, tee_output, watch_app
 
     if not args.ray_address:
         # Local Ray only: on a cluster the proxies listen on the cluster's nodes, not here.
@@ -168,8 +169,12 @@ def main(args: argparse.Namespace) -> int:
                 if args.ready_file:
                     ready = {"url": url, "run_id": run_id, "log": str(log_path), "config": app_args}
                     args.ready_file.write_text(json.dumps(ready))
-                while True:
-                    time.sleep(3600)
+                # Serve stops starting replicas once a constructor failed three times; a waiting client
+                # would only learn that from the ingress timeout. Shutting down drops its connection now.
+                reason = watch_app(app_name, grace_s=args.give_up_after_s)
+                events.emit("serve_app_failed", app=app_name, reason=reason)
+                print(f"error: {reason}; shutting down", file=sys.stderr, flush=True)
+                return 1
         except KeyboardInterrupt:
             print("shutting down", flush=True)
     return 0

@@ -6,6 +6,8 @@ in a second, with a clear message: not ten minutes later inside a replica.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from coldstart.llm_config import WeightsLocation
@@ -24,12 +26,15 @@ def resolve_weights(
     endpoint_url: str | None = None,
     source: str = "auto",
     local_weights: Path | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> WeightsLocation:
     """``source``: "auto" (the store when the model is staged there, else the Hub), "hub" or "store".
 
     Streaming experiments always read the store (plain checkpoint, or per-rank sharded state). The check
-    never probes the Hub: machines without a network must not wait on it.
+    never probes the Hub: machines without a network must not wait on it. With ``HF_HUB_OFFLINE`` set, a Hub
+    model must already be in the local Hugging Face cache.
     """
+    env = os.environ if env is None else env
     if local_weights is not None:
         if exp.weights_from_store:
             raise SourceError(f"experiment {exp.name!r} streams from the object store; drop --weights")
@@ -46,7 +51,7 @@ def resolve_weights(
                 f"{model.name!r} has no Hub checkpoint; write one (`python -m coldstart checkpoint {model.name}`) "
                 f"and stage it (`python -m coldstart stage put {model.name} --from DIR`)"
             )
-        return WeightsLocation(model.hub_id, "hub")
+        return _hub_location(model, env)
 
     from coldstart import staging
     from coldstart.store import open_store
@@ -61,7 +66,7 @@ def resolve_weights(
         url = store.url_for(prefix)
         return WeightsLocation(url, "s3" if url.startswith("s3://") else "local")
     if source == "auto" and model.hub_id and not exp.weights_from_store:
-        return WeightsLocation(model.hub_id, "hub")
+        return _hub_location(model, env, unstaged_in=f"{store.uri} holds no complete checkpoint of it at {prefix}/")
     what = "sharded state" if exp.sharded_state else "checkpoint"
     how = (
         f"`python -m coldstart shard {model.name}` (needs {model.tp_size} GPUs)"
@@ -69,3 +74,34 @@ def resolve_weights(
         else f"`python -m coldstart stage put {model.name} --from DIR`"
     )
     raise SourceError(f"the store {store.uri} holds no complete {what} of {model.name!r} at {prefix}/; stage it: {how}")
+
+
+_TRUE = ("1", "ON", "YES", "TRUE")
+
+
+def hf_hub_cache_dir(env: Mapping[str, str]) -> Path:
+    """Where huggingface_hub keeps snapshots (its own lookup order: HF_HUB_CACHE, then HF_HOME/hub)."""
+    if env.get("HF_HUB_CACHE"):
+        return Path(env["HF_HUB_CACHE"]).expanduser()
+    home = env.get("HF_HOME") or Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface"
+    return Path(home).expanduser() / "hub"
+
+
+def _hub_location(model: Model, env: Mapping[str, str], unstaged_in: str | None = None) -> WeightsLocation:
+    """The Hub id, unless the Hub is switched off and the model is not cached: then vLLM would fail inside
+    the replica's engine-config task, Serve would retry the replica three times and mark it UNHEALTHY, and
+    the pending request would wait out the ingress timeout (seen on the lent H200: 10 minutes for nothing)."""
+    assert model.hub_id is not None
+    if env.get("HF_HUB_OFFLINE", "").upper() in _TRUE:
+        from huggingface_hub import try_to_load_from_cache
+
+        cache_dir = hf_hub_cache_dir(env)
+        if not isinstance(try_to_load_from_cache(model.hub_id, "config.json", cache_dir=cache_dir), str):
+            why = f"; {unstaged_in}" if unstaged_in else ""
+            raise SourceError(
+                f"HF_HUB_OFFLINE is set and {model.hub_id} is not in the Hugging Face cache {cache_dir}{why}. "
+                f"Stage a checkpoint (`python -m coldstart checkpoint {model.name}` then "
+                f"`python -m coldstart stage put {model.name} --from DIR`), download the model, or unset "
+                f"HF_HUB_OFFLINE"
+            )
+    return WeightsLocation(model.hub_id, "hub")

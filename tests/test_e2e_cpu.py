@@ -24,10 +24,10 @@ pytest.importorskip("vllm")
 pytest.importorskip("ray.serve.llm")
 
 
-def _run(args: list[str], env: dict[str, str], timeout_s: float = 900) -> subprocess.CompletedProcess:
+def _run(args: list[str], env: dict[str, str], timeout_s: float = 900, code: int = 0) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout_s, check=False)
-    assert proc.returncode == 0, f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == code, f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 
 
@@ -57,11 +57,11 @@ def lab(tmp_path_factory) -> dict[str, str]:
     return env
 
 
-def _matrix(env: dict[str, str], experiment: str, campaign: str, *service_args: str) -> dict:
+def _matrix(env: dict[str, str], experiment: str, campaign: str, *service_args: str, code: int = 0) -> dict:
     results = Path(env["COLDSTART_HOME"]) / "results.jsonl"
     _run(["-m", "coldstart", "matrix", "--models", "tiny", "--experiments", experiment, "--repeats", "1",
           "--campaign", campaign, "--results", str(results), "--client-timeout", "600", "--",
-          "--device", "cpu", *service_args], env, timeout_s=1200)
+          "--device", "cpu", *service_args], env, timeout_s=1200, code=code)
     rows = [r for r in load_rows(results) if r["campaign"] == campaign]
     assert len(rows) == 1
     return rows[0]
@@ -132,3 +132,20 @@ def test_compile_cache_publish_then_restore(lab):
         tried = log.split("Compiling model again due to a load failure from ", 1)[1].split(",", 1)[0]
         assert tried.startswith(lab["COLDSTART_HOME"]) and "torch_aot_compile" in tried
         assert audit["passed"] is False
+
+
+def test_a_replica_that_cannot_start_ends_the_run_when_serve_gives_up(lab, tmp_path):
+    # A folder that passes the checks before Ray (it has a config.json) but that vLLM cannot build an engine
+    # config from: the replica constructor fails, Serve retries it three times and marks the app failed.
+    # Before, the pending request sat out the ingress timeout (10 minutes on the lent H200) and left no row.
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
+    row = _matrix(lab, "baseline", "e2e-broken", "--weights", str(broken), "--give-up-after-s", "10", code=1)
+    assert row["status"] == "serve_failed", row
+    assert "DEPLOY_FAILED" in row["error"] or "UNHEALTHY" in row["error"]
+    assert "no-such-architecture" in row["error"]  # the reason, not just the state
+    assert row["extra"]["wall_s"] < 480, "the run waited for a timeout instead of Serve's verdict"
+    failed = [e for e in _events(row) if e["event"] == "serve_app_failed"]
+    assert len(failed) == 1 and failed[0]["app"] == "coldstart-tiny"
+    assert _ray_processes() == [], "Ray or vLLM processes outlived the service"

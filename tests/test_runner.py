@@ -601,3 +601,85 @@ def test_a_run_that_would_not_fit_the_budget_is_not_started(sut: FakeSUT, result
     out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert "compile_cache #0: not started, needs ~300 s (median wall time of 1 earlier run(s)), 150 s left" in out
     assert all(isinstance(r.extra["wall_s"], float) for r in rows)
+
+
+# --- the real system's process handling, with a stand-in service.py -------------------------------------------
+
+_REFUSES = """
+import sys
+print("error: port 8000 on 127.0.0.1 already has a listener (a Serve app left from an earlier run?)",
+      file=sys.stderr)
+sys.exit(1)
+"""
+
+
+def _real_system(tmp_path: Path, service_py: str, monkeypatch: pytest.MonkeyPatch) -> runner.ServiceSUT:
+    (tmp_path / "service.py").write_text(service_py)
+    monkeypatch.setenv("COLDSTART_OUTPUT", str(tmp_path / "out"))
+    return runner.ServiceSUT([], clear=False, ready_timeout_s=30.0, workdir=tmp_path)
+
+
+def test_a_service_that_exits_early_leaves_its_words_in_the_row_and_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On the lent H200 the proxy of a killed call held port 8000; service.py refused, its stderr went nowhere,
+    # and the rows pointed at logs that were never written.
+    sut = _real_system(tmp_path, _REFUSES, monkeypatch)
+    row = runner.run_one(sut, RunSpec("tiny", "baseline", 0, "c"), provenance=PROVENANCE, device=None)
+    assert row.status == "failed"
+    assert "exited with 1 before it was ready" in row.error and "already has a listener" in row.error
+    log = Path(row.log_path)
+    assert log == tmp_path / "out" / "tiny" / "baseline" / f"{row.run_id}.log"
+    assert "already has a listener" in log.read_text()
+    assert not list(tmp_path.glob(".coldstart-stderr-*")), "the side file must not be left behind"
+
+
+_SERVES_THEN_GIVES_UP = """
+import argparse, json, sys, time
+from pathlib import Path
+p = argparse.ArgumentParser(); p.add_argument("model"); p.add_argument("experiment")
+p.add_argument("--run-id"); p.add_argument("--ready-file", type=Path)
+a = p.parse_args()
+log = Path(sys.argv[0]).parent / "out" / a.model / a.experiment / f"{a.run_id}.log"
+log.parent.mkdir(parents=True, exist_ok=True)
+log.write_text("serving\\n")
+a.ready_file.write_text(json.dumps({"url": "http://127.0.0.1:9", "log": str(log)}))
+print("a warning Ray printed after the tee", file=sys.stderr)
+time.sleep(60)
+"""
+
+
+def test_output_outside_the_tee_is_appended_to_an_existing_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    sut = _real_system(tmp_path, _SERVES_THEN_GIVES_UP, monkeypatch)
+    with sut.deploy(RunSpec("tiny", "baseline", 0, "c"), "r1") as dep:
+        assert dep.log_path.read_text() == "serving\n"
+    assert dep.log_path.read_text() == "serving\na warning Ray printed after the tee\n"
+    assert not list(tmp_path.glob(".coldstart-stderr-*"))
+
+
+def _client_lost_stream(log_path: Path) -> Measurement:
+    return Measurement(
+        schema_version=RESULT_SCHEMA_VERSION, url="http://x/v1/chat/completions", model="tiny",
+        status="stream_error", error="RemoteProtocolError: peer closed connection", ttft_s=None, total_s=95.0,
+        tokens=0, t_send_epoch=1.0, t_first_token_epoch=None, t_last_token_epoch=None, first_text=None,
+        http_status=200,
+    )
+
+
+def test_a_client_cut_off_by_a_failed_app_gets_serves_reason(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    log.write_text("x\n" + format_event("serve_app_failed", t=5.0, app="a", reason="Serve app a is DEPLOY_FAILED; "
+                                        "LLMServer:tiny DEPLOY_FAILED: failed 3 times ... RuntimeError: no config")
+                   + "\n")
+    m = runner.explain_failure(_client_lost_stream(log), log)
+    assert m.status == "serve_failed"
+    assert m.error.startswith("Serve app a is DEPLOY_FAILED") and "RuntimeError: no config" in m.error
+    assert "peer closed connection" in m.error  # what the client itself saw stays
+
+
+def test_a_client_failure_without_a_serve_failure_is_left_as_it_was(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    log.write_text(format_event("serve_app_deployed", t=1.0) + "\n")
+    m = _client_lost_stream(log)
+    assert runner.explain_failure(m, log) == m
+    assert runner.explain_failure(m, tmp_path / "missing.log") == m

@@ -1,0 +1,91 @@
+"""service.py gives up when Serve does: the status snapshots below have the shape of ``serve.status()``."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from coldstart.serve import app_failure, watch_app
+
+APP = "coldstart-llama-3-8b-tp2"
+# The controller's message on the lent H200 (trimmed): three constructor failures, then the traceback.
+CONTROLLER_MESSAGE = """The deployment failed to start 3 times in a row. This may be due to a problem with its \
+constructor or initial health check failing. See controller logs for details. Error:
+ray::ServeReplica:coldstart-llama-3-8b-tp2:LLMServer:llama-3-8b-tp2.initialize_and_get_metadata()
+  File "/tmp/gpu-site/ray/llm/_internal/serve/engines/vllm/vllm_engine.py", line 198, in _get_vllm_engine_config
+RuntimeError: Failed to create vLLM engine config: Cannot find an appropriate cached snapshot folder
+"""
+
+
+def _status(app_state: str, dep_state: str = "HEALTHY", message: str = "", app_message: str = ""):
+    dep = SimpleNamespace(status=dep_state, message=message)
+    app = SimpleNamespace(status=app_state, message=app_message, deployments={"LLMServer:llama-3-8b-tp2": dep})
+    return SimpleNamespace(applications={APP: app})
+
+
+def test_a_deploy_failed_app_gives_the_summary_and_the_final_exception():
+    reason = app_failure(_status("DEPLOY_FAILED", "DEPLOY_FAILED", CONTROLLER_MESSAGE), APP)
+    assert reason.startswith(f"Serve app {APP} is DEPLOY_FAILED; LLMServer:llama-3-8b-tp2 DEPLOY_FAILED: ")
+    assert "failed to start 3 times in a row" in reason
+    assert reason.endswith("Cannot find an appropriate cached snapshot folder")
+    assert "vllm_engine.py" not in reason  # the middle of the traceback stays in the log
+
+
+@pytest.mark.parametrize("state", ["NOT_STARTED", "DEPLOYING", "RUNNING", "DELETING"])
+def test_states_that_may_still_serve_are_not_failures(state):
+    assert app_failure(_status(state, "UPDATING"), APP) is None
+
+
+def test_an_unknown_app_is_not_a_failure_and_enum_states_are_read_by_value():
+    from ray.serve.schema import ApplicationStatus
+
+    enum_like = ApplicationStatus.UNHEALTHY  # what serve.status() holds: str() of it is not its value
+    assert app_failure(_status("RUNNING"), "another-app") is None
+    assert app_failure(_status(enum_like, "HEALTHY", app_message="health check failed"), APP).endswith(
+        "health check failed"
+    )
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+
+def test_watch_returns_only_after_the_failure_held_for_the_grace_time():
+    clock = _Clock()
+    failed = _status("DEPLOY_FAILED", "DEPLOY_FAILED", CONTROLLER_MESSAGE)
+    # Up, a short UNHEALTHY spell that Serve recovers from, up again, then failed for good.
+    seq = [_status("RUNNING")] * 3 + [_status("UNHEALTHY", "UNHEALTHY", "one replica")] * 2 + [_status("RUNNING")]
+    seq += [failed] * 100
+    it = iter(seq)
+    reason = watch_app(APP, grace_s=30.0, poll_s=5.0, get_status=lambda: next(it), clock=clock, sleep=clock.sleep)
+    assert "DEPLOY_FAILED" in reason
+    # The failure began at poll 6 (t=30 s); it had to hold 30 s more, so the watch ended at t=60 s.
+    assert clock.now == 60.0
+
+
+def test_the_gist_keeps_an_exception_continued_on_the_next_line_not_the_url_after_it():
+    # What the CPU run with an unknown architecture produced: the last line is a pydantic help URL.
+    message = (
+        "The deployment failed to start 3 times in a row. See controller logs for details. Error:\n"
+        "Traceback (most recent call last):\n"
+        "  File \"vllm_engine.py\", line 198, in _get_vllm_engine_config\n"
+        "RuntimeError: Failed to create vLLM engine config: 1 validation error for ModelConfig\n"
+        "  Value error, The checkpoint you are trying to load has model type `no-such-architecture`\n"
+        "\n"
+        "You can update Transformers with the command `pip install --upgrade transformers`.\n"
+        "    For further information visit https://errors.pydantic.dev/2.14/v/value_error\n"
+    )
+    reason = app_failure(_status("UNHEALTHY", "UNHEALTHY", message), APP)
+    assert reason.endswith(
+        "RuntimeError: Failed to create vLLM engine config: 1 validation error for ModelConfig "
+        "Value error, The checkpoint you are trying to load has model type `no-such-architecture`"
+    )
+    assert "pydantic.dev" not in reason and "pip install" not in reason
