@@ -174,7 +174,12 @@ def watch_app(
         get_status = serve.status
     failing_since: float | None = None
     while True:
-        reason = app_failure(get_status(), app_name)
+        try:
+            reason = app_failure(get_status(), app_name)
+        except Exception as exc:  # a status call that fails once must not end a cold start
+            # Not a verdict on the app (the controller may be busy or restarting): say so, look again later.
+            print(f"coldstart: serve.status() failed ({type(exc).__name__}: {exc}); watching on", file=sys.stderr)
+            reason = None
         now = clock()
         if reason is None:
             failing_since = None

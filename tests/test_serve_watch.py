@@ -89,3 +89,19 @@ def test_the_gist_keeps_an_exception_continued_on_the_next_line_not_the_url_afte
         "Value error, The checkpoint you are trying to load has model type `no-such-architecture`"
     )
     assert "pydantic.dev" not in reason and "pip install" not in reason
+
+
+def test_a_status_call_that_fails_is_reported_and_does_not_end_the_watch(capsys):
+    clock = _Clock()
+    failed = _status("DEPLOY_FAILED", "DEPLOY_FAILED", CONTROLLER_MESSAGE)
+    calls = iter([RuntimeError("controller busy"), _status("RUNNING")] + [failed] * 10)
+
+    def get_status():
+        item = next(calls)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    reason = watch_app(APP, grace_s=10.0, poll_s=5.0, get_status=get_status, clock=clock, sleep=clock.sleep)
+    assert "DEPLOY_FAILED" in reason and clock.now == 20.0
+    assert "serve.status() failed (RuntimeError: controller busy)" in capsys.readouterr().err
