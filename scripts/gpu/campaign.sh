@@ -114,7 +114,7 @@ for step in "$@"; do
     tp2-sharded)
       matrix --campaign "$gpu-x2" --models llama-3-8b-tp2 --experiments runai_streamer_sharded ;;
     tp2-rest)
-      ckpt llama-3-8b-tp2  # a no-op when tp2-shard already wrote it on this lease
+      ckpt llama-3-8b-tp2  # ~10 s when tp2-shard already wrote and staged it on this lease (it skips)
       matrix --campaign "$gpu-x2" --models llama-3-8b-tp2 --experiments baseline runai_streamer ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
