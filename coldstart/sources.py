@@ -48,8 +48,7 @@ def resolve_weights(
     if source == "hub" or (source == "auto" and not store_uri):
         if not model.hub_id:
             raise SourceError(
-                f"{model.name!r} has no Hub checkpoint; write one (`python -m coldstart checkpoint {model.name}`) "
-                f"and stage it (`python -m coldstart stage put {model.name} --from DIR`)"
+                f"{model.name!r} has no Hub checkpoint; {_write_and_stage(model)}"
             )
         return _hub_location(model, env)
 
@@ -76,6 +75,11 @@ def resolve_weights(
     raise SourceError(f"the store {store.uri} holds no complete {what} of {model.name!r} at {prefix}/; stage it: {how}")
 
 
+def _write_and_stage(model: Model) -> str:
+    return (f"write a checkpoint (`python -m coldstart checkpoint {model.name}`) and stage it "
+            f"(`python -m coldstart stage put {model.name} --from DIR`)")
+
+
 _TRUE = ("1", "ON", "YES", "TRUE")
 
 
@@ -100,8 +104,6 @@ def _hub_location(model: Model, env: Mapping[str, str], unstaged_in: str | None 
             why = f"; {unstaged_in}" if unstaged_in else ""
             raise SourceError(
                 f"HF_HUB_OFFLINE is set and {model.hub_id} is not in the Hugging Face cache {cache_dir}{why}. "
-                f"Stage a checkpoint (`python -m coldstart checkpoint {model.name}` then "
-                f"`python -m coldstart stage put {model.name} --from DIR`), download the model, or unset "
-                f"HF_HUB_OFFLINE"
+                f"To fix: {_write_and_stage(model)}, download the model, or unset HF_HUB_OFFLINE"
             )
     return WeightsLocation(model.hub_id, "hub")
