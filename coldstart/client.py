@@ -39,6 +39,12 @@ class Measurement:
     t_last_token_epoch: float | None
     first_text: str | None
     http_status: int | None
+    # Everything the greedy (temperature 0) stream said: the runner compares it across experiments, since a
+    # faster start must not change what the model answers.
+    text: str | None = None
+    # The same request once more right after the first one: the already-running replica, the floor that no
+    # cold start can beat (not a scale-from-zero number).
+    warm_ttft_s: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -117,6 +123,7 @@ def measure_ttft(
     events.emit("client_send", t=t_send, model=model, url=url)
     first_s = last_s = None
     first_text = None
+    pieces: list[str] = []
     chunks = 0
     usage_tokens = None
     http_status = None
@@ -138,6 +145,7 @@ def measure_ttft(
             t_last_token_epoch=None if last_s is None else t_send + last_s,
             first_text=first_text,
             http_status=http_status,
+            text="".join(pieces) if pieces else None,
         )
         if last_s is not None:
             events.emit("client_last_token", t=m.t_last_token_epoch, tokens=tokens, total_s=total_s)
@@ -164,6 +172,7 @@ def measure_ttft(
                     events.emit("client_first_token", t=t_send + now, ttft_s=now)
                 last_s = now
                 chunks += 1
+                pieces.append(text)
     except httpx.TimeoutException as exc:
         return done("timeout", f"no answer within {timeout_s:g} s ({type(exc).__name__})")
     except httpx.ConnectError as exc:

@@ -15,6 +15,11 @@ from typing import Any
 from coldstart.registry import Experiment, Model
 
 CALLBACK_CLASS = "coldstart.replica_hooks.ColdStartCallback"
+# The Serve LLM server of fast-path experiments (Ray Serve LLM's `server_cls`): it picks the engine class and
+# leaves the replica's runtime_env empty. Written as a string: this module imports no Ray.
+FAST_SERVER_CLASS = "coldstart.lab.fastpath.server.ColdStartLLMServer"
+# What a prestarted Ray worker imports before any request (Ray's preload_python_modules).
+PRELOAD_MODULE = "coldstart.lab.fastpath.preload"
 
 # Settings the runai streamer reads for S3-compatible endpoints. Only names and non-secret values go into
 # the config: credentials reach the replica through the node's own environment / credential chain.
@@ -88,6 +93,11 @@ def _engine_kwargs(model: Model, exp: Experiment, opts: RunOptions) -> dict[str,
         kwargs["gpu_memory_utilization"] = opts.gpu_memory_utilization
     if opts.device == "cpu":
         kwargs["kv_cache_memory_bytes"] = opts.cpu_kv_cache_bytes
+    elif exp.kv_cache_memory_bytes is not None:
+        kwargs["kv_cache_memory_bytes"] = exp.kv_cache_memory_bytes
+    if exp.cudagraph_capture_sizes is not None:
+        # Part of vLLM's compile-cache key: a cache published for other sizes is a miss.
+        kwargs["compilation_config"] = {"cudagraph_capture_sizes": list(exp.cudagraph_capture_sizes)}
     if exp.load_format:
         if not opts.weights.uri or opts.weights.kind == "hub":
             raise ConfigError(
@@ -112,9 +122,19 @@ def build_llm_config(model: Model, exp: Experiment, opts: RunOptions) -> dict[st
     # runtime_env.env_vars to the replica, the restore hook and vLLM's EngineCore/workers alike, so the
     # cache fingerprint (computed from them) and the engine see the same values.
     env = _check_env({**opts.env, **exp.engine_env})
-    bundle = {"CPU": 1} if opts.device == "cpu" else {"GPU": 1, "CPU": 1}
-    bundles = [dict(bundle) for _ in range(model.tp_size)]  # distinct dicts: YAML would alias shared ones
     streamed = bool(exp.load_format)
+    if exp.skip_node_init and not (streamed or opts.weights.kind == "local"):
+        raise ConfigError(
+            f"experiment {exp.name!r} skips Ray LLM's node-init task, which is what fetches {opts.weights.uri!r}; "
+            "it needs weights already on the node (a local store or --weights DIR) or a streaming load format"
+        )
+    if exp.engine_in_replica:
+        # One bundle: the replica actor itself holds every GPU (Ray sets its CUDA_VISIBLE_DEVICES) and vLLM's
+        # EngineCore, a child of the replica, runs the workers; Ray LLM adds the actor's own resources to it.
+        bundles = [{"CPU": 1}]
+    else:
+        bundle = {"CPU": 1} if opts.device == "cpu" else {"GPU": 1, "CPU": 1}
+        bundles = [dict(bundle) for _ in range(model.tp_size)]  # distinct dicts: YAML would alias shared ones
     callback_kwargs: dict[str, Any] = {
         "model_name": model.name,
         "experiment": exp.name,
@@ -124,6 +144,10 @@ def build_llm_config(model: Model, exp: Experiment, opts: RunOptions) -> dict[st
         "streamed_weights_uri": opts.weights.uri if streamed else None,
         "compile_cache_store": opts.store_uri if exp.compile_cache else None,
         "compile_cache_root": opts.compile_cache_root,
+        "skip_node_init": exp.skip_node_init,
+        "engine_in_replica": exp.engine_in_replica,
+        "prestart_workers": exp.prestart_workers,
+        "engine_core_forkserver": exp.engine_core_forkserver,
     }
     cfg: dict[str, Any] = {
         "model_loading_config": {
@@ -138,15 +162,40 @@ def build_llm_config(model: Model, exp: Experiment, opts: RunOptions) -> dict[st
             "autoscaling_config": {"min_replicas": 0, "initial_replicas": 0, "max_replicas": 1},
         },
         "placement_group_config": {"bundles": bundles, "strategy": "PACK"},
-        "runtime_env": {"env_vars": env},
+        # A prestarted worker is leased only to work whose runtime_env matches its own (empty): the env then
+        # goes to the nodes (node_env), where the raylet hands it to every worker.
+        "runtime_env": {} if exp.prestart_workers else {"env_vars": env},
         "callback_config": {"callback_class": CALLBACK_CLASS, "callback_kwargs": callback_kwargs},
         "log_engine_metrics": False,
     }
+    actor_options: dict[str, Any] = {}
     if opts.device == "cpu":
         # Ray LLM's replica actor reserves a CPU of its own beside the engine bundle; on a 2-core box the
         # replica, its bundle and the ingress do not fit otherwise.
-        cfg["deployment_config"]["ray_actor_options"] = {"num_cpus": 0}
+        actor_options["num_cpus"] = 0
+    if exp.engine_in_replica:
+        actor_options["num_cpus"] = 0  # the bundle's CPU is the replica's
+        if opts.device == "cuda":
+            actor_options["num_gpus"] = model.tp_size
+    if actor_options:
+        cfg["deployment_config"]["ray_actor_options"] = actor_options
+    if exp.engine_in_replica or exp.prestart_workers:
+        cfg["server_cls"] = FAST_SERVER_CLASS
     return cfg
+
+
+def node_env(exp: Experiment, opts: RunOptions) -> dict[str, str]:
+    """Environment the nodes' Ray workers must have when the replica's runtime_env is left empty
+    (``prestart_workers``); empty otherwise, since the config carries it. A local Ray gets it from the
+    process that starts it; on a cluster, set it where `ray start` runs."""
+    return _check_env({**opts.env, **exp.engine_env}) if exp.prestart_workers else {}
+
+
+def ray_system_config(exp: Experiment) -> dict[str, Any]:
+    """Ray ``_system_config`` (``ray start --system-config``) a fast-path experiment needs on each node."""
+    if not exp.prestart_workers:
+        return {}
+    return {"preload_python_modules": [PRELOAD_MODULE], "enable_worker_prestart": True}
 
 
 def build_app_args(model: Model, llm_config: dict[str, Any], opts: RunOptions) -> dict[str, Any]:

@@ -144,10 +144,43 @@ class Experiment:
     # Environment of the replica and its engine processes (Ray runtime_env.env_vars). VLLM_* names enter
     # vLLM's compile-cache hash and this lab's cache fingerprint, so such an experiment has its own cache key.
     engine_env: Mapping[str, str] = field(default_factory=_frozen)
+    # --- fast-path levers (coldstart/lab/fastpath): each one removes a step of the replica's cold start.
+    # Ray LLM's per-node init task (a fresh Ray worker that imports vLLM to "download" weights already on the
+    # node) is turned off by the replica callback, which restores the compile cache itself.
+    skip_node_init: bool = False
+    # vLLM's config built in the replica (no remote config task) and the GPU worker run inside EngineCore
+    # (uni executor at TP1, mp above) instead of a Ray actor: the replica holds the GPUs itself.
+    engine_in_replica: bool = False
+    # Ray workers prestarted with vLLM and Serve LLM imported (preload_python_modules); the replica's
+    # runtime_env is left empty so it is leased one of them (the env goes to the nodes instead).
+    prestart_workers: bool = False
+    # EngineCore forked from a forkserver that a prestarted worker started with vLLM imported, instead of a
+    # spawned interpreter that imports vLLM again (needs prestart_workers and engine_in_replica).
+    engine_core_forkserver: bool = False
+    # CUDA-graph batch sizes to capture (None: vLLM's ~50 sizes up to 512); one request needs only small ones.
+    cudagraph_capture_sizes: tuple[int, ...] | None = None
+    # KV cache size given instead of profiled (None: vLLM profiles a forward pass and sizes it).
+    kv_cache_memory_bytes: int | None = None
 
     def __post_init__(self) -> None:
         # Frozen all the way down: a plain dict given here would stay mutable behind the frozen dataclass.
         object.__setattr__(self, "engine_env", _frozen(self.engine_env))
+        if self.engine_core_forkserver and not (self.prestart_workers and self.engine_in_replica):
+            raise ValueError(f"experiment {self.name!r}: engine_core_forkserver needs prestart_workers and "
+                             "engine_in_replica (the forkserver lives in the prestarted replica worker)")
+
+    @property
+    def levers(self) -> tuple[str, ...]:
+        """The fast-path levers this experiment pulls, in ladder order (for tables and rows)."""
+        on = {
+            "compile_cache": self.compile_cache,
+            "skip_node_init": self.skip_node_init,
+            "engine_in_replica": self.engine_in_replica,
+            "prestart_workers": self.prestart_workers,
+            "engine_trims": self.cudagraph_capture_sizes is not None or self.kv_cache_memory_bytes is not None,
+            "engine_core_forkserver": self.engine_core_forkserver,
+        }
+        return tuple(name for name, pulled in on.items() if pulled)
 
     def for_model(self, model: Model) -> Experiment:
         """The experiment as it runs on ``model``; raises InvalidPairError when it cannot.
@@ -255,6 +288,34 @@ _COMPILE_CACHE = Experiment(
     "baseline loading + torch.compile cache restored from the store",
     compile_cache=True,
 )
+# The fast-path ladder: each rung adds one lever to the one below it (dataclasses.replace, never a copy).
+_SKIP_INIT = dataclasses.replace(
+    _COMPILE_CACHE, name="cc_skip_init", description="compile_cache + no Ray LLM node-init task",
+    skip_node_init=True,
+)
+_IN_REPLICA = dataclasses.replace(
+    _SKIP_INIT, name="cc_in_replica",
+    description="+ vLLM config and GPU worker in the replica's own processes (2 vLLM processes, not 4)",
+    engine_in_replica=True,
+)
+_PRESTART = dataclasses.replace(
+    _IN_REPLICA, name="cc_prestart", description="+ Ray workers prestarted with vLLM imported",
+    prestart_workers=True,
+)
+_TRIMS = dataclasses.replace(
+    _PRESTART, name="cc_trims",
+    description="+ CUDA graphs for batch sizes 1-8 only, KV cache size given (no profiling run)",
+    cudagraph_capture_sizes=(1, 2, 4, 8),
+    kv_cache_memory_bytes=4 * 1024**3,
+)
+_FAST = dataclasses.replace(
+    _TRIMS, name="fast", description="every lever: + EngineCore forked from a forkserver with vLLM imported",
+    engine_core_forkserver=True,
+)
+# Bars of the ladder graph, bottom to top.
+LADDER: tuple[str, ...] = ("baseline", "compile_cache", "cc_skip_init", "cc_in_replica", "cc_prestart", "cc_trims",
+                           "fast")
+
 EXPERIMENTS: Mapping[str, Experiment] = _frozen(
     {
         e.name: e
@@ -285,6 +346,11 @@ EXPERIMENTS: Mapping[str, Experiment] = _frozen(
                 sharded_state=True,
                 compile_cache=True,
             ),
+            _SKIP_INIT,
+            _IN_REPLICA,
+            _PRESTART,
+            _TRIMS,
+            _FAST,
         )
     }
 )

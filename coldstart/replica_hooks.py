@@ -37,6 +37,22 @@ def apply_streamed_source_fix(llm_config: Any, streamed_weights_uri: str | None)
     return streamed_weights_uri
 
 
+def replica_worker_facts() -> dict[str, Any]:
+    """Which worker the replica landed on: its pid, when that process started, and whether a prestarted
+    worker had imported vLLM before the lease (the fast path's claim, proved by pid in the log)."""
+    import sys
+
+    facts: dict[str, Any] = {"worker_preloaded": "coldstart.lab.fastpath.preload" in sys.modules,
+                             "vllm_imported": "vllm" in sys.modules}
+    try:
+        import psutil
+
+        facts["worker_started_at"] = psutil.Process().create_time()
+    except Exception as exc:  # a missing fact must not fail the replica; the event says why
+        facts["worker_started_at_error"] = f"{type(exc).__name__}: {exc}"
+    return facts
+
+
 def engine_model_path(model_loading_config: Any) -> str:
     """The model string the compile-cache fingerprint keys on: the configured weights source, which is
     what both the publisher (service.py --publish-compile-cache) and this hook can know before the engine
@@ -59,6 +75,11 @@ class ColdStartCallback(CallbackBase):
         self.streamed_weights_uri: str | None = kwargs.get("streamed_weights_uri")
         self.compile_cache_store: str | None = kwargs.get("compile_cache_store")
         self.compile_cache_root: str | None = kwargs.get("compile_cache_root")
+        self.skip_node_init: bool = bool(kwargs.get("skip_node_init"))
+        # Read by coldstart.lab.fastpath.server/engine from the same kwargs; accepted here so Ray's callback
+        # construction does not reject them.
+        self.fast_path_levers = {k: bool(kwargs.get(k)) for k in
+                                 ("engine_in_replica", "prestart_workers", "engine_core_forkserver")}
 
     def _emit(self, event: str, **fields: Any) -> None:
         events.emit(
@@ -66,7 +87,15 @@ class ColdStartCallback(CallbackBase):
         )
 
     async def on_before_node_init(self) -> None:
-        self._emit("replica_node_init_start")
+        self._emit("replica_node_init_start", **replica_worker_facts())
+        if self.skip_node_init:
+            # Ray LLM's node-init task would start a fresh worker (importing vLLM) to fetch weights that are
+            # already on this node or streamed; what it did for the lab, it does here, in the replica.
+            self.ctx.run_init_node = False
+            self._emit("node_init_skipped")
+            if self.compile_cache_store:
+                self._restore_compile_cache()
+            self._mark_engine_caches()
 
     def on_before_download_model_files_distributed(self) -> None:
         # Runs in a fresh Ray worker on each node of the placement group, before weights are fetched:

@@ -35,6 +35,10 @@ class RunSpec:
     experiment: str
     repeat: int
     campaign: str = "default"
+    # "cold": the weights are evicted from the page cache before the run (a node that never served the model);
+    # "warm": they are read into it (the node served this model before and scaled to zero). Not in the key: a
+    # campaign has one node state (main() refuses to mix them).
+    node_state: str = "cold"
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -57,7 +61,11 @@ class SystemUnderTest(Protocol):
     def measure(self, deployment: Deployment, spec: RunSpec) -> Measurement: ...
 
 
-def plan(models: Sequence[str], experiments: Sequence[str], repeats: int, campaign: str) -> list[RunSpec]:
+NODE_STATES = ("cold", "warm")
+
+
+def plan(models: Sequence[str], experiments: Sequence[str], repeats: int, campaign: str,
+         node_state: str = "cold") -> list[RunSpec]:
     """Valid pairs in a stable order: repeat-major, so a cut-short campaign still covers every pair once."""
     pairs = []
     for m in models:
@@ -67,7 +75,7 @@ def plan(models: Sequence[str], experiments: Sequence[str], repeats: int, campai
             except InvalidPairError:
                 continue
             pairs.append((m, e))
-    return [RunSpec(m, e, r, campaign) for r in range(repeats) for m, e in pairs]
+    return [RunSpec(m, e, r, campaign, node_state) for r in range(repeats) for m, e in pairs]
 
 
 def expected_cache_hit(experiment: str) -> bool:
@@ -91,6 +99,24 @@ def summarize(log_text: str, client: dict[str, Any], experiment: str) -> tuple[d
     return dict(summary.phases), audit(experiment, dict(summary.audit)), summary.timeline.to_dict()
 
 
+def reference_answer(rows: Sequence[Mapping[str, Any]], model: str, device: str | None) -> tuple[str, str] | None:
+    """(run_id, text) of the newest ok ``baseline`` run of ``model`` on this device: what every other
+    experiment's greedy answer must equal."""
+    for row in reversed(rows):
+        text = ((row.get("extra") or {}).get("client") or {}).get("text")
+        if (row.get("model"), row.get("experiment"), row.get("status"), row.get("device")) == (
+                model, "baseline", "ok", device) and text:
+            return row["run_id"], text
+    return None
+
+
+def answer_check(text: str | None, reference: tuple[str, str] | None) -> dict[str, Any]:
+    """Same prompt, greedy decoding: the answer must not depend on how the engine started."""
+    if reference is None or text is None:
+        return {"reference_run_id": reference[0] if reference else None, "matches_baseline": None}
+    return {"reference_run_id": reference[0], "matches_baseline": text == reference[1]}
+
+
 def write_client_sidecar(log_path: Path | None, m: Measurement) -> None:
     """``<run_id>.client.json`` beside the service log: the analysis CLI rebuilds every row from the two."""
     if log_path is not None:
@@ -99,7 +125,8 @@ def write_client_sidecar(log_path: Path | None, m: Measurement) -> None:
         write_result(m, log_path.with_suffix(".client.json"))
 
 
-def run_one(sut: SystemUnderTest, spec: RunSpec, *, provenance: Any, device: str | None) -> ResultRow:
+def run_one(sut: SystemUnderTest, spec: RunSpec, *, provenance: Any, device: str | None,
+            reference: tuple[str, str] | None = None) -> ResultRow:
     run_id = paths.new_run_id()
     t0 = time.time()
     log_path: Path | None = None
@@ -124,7 +151,8 @@ def run_one(sut: SystemUnderTest, spec: RunSpec, *, provenance: Any, device: str
             log_path=_portable(log_path), provenance=provenance, config=config,
             campaign=spec.campaign, device=device, error=m.error, t_start_epoch=t0,
             extra={"client": dataclasses.asdict(m), "clear": clear_report, "timeline": timeline,
-                   "wall_s": time.time() - t0},
+                   "wall_s": time.time() - t0, "levers": list(EXPERIMENTS[spec.experiment].levers),
+                   "node_state": spec.node_state, "answer": answer_check(m.text, reference)},
         )
     except KeyboardInterrupt:
         raise
@@ -223,7 +251,8 @@ def run_matrix(
                     progress.advance(task)
                     continue
             progress.update(task, description=f"{spec.model} {spec.experiment} #{spec.repeat}")
-            row = run_one(sut, spec, provenance=provenance, device=device)
+            reference = reference_answer(load_rows(results_path), spec.model, device)
+            row = run_one(sut, spec, provenance=provenance, device=device, reference=reference)
             append_row(results_path, row)
             rows.append(row)
             ttft = "-" if row.ttft_s is None else f"{row.ttft_s:.1f} s"
@@ -231,6 +260,19 @@ def run_matrix(
                                    + (f" ({row.error})" if row.error else ""))
             progress.advance(task)
     return rows
+
+
+def read_into_page_cache(folders: Sequence[Path], chunk_bytes: int = 16 << 20) -> int:
+    """Read every file under ``folders`` once (what serving the model before left in the page cache)."""
+    total = 0
+    buf = bytearray(chunk_bytes)
+    for folder in folders:
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else ():
+            if path.is_file() and not path.is_symlink():
+                with open(path, "rb", buffering=0) as f:
+                    while n := f.readinto(buf):
+                        total += n
+    return total
 
 
 class ServiceSUT:
@@ -256,13 +298,18 @@ class ServiceSUT:
 
         store = parse_store_uri(default_store_uri())
         local = [store.path] if store.path is not None else []
-        evict = [str(p) for p in (*local, paths.coldstart_home() / "checkpoints") if p.exists()]
+        weights = [p for p in (*local, paths.coldstart_home() / "checkpoints") if p.exists()]
+        evict = [str(p) for p in weights] if spec.node_state == "cold" else []
         cmd = [self.python, "clear_cache.py", *(["--only", *self.clear_only] if self.clear_only else []),
                *(["--evict", *evict] if evict else [])]
         proc = subprocess.run(cmd, cwd=self.workdir, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"clear_cache.py failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-        return {"ok": True}
+        report: dict[str, Any] = {"ok": True, "node_state": spec.node_state}
+        if spec.node_state == "warm":
+            report["page_cache_read_bytes"] = read_into_page_cache(
+                [p / "models" / spec.model for p in local] + [paths.coldstart_home() / "checkpoints" / spec.model])
+        return report
 
     @contextlib.contextmanager
     def deploy(self, spec: RunSpec, run_id: str) -> Iterator[Deployment]:
@@ -296,6 +343,9 @@ class ServiceSUT:
 
     def measure(self, deployment: Deployment, spec: RunSpec) -> Measurement:
         m = measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
+        if m.ok:
+            warm = measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
+            m = dataclasses.replace(m, warm_ttft_s=warm.ttft_s)
         return explain_failure(m, deployment.log_path)
 
 
@@ -355,6 +405,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--campaign", default="default", help="a name that groups runs (resume works per campaign)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--no-clear", action="store_true", help="do not clear caches between runs (warm runs)")
+    parser.add_argument("--node-state", choices=NODE_STATES, default="cold",
+                        help="cold: weights evicted from the page cache before each run; warm: read into it "
+                             "(the node served the model before and scaled to zero). One per campaign.")
     parser.add_argument("--clear-only", nargs="+", default=[], metavar="ROOT",
                         help="clear only these cache roots (see clear_cache.py --dry-run); default: all of them")
     parser.add_argument("--ready-timeout", type=float, default=600.0)
@@ -381,7 +434,13 @@ def main(args: argparse.Namespace) -> int:
     except UnknownNameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    specs = plan(args.models, args.experiments, args.repeats, args.campaign)
+    other_state = {(r.get("extra") or {}).get("node_state", "cold") for r in load_rows(args.results)
+                   if r.get("campaign", "default") == args.campaign} - {args.node_state}
+    if other_state:
+        print(f"error: campaign {args.campaign!r} already holds {', '.join(sorted(other_state))}-node runs; "
+              f"name another campaign for --node-state {args.node_state}", file=sys.stderr)
+        return 2
+    specs = plan(args.models, args.experiments, args.repeats, args.campaign, args.node_state)
     todo = pending(specs, args.results)
     service_args = [a for a in args.service_args if a != "--"]
     if args.dry_run:

@@ -227,8 +227,13 @@ def serve_app(
     port: int = 8000,
     ray_address: str | None = None,
     num_cpus: int | None = None,
+    system_config: dict[str, Any] | None = None,
 ) -> Iterator[str]:
-    """Start (or join) Ray, deploy the OpenAI app without blocking, yield its base URL, always clean up."""
+    """Start (or join) Ray, deploy the OpenAI app without blocking, yield its base URL, always clean up.
+
+    ``system_config`` (the fast path's worker preload and prestart) applies to a Ray started here; a cluster's
+    nodes take it from `ray start --system-config`.
+    """
     import ray
 
     import coldstart
@@ -237,8 +242,11 @@ def serve_app(
     if ray_address:
         # On a cluster the replica's nodes must import the callback: ship this package with the job.
         init_kwargs.update(address=ray_address, runtime_env={"py_modules": [coldstart]})
-    elif num_cpus is not None:
-        init_kwargs["num_cpus"] = num_cpus
+    else:
+        if num_cpus is not None:
+            init_kwargs["num_cpus"] = num_cpus
+        if system_config:
+            init_kwargs["_system_config"] = dict(system_config)
     ray.init(**init_kwargs)
     # ray.init() installs a C++ failure-signal handler that takes SIGTERM over and aborts the driver
     # (exit 134) halfway through cleanup; put the Python handler back so SIGTERM unwinds like Ctrl-C.

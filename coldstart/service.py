@@ -9,12 +9,22 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from coldstart import events, paths
-from coldstart.llm_config import ConfigError, RunOptions, build_app_args, build_llm_config, runai_s3_env
+from coldstart.llm_config import (
+    ConfigError,
+    RunOptions,
+    build_app_args,
+    build_llm_config,
+    node_env,
+    ray_system_config,
+    runai_s3_env,
+)
 from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
 from coldstart.results import nvidia_gpus
 from coldstart.sources import SourceError, resolve_weights
@@ -48,6 +58,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
     parser.add_argument("--give-up-after-s", type=float, default=30.0,
                         help="exit (status 1) once Serve has held the app DEPLOY_FAILED/UNHEALTHY this long")
+    parser.add_argument("--prestart-timeout-s", type=float, default=600.0,
+                        help="fast path: longest wait for the prestarted Ray workers to import vLLM before "
+                             "the service says it is ready")
     parser.add_argument("--run-id", default=None)
     parser.add_argument("--ready-file", type=Path, default=None,
                         help="write {url, run_id, log} here once the app is deployed (for the runner)")
@@ -58,7 +71,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
                         "fingerprint")
 
 
-def publish_compile_cache(app_args: dict) -> int:
+def publish_compile_cache(app_args: dict, node_env: dict[str, str]) -> int:
     """Capture the pinned engine caches and publish them under the fingerprint the replica hook computes
     from the very same config (so the keys agree by construction)."""
     import tempfile
@@ -73,7 +86,8 @@ def publish_compile_cache(app_args: dict) -> int:
         users = ", ".join(name for name, exp in EXPERIMENTS.items() if exp.compile_cache)
         print(f"error: this experiment does not use a compile cache (try one of: {users})", file=sys.stderr)
         return 2
-    env = {**os.environ, **cfg["runtime_env"]["env_vars"]}
+    # The replica's env: the config's runtime_env, or the node's where a fast-path config leaves it empty.
+    env = {**os.environ, **node_env, **cfg["runtime_env"].get("env_vars", {})}
 
     fingerprint = cc.fingerprint_for_engine(
         hook["model_name"], engine_model_path(cfg["model_loading_config"]), cfg["engine_kwargs"], environ=env
@@ -93,8 +107,20 @@ def publish_compile_cache(app_args: dict) -> int:
     return 0 if result.status in (cc.PublishStatus.SUCCESS, cc.PublishStatus.SKIPPED) else 1
 
 
-def prepare(args: argparse.Namespace) -> tuple[dict, str, str]:
-    """Everything that can fail before Ray: names, pair, store, weights. Returns (app args, app name, run id)."""
+@dataclass(frozen=True)
+class Prepared:
+    """One deployment, decided before Ray starts."""
+
+    app_args: dict[str, Any]
+    app_name: str
+    run_id: str
+    # Fast path: environment and Ray system config the node's workers need (a local Ray gets both here).
+    node_env: dict[str, str] = field(default_factory=dict)
+    ray_system_config: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    """Everything that can fail before Ray: names, pair, store, weights."""
     model, exp = resolve(args.model, args.experiment)
     device = detect_device() if args.device == "auto" else args.device
     store_uri = args.store or default_store_uri()
@@ -120,12 +146,18 @@ def prepare(args: argparse.Namespace) -> tuple[dict, str, str]:
         run_id=run_id,
     )
     llm_config = build_llm_config(model, exp, opts)
-    return build_app_args(model, llm_config, opts), f"coldstart-{model.name}", run_id
+    extra_env = node_env(exp, opts)
+    if exp.engine_core_forkserver:
+        from coldstart.lab.fastpath.preload import FORKSERVER_ENV
+
+        extra_env[FORKSERVER_ENV] = "1"
+    return Prepared(build_app_args(model, llm_config, opts), f"coldstart-{model.name}", run_id,
+                    node_env=extra_env, ray_system_config=ray_system_config(exp))
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        app_args, app_name, run_id = prepare(args)
+        prepared = prepare(args)
     except (UnknownNameError, InvalidPairError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -136,12 +168,17 @@ def main(args: argparse.Namespace) -> int:
         # Store and credential problems surface here, before Ray starts, with nothing to clean up.
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    app_args, app_name, run_id = prepared.app_args, prepared.app_name, prepared.run_id
     if args.publish_compile_cache:
-        return publish_compile_cache(app_args)
+        return publish_compile_cache(app_args, prepared.node_env)
     if args.dry_run:
         from coldstart.llm_config import serve_yaml_config
 
         print(yaml.safe_dump(serve_yaml_config(app_name, app_args), sort_keys=False))
+        if prepared.ray_system_config or prepared.node_env:
+            print("# every node of the cluster needs, where `ray start` runs:")
+            print(f"#   environment: {json.dumps(prepared.node_env)}")
+            print(f"#   ray start --system-config='{json.dumps(prepared.ray_system_config)}'")
         return 0
 
     from coldstart.serve import PortInUse, ensure_port_free, serve_app, tee_output, watch_app
@@ -154,7 +191,15 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     paths.apply_engine_cache_env()
+    # A local Ray's raylet, and so every worker it starts, inherits this process's environment.
+    os.environ.update(prepared.node_env)
     log_path = paths.run_log_path(args.model, args.experiment, run_id)
+    num_cpus = args.num_cpus
+    prestart = bool(prepared.ray_system_config.get("enable_worker_prestart")) and not args.ray_address
+    if prestart:
+        from coldstart.lab.fastpath.prestart import prestart_num_cpus
+
+        num_cpus = prestart_num_cpus(args.num_cpus, os.cpu_count())
     with tee_output(log_path):
         events.emit(
             "service_start", run_id=run_id, model=args.model, experiment=args.experiment, app_args=app_args
@@ -162,8 +207,13 @@ def main(args: argparse.Namespace) -> int:
         try:
             with serve_app(
                 app_args, app_name=app_name, host=args.host, port=args.port,
-                ray_address=args.ray_address, num_cpus=args.num_cpus,
+                ray_address=args.ray_address, num_cpus=num_cpus, system_config=prepared.ray_system_config,
             ) as url:
+                if prestart:
+                    # The request must find the imports paid: wait for the prestarted workers to finish them.
+                    from coldstart.lab.fastpath.prestart import wait_for_preloaded_workers
+
+                    wait_for_preloaded_workers(log_path, timeout_s=args.prestart_timeout_s)
                 print(f"serving {args.model} ({args.experiment}) at {url}/v1 with zero replicas; "
                       f"log: {log_path}; Ctrl-C to stop", flush=True)
                 if args.ready_file:

@@ -303,6 +303,7 @@ _EXECUTOR_RE = re.compile(r"Using executor class")
 _KV_RE = re.compile(r"GPU KV cache size: |Available KV cache memory: ")
 _AOT_RE = re.compile(r"saved AOT compiled function to |Directly load AOT compilation from path ")
 _WORKER_RE = re.compile(r"Worker")
+_LOAD_START_RE = re.compile(r"Starting to load model")
 
 
 def _line_window(line: LogLine, clock: Clock) -> tuple[float, float] | None:
@@ -399,19 +400,31 @@ def _find_milestones(
         ),
         "replica_node_init_start": _event_milestone("replica_node_init_start", ev, "replica_node_init_start"),
         # The replica waits for every node's task: the slowest node reaching its fetch gates the rest.
-        "node_fetch_start": _event_milestone("node_fetch_start", ev, "node_fetch_start", last=True),
+        "node_fetch_start": _first_of(
+            _event_milestone("node_fetch_start", ev, "node_fetch_start", last=True),
+            # Fast path: no node-init task; the replica restores the compile cache itself from here on.
+            _event_milestone("node_fetch_start", ev, "node_init_skipped"),
+        ),
         "engine_start": _first_of(
             _event_milestone("engine_start", ev, "engine_start"),
             _event_milestone("engine_start", ev, "replica_node_init_end"),
         ),
-        "engine_config_done": _pick_first("engine_config_done",
-                                          (ln for ln in lines if _EXECUTOR_RE.search(ln.message)), clock),
+        "engine_config_done": _first_of(
+            _pick_first("engine_config_done", (ln for ln in lines if _EXECUTOR_RE.search(ln.message)), clock),
+            # Fast path: the config is built in the replica, which says when it is done.
+            _event_milestone("engine_config_done", ev, "engine_config_end"),
+        ),
         "engine_core_start": _pick_first(
             "engine_core_start", (ln for ln in lines if ln.process and ln.process.startswith("EngineCore")), clock),
-        "workers_start": _pick_first(
-            "workers_start",
-            (ln for ln in lines if ln.process and _WORKER_RE.search(ln.process) and "EngineCore" not in ln.process),
-            clock),
+        "workers_start": _first_of(
+            _pick_first(
+                "workers_start",
+                (ln for ln in lines if ln.process and _WORKER_RE.search(ln.process) and "EngineCore" not in ln.process),
+                clock),
+            # The uni executor runs the worker inside EngineCore: it starts when that process starts loading.
+            _pick_first("workers_start", (ln for ln in lines if ln.process and ln.process.startswith("EngineCore")
+                                          and _LOAD_START_RE.search(ln.message)), clock),
+        ),
         "model_loaded": _first_of(
             _span_milestone("model_loaded", spans.get("model_load_s"), clock, "vLLM: Model loading took"),
             _span_milestone("model_loaded", spans.get("weights_load_s"), clock, "vLLM: Loading weights took"),

@@ -28,6 +28,7 @@ from coldstart.registry import (
 )
 
 S3 = WeightsLocation("s3://bucket/lab/models/x", "s3")
+LOCAL = WeightsLocation("/data/store/models/x", "local")
 
 
 def _opts(**kw) -> RunOptions:
@@ -40,10 +41,13 @@ def test_every_valid_pair_builds_a_real_llmconfig(model_name, exp_name):
     from ray.serve.llm import LLMConfig
 
     model, exp = resolve(model_name, exp_name)
-    cfg = build_llm_config(model, exp, _opts())
+    # The node-init skip needs weights already on the node (or streamed): a local store there.
+    weights = LOCAL if exp.skip_node_init and not exp.load_format else S3
+    cfg = build_llm_config(model, exp, _opts(weights=weights))
     llm = LLMConfig(**cfg)  # pydantic validation by Ray itself
     assert llm.engine_kwargs["tensor_parallel_size"] == model.tp_size
-    assert len(cfg["placement_group_config"]["bundles"]) == model.tp_size
+    # The engine in the replica: one bundle, the replica actor holds the GPUs; else one bundle per rank.
+    assert len(cfg["placement_group_config"]["bundles"]) == (1 if exp.engine_in_replica else model.tp_size)
     auto = cfg["deployment_config"]["autoscaling_config"]
     assert (auto["min_replicas"], auto["initial_replicas"], auto["max_replicas"]) == (0, 0, 1)
     expected_format = exp.load_format  # None for fetch-then-load experiments

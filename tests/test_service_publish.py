@@ -89,7 +89,7 @@ def _app_config(env: Mapping[str, str], experiment: str, monkeypatch, *extra: st
     for name in ("COLDSTART_HOME", "COLDSTART_STORE", "VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
         if name in env:
             monkeypatch.setenv(name, env[name])
-    app_args, _, _ = service.prepare(parser.parse_args(["tiny", experiment, "--device", "cpu", *extra]))
+    app_args = service.prepare(parser.parse_args(["tiny", experiment, "--device", "cpu", *extra])).app_args
     (cfg,) = app_args["llm_configs"]
     return cfg
 

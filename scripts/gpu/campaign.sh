@@ -7,6 +7,7 @@
 # steps: tiny-lease tiny-cache tiny-s3 tiny-cc tiny-cc-mismatch tiny-mega-miss tiny-mega-hit llama8b-lease llama8b-baseline llama8b-rest
 #        llama8b-hit llama8b-runai
 #        tp2-shard tp2-sharded tp2-rest (the tp2 steps need two GPUs)
+#        fast-tiny fast-8b-prep fast-8b fast-8b-cold ladder-8b ladder-8b-rest (the fast path; warm node unless named)
 # Home: `python -m coldstart import-runs <the call's runs-*.tgz>` appends the new rows and copies their logs;
 # runs a call's limit cut short have no row and are listed, not imported. Keep $OUT/compile-cache.tgz as
 # .gpu/cc-store/compile-cache.tgz and carry that folder to the next lease's first campaign call.
@@ -51,6 +52,14 @@ publish() {
     python -m coldstart compile-cache show --model "$1"
   fi
 }
+# Archive after every step: a call cut short by its time limit still brings home the steps it finished.
+archive() {
+  cp "$results" results/results.jsonl
+  tar czf "$out/runs.tgz" results experiment_terminal_output
+  # The store's compile caches go home too, for the next lease to carry (a few MB; not committed).
+  if [ -d "$store_dir/compile-cache" ]; then tar czf "$out/compile-cache.tgz" -C "$store_dir" compile-cache; fi
+}
+warm() { matrix --node-state warm "$@"; }
 for step in "$@"; do
   echo "== $(date -u +%FT%TZ) step $step on $gpu"
   # A step cut short by the call's time limit leaves Ray's daemons and its Serve app (port 8000) behind;
@@ -116,11 +125,30 @@ for step in "$@"; do
     tp2-rest)
       ckpt llama-3-8b-tp2  # ~10 s when tp2-shard already wrote and staged it on this lease (it skips)
       matrix --campaign "$gpu-x2" --models llama-3-8b-tp2 --experiments baseline runai_streamer ;;
+    fast-tiny)
+      # The fast path's cache key holds its capture sizes and KV size: a miss run of its config captures it.
+      ckpt tiny
+      warm --campaign "$gpu-warm-miss" --models tiny --experiments cc_trims
+      publish tiny cc_trims
+      warm --campaign "$gpu-warm" --models tiny --experiments fast ;;
+    fast-8b-prep)
+      ckpt llama-3-8b
+      warm --campaign "$gpu-warm-miss" --models llama-3-8b --experiments cc_trims
+      publish llama-3-8b cc_trims ;;
+    fast-8b)
+      warm --campaign "$gpu-warm" --models llama-3-8b --experiments fast ;;
+    fast-8b-cold)
+      matrix --campaign "$gpu-cold" --models llama-3-8b --experiments fast ;;
+    ladder-8b)
+      # The rungs below fast, on a warm node: baseline compiles and publishes the stock config's cache.
+      ckpt llama-3-8b
+      warm --campaign "$gpu-warm" --models llama-3-8b --experiments baseline
+      publish llama-3-8b compile_cache
+      warm --campaign "$gpu-warm" --models llama-3-8b --experiments compile_cache cc_skip_init ;;
+    ladder-8b-rest)
+      warm --campaign "$gpu-warm" --models llama-3-8b --experiments cc_in_replica cc_prestart cc_trims ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
+  archive
 done
 df -h /tmp | tail -1
-cp "$results" results/results.jsonl
-tar czf "$out/runs-$(date -u +%H%M%S).tgz" results experiment_terminal_output
-# The store's compile caches go home too, for the next lease to carry (a few MB; not committed).
-if [ -d "$store_dir/compile-cache" ]; then tar czf "$out/compile-cache.tgz" -C "$store_dir" compile-cache; fi

@@ -1,0 +1,36 @@
+"""The Serve LLM server class of fast-path experiments (``LLMConfig.server_cls``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.llm._internal.serve.core.server.llm_server import LLMServer
+
+# Ray LLM's no-op worker_process_setup_hook (ray.llm._internal.serve._worker_process_setup_hook): it makes the
+# replica's runtime_env non-empty, and Ray leases a worker only to work whose runtime_env matches its own.
+_SETUP_HOOK_KEY = "worker_process_setup_hook"
+
+
+def fast_path_levers(llm_config: Any) -> dict[str, Any]:
+    """The lever flags ``build_llm_config`` put beside the callback's other settings."""
+    callback_config = llm_config.callback_config
+    kwargs = callback_config.callback_kwargs if callback_config is not None else None
+    return dict(kwargs or {})
+
+
+class ColdStartLLMServer(LLMServer):
+    @classmethod
+    def get_deployment_options(cls, llm_config: Any) -> dict[str, Any]:
+        options = super().get_deployment_options(llm_config)
+        if fast_path_levers(llm_config).get("prestart_workers"):
+            runtime_env = options["ray_actor_options"].get("runtime_env") or {}
+            runtime_env.pop(_SETUP_HOOK_KEY, None)
+            options["ray_actor_options"]["runtime_env"] = runtime_env
+        return options
+
+    async def __init__(self, llm_config: Any, *, engine_cls: Any = None, model_downloader: Any = None) -> None:
+        if engine_cls is None and fast_path_levers(llm_config).get("engine_in_replica"):
+            from coldstart.lab.fastpath.engine import InReplicaVLLMEngine
+
+            engine_cls = InReplicaVLLMEngine
+        await super().__init__(llm_config, engine_cls=engine_cls, model_downloader=model_downloader)

@@ -1,0 +1,207 @@
+"""The fast path's levers as data: registry ladder, the configs they build, the prestart wait."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from coldstart import events
+from coldstart.lab.fastpath.prestart import (
+    MAX_PRESTARTED_WORKERS,
+    MIN_PRESTARTED_WORKERS,
+    is_task_worker,
+    preloaded_pids,
+    prestart_num_cpus,
+    wait_for_preloaded_workers,
+)
+from coldstart.llm_config import (
+    FAST_SERVER_CLASS,
+    PRELOAD_MODULE,
+    ConfigError,
+    RunOptions,
+    WeightsLocation,
+    build_llm_config,
+    node_env,
+    ray_system_config,
+)
+from coldstart.registry import EXPERIMENTS, LADDER, get_experiment, get_model
+
+LOCAL = WeightsLocation("/data/store/models/llama-3-8b", "local")
+ENV = {"VLLM_CACHE_ROOT": "/c/vllm", "TRITON_CACHE_DIR": "/c/triton"}
+
+
+def _opts(**kw) -> RunOptions:
+    base = {"weights": LOCAL, "store_uri": "/data/store", "compile_cache_root": "/c/vllm", "run_id": "r1", "env": ENV}
+    return RunOptions(**{**base, **kw})
+
+
+def _cfg(exp_name: str, **kw) -> dict:
+    return build_llm_config(get_model("llama-3-8b"), get_experiment(exp_name), _opts(**kw))
+
+
+def test_each_rung_adds_exactly_one_lever_to_the_rung_below():
+    levers = [EXPERIMENTS[name].levers for name in LADDER]
+    assert levers[0] == ()
+    for below, above in zip(levers, levers[1:], strict=False):
+        assert above[: len(below)] == below and len(above) == len(below) + 1, (below, above)
+    assert EXPERIMENTS["fast"].levers[-1] == "engine_core_forkserver"
+
+
+def test_forkserver_without_a_prestarted_in_replica_engine_is_refused():
+    with pytest.raises(ValueError, match="needs prestart_workers and engine_in_replica"):
+        dataclasses.replace(get_experiment("cc_in_replica"), name="x", engine_core_forkserver=True)
+
+
+def test_compile_cache_rung_keeps_the_stock_topology():
+    cfg = _cfg("compile_cache")
+    assert "server_cls" not in cfg
+    assert cfg["runtime_env"] == {"env_vars": ENV}
+    assert len(cfg["placement_group_config"]["bundles"]) == 1 and cfg["placement_group_config"]["bundles"][0]["GPU"] == 1
+    assert "ray_actor_options" not in cfg["deployment_config"]
+    assert ray_system_config(get_experiment("compile_cache")) == {}
+
+
+def test_in_replica_engine_gives_the_replica_the_gpus_and_the_fast_server():
+    cfg = _cfg("cc_in_replica")
+    assert cfg["server_cls"] == FAST_SERVER_CLASS
+    assert cfg["placement_group_config"]["bundles"] == [{"CPU": 1}]
+    assert cfg["deployment_config"]["ray_actor_options"] == {"num_cpus": 0, "num_gpus": 1}
+    assert cfg["callback_config"]["callback_kwargs"]["engine_in_replica"] is True
+    # Not yet prestarted: the env still travels in the replica's runtime_env.
+    assert cfg["runtime_env"] == {"env_vars": ENV}
+
+
+def test_in_replica_engine_at_tp4_asks_for_four_gpus_in_one_bundle():
+    cfg = build_llm_config(get_model("llama-3-70b"), get_experiment("cc_in_replica"), _opts())
+    assert cfg["placement_group_config"]["bundles"] == [{"CPU": 1}]
+    assert cfg["deployment_config"]["ray_actor_options"]["num_gpus"] == 4
+
+
+def test_prestart_moves_the_env_from_the_replica_to_the_node():
+    exp = get_experiment("cc_prestart")
+    cfg = _cfg("cc_prestart")
+    assert cfg["runtime_env"] == {}
+    assert node_env(exp, _opts()) == ENV
+    assert ray_system_config(exp) == {"preload_python_modules": [PRELOAD_MODULE], "enable_worker_prestart": True}
+    assert node_env(get_experiment("cc_in_replica"), _opts()) == {}
+
+
+def test_node_env_refuses_secrets_like_the_config_does():
+    with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY"):
+        node_env(get_experiment("fast"), _opts(env={"AWS_SECRET_ACCESS_KEY": "x"}))
+
+
+def test_trims_set_capture_sizes_and_kv_size_on_gpu_only_the_capture_sizes_on_cpu():
+    gpu = _cfg("cc_trims")["engine_kwargs"]
+    assert gpu["compilation_config"] == {"cudagraph_capture_sizes": [1, 2, 4, 8]}
+    assert gpu["kv_cache_memory_bytes"] == 4 * 1024**3
+    cpu = _cfg("cc_trims", device="cpu")["engine_kwargs"]
+    assert cpu["kv_cache_memory_bytes"] == _opts().cpu_kv_cache_bytes
+    assert "compilation_config" not in _cfg("cc_prestart")["engine_kwargs"]
+
+
+def test_skip_node_init_refuses_weights_that_node_init_would_fetch():
+    with pytest.raises(ConfigError, match="node-init task"):
+        _cfg("cc_skip_init", weights=WeightsLocation("s3://b/lab/models/llama-3-8b", "s3"))
+    with pytest.raises(ConfigError, match="node-init task"):
+        _cfg("cc_skip_init", weights=WeightsLocation("meta-llama/Meta-Llama-3-8B-Instruct", "hub"))
+    assert _cfg("cc_skip_init")["callback_config"]["callback_kwargs"]["skip_node_init"] is True
+
+
+def test_a_real_llmconfig_takes_the_fast_server_and_drops_the_setup_hook():
+    pytest.importorskip("ray.serve.llm")
+    from ray.serve.llm import LLMConfig
+
+    from coldstart.lab.fastpath.server import ColdStartLLMServer
+
+    llm = LLMConfig(**_cfg("fast", device="cpu"))
+    assert llm.server_cls is ColdStartLLMServer
+    options = ColdStartLLMServer.get_deployment_options(llm)
+    # An empty runtime_env: what a prestarted worker has, so Ray can lease it to this replica.
+    assert options["ray_actor_options"]["runtime_env"] == {}
+    stock = ColdStartLLMServer.get_deployment_options(LLMConfig(**_cfg("cc_in_replica", device="cpu")))
+    assert "worker_process_setup_hook" in stock["ray_actor_options"]["runtime_env"]
+
+
+def test_local_executor_replaces_rays_forced_one():
+    pytest.importorskip("ray.llm")
+    from coldstart.lab.fastpath.engine import local_engine_kwargs
+
+    assert local_engine_kwargs({"tensor_parallel_size": 1, "distributed_executor_backend": "ray"})[
+        "distributed_executor_backend"] == "uni"
+    assert local_engine_kwargs({"tensor_parallel_size": 2, "distributed_executor_backend": "ray"})[
+        "distributed_executor_backend"] == "mp"
+
+
+# ------------------------------------------------------------------------------------------ the prestart wait
+
+
+def _preloaded(pid: int) -> str:
+    return f"(pid={pid}) " + events.format_event("worker_preloaded", pid=pid, import_s=17.0)
+
+
+def test_ray_worker_processes_are_told_from_io_workers_and_others():
+    assert is_task_worker(["ray::IDLE"])
+    assert is_task_worker(["ray::ServeController"])
+    assert is_task_worker(["/usr/bin/python3", "/x/ray/_private/workers/default_worker.py", "--node-ip-address=1"])
+    assert not is_task_worker(["ray::IDLE_SPILL_WORKER"])
+    assert not is_task_worker(["ray::DashboardAgent"])
+    assert not is_task_worker(["ray::RuntimeEnvAgent"])
+    assert not is_task_worker(["/x/raylet", "--node_id=1"])
+    assert not is_task_worker([])
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+
+def test_wait_returns_once_every_live_worker_preloaded(tmp_path: Path, capsys):
+    log = tmp_path / "run.log"
+    log.write_text(_preloaded(11) + "\n")
+    clock = _FakeClock()
+    asked = []
+
+    def workers() -> set[int]:
+        asked.append(clock.now)
+        if clock.now >= 1.0:  # worker 12 finishes its imports a second later
+            log.write_text(_preloaded(11) + "\n" + _preloaded(12) + "\n")
+        return {11, 12}
+
+    done = wait_for_preloaded_workers(log, timeout_s=60, poll_s=0.5, worker_pids=workers, clock=clock,
+                                      sleep=clock.sleep)
+    assert done == {11, 12}
+    assert asked == [0.0, 0.5, 1.0, 1.5]  # polled until the log named both
+    said = events.read_events(capsys.readouterr().out)
+    assert [e["event"] for e in said] == ["prestart_wait_start", "prestart_wait_end"]
+    assert said[-1]["workers"] == 2
+
+
+def test_wait_gives_up_after_the_timeout_and_names_the_stragglers(tmp_path: Path, capsys):
+    log = tmp_path / "run.log"
+    log.write_text(_preloaded(11) + "\n")
+    clock = _FakeClock()
+    done = wait_for_preloaded_workers(log, timeout_s=5, worker_pids=lambda: {11, 13}, clock=clock, sleep=clock.sleep)
+    assert done == {11}
+    [end] = [e for e in events.read_events(capsys.readouterr().out) if e["event"] == "prestart_wait_timeout"]
+    assert end["still_importing"] == [13] and end["wait_s"] > 5
+
+
+def test_preloaded_pids_reads_events_behind_ray_prefixes():
+    text = "\n".join([_preloaded(5), "(pid=6) noise", _preloaded(7), "torn " + events.MARKER + '{"event": "w'])
+    assert preloaded_pids(text) == {5, 7}
+
+
+def test_a_small_node_gets_enough_logical_cpus_for_an_idle_prestarted_worker():
+    assert prestart_num_cpus(None, 2) == MIN_PRESTARTED_WORKERS
+    assert prestart_num_cpus(None, 6) == 6
+    assert prestart_num_cpus(None, 16) == MAX_PRESTARTED_WORKERS
+    assert prestart_num_cpus(3, 16) == 3  # what the user asked for wins
