@@ -14,7 +14,7 @@ from typing import Any
 
 from coldstart.registry import Experiment, Model
 
-CALLBACK_CLASS = "coldstart.replica_hooks.ColdStartCallback"
+CALLBACK_CLASS = "coldstart.replica_hooks.ColdStartCallback"  # the shim: committed YAMLs and result rows name it
 
 # Settings the runai streamer reads for S3-compatible endpoints. Only names and non-secret values go into
 # the config: credentials reach the replica through the node's own environment / credential chain.

@@ -16,7 +16,7 @@ from typing import Any
 
 from vllm.model_executor.layers import utils as _layer_utils
 
-from coldstart.sharding import SaveAudit
+from coldstart.storage.sharding import SaveAudit
 
 
 def _keep_weight(dispatch: Any) -> Any:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from coldstart.llm_config import WeightsLocation
+from coldstart.lab.llm_config import WeightsLocation
 from coldstart.registry import Experiment, Model
 
 
@@ -52,8 +52,8 @@ def resolve_weights(
             )
         return _hub_location(model, env)
 
-    from coldstart import staging
-    from coldstart.store import open_store
+    from coldstart.storage import staging
+    from coldstart.storage.store import open_store
 
     store = open_store(store_uri, endpoint_url=endpoint_url)
     store.check()

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from coldstart import events, paths
-from coldstart.client import Measurement, measure_ttft
+from coldstart import paths
+from coldstart.analysis import events
+from coldstart.analysis.results import DEFAULT_RESULTS, ResultRow, append_row, collect_provenance, load_rows
+from coldstart.lab.client import Measurement, measure_ttft
 from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
-from coldstart.results import DEFAULT_RESULTS, ResultRow, append_row, collect_provenance, load_rows
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def audit(experiment: str, parsed_audit: dict[str, Any]) -> dict[str, Any]:
 
 def summarize(log_text: str, client: dict[str, Any], experiment: str) -> tuple[dict[str, float | None], dict, dict]:
     """(phases, audit, timeline) of one run's log."""
-    from coldstart.timeline import summarize_run
+    from coldstart.analysis.timeline import summarize_run
 
     summary = summarize_run(log_text, client)
     return dict(summary.phases), audit(experiment, dict(summary.audit)), summary.timeline.to_dict()
@@ -94,7 +95,7 @@ def summarize(log_text: str, client: dict[str, Any], experiment: str) -> tuple[d
 def write_client_sidecar(log_path: Path | None, m: Measurement) -> None:
     """``<run_id>.client.json`` beside the service log: the analysis CLI rebuilds every row from the two."""
     if log_path is not None:
-        from coldstart.client import write_result
+        from coldstart.lab.client import write_result
 
         write_result(m, log_path.with_suffix(".client.json"))
 
@@ -252,7 +253,7 @@ class ServiceSUT:
         if not self.clear_enabled:
             return {"skipped": True}
         # Weights read from the lab's local store or checkpoints must come from disk, not the page cache.
-        from coldstart.store import default_store_uri, parse_store_uri
+        from coldstart.storage.store import default_store_uri, parse_store_uri
 
         store = parse_store_uri(default_store_uri())
         local = [store.path] if store.path is not None else []

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import yaml
 
-from coldstart import events, paths
-from coldstart.llm_config import ConfigError, RunOptions, build_app_args, build_llm_config, runai_s3_env
+from coldstart import paths
+from coldstart.analysis import events
+from coldstart.analysis.results import nvidia_gpus
+from coldstart.lab.llm_config import ConfigError, RunOptions, build_app_args, build_llm_config, runai_s3_env
 from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
-from coldstart.results import nvidia_gpus
-from coldstart.sources import SourceError, resolve_weights
-from coldstart.store import InvalidStoreURI, StoreError, default_store_uri
+from coldstart.storage.sources import SourceError, resolve_weights
+from coldstart.storage.store import InvalidStoreURI, StoreError, default_store_uri
 
 
 def detect_device() -> str:
@@ -64,8 +65,8 @@ def publish_compile_cache(app_args: dict) -> int:
     import tempfile
 
     from coldstart import compile_cache as cc
-    from coldstart.replica_hooks import engine_model_path
-    from coldstart.store import open_store
+    from coldstart.lab.replica_hooks import engine_model_path
+    from coldstart.storage.store import open_store
 
     cfg = app_args["llm_configs"][0]
     hook = cfg["callback_config"]["callback_kwargs"]
@@ -139,12 +140,12 @@ def main(args: argparse.Namespace) -> int:
     if args.publish_compile_cache:
         return publish_compile_cache(app_args)
     if args.dry_run:
-        from coldstart.llm_config import serve_yaml_config
+        from coldstart.lab.llm_config import serve_yaml_config
 
         print(yaml.safe_dump(serve_yaml_config(app_name, app_args), sort_keys=False))
         return 0
 
-    from coldstart.serve import PortInUse, ensure_port_free, serve_app, tee_output, watch_app
+    from coldstart.lab.serve import PortInUse, ensure_port_free, serve_app, tee_output, watch_app
 
     if not args.ray_address:
         # Local Ray only: on a cluster the proxies listen on the cluster's nodes, not here.
