@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from coldstart.analysis.audit import audit as run_audit
 from coldstart.analysis.parse import PHASE_COLUMNS
 from coldstart.analysis.results import DEFAULT_RESULTS, load_rows
 from coldstart.analysis.timeline import (
@@ -313,8 +314,6 @@ def long_table(runs: pd.DataFrame) -> pd.DataFrame:
 def audit_passed(experiment: str | None, audit: dict[str, Any]) -> bool | None:
     """The runner's audit rule, re-applied to a re-parsed log: a cold run with a cache-hit line, or a cache
     run without one, fails (None: an experiment this registry does not know)."""
-    from coldstart.lab.runner import audit as run_audit
-
     if experiment not in EXPERIMENTS:
         return None
     return run_audit(experiment, audit)["passed"]

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from coldstart.registry import Experiment, Model
+from coldstart.storage.sources import WeightsLocation  # defined where it is resolved; still importable here
 
 CALLBACK_CLASS = "coldstart.replica_hooks.ColdStartCallback"  # the shim: committed YAMLs and result rows name it
 
@@ -24,19 +25,6 @@ _SECRET_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "ACCESS_KEY", "SESSION")
 
 class ConfigError(ValueError):
     """The options cannot make a runnable config (e.g. streaming without an object store)."""
-
-
-@dataclass(frozen=True)
-class WeightsLocation:
-    """Where one run reads its weights from; resolved before anything starts (see ``sources.py``)."""
-
-    # A Hub id, a local folder, or a store URL (s3://bucket/prefix/models/<name> or a local store path).
-    uri: str
-    kind: str  # "hub" | "local" | "s3"
-
-    @property
-    def is_remote(self) -> bool:
-        return self.kind == "s3"
 
 
 @dataclass(frozen=True)

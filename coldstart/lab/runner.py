@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from coldstart import paths
 from coldstart.analysis import events
+from coldstart.analysis.audit import audit
 from coldstart.analysis.results import DEFAULT_RESULTS, ResultRow, append_row, collect_provenance, load_rows
 from coldstart.lab.client import Measurement, measure_ttft
 from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
@@ -69,19 +70,6 @@ def plan(models: Sequence[str], experiments: Sequence[str], repeats: int, campai
                 continue
             pairs.append((m, e))
     return [RunSpec(m, e, r, campaign) for r in range(repeats) for m, e in pairs]
-
-
-def expected_cache_hit(experiment: str) -> bool:
-    return EXPERIMENTS[experiment].compile_cache
-
-
-def audit(experiment: str, parsed_audit: dict[str, Any]) -> dict[str, Any]:
-    """A cold run must show no compile-cache hit; a cache run must show one. Otherwise it is flagged."""
-    hits = [parsed_audit.get(k) for k in ("compile_cache_hit", "aot_cache_hit")]
-    want = expected_cache_hit(experiment)
-    # Cold: no cache-hit line may appear. Cache run: a hit line must appear; silence is not a hit.
-    passed = any(h is True for h in hits) if want else all(h is not True for h in hits)
-    return {**parsed_audit, "expected_compile_cache_hit": want, "passed": passed}
 
 
 def summarize(log_text: str, client: dict[str, Any], experiment: str) -> tuple[dict[str, float | None], dict, dict]:
