@@ -10,7 +10,7 @@ setup:
 
 demo: setup
 	$(PY) -m coldstart checkpoint tiny
-	$(PY) -m coldstart stage put tiny --from "$$($(PY) -c 'from coldstart.checkpoints import default_checkpoint_dir as d; print(d("tiny"))')"
+	$(PY) -m coldstart stage put tiny --from "$$($(PY) -c 'from coldstart.storage.checkpoints import default_checkpoint_dir as d; print(d("tiny"))')"
 	$(PY) -m coldstart matrix --models tiny --experiments baseline --repeats 1 --campaign demo \
 	    --clear-only vllm inductor triton inductor-headers coldstart-models
 	$(PY) -m analysis

@@ -10,17 +10,17 @@ from collections.abc import Sequence
 
 # subcommand -> (module, help). Modules load lazily: `client` must not pay for importing Ray.
 TOOLS: dict[str, tuple[str, str]] = {
-    "service": ("coldstart.service", "deploy one (model, experiment) from zero replicas"),
-    "client": ("coldstart.client", "time one streamed request to the first token"),
-    "clear-cache": ("coldstart.caches", "reset the node's caches between cold runs"),
-    "checkpoint": ("coldstart.checkpoints", "write a synthetic HF checkpoint of a registry model"),
-    "stage": ("coldstart.staging", "put models into the object store, list and verify them"),
-    "shard": ("coldstart.sharding", "make vLLM sharded state for a TP size and stage it"),
+    "service": ("coldstart.lab.service", "deploy one (model, experiment) from zero replicas"),
+    "client": ("coldstart.lab.client", "time one streamed request to the first token"),
+    "clear-cache": ("coldstart.lab.caches", "reset the node's caches between cold runs"),
+    "checkpoint": ("coldstart.storage.checkpoints", "write a synthetic HF checkpoint of a registry model"),
+    "stage": ("coldstart.storage.staging", "put models into the object store, list and verify them"),
+    "shard": ("coldstart.storage.sharding", "make vLLM sharded state for a TP size and stage it"),
     "compile-cache": ("coldstart.compile_cache", "capture, publish, restore torch.compile caches"),
-    "configs": ("coldstart.configs", "write one Serve YAML per (model, experiment) into experiments/"),
-    "matrix": ("coldstart.runner", "run (model, experiment, repeat) cold starts and record results"),
-    "analyze": ("coldstart.analyze", "parse logs into results, tables and graphs"),
-    "import-runs": ("coldstart.import_runs", "append runs made on another machine (a campaign archive)"),
+    "configs": ("coldstart.lab.configs", "write one Serve YAML per (model, experiment) into experiments/"),
+    "matrix": ("coldstart.lab.runner", "run (model, experiment, repeat) cold starts and record results"),
+    "analyze": ("coldstart.analysis.analyze", "parse logs into results, tables and graphs"),
+    "import-runs": ("coldstart.lab.import_runs", "append runs made on another machine (a campaign archive)"),
 }
 
 

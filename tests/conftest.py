@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from coldstart.store import LocalStore, Store, open_store
+from coldstart.storage.store import LocalStore, Store, open_store
 
 _MOTO_START_TIMEOUT_S = 30.0
 

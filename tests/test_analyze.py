@@ -16,10 +16,10 @@ import pytest
 pd = pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
-from coldstart import analyze  # noqa: E402
-from coldstart.parse import PHASE_COLUMNS  # noqa: E402
-from coldstart.results import ResultRow, append_row  # noqa: E402
-from coldstart.timeline import CATEGORY_LABELS, SEGMENT_NAMES, UNATTRIBUTED  # noqa: E402
+from coldstart.analysis import analyze  # noqa: E402
+from coldstart.analysis.parse import PHASE_COLUMNS  # noqa: E402
+from coldstart.analysis.results import ResultRow, append_row  # noqa: E402
+from coldstart.analysis.timeline import CATEGORY_LABELS, SEGMENT_NAMES, UNATTRIBUTED  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "experiment_terminal_output"
@@ -369,7 +369,7 @@ def test_saved_graphs_are_byte_identical_when_redrawn(tmp_path):
     # Regenerating graphs must not rewrite unchanged files (timestamps, random SVG ids) in every commit.
     from matplotlib.figure import Figure
 
-    from coldstart.analyze import save_figure
+    from coldstart.analysis.analyze import save_figure
 
     def draw(out):
         fig = Figure()

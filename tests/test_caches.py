@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from coldstart import caches
-from coldstart.caches import (
+from coldstart.lab import caches
+from coldstart.lab.caches import (
     CacheRoot,
     OutsideCacheRootError,
     UnknownRootError,

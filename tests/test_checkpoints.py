@@ -11,8 +11,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from coldstart import checkpoints
-from coldstart.checkpoints import (
+from coldstart.registry import MODELS, Model, get_model
+from coldstart.storage import checkpoints
+from coldstart.storage.checkpoints import (
     CHAT_TEMPLATE,
     MARKER_NAME,
     CheckpointMismatchError,
@@ -21,7 +22,6 @@ from coldstart.checkpoints import (
     plan_shards,
     write_checkpoint,
 )
-from coldstart.registry import MODELS, Model, get_model
 
 
 def _shrunk(name: str, new_name: str, **arch_changes) -> Model:
@@ -283,7 +283,7 @@ def test_every_model_id_decodes_to_text(tmp_path):
     # text at all on the GPU (qwen-3-0.6b). Every id must decode to something printable.
     from transformers import AutoTokenizer
 
-    from coldstart.checkpoints import _write_tokenizer
+    from coldstart.storage.checkpoints import _write_tokenizer
 
     vocab, _, _ = _write_tokenizer(tmp_path, 512, 0, 256, model_vocab=3000)
     tok = AutoTokenizer.from_pretrained(tmp_path)

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from coldstart import client as client_mod
-from coldstart.client import Measurement, measure_ttft, write_result
-from coldstart.events import read_events
+from coldstart.analysis.events import read_events
+from coldstart.lab import client as client_mod
+from coldstart.lab.client import Measurement, measure_ttft, write_result
 
 FIRST_TOKEN_DELAY_S = 0.3
 TOKEN_GAP_S = 0.05

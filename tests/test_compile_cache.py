@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from coldstart import compile_cache as cc
-from coldstart.store import LocalStore, Store, open_store
+from coldstart.storage.store import LocalStore, Store, open_store
 
 DEVICE = cc.DeviceInfo("NVIDIA H100 80GB HBM3", "9.0")
 ENV = {"VLLM_USE_AOT_COMPILE": "1", "HOME": "/root", "PATH": "/usr/bin"}

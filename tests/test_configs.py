@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coldstart.configs import write_all
+from coldstart.lab.configs import write_all
 from coldstart.registry import valid_pairs
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from coldstart.events import read_events
-from coldstart.results import load_rows
+from coldstart.analysis.events import read_events
+from coldstart.analysis.results import load_rows
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import pytest
 
-from coldstart import events
+from coldstart.analysis import events
 from coldstart.lab.fastpath.prestart import (
     MAX_PRESTARTED_WORKERS,
     MIN_PRESTARTED_WORKERS,
@@ -16,7 +17,7 @@ from coldstart.lab.fastpath.prestart import (
     prestart_num_cpus,
     wait_for_preloaded_workers,
 )
-from coldstart.llm_config import (
+from coldstart.lab.llm_config import (
     FAST_SERVER_CLASS,
     PRELOAD_MODULE,
     ConfigError,
@@ -44,7 +45,7 @@ def _cfg(exp_name: str, **kw) -> dict:
 def test_each_rung_adds_exactly_one_lever_to_the_rung_below():
     levers = [EXPERIMENTS[name].levers for name in LADDER]
     assert levers[0] == ()
-    for below, above in zip(levers, levers[1:], strict=False):
+    for below, above in itertools.pairwise(levers):
         assert above[: len(below)] == below and len(above) == len(below) + 1, (below, above)
     assert EXPERIMENTS["fast"].levers[-1] == "engine_core_forkserver"
 
@@ -58,7 +59,7 @@ def test_compile_cache_rung_keeps_the_stock_topology():
     cfg = _cfg("compile_cache")
     assert "server_cls" not in cfg
     assert cfg["runtime_env"] == {"env_vars": ENV}
-    assert len(cfg["placement_group_config"]["bundles"]) == 1 and cfg["placement_group_config"]["bundles"][0]["GPU"] == 1
+    assert cfg["placement_group_config"]["bundles"] == [{"GPU": 1, "CPU": 1}]
     assert "ray_actor_options" not in cfg["deployment_config"]
     assert ray_system_config(get_experiment("compile_cache")) == {}
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from coldstart.import_runs import NotARunArchive, import_archive
-from coldstart.results import SCHEMA_VERSION, load_rows
+from coldstart.analysis.results import SCHEMA_VERSION, load_rows
+from coldstart.lab.import_runs import NotARunArchive, import_archive
 
 LOG = "experiment_terminal_output/tiny/baseline/{}.log"
 

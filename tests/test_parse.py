@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from coldstart.events import format_event
-from coldstart.parse import (
+from coldstart.analysis.events import format_event
+from coldstart.analysis.parse import (
     PHASE_COLUMNS,
     clean_line,
     parse_line,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from coldstart.parse import parse_vllm
-from coldstart.timeline import summarize_run
+from coldstart.analysis.parse import parse_vllm
+from coldstart.analysis.timeline import summarize_run
 
 LOGS = Path(__file__).resolve().parents[1] / "experiment_terminal_output"
 PHASES = ("weights_load_s", "model_load_s", "model_load_gib", "dynamo_s", "inductor_s", "torch_compile_s",

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from coldstart.llm_config import (
+from coldstart.lab.llm_config import (
     ConfigError,
     RunOptions,
     WeightsLocation,

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from coldstart import events
-from coldstart.llm_config import RunOptions, WeightsLocation, build_llm_config
+from coldstart.analysis import events
+from coldstart.lab.llm_config import RunOptions, WeightsLocation, build_llm_config
 from coldstart.registry import resolve
 
 pytest.importorskip("ray.llm")

@@ -2,7 +2,7 @@
 
 def test_shipped_commit_wins_over_the_copys_own_git(monkeypatch, tmp_path):
     # The GPU machine's copy may hold a stale .git: the commit the caller shipped is the truth.
-    from coldstart import results as res
+    from coldstart.analysis import results as res
 
     monkeypatch.setenv("COLDSTART_GIT_COMMIT", "b3f09b8")
     monkeypatch.setattr(res, "_git", lambda *a, **k: "cc2cadae2e9132259ef1045affe336590f45e8ce")
@@ -12,7 +12,7 @@ def test_shipped_commit_wins_over_the_copys_own_git(monkeypatch, tmp_path):
 
 
 def test_boot_id_names_the_machine_boot_and_is_none_where_there_is_none(tmp_path):
-    from coldstart import results as res
+    from coldstart.analysis import results as res
 
     f = tmp_path / "boot_id"
     f.write_text("5f1c-lease\n")

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from coldstart import runner
-from coldstart.client import RESULT_SCHEMA_VERSION, Measurement
-from coldstart.events import format_event, read_events
+from coldstart.analysis.events import format_event, read_events
+from coldstart.analysis.results import SCHEMA_VERSION, Provenance, load_rows
+from coldstart.lab import runner
+from coldstart.lab.client import RESULT_SCHEMA_VERSION, Measurement
+from coldstart.lab.runner import Deployment, RunSpec, plan
 from coldstart.registry import EXPERIMENTS, MODELS, UnknownNameError
-from coldstart.results import SCHEMA_VERSION, Provenance, load_rows
-from coldstart.runner import Deployment, RunSpec, plan
 
 PROVENANCE = Provenance(packages={"vllm": "0.0.0+fake", "ray": None}, gpu=None, driver=None, host="fake-host",
                         python="3.11.0", git_commit="0123abcd", git_dirty=False)
@@ -357,12 +357,12 @@ def test_audit_function_directly() -> None:
 
 
 def test_parser_exception_keeps_the_measurement(sut: FakeSUT, results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import coldstart.timeline
+    import coldstart.analysis.timeline
 
     def broken(log_text: str, client: Any = None) -> Any:
         raise ValueError("unexpected log wording")
 
-    monkeypatch.setattr(coldstart.timeline, "summarize_run", broken)
+    monkeypatch.setattr(coldstart.analysis.timeline, "summarize_run", broken)
     spec = RunSpec("tiny", "baseline", 0, "c")
     (row,) = _run(sut, [spec], results)
 

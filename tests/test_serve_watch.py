@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from coldstart.serve import app_failure, watch_app
+from coldstart.lab.serve import app_failure, watch_app
 
 APP = "coldstart-llama-3-8b-tp2"
 # The controller's message on the lent H200 (trimmed): three constructor failures, then the traceback.

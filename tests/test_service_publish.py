@@ -67,7 +67,7 @@ def _published_key(proc: subprocess.CompletedProcess) -> str:
 def _replica_restore(env: Mapping[str, str], experiment: str, node: Path, monkeypatch):
     """What the replica hook does for this experiment's config on a fresh node (service.py builds it)."""
     from coldstart import compile_cache as cc
-    from coldstart.replica_hooks import engine_model_path
+    from coldstart.lab.replica_hooks import engine_model_path
 
     cfg = _app_config(env, experiment, monkeypatch)
     # The hook's process sees the node's environment plus the replica's runtime_env (Ray sets it).
@@ -82,7 +82,7 @@ def _replica_restore(env: Mapping[str, str], experiment: str, node: Path, monkey
 
 
 def _app_config(env: Mapping[str, str], experiment: str, monkeypatch, *extra: str) -> dict:
-    from coldstart import service
+    from coldstart.lab import service
 
     parser = argparse.ArgumentParser()
     service.add_cli_args(parser)
@@ -98,7 +98,7 @@ def _engine_run_marks(env: Mapping[str, str], experiment: str, monkeypatch, *ext
     """The replica hook of a run of this experiment, on the node whose caches ``env`` pins, marks them."""
     from ray.serve.llm import LLMConfig
 
-    from coldstart.replica_hooks import ColdStartCallback
+    from coldstart.lab.replica_hooks import ColdStartCallback
 
     cfg = _app_config(env, experiment, monkeypatch, *extra)
     kwargs = cfg["callback_config"]["callback_kwargs"]
@@ -179,7 +179,7 @@ def test_a_port_held_by_a_leftover_app_stops_the_service_before_ray(staged_home)
 def test_ensure_port_free_passes_a_free_port_and_maps_wildcard_hosts():
     import socket
 
-    from coldstart.serve import PortInUse, ensure_port_free
+    from coldstart.lab.serve import PortInUse, ensure_port_free
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from coldstart import cli, sharding
+from coldstart import cli
 from coldstart.registry import get_model
-from coldstart.sharding import (
+from coldstart.storage import sharding
+from coldstart.storage.sharding import (
     InvalidShardRequest,
     SaveAudit,
     ShardingFailed,
@@ -26,8 +27,8 @@ from coldstart.sharding import (
     metadata_files,
     rank_files,
 )
-from coldstart.staging import MANIFEST_NAME, read_manifest, upload_dir
-from coldstart.store import LocalStore
+from coldstart.storage.staging import MANIFEST_NAME, read_manifest, upload_dir
+from coldstart.storage.store import LocalStore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -334,7 +335,7 @@ def _cuda_gpus() -> int:
 @pytest.fixture
 def staged_tiny(tmp_path: Path) -> dict[str, str]:
     """The tiny checkpoint staged in a private store; the env a user's shell would have."""
-    from coldstart.checkpoints import write_checkpoint
+    from coldstart.storage.checkpoints import write_checkpoint
 
     ckpt = write_checkpoint(get_model("tiny"), tmp_path / "ckpt", progress=False).path
     upload_dir(LocalStore(tmp_path / "store"), "models/tiny", ckpt, show_progress=False)
@@ -352,7 +353,7 @@ def _run(args: list[str], env: dict[str, str], timeout_s: float) -> subprocess.C
 _EMPTYING_EXTENSION = """
 import torch
 
-from coldstart.sharding_cpu import KeepWeightsSaveAudit
+from coldstart.storage.sharding_cpu import KeepWeightsSaveAudit
 
 
 class EmptyOneWeight(KeepWeightsSaveAudit):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from coldstart.registry import get_experiment, get_model
-from coldstart.sources import SourceError, hf_hub_cache_dir, resolve_weights
+from coldstart.storage.sources import SourceError, hf_hub_cache_dir, resolve_weights
 
 HUB_ID = get_model("llama-3-8b-tp2").hub_id
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from coldstart.staging import (
+from coldstart.storage.staging import (
     MANIFEST_NAME,
     IntegrityError,
     InvalidInput,
@@ -27,7 +27,7 @@ from coldstart.staging import (
     upload_dir,
     verify,
 )
-from coldstart.store import LocalStore, ObjectNotFound, Store
+from coldstart.storage.store import LocalStore, ObjectNotFound, Store
 
 PREFIX = "models/tiny"
 

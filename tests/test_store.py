@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from coldstart.store import (
+from coldstart.storage.store import (
     BucketNotFound,
     CredentialsError,
     EndpointUnreachable,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from coldstart.events import format_event
-from coldstart.timeline import (
+from coldstart.analysis.events import format_event
+from coldstart.analysis.timeline import (
     SEGMENT_NAMES,
     UNATTRIBUTED,
     build_timeline,

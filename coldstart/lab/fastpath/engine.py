@@ -16,7 +16,7 @@ from typing import Any
 
 from ray.llm._internal.serve.engines.vllm.vllm_engine import VLLMEngine, _clear_current_platform_cache
 
-from coldstart import events
+from coldstart.analysis import events
 from coldstart.lab.fastpath.server import fast_path_levers
 
 

@@ -16,7 +16,7 @@ import time
 from multiprocessing.context import ForkServerContext, ForkServerProcess
 from typing import Any
 
-from coldstart import events
+from coldstart.analysis import events
 
 # Imported by the forkserver before it forks anything (each one that fails is skipped and said).
 SERVER_PRELOAD = ("coldstart.lab.fastpath.forkserver_preload",)

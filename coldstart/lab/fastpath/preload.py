@@ -14,12 +14,12 @@ FORKSERVER_ENV = "COLDSTART_ENGINE_CORE_FORKSERVER"
 
 _t0 = time.monotonic()
 import ray.serve.llm  # noqa: E402,F401
-import vllm.entrypoints.openai.api_server  # noqa: E402,F401
+import vllm.entrypoints.openai.api_server  # noqa: E402
 import vllm.v1.engine.async_llm  # noqa: E402,F401
 from ray.llm._internal.serve.engines.vllm import vllm_engine  # noqa: E402,F401
 
-import coldstart.replica_hooks  # noqa: E402,F401
-from coldstart import events  # noqa: E402
+import coldstart.lab.replica_hooks  # noqa: E402,F401
+from coldstart.analysis import events  # noqa: E402
 from coldstart.lab.fastpath import engine, forkserver, server  # noqa: E402,F401
 
 _import_s = time.monotonic() - _t0

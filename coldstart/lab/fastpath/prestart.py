@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from coldstart import events
+from coldstart.analysis import events
 
 
 def preloaded_pids(log_text: str) -> set[int]:

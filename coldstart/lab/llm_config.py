@@ -13,8 +13,9 @@ from types import MappingProxyType
 from typing import Any
 
 from coldstart.registry import Experiment, Model
+from coldstart.storage.sources import WeightsLocation  # defined where it is resolved; still importable here
 
-CALLBACK_CLASS = "coldstart.replica_hooks.ColdStartCallback"
+CALLBACK_CLASS = "coldstart.replica_hooks.ColdStartCallback"  # the shim: committed YAMLs and result rows name it
 # The Serve LLM server of fast-path experiments (Ray Serve LLM's `server_cls`): it picks the engine class and
 # leaves the replica's runtime_env empty. Written as a string: this module imports no Ray.
 FAST_SERVER_CLASS = "coldstart.lab.fastpath.server.ColdStartLLMServer"
@@ -29,19 +30,6 @@ _SECRET_MARKERS = ("SECRET", "TOKEN", "PASSWORD", "ACCESS_KEY", "SESSION")
 
 class ConfigError(ValueError):
     """The options cannot make a runnable config (e.g. streaming without an object store)."""
-
-
-@dataclass(frozen=True)
-class WeightsLocation:
-    """Where one run reads its weights from; resolved before anything starts (see ``sources.py``)."""
-
-    # A Hub id, a local folder, or a store URL (s3://bucket/prefix/models/<name> or a local store path).
-    uri: str
-    kind: str  # "hub" | "local" | "s3"
-
-    @property
-    def is_remote(self) -> bool:
-        return self.kind == "s3"
 
 
 @dataclass(frozen=True)

@@ -31,10 +31,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coldstart.parse import PHASE_COLUMNS
-from coldstart.registry import EXPERIMENTS, MODELS
-from coldstart.results import DEFAULT_RESULTS, load_rows
-from coldstart.timeline import (
+from coldstart.analysis.audit import audit as run_audit
+from coldstart.analysis.parse import PHASE_COLUMNS
+from coldstart.analysis.results import DEFAULT_RESULTS, load_rows
+from coldstart.analysis.timeline import (
     CATEGORIES,
     CATEGORY_LABELS,
     SEGMENT_CATEGORY,
@@ -43,6 +43,7 @@ from coldstart.timeline import (
     UNATTRIBUTED,
     summarize_run,
 )
+from coldstart.registry import EXPERIMENTS, MODELS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -313,8 +314,6 @@ def long_table(runs: pd.DataFrame) -> pd.DataFrame:
 def audit_passed(experiment: str | None, audit: dict[str, Any]) -> bool | None:
     """The runner's audit rule, re-applied to a re-parsed log: a cold run with a cache-hit line, or a cache
     run without one, fails (None: an experiment this registry does not know)."""
-    from coldstart.runner import audit as run_audit
-
     if experiment not in EXPERIMENTS:
         return None
     return run_audit(experiment, audit)["passed"]

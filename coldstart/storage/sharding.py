@@ -10,11 +10,11 @@ How vLLM 0.25.1 saves it (what ``examples/features/sharded_state/save_sharded_st
 ``ShardedStateLoader.save_model(model_runner.model, ...)`` (``vllm/v1/worker/gpu_worker.py``), which writes
 ``model-rank-{rank}-part-{part}.safetensors``; then every non-weight file of the checkpoint is copied beside them.
 
-The engine runs in a child process (``python -m coldstart.sharding _worker``): vLLM starts its engine core and
+The engine runs in a child process (``python -m coldstart.storage.sharding _worker``): vLLM starts its engine core and
 workers with spawn, which re-imports the main module, and a child keeps the CLI process free of vLLM's
 processes, signal handlers and CUDA state.
 
-Store layout: ``sharded/<model>/tp<N>/`` sealed by its manifest (``coldstart.staging``).
+Store layout: ``sharded/<model>/tp<N>/`` sealed by its manifest (``coldstart.storage.staging``).
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from coldstart import paths, staging
-from coldstart.checkpoints import MARKER_NAME
+from coldstart import paths
 from coldstart.registry import MODELS, Model, UnknownNameError, get_model
-from coldstart.store import InvalidKey, InvalidStoreURI, Store, StoreError, default_store_uri, open_store
+from coldstart.storage import staging
+from coldstart.storage.checkpoints import MARKER_NAME
+from coldstart.storage.store import InvalidKey, InvalidStoreURI, Store, StoreError, default_store_uri, open_store
 
 # vLLM's ShardedStateLoader.DEFAULT_PATTERN in 0.25.1; the save passes no pattern, so this only checks the output.
 RANK_FILE_RE = re.compile(r"^model-rank-(\d+)-part-(\d+)\.safetensors$")
@@ -58,7 +59,10 @@ _CHILD_WRONG_DEVICE = 3
 _CHILD_INCOMPLETE_STATE = 4
 # Literals: in the child this module runs as __main__. On CPU the extension's module also keeps the weights
 # that vLLM's CPU backend would otherwise drop after packing them (see sharding_cpu.py).
-AUDIT_EXTENSIONS = {"cuda": "coldstart.sharding.SaveAudit", "cpu": "coldstart.sharding_cpu.KeepWeightsSaveAudit"}
+AUDIT_EXTENSIONS = {
+    "cuda": "coldstart.storage.sharding.SaveAudit",
+    "cpu": "coldstart.storage.sharding_cpu.KeepWeightsSaveAudit",
+}
 
 
 class InvalidShardRequest(ValueError):
@@ -287,7 +291,7 @@ def _worker_main(job: ShardJob) -> int:
 
 def run_save(job: ShardJob, extra_env: Mapping[str, str]) -> None:
     """Run vLLM in a child process that writes the per-rank files into ``job.out_dir``; its log goes to ours."""
-    cmd = [sys.executable, "-m", "coldstart.sharding", "_worker", job.to_json()]
+    cmd = [sys.executable, "-m", "coldstart.storage.sharding", "_worker", job.to_json()]
     rc = subprocess.run(cmd, env={**os.environ, **extra_env}, check=False).returncode
     if rc == _CHILD_WRONG_DEVICE:
         raise InvalidShardRequest(f"--device {job.device} does not match the installed vLLM (see above)")

@@ -38,7 +38,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 
-from coldstart.events import iter_events
+from coldstart.analysis.events import iter_events
 
 # (month, day, hour, minute, second); second is a float because Ray's stamps carry milliseconds.
 Stamp = tuple[int, int, int, int, float]

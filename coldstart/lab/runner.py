@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from coldstart import events, paths
-from coldstart.client import Measurement, measure_ttft
+from coldstart import paths
+from coldstart.analysis import events
+from coldstart.analysis.audit import audit
+from coldstart.analysis.results import DEFAULT_RESULTS, ResultRow, append_row, collect_provenance, load_rows
+from coldstart.lab.client import Measurement, measure_ttft
 from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
-from coldstart.results import DEFAULT_RESULTS, ResultRow, append_row, collect_provenance, load_rows
 
 
 @dataclass(frozen=True)
@@ -78,22 +80,9 @@ def plan(models: Sequence[str], experiments: Sequence[str], repeats: int, campai
     return [RunSpec(m, e, r, campaign, node_state) for r in range(repeats) for m, e in pairs]
 
 
-def expected_cache_hit(experiment: str) -> bool:
-    return EXPERIMENTS[experiment].compile_cache
-
-
-def audit(experiment: str, parsed_audit: dict[str, Any]) -> dict[str, Any]:
-    """A cold run must show no compile-cache hit; a cache run must show one. Otherwise it is flagged."""
-    hits = [parsed_audit.get(k) for k in ("compile_cache_hit", "aot_cache_hit")]
-    want = expected_cache_hit(experiment)
-    # Cold: no cache-hit line may appear. Cache run: a hit line must appear; silence is not a hit.
-    passed = any(h is True for h in hits) if want else all(h is not True for h in hits)
-    return {**parsed_audit, "expected_compile_cache_hit": want, "passed": passed}
-
-
 def summarize(log_text: str, client: dict[str, Any], experiment: str) -> tuple[dict[str, float | None], dict, dict]:
     """(phases, audit, timeline) of one run's log."""
-    from coldstart.timeline import summarize_run
+    from coldstart.analysis.timeline import summarize_run
 
     summary = summarize_run(log_text, client)
     return dict(summary.phases), audit(experiment, dict(summary.audit)), summary.timeline.to_dict()
@@ -120,7 +109,7 @@ def answer_check(text: str | None, reference: tuple[str, str] | None) -> dict[st
 def write_client_sidecar(log_path: Path | None, m: Measurement) -> None:
     """``<run_id>.client.json`` beside the service log: the analysis CLI rebuilds every row from the two."""
     if log_path is not None:
-        from coldstart.client import write_result
+        from coldstart.lab.client import write_result
 
         write_result(m, log_path.with_suffix(".client.json"))
 
@@ -294,7 +283,7 @@ class ServiceSUT:
         if not self.clear_enabled:
             return {"skipped": True}
         # Weights read from the lab's local store or checkpoints must come from disk, not the page cache.
-        from coldstart.store import default_store_uri, parse_store_uri
+        from coldstart.storage.store import default_store_uri, parse_store_uri
 
         store = parse_store_uri(default_store_uri())
         local = [store.path] if store.path is not None else []

@@ -18,7 +18,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from coldstart.results import DEFAULT_RESULTS, SchemaError, append_row, load_rows, parse_rows
+from coldstart.analysis.results import DEFAULT_RESULTS, SchemaError, append_row, load_rows, parse_rows
 
 ARCHIVE_RESULTS = "results/results.jsonl"
 ARCHIVE_LOGS = "experiment_terminal_output"

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from rich.progress import Progress
 
 from coldstart.progress import byte_progress
-from coldstart.store import (
+from coldstart.storage.store import (
     InvalidKey,
     InvalidStoreURI,
     ObjectNotFound,

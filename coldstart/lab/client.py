@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from coldstart import events
+from coldstart.analysis import events
 
 RESULT_SCHEMA_VERSION = 1
 DEFAULT_PROMPT = "Say hello in one short sentence."

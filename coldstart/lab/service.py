@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
-from coldstart import events, paths
-from coldstart.llm_config import (
+from coldstart import paths
+from coldstart.analysis import events
+from coldstart.analysis.results import nvidia_gpus
+from coldstart.lab.llm_config import (
     ConfigError,
     RunOptions,
     build_app_args,
@@ -26,9 +28,8 @@ from coldstart.llm_config import (
     runai_s3_env,
 )
 from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
-from coldstart.results import nvidia_gpus
-from coldstart.sources import SourceError, resolve_weights
-from coldstart.store import InvalidStoreURI, StoreError, default_store_uri
+from coldstart.storage.sources import SourceError, resolve_weights
+from coldstart.storage.store import InvalidStoreURI, StoreError, default_store_uri
 
 
 def detect_device() -> str:
@@ -77,8 +78,8 @@ def publish_compile_cache(app_args: dict, node_env: dict[str, str]) -> int:
     import tempfile
 
     from coldstart import compile_cache as cc
-    from coldstart.replica_hooks import engine_model_path
-    from coldstart.store import open_store
+    from coldstart.lab.replica_hooks import engine_model_path
+    from coldstart.storage.store import open_store
 
     cfg = app_args["llm_configs"][0]
     hook = cfg["callback_config"]["callback_kwargs"]
@@ -172,7 +173,7 @@ def main(args: argparse.Namespace) -> int:
     if args.publish_compile_cache:
         return publish_compile_cache(app_args, prepared.node_env)
     if args.dry_run:
-        from coldstart.llm_config import serve_yaml_config
+        from coldstart.lab.llm_config import serve_yaml_config
 
         print(yaml.safe_dump(serve_yaml_config(app_name, app_args), sort_keys=False))
         if prepared.ray_system_config or prepared.node_env:
@@ -181,7 +182,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"#   ray start --system-config='{json.dumps(prepared.ray_system_config)}'")
         return 0
 
-    from coldstart.serve import PortInUse, ensure_port_free, serve_app, tee_output, watch_app
+    from coldstart.lab.serve import PortInUse, ensure_port_free, serve_app, tee_output, watch_app
 
     if not args.ray_address:
         # Local Ray only: on a cluster the proxies listen on the cluster's nodes, not here.

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from coldstart.events import MARKER, iter_events
-from coldstart.parse import LogLine, ParsedLog, Span, Stamp, parse_lines, parse_log, to_phase_table
+from coldstart.analysis.events import MARKER, iter_events
+from coldstart.analysis.parse import LogLine, ParsedLog, Span, Stamp, parse_lines, parse_log, to_phase_table
 
 # Half-widths of the window a milestone's true time lies in: harness events and the client are exact; Ray
 # prints milliseconds; vLLM whole seconds, truncated, so its stamp s means somewhere in [s, s+1).

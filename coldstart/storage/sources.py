@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from coldstart.llm_config import WeightsLocation
 from coldstart.registry import Experiment, Model
+
+
+@dataclass(frozen=True)
+class WeightsLocation:
+    """Where one run reads its weights from; resolved before anything starts (see ``resolve_weights``)."""
+
+    # A Hub id, a local folder, or a store URL (s3://bucket/prefix/models/<name> or a local store path).
+    uri: str
+    kind: str  # "hub" | "local" | "s3"
+
+    @property
+    def is_remote(self) -> bool:
+        return self.kind == "s3"
 
 
 class SourceError(RuntimeError):
@@ -52,8 +65,8 @@ def resolve_weights(
             )
         return _hub_location(model, env)
 
-    from coldstart import staging
-    from coldstart.store import open_store
+    from coldstart.storage import staging
+    from coldstart.storage.store import open_store
 
     store = open_store(store_uri, endpoint_url=endpoint_url)
     store.check()

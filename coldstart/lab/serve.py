@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from coldstart import events
+from coldstart.analysis import events
 
 
 @contextlib.contextmanager
