@@ -161,10 +161,16 @@ class Experiment:
     cudagraph_capture_sizes: tuple[int, ...] | None = None
     # KV cache size given instead of profiled (None: vLLM profiles a forward pass and sizes it).
     kv_cache_memory_bytes: int | None = None
+    # Ray LLM reports usage telemetry to a detached actor before the replica counts as started; the first
+    # report creates that actor (a fresh Ray worker). Sent in the background instead (needs the fast server).
+    background_telemetry: bool = False
 
     def __post_init__(self) -> None:
         # Frozen all the way down: a plain dict given here would stay mutable behind the frozen dataclass.
         object.__setattr__(self, "engine_env", _frozen(self.engine_env))
+        if self.background_telemetry and not (self.prestart_workers or self.engine_in_replica):
+            raise ValueError(f"experiment {self.name!r}: background_telemetry needs the fast server "
+                             "(engine_in_replica or prestart_workers)")
         if self.engine_core_forkserver and not (self.prestart_workers and self.engine_in_replica):
             raise ValueError(f"experiment {self.name!r}: engine_core_forkserver needs prestart_workers and "
                              "engine_in_replica (the forkserver lives in the prestarted replica worker)")
@@ -177,7 +183,8 @@ class Experiment:
             "skip_node_init": self.skip_node_init,
             "engine_in_replica": self.engine_in_replica,
             "prestart_workers": self.prestart_workers,
-            "engine_trims": self.cudagraph_capture_sizes is not None or self.kv_cache_memory_bytes is not None,
+            "engine_trims": self.cudagraph_capture_sizes is not None or self.kv_cache_memory_bytes is not None
+            or self.background_telemetry,
             "engine_core_forkserver": self.engine_core_forkserver,
         }
         return tuple(name for name, pulled in on.items() if pulled)
@@ -304,9 +311,11 @@ _PRESTART = dataclasses.replace(
 )
 _TRIMS = dataclasses.replace(
     _PRESTART, name="cc_trims",
-    description="+ CUDA graphs for batch sizes 1-8 only, KV cache size given (no profiling run)",
+    description="+ CUDA graphs for batch sizes 1-8 only, KV cache size given (no profiling run), Ray LLM's "
+    "telemetry report off the replica's start",
     cudagraph_capture_sizes=(1, 2, 4, 8),
     kv_cache_memory_bytes=4 * 1024**3,
+    background_telemetry=True,
 )
 _FAST = dataclasses.replace(
     _TRIMS, name="fast", description="every lever: + EngineCore forked from a forkserver with vLLM imported",

@@ -149,3 +149,29 @@ def test_a_replica_that_cannot_start_ends_the_run_when_serve_gives_up(lab, tmp_p
     failed = [e for e in _events(row) if e["event"] == "serve_app_failed"]
     assert len(failed) == 1 and failed[0]["app"] == "coldstart-tiny"
     assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
+
+
+def test_fast_path_starts_fewer_vllm_processes_after_the_request_than_baseline(lab):
+    """Every fast-path lever that CPUs allow, in one real cold start: no node-init task, the config built in
+    the replica, a replica leased from a prestarted worker that imported vLLM before the request, EngineCore
+    forked from a forkserver. On CPU vLLM runs its worker in a process of its own (mp), on GPU in EngineCore."""
+    from coldstart.analysis.processes import started_after_request
+
+    baseline = _matrix(lab, "baseline", "e2e-baseline")  # the row of the baseline test when it ran first
+    fast = _matrix(lab, "fast", "e2e-fast")
+    assert fast["status"] == "ok", fast["error"]
+    before = started_after_request(Path(baseline["log_path"]).read_text(errors="replace"))
+    after = started_after_request(Path(fast["log_path"]).read_text(errors="replace"))
+    assert len(after) < len(before), (before, after)
+    said = {e["event"]: e for e in _events(fast)}
+    assert said["replica_node_init_start"]["worker_preloaded"] is True  # leased a prestarted worker
+    assert "node_init_skipped" in said and "node_fetch_start" not in said
+    assert said["engine_config_start"]["where"] == "replica"
+    assert said["engine_core_forked"]["vllm_imported"] is True
+    assert said["replica_node_init_start"]["pid"] not in {p.pid for p in after}
+    # Same prompt, greedy decoding: the fast start must not change the answer.
+    assert fast["extra"]["answer"]["matches_baseline"] is True, fast["extra"]["answer"]
+    phases = fast["phases"]
+    segments = [v for k, v in phases.items() if k.startswith("seg_") and v is not None]
+    assert sum(segments) + (phases.get("unattributed_s") or 0.0) == pytest.approx(fast["ttft_s"], abs=0.01)
+    assert _ray_processes() == [], "Ray or vLLM processes outlived the service"

@@ -20,6 +20,7 @@ from coldstart.lab.fastpath.prestart import (
 from coldstart.lab.llm_config import (
     FAST_SERVER_CLASS,
     PRELOAD_MODULE,
+    PRESTART_WORKERS_SOFT_LIMIT,
     ConfigError,
     RunOptions,
     WeightsLocation,
@@ -85,7 +86,8 @@ def test_prestart_moves_the_env_from_the_replica_to_the_node():
     cfg = _cfg("cc_prestart")
     assert cfg["runtime_env"] == {}
     assert node_env(exp, _opts()) == ENV
-    assert ray_system_config(exp) == {"preload_python_modules": [PRELOAD_MODULE], "enable_worker_prestart": True}
+    assert ray_system_config(exp) == {"preload_python_modules": [PRELOAD_MODULE], "enable_worker_prestart": True,
+                                      "num_workers_soft_limit": PRESTART_WORKERS_SOFT_LIMIT}
     assert node_env(get_experiment("cc_in_replica"), _opts()) == {}
 
 

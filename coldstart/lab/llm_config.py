@@ -21,6 +21,7 @@ CALLBACK_CLASS = "coldstart.replica_hooks.ColdStartCallback"  # the shim: commit
 FAST_SERVER_CLASS = "coldstart.lab.fastpath.server.ColdStartLLMServer"
 # What a prestarted Ray worker imports before any request (Ray's preload_python_modules).
 PRELOAD_MODULE = "coldstart.lab.fastpath.preload"
+PRESTART_WORKERS_SOFT_LIMIT = 64
 
 # Settings the runai streamer reads for S3-compatible endpoints. Only names and non-secret values go into
 # the config: credentials reach the replica through the node's own environment / credential chain.
@@ -136,6 +137,7 @@ def build_llm_config(model: Model, exp: Experiment, opts: RunOptions) -> dict[st
         "engine_in_replica": exp.engine_in_replica,
         "prestart_workers": exp.prestart_workers,
         "engine_core_forkserver": exp.engine_core_forkserver,
+        "background_telemetry": exp.background_telemetry,
     }
     cfg: dict[str, Any] = {
         "model_loading_config": {
@@ -183,7 +185,10 @@ def ray_system_config(exp: Experiment) -> dict[str, Any]:
     """Ray ``_system_config`` (``ray start --system-config``) a fast-path experiment needs on each node."""
     if not exp.prestart_workers:
         return {}
-    return {"preload_python_modules": [PRELOAD_MODULE], "enable_worker_prestart": True}
+    # Idle workers past the soft limit (default: one per CPU, actors' workers included) are killed after a
+    # second; the prestarted ones must outlive the wait for the request.
+    return {"preload_python_modules": [PRELOAD_MODULE], "enable_worker_prestart": True,
+            "num_workers_soft_limit": PRESTART_WORKERS_SOFT_LIMIT}
 
 
 def build_app_args(model: Model, llm_config: dict[str, Any], opts: RunOptions) -> dict[str, Any]:

@@ -79,7 +79,8 @@ class ColdStartCallback(CallbackBase):
         # Read by coldstart.lab.fastpath.server/engine from the same kwargs; accepted here so Ray's callback
         # construction does not reject them.
         self.fast_path_levers = {k: bool(kwargs.get(k)) for k in
-                                 ("engine_in_replica", "prestart_workers", "engine_core_forkserver")}
+                                 ("engine_in_replica", "prestart_workers", "engine_core_forkserver",
+                                  "background_telemetry")}
 
     def _emit(self, event: str, **fields: Any) -> None:
         events.emit(

@@ -259,6 +259,7 @@ def _serve_after_init(app_args: dict[str, Any], *, app_name: str, host: str, por
     from ray import serve
     from ray.serve.llm import build_openai_app
 
+    descendants: list[Any] = []
     try:
         ctx = ray.get_runtime_context()
         session_dir = getattr(ctx, "session_dir", None) or ray._private.worker._global_node.get_session_dir_path()
@@ -272,7 +273,38 @@ def _serve_after_init(app_args: dict[str, Any], *, app_name: str, host: str, por
                 yield f"http://{host}:{port}"
             finally:
                 events.emit("service_shutdown_start")
+                descendants = _descendants()
                 serve.shutdown()
     finally:
+        descendants = descendants or _descendants()
         ray.shutdown()
+        reap_leftovers(descendants)
         events.emit("service_stop")
+
+
+def _descendants() -> list[Any]:
+    import psutil
+
+    return psutil.Process().children(recursive=True)
+
+
+def reap_leftovers(processes: list[Any], grace_s: float = 10.0) -> list[int]:
+    """Kill what outlived Ray's shutdown among ``processes`` (taken while Ray still ran); returns their pids.
+
+    Ray stops its workers, but a worker's own children are in that worker's process group, not ours: vLLM's
+    EngineCore and its workers, when forked from the fast path's forkserver, lose the parent whose death
+    they watch and stay (seen on CPU: a ``VLLM::Worker`` holding its memory after the run). Only processes
+    that were our descendants are touched, never the rest of the session.
+    """
+    import psutil
+
+    alive = [p for p in processes if p.is_running()]
+    if not alive:
+        return []
+    _gone, still = psutil.wait_procs(alive, timeout=grace_s)
+    for proc in still:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    if still:
+        events.emit("leftover_processes_killed", pids=sorted(p.pid for p in still))
+    return sorted(p.pid for p in still)

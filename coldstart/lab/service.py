@@ -212,8 +212,9 @@ def main(args: argparse.Namespace) -> int:
             ) as url:
                 if prestart:
                     # The request must find the imports paid: wait for the prestarted workers to finish them.
-                    from coldstart.lab.fastpath.prestart import wait_for_preloaded_workers
+                    from coldstart.lab.fastpath.prestart import fill_idle_pool, wait_for_preloaded_workers
 
+                    fill_idle_pool(timeout_s=args.prestart_timeout_s)
                     wait_for_preloaded_workers(log_path, timeout_s=args.prestart_timeout_s)
                 print(f"serving {args.model} ({args.experiment}) at {url}/v1 with zero replicas; "
                       f"log: {log_path}; Ctrl-C to stop", flush=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import signal
 import time
 from multiprocessing.context import ForkServerContext, ForkServerProcess
 from typing import Any
@@ -30,12 +31,25 @@ class EnvCarryingProcess(ForkServerProcess):
     def run(self) -> None:
         os.environ.clear()
         os.environ.update(self._parent_env)
+        _die_with_parent()
         events.emit("engine_core_forked", pid=os.getpid(), vllm_imported=_vllm_imported())
         super().run()
 
 
 class EnvCarryingForkServerContext(ForkServerContext):
     Process = EnvCarryingProcess
+
+
+def _die_with_parent() -> None:
+    """The child's parent is the forkserver, which exits when the replica does: let that end the child too
+    (vLLM watches for the death of the process that started EngineCore, which here is not the replica)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the service's reaping still ends it
+        pass
 
 
 def _vllm_imported() -> bool:

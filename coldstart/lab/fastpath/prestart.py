@@ -1,18 +1,50 @@
-"""Wait, before the request, until every Ray worker of the local node has finished its preload imports.
+"""Before the request: idle Ray workers with the preload imports paid, on the local node.
 
-Ray prestarts workers when the driver connects and each one imports ``preload`` (~17 s apiece on the lent
-H200, CPU-bound, all at once). A request sent earlier would find the imports half paid and measure that.
-Workers say ``worker_preloaded`` (with their pid) in the run log; Ray renames a worker's process to
-``ray::<what it runs>`` once it runs, and a starting one still shows ``default_worker.py``.
+Ray prestarts one worker per logical CPU when the driver connects (at most as many at once as the machine
+has cores), and each one imports ``preload`` (~17 s apiece on the lent H200, CPU-bound). Serve's controller
+and proxy lease the first ones, so ``fill_idle_pool`` makes sure a few stay idle for the replica, and
+``wait_for_preloaded_workers`` waits until every worker finished importing: a request sent earlier would
+find the imports half paid and measure that. Workers say ``worker_preloaded`` (with their pid) in the run
+log; Ray renames a worker's process to ``ray::<what it runs>``, and a starting one shows ``default_worker.py``.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from coldstart.analysis import events
+
+IDLE_WORKERS_WANTED = 2  # the replica's, and one spare (a second replica, or a retry after a failed start)
+
+
+def _hold_worker(barrier_dir: str, count: int, timeout_s: float) -> tuple[int, bool]:
+    """A task that keeps its worker until ``count`` such tasks run at once, so each gets its own worker."""
+    Path(barrier_dir, str(os.getpid())).touch()
+    deadline = time.monotonic() + timeout_s
+    while len(os.listdir(barrier_dir)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return os.getpid(), "coldstart.lab.fastpath.preload" in sys.modules
+
+
+def fill_idle_pool(count: int = IDLE_WORKERS_WANTED, *, timeout_s: float = 600.0) -> list[tuple[int, bool]]:
+    """Have ``count`` workers with an empty runtime_env (the replica's) live at once, then give them back idle.
+
+    Tasks with the job's (empty) runtime_env and no CPU run on idle prestarted workers where there are some
+    and make Ray start (and preload) new ones where there are not; the node keeps them idle afterwards
+    (``num_workers_soft_limit`` in ``ray_system_config``). Local Ray only: the barrier is a local folder.
+    """
+    import ray
+
+    hold = ray.remote(num_cpus=0, max_retries=0)(_hold_worker)
+    with tempfile.TemporaryDirectory(prefix="coldstart-prestart-") as barrier:
+        held = ray.get([hold.remote(barrier, count, timeout_s) for _ in range(count)])
+    events.emit("prestart_pool_filled", workers=[{"pid": pid, "preloaded": ok} for pid, ok in held])
+    return held
 
 
 def preloaded_pids(log_text: str) -> set[int]:
