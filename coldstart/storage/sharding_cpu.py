@@ -2,7 +2,8 @@
 
 vLLM 0.25.1's CPU backend may pack each linear layer for a faster GEMM kernel after loading and then replace
 its ``weight`` with an empty tensor (``dispatch_cpu_unquantized_gemm(layer, remove_weight=True)`` in
-``vllm/model_executor/layers/linear.py``, which imports it from ``layers.utils`` at call time). Whether it does depends on the CPU: the oneDNN path is taken on
+``vllm/model_executor/layers/linear.py``, which imports it from ``layers.utils`` at call time). Whether it
+does depends on the CPU: the oneDNN path is taken on
 AVX-512 machines and not on some AVX2-only builds. Sharded state saved from such an engine lacks those
 weights. This module is imported only inside vLLM's worker processes, through ``worker_extension_cls``
 (which vLLM resolves before it loads the model); importing it makes the dispatch keep the weights, so the
@@ -24,7 +25,7 @@ def _keep_weight(dispatch: Any) -> Any:
         return dispatch
 
     @functools.wraps(dispatch)
-    def keep(layer: Any, remove_weight: bool) -> None:  # noqa: ARG001  # the point is to ignore it
+    def keep(layer: Any, remove_weight: bool) -> None:  # the point is to ignore it
         dispatch(layer, remove_weight=False)
 
     keep._coldstart_keeps_weight = True  # type: ignore[attr-defined]
