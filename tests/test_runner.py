@@ -616,6 +616,8 @@ sys.exit(1)
 def _real_system(tmp_path: Path, service_py: str, monkeypatch: pytest.MonkeyPatch) -> runner.ServiceSUT:
     (tmp_path / "service.py").write_text(service_py)
     monkeypatch.setenv("COLDSTART_OUTPUT", str(tmp_path / "out"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(runner.tempfile, "tempdir", str(tmp_path / "tmp"))  # where the side files go
     return runner.ServiceSUT([], clear=False, ready_timeout_s=30.0, workdir=tmp_path)
 
 
@@ -631,7 +633,8 @@ def test_a_service_that_exits_early_leaves_its_words_in_the_row_and_the_log(
     log = Path(row.log_path)
     assert log == tmp_path / "out" / "tiny" / "baseline" / f"{row.run_id}.log"
     assert "already has a listener" in log.read_text()
-    assert not list(tmp_path.glob(".coldstart-stderr-*")), "the side file must not be left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "service.py", "tmp"], "no side file in the work tree"
+    assert not list((tmp_path / "tmp").iterdir()), "the side files' temp dir must not be left behind"
 
 
 _SERVES_THEN_GIVES_UP = """
@@ -653,8 +656,10 @@ def test_output_outside_the_tee_is_appended_to_an_existing_log(tmp_path: Path, m
     sut = _real_system(tmp_path, _SERVES_THEN_GIVES_UP, monkeypatch)
     with sut.deploy(RunSpec("tiny", "baseline", 0, "c"), "r1") as dep:
         assert dep.log_path.read_text() == "serving\n"
+        assert sorted(p.name for p in (tmp_path / "tmp").glob("coldstart-r1-*/*")) == ["ready.json", "stderr.txt"]
     assert dep.log_path.read_text() == "serving\na warning Ray printed after the tee\n"
-    assert not list(tmp_path.glob(".coldstart-stderr-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "service.py", "tmp"]
+    assert not list((tmp_path / "tmp").iterdir())
 
 
 def _client_lost_stream(log_path: Path) -> Measurement:

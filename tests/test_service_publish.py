@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def staged_home(tmp_path_factory) -> dict[str, str]:
+    pytest.importorskip("torch")  # writing the checkpoint
     home = tmp_path_factory.mktemp("home")
     env = {**os.environ, "COLDSTART_HOME": str(home), "COLDSTART_STORE": (home / "store").as_uri()}
     for args in (["checkpoint", "tiny", "--no-progress"],

@@ -13,10 +13,12 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -302,16 +304,22 @@ class ServiceSUT:
 
     @contextlib.contextmanager
     def deploy(self, spec: RunSpec, run_id: str) -> Iterator[Deployment]:
-        ready = self.workdir / f".coldstart-ready-{run_id}.json"
+        # The ready file and what service.py says outside its tee go to a temp dir, not the work tree.
+        side = Path(tempfile.mkdtemp(prefix=f"coldstart-{run_id}-"))
+        ready = side / "ready.json"
         log_path = self.workdir / paths.run_log_path(spec.model, spec.experiment, run_id)
         # service.py tees into the run log only once its checks passed: what it says before (a refused port,
         # a missing checkpoint) or after the tee is caught here instead of vanishing.
-        outside_tee = self.workdir / f".coldstart-stderr-{run_id}.txt"
+        outside_tee = side / "stderr.txt"
         cmd = [self.python, "service.py", spec.model, spec.experiment, "--run-id", run_id,
                "--ready-file", str(ready), *self.service_args]
-        with open(outside_tee, "wb") as err:
-            proc = subprocess.Popen(cmd, cwd=self.workdir, start_new_session=True,
-                                    stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            with open(outside_tee, "wb") as err:
+                proc = subprocess.Popen(cmd, cwd=self.workdir, start_new_session=True,
+                                        stdout=subprocess.DEVNULL, stderr=err)
+        except BaseException:
+            shutil.rmtree(side, ignore_errors=True)
+            raise
         try:
             deadline = time.monotonic() + self.ready_timeout_s
             while not ready.exists():
@@ -327,8 +335,8 @@ class ServiceSUT:
                              config=info.get("config", {}))
         finally:
             stop_process_group(proc)
-            ready.unlink(missing_ok=True)
             keep_outside_output(outside_tee, log_path)
+            shutil.rmtree(side, ignore_errors=True)
 
     def measure(self, deployment: Deployment, spec: RunSpec) -> Measurement:
         m = measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
