@@ -47,8 +47,10 @@ def make_caches(base: Path, tag: str = "a") -> tuple[Path, Path, Path]:
         inductor / "fxgraph" / "cd" / "graph": os.urandom(256),
         inductor / "triton" / "0" / "kernel.so": b"\x7fELF" + os.urandom(128),
         triton / "XYZ" / "kernel.cubin": os.urandom(200),
-        # Not the compile cache: must stay out of the archive.
-        vllm_root / "modelinfos" / "tiny.json": b"{}",
+        # vLLM's model-info cache: archived too (without it the engine config inspects the model in a subprocess).
+        vllm_root / "modelinfos" / "vllm_model_executor_models_llama_LlamaForCausalLM.json": b'{"hash": "h"}',
+        # Anything else in VLLM_CACHE_ROOT is not ours to carry.
+        vllm_root / "assets" / "tokenizer.bin": b"other",
     }
     for path, data in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -222,21 +224,22 @@ def test_cpu_capability_lists_vector_isa_only():
 # ------------------------------------------------------------------------------------------------ capture
 
 
-def test_capture_records_layout_and_leaves_other_vllm_files_out(tmp_path):
+def test_capture_records_layout_with_model_infos_and_leaves_other_vllm_files_out(tmp_path):
     _, archive, manifest = captured(tmp_path, make_fp())
     assert manifest.compression == "gzip" and manifest.archive_name.endswith(".tar.gz")
     assert cc.sha256_file(archive) == (manifest.archive_sha256, manifest.size_bytes)
     assert manifest.archive_name == f"cache-{manifest.archive_sha256[:16]}.tar.gz"
     roots = {r.name: r for r in manifest.roots}
     assert set(roots) == {"vllm", "inductor", "triton"}
-    assert all(f.startswith("torch_compile_cache/") for f in roots["vllm"].files)
+    assert all(f.startswith(("torch_compile_cache/", "modelinfos/")) for f in roots["vllm"].files)
     assert "torch_compile_cache/torch_aot_compile/9f3c/rank_0_0/model" in roots["vllm"].files
+    assert "modelinfos/vllm_model_executor_models_llama_LlamaForCausalLM.json" in roots["vllm"].files
     assert roots["inductor"].files == ("fxgraph/cd/graph", "triton/0/kernel.so")
-    assert manifest.file_count == 4 + 2 + 1
+    assert manifest.file_count == 5 + 2 + 1
     assert manifest.content_bytes == sum(r.size_bytes for r in manifest.roots) > 0
     with tarfile.open(archive) as tar:
         names = tar.getnames()
-    assert not any("modelinfos" in n for n in names)
+    assert not any("assets" in n for n in names)
     assert all(n.split("/")[0] in ("vllm", "inductor", "triton") for n in names)
 
 
@@ -285,8 +288,9 @@ def test_round_trip_reproduces_the_files(store: Store, tmp_path, compression):
     assert relative_tree(inductor) == relative_tree(src / "inductor")
     assert relative_tree(triton) == relative_tree(src / "triton")
     assert (inductor / "triton" / "0" / "kernel.so").stat().st_mode & 0o111
-    assert not (vllm_root / "modelinfos").exists()
-    assert [p.name for p in vllm_root.iterdir()] == ["torch_compile_cache"]  # no staging left behind
+    assert relative_tree(vllm_root / "modelinfos") == relative_tree(src / "vllm" / "modelinfos")
+    assert not (vllm_root / "assets").exists()
+    assert sorted(p.name for p in vllm_root.iterdir()) == ["modelinfos", "torch_compile_cache"]  # no staging left
 
 
 def test_restore_merges_into_existing_caches_and_keeps_their_files(tmp_path):
@@ -695,7 +699,7 @@ def test_cli_capture_publish_show_restore(tmp_path, capsys, monkeypatch):
     archive = tmp_path / "out" / "cache.tar.gz"
     assert _cli(["capture", *fp_args, *dirs, "--out", str(archive), "--compression", "gzip"]) == 0
     captured_out = json.loads(capsys.readouterr().out)
-    assert captured_out["files"] == 7 and Path(captured_out["manifest"]).is_file()
+    assert captured_out["files"] == 8 and Path(captured_out["manifest"]).is_file()
 
     assert _cli(["publish", "--store", store_uri, "--archive", str(archive)]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "SUCCESS"

@@ -69,7 +69,7 @@ def test_sharded_needs_tp_gt1_and_lists_valid_experiments():
     assert ("llama-3-8b-tp2", "runai_streamer_sharded") in valid_pairs()
 
 
-@pytest.mark.parametrize(("model", "exp", "valid"), [("gpt-5", "baseline", "llama-3-8b"), ("tiny", "fast", "all")])
+@pytest.mark.parametrize(("model", "exp", "valid"), [("gpt-5", "baseline", "llama-3-8b"), ("tiny", "fastest", "all")])
 def test_unknown_names_list_the_valid_ones(model, exp, valid):
     with pytest.raises(UnknownNameError, match=valid):
         resolve(model, exp)

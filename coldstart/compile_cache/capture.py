@@ -27,6 +27,7 @@ from coldstart.compile_cache.common import (
     ROOT_TRITON,
     ROOT_VLLM,
     VLLM_CACHE_SUBDIR,
+    VLLM_MODELINFO_SUBDIR,
     CaptureError,
 )
 from coldstart.compile_cache.fingerprint import (
@@ -141,35 +142,44 @@ def capture(
     fingerprint: Fingerprint | None = None,
     compression: str = "auto",
 ) -> Manifest:
-    """Pack ``<vllm_cache_root>/torch_compile_cache`` (AOT tree included), the Inductor cache and the Triton
-    cache into one tar at ``out_archive`` (written atomically), stored as ``vllm/``, ``inductor/`` and
-    ``triton/`` so a restore can place each under a different root. A root nested inside another one (vLLM's
-    AOT mode puts Inductor's cache inside its own tree) is archived once, as part of the outer root."""
+    """Pack ``<vllm_cache_root>/torch_compile_cache`` (AOT tree included) and ``modelinfos``, the Inductor
+    cache and the Triton cache into one tar at ``out_archive`` (written atomically), stored as ``vllm/``,
+    ``inductor/`` and ``triton/`` so a restore can place each under a different root. A root nested inside
+    another one (vLLM's AOT mode puts Inductor's cache inside its own tree) is archived once, as part of the
+    outer root."""
     compression = resolve_compression(compression)
     vllm_cache_root = Path(vllm_cache_root)
     vllm_tree = vllm_cache_root / VLLM_CACHE_SUBDIR
     if not vllm_tree.is_dir():
         raise CaptureError(f"no vLLM compile cache at {vllm_tree}: start the engine once with "
                            f"VLLM_CACHE_ROOT={vllm_cache_root} (and compilation on) before capturing")
-    # (name, where archive paths are relative to, what to walk)
-    candidates: list[tuple[str, Path, Path]] = [(ROOT_VLLM, vllm_cache_root, vllm_tree)]
+    modelinfos = vllm_cache_root / VLLM_MODELINFO_SUBDIR
+    # (name, where archive paths are relative to, what to walk: the first one names the root)
+    candidates: list[tuple[str, Path, tuple[Path, ...]]] = [
+        (ROOT_VLLM, vllm_cache_root, (vllm_tree, *((modelinfos,) if modelinfos.is_dir() else ())))]
     for name, d in ((ROOT_INDUCTOR, inductor_cache_dir), (ROOT_TRITON, triton_cache_dir)):
         if d is not None:
-            candidates.append((name, Path(d), Path(d)))
+            candidates.append((name, Path(d), (Path(d),)))
 
-    resolved = {name: walk.resolve() for name, _, walk in candidates}
+    resolved = {name: walks[0].resolve() for name, _, walks in candidates}
     layouts: list[RootLayout] = []
     entries: list[tuple[Path, str]] = []  # (local path, archive name)
     skipped_all: list[str] = []
     captured: list[str] = []
-    for name, rel_base, walk in candidates:
+    for name, rel_base, walks in candidates:
+        walk = walks[0]
         outer = next((o for o in captured if _is_within(resolved[name], resolved[o])), None)
         if outer is not None or not walk.is_dir():
             layouts.append(RootLayout(name, str(walk), 0, 0, (), nested_in=outer))
             continue
         # A root that contains an earlier one (unusual) leaves that subtree to it.
         prune = tuple(resolved[o] for o in captured)
-        dirs, files, skipped = _walk_files(walk, prune)
+        dirs, files, skipped = [], [], []
+        for each in walks:
+            d_, f_, s_ = _walk_files(each, prune)
+            dirs += d_
+            files += f_
+            skipped += s_
         rel_files = tuple(f.relative_to(rel_base).as_posix() for f in files)
         entries += [(d, f"{name}/{d.relative_to(rel_base).as_posix()}") for d in dirs]
         entries += [(f, f"{name}/{r}") for f, r in zip(files, rel_files, strict=True)]

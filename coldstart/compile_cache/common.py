@@ -8,6 +8,11 @@ FORMAT_VERSION = 1
 KEY_PREFIX = "compile-cache"
 MANIFEST_NAME = "manifest.json"
 VLLM_CACHE_SUBDIR = "torch_compile_cache"
+# vLLM's model-info cache (``ModelRegistry`` inspection results, keyed by the model module's hash): without it
+# building the engine config inspects the architecture in a subprocess that imports vLLM again (~20 s on the
+# lent H200). Tiny, and valid wherever the vLLM version is the same, which the cache key holds.
+VLLM_MODELINFO_SUBDIR = "modelinfos"
+VLLM_ARCHIVED_SUBDIRS = (VLLM_CACHE_SUBDIR, VLLM_MODELINFO_SUBDIR)
 ROOT_VLLM, ROOT_INDUCTOR, ROOT_TRITON = "vllm", "inductor", "triton"
 ROOT_NAMES = (ROOT_VLLM, ROOT_INDUCTOR, ROOT_TRITON)
 COMPRESSIONS = ("zstd", "gzip", "none")

@@ -35,7 +35,7 @@ from coldstart.compile_cache.common import (
     ROOT_NAMES,
     ROOT_TRITON,
     ROOT_VLLM,
-    VLLM_CACHE_SUBDIR,
+    VLLM_ARCHIVED_SUBDIRS,
     CompileCacheError,
     CorruptArchive,
     ManifestError,
@@ -120,9 +120,10 @@ def _check_member(member: tarfile.TarInfo) -> tuple[str, ...]:
         raise CorruptArchive(f"unsafe archive member {name!r}: absolute path or '..'/'.'/empty segment")
     if parts[0] not in ROOT_NAMES:
         raise CorruptArchive(f"archive member {name!r} is outside the known roots {', '.join(ROOT_NAMES)}")
-    if parts[0] == ROOT_VLLM and (len(parts) < 2 or parts[1] != VLLM_CACHE_SUBDIR):
-        # The vLLM root lands in VLLM_CACHE_ROOT itself: nothing but the compile cache may go there.
-        raise CorruptArchive(f"archive member {name!r} is outside vllm/{VLLM_CACHE_SUBDIR}/")
+    if parts[0] == ROOT_VLLM and (len(parts) < 2 or parts[1] not in VLLM_ARCHIVED_SUBDIRS):
+        # The vLLM root lands in VLLM_CACHE_ROOT itself: nothing but the compile and model-info caches may go there.
+        raise CorruptArchive(f"archive member {name!r} is outside "
+                             f"{' and '.join(f'vllm/{d}/' for d in VLLM_ARCHIVED_SUBDIRS)}")
     return parts
 
 
