@@ -43,7 +43,7 @@ from coldstart.analysis.timeline import (
     UNATTRIBUTED,
     summarize_run,
 )
-from coldstart.registry import EXPERIMENTS, MODELS
+from coldstart.registry import EXPERIMENTS, LADDER, MODELS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,10 +103,12 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     "ttft_s", "startup_span_s", "total_s", *PHASE_COLUMNS, *SEGMENT_NAMES, UNATTRIBUTED, *CATEGORY_COLUMNS,
 )
 RUN_COLUMNS: tuple[str, ...] = (
-    *ID_COLUMNS, "total_kind", *NUMERIC_COLUMNS,
+    *ID_COLUMNS, "node_state", "total_kind", *NUMERIC_COLUMNS,
     "compile_cache_hit", "aot_cache_hit", "compile_cache_restore_status", "audit_passed", "log_path",
 )
-GROUP = ["model", "experiment", "device"]
+# A warm node (weights in the page cache) and a cold one are different measurements: never one median.
+GROUP = ["model", "experiment", "device", "node_state"]
+NODE_STATE_UNKNOWN = "?"  # a log without a row (a capture, the ancestor's logs)
 
 # ---------------------------------------------------------------------------------------------------------
 # Collect
@@ -286,6 +288,7 @@ def run_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         records.append({
             **{k: r.get(k) for k in ID_COLUMNS},
             "device": device_kind(r.get("device"), (r.get("provenance") or {}).get("gpu")),
+            "node_state": node_state_of(r),
             "total_kind": kind,
             "ttft_s": ttft,
             "startup_span_s": span,
@@ -301,6 +304,14 @@ def run_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame.from_records(records, columns=list(RUN_COLUMNS))
     df[list(NUMERIC_COLUMNS)] = df[list(NUMERIC_COLUMNS)].astype(float)
     return df
+
+
+def node_state_of(row: Mapping[str, Any]) -> str:
+    """The row's node state; runner rows from before it was recorded ran on a cold node (the runner evicted
+    the weights before every run); a log without a runner row (a capture, a by-hand run) is unknown."""
+    if row.get("source") in ("log", "capture"):
+        return NODE_STATE_UNKNOWN
+    return (row.get("extra") or {}).get("node_state") or "cold"
 
 
 def long_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -359,6 +370,7 @@ def median_table(runs: pd.DataFrame) -> pd.DataFrame:
 
     ok = usable(runs).copy()
     ok["device"] = ok["device"].fillna("?")
+    ok["node_state"] = ok["node_state"].fillna(NODE_STATE_UNKNOWN)
     if ok.empty:
         return pd.DataFrame(columns=[*GROUP, "n", "total_kind", "total_s", "total_min_s", "total_max_s", "ttft_s",
                                      *CATEGORY_COLUMNS])
@@ -370,7 +382,7 @@ def median_table(runs: pd.DataFrame) -> pd.DataFrame:
     out.insert(4, "total_max_s", grouped["total_s"].max())
     out = out.reset_index()
     out["_order"] = out["experiment"].map(_experiment_order)
-    return out.sort_values(["model", "_order", "device"]).drop(columns="_order").reset_index(drop=True)
+    return out.sort_values(["model", "_order", "device", "node_state"]).drop(columns="_order").reset_index(drop=True)
 
 
 def stacked_data(medians: pd.DataFrame, model: str) -> pd.DataFrame:
@@ -380,6 +392,8 @@ def stacked_data(medians: pd.DataFrame, model: str) -> pd.DataFrame:
     several = sub["device"].nunique() > 1
     labels = [f"{e}\n({_device_label(d)})" if several else e for e, d in zip(sub["experiment"], sub["device"],
                                                                                  strict=True)]
+    labels = [f"{label}\n{n} node" if n in ("warm",) else label for label, n in zip(labels, sub["node_state"],
+                                                                                     strict=True)]
     data = sub[list(CATEGORY_COLUMNS)].copy()
     data.columns = [CATEGORY_LABELS[c] for c, _ in CATEGORIES]
     data = data.loc[:, data.notna().any() & (data.fillna(0) != 0).any()]
@@ -390,6 +404,24 @@ def stacked_data(medians: pd.DataFrame, model: str) -> pd.DataFrame:
     data["total_kind"] = sub["total_kind"].to_numpy()
     data.index = labels
     return data
+
+
+def ladder_data(medians: pd.DataFrame, model: str, device: str, node_state: str) -> pd.DataFrame:
+    """The fast-path ladder of one model on one device kind and node state: the rungs (``LADDER``) that have
+    usable runs, bottom to top, as ``stacked_data`` bars labelled with the lever each rung adds."""
+    sub = medians[(medians["model"] == model) & (medians["device"] == device) & (medians["node_state"] == node_state)
+                  & medians["experiment"].isin(LADDER)]
+    sub = sub.assign(_rung=sub["experiment"].map(LADDER.index)).sort_values("_rung").drop(columns="_rung")
+    data = stacked_data(sub, model)
+    data.index = [f"{e}\n+{EXPERIMENTS[e].levers[-1]}" if EXPERIMENTS[e].levers else e for e in sub["experiment"]]
+    return data
+
+
+def ladders(medians: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(model, device, node state) groups with a fast-path rung beyond the compile cache: those get a ladder."""
+    fast_rungs = set(LADDER[2:])
+    groups = medians[medians["experiment"].isin(fast_rungs)][["model", "device", "node_state"]]
+    return [tuple(g) for g in groups.drop_duplicates().itertuples(index=False)]
 
 
 def comparison_data(medians: pd.DataFrame) -> pd.DataFrame:
@@ -450,7 +482,8 @@ def ttft_spread(runs: pd.DataFrame) -> pd.DataFrame:
         "q1_s": g.quantile(0.25), "q3_s": g.quantile(0.75), "values": g.agg(list),
     }).reset_index()
     out["_order"] = out["experiment"].map(_experiment_order)
-    return out.sort_values(["model", "_order", "device"]).drop(columns="_order").reset_index(drop=True)[cols]
+    out = out.sort_values(["model", "_order", "device", "node_state"]).drop(columns="_order")
+    return out.reset_index(drop=True)[cols]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -469,7 +502,7 @@ def _color_of_label(label: str) -> str:
     return CATEGORY_COLORS[key]
 
 
-def render_stacked(data: pd.DataFrame, model: str, excluded: Sequence[str] = ()) -> Figure:
+def render_stacked(data: pd.DataFrame, model: str, excluded: Sequence[str] = (), title: str | None = None) -> Figure:
     """One bar per experiment, stacked by category (median seconds), the median total, n and the range of the
     totals on top.
     ``excluded``: this model's runs left out of the medians (failed, or failed their cache audit)."""
@@ -491,7 +524,7 @@ def render_stacked(data: pd.DataFrame, model: str, excluded: Sequence[str] = ())
     ax.set_xticks(x, list(data.index))
     ax.set_ylabel("seconds (median of each phase)")
     ax.set_ylim(0, max([*bottom, 1.0]) * 1.15)
-    ax.set_title(f"{model}: where the cold start goes")
+    ax.set_title(title or f"{model}: where the cold start goes")
     # Legend top-down in the order the stack reads top-down.
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
@@ -688,6 +721,13 @@ def render_all(runs: pd.DataFrame, rows: Sequence[Mapping[str, Any]], out_dir: P
         mine = [e for e in excluded if e.split(" ", 1)[0] == model]
         fig = render_stacked(stacked_data(medians, model), model, mine)
         written += save_figure(fig, out_dir, f"phases_{model}")
+    for model, device, node_state in ladders(medians):
+        data = ladder_data(medians, model, device, node_state)
+        mine = [e for e in excluded if e.split(" ", 1)[0] == model]
+        title = (f"{model} on {_device_label(device)}, {node_state} node: the fast-path ladder "
+                 f"(rungs not run are absent)")
+        fig = render_stacked(data, model, mine, title=title)
+        written += save_figure(fig, out_dir, f"ladder_{model}_{_slug(_device_label(device))}_{node_state}")
     if not medians.empty:
         written += save_figure(render_comparison(comparison_data(medians), excluded), out_dir, "comparison")
     spread = ttft_spread(runs)
@@ -732,11 +772,13 @@ def _total_text(r: Mapping[str, Any]) -> str:
 
 def summary_markdown(medians: pd.DataFrame) -> str:
     """The median table as Markdown (README, issue notes): total with its range, then each category."""
-    head = ["model", "experiment", "device", "n", "total s, median (min–max)", *(_SHORT[c] for c, _ in CATEGORIES)]
-    align = ["---" if i < 3 else "---:" for i in range(len(head))]
+    head = ["model", "experiment", "device", "node", "n", "total s, median (min–max)",
+            *(_SHORT[c] for c, _ in CATEGORIES)]
+    align = ["---" if i < 4 else "---:" for i in range(len(head))]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for _, r in medians.iterrows():
-        cells = [r["model"], r["experiment"], _device_label(r["device"]), str(int(r["n"])), _total_text(r),
+        cells = [r["model"], r["experiment"], _device_label(r["device"]), r["node_state"], str(int(r["n"])),
+                 _total_text(r),
                  *(_fmt(r[f"cat_{c}_s"]) for c, _ in CATEGORIES)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -748,12 +790,12 @@ def print_medians(medians: pd.DataFrame) -> None:
 
     table = Table(title="median seconds per (model, experiment); total = TTFT (range over runs), or the log span "
                   "of a capture")
-    for col in ("model", "experiment", "device", "n", "total"):
+    for col in ("model", "experiment", "device", "node", "n", "total"):
         table.add_column(col, justify="right" if col in ("n", "total") else "left")
     for c, _ in CATEGORIES:
         table.add_column(_SHORT[c], justify="right")
     for _, r in medians.iterrows():
-        table.add_row(r["model"], r["experiment"], _device_label(r["device"]), str(int(r["n"])),
+        table.add_row(r["model"], r["experiment"], _device_label(r["device"]), r["node_state"], str(int(r["n"])),
                       _total_text(r), *(_fmt(r[f"cat_{c}_s"]) for c, _ in CATEGORIES))
     Console(width=200).print(table)
 

@@ -9,6 +9,7 @@ never edited by hand.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from coldstart.lab.llm_config import (
     WeightsLocation,
     build_app_args,
     build_llm_config,
+    ray_system_config,
     serve_yaml_config,
 )
 from coldstart.registry import Experiment, Model, resolve, valid_pairs
@@ -31,8 +33,16 @@ HEADER = (
 )
 
 
+# Fast-path experiments skip Ray LLM's node-init task, which is what would fetch the weights: on a cluster they
+# must already be on every node (a node-local disk or a shared mount) at this path.
+NODE_WEIGHTS_ROOT = "/mnt/coldstart/models"
+
+
 def weights_for(model: Model, exp: Experiment, store_uri: str) -> WeightsLocation:
-    """Streaming experiments read the store; the others fetch from the Hub when the model is public there."""
+    """Streaming experiments read the store; the others fetch from the Hub when the model is public there,
+    except those that skip the node-init task: they read a folder already on the node."""
+    if exp.skip_node_init and not exp.weights_from_store:
+        return WeightsLocation(f"{NODE_WEIGHTS_ROOT}/{model.name}", "local")
     if exp.sharded_state:
         prefix = staging.sharded_prefix(model.name, model.tp_size)
     else:
@@ -50,6 +60,17 @@ def render(model: Model, exp: Experiment, store_uri: str, device: str = "cuda") 
     return serve_yaml_config(f"coldstart-{model.name}", build_app_args(model, build_llm_config(model, exp, opts), opts))
 
 
+def _node_notes(exp: Experiment) -> str:
+    """What a fast-path config needs from each node beyond the package (comment lines under the header)."""
+    notes = []
+    if exp.skip_node_init and not exp.weights_from_store:
+        notes.append(f"# Weights: already on every node under {NODE_WEIGHTS_ROOT}/<model> (no node-init fetch).")
+    if system_config := ray_system_config(exp):
+        notes.append(f"# Each node: ray start --system-config='{json.dumps(system_config)}' with the engine-cache "
+                     "env (VLLM_CACHE_ROOT, ...) set")
+    return "".join(n + "\n" for n in notes)
+
+
 def write_all(out_dir: Path, store_uri: str) -> list[Path]:
     written = []
     for model_name, exp_name in valid_pairs():
@@ -57,7 +78,8 @@ def write_all(out_dir: Path, store_uri: str) -> list[Path]:
         path = out_dir / model_name / f"{exp_name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         body = yaml.safe_dump(render(model, exp, store_uri), sort_keys=False)
-        path.write_text(HEADER.format(store=store_uri, path=path, callback=CALLBACK_CLASS) + body)
+        path.write_text(HEADER.format(store=store_uri, path=path, callback=CALLBACK_CLASS) + _node_notes(exp)
+                        + body)
         written.append(path)
     return written
 

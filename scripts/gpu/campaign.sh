@@ -21,6 +21,10 @@ gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-')
 # (seeded from the tree's once), so it resumes where the last call stopped, even one cut short.
 results=/tmp/coldstart-lease-results.jsonl
 [ -f "$results" ] || cp results/results.jsonl "$results"
+# The logs of this lease's earlier calls too: each call's archive then holds every row's log (session 5's
+# later archives lacked the earlier calls' logs, which came fresh with the tree).
+lease_logs=/tmp/coldstart-lease-logs
+[ -d "$lease_logs" ] && cp -rn "$lease_logs"/. experiment_terminal_output/
 # The lent machine's call limit: the matrix starts no run that its earlier rows say would not finish in time
 # (a run killed halfway costs its minutes and leaves no row). CALL_BUDGET_S: seconds this call may use.
 deadline=$(( $(date +%s) + ${CALL_BUDGET_S:-560} ))
@@ -55,6 +59,7 @@ publish() {
 # Archive after every step: a call cut short by its time limit still brings home the steps it finished.
 archive() {
   cp "$results" results/results.jsonl
+  mkdir -p "$lease_logs" && cp -r experiment_terminal_output/. "$lease_logs"/
   tar czf "$out/runs.tgz" results experiment_terminal_output
   # The store's compile caches go home too, for the next lease to carry (a few MB; not committed).
   if [ -d "$store_dir/compile-cache" ]; then tar czf "$out/compile-cache.tgz" -C "$store_dir" compile-cache; fi
