@@ -217,7 +217,7 @@ def test_medians_never_mix_gpu_kinds(tmp_path):
     med = analyze.median_table(analyze.run_table(analyze.load_results(path))).set_index("device")
     assert med.loc["cuda:H100 x1", ["n", "total_s"]].tolist() == [2, 105.0]
     assert med.loc["cuda:H200 x1", ["n", "total_s"]].tolist() == [1, 60.0]
-    assert "| m1 | baseline | H200 x1 | 1 | 60.0 |" in analyze.summary_markdown(med.reset_index())
+    assert "| m1 | baseline | H200 x1 | cold | 1 | 60.0 |" in analyze.summary_markdown(med.reset_index())
     # One experiment, one color; the two kinds are written on their bars.
     ax = analyze.render_comparison(analyze.comparison_data(med.reset_index())).axes[0]
     assert len({p.get_facecolor() for p in ax.patches}) == 1
@@ -227,7 +227,7 @@ def test_medians_never_mix_gpu_kinds(tmp_path):
 
 def test_summary_markdown_gives_the_range_where_there_are_several_runs(runs):
     lines = analyze.summary_markdown(analyze.median_table(runs)).splitlines()
-    assert lines[0].startswith("| model | experiment | device | n | total s, median (min–max) |")
+    assert lines[0].startswith("| model | experiment | device | node | n | total s, median (min–max) |")
     by_pair = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in lines[2:]}
     assert "| 3 | 110.0 (100.0–130.0) |" in by_pair[("m1", "baseline")]
     assert "| 2 | 85.0 (80.0–90.0) |" in by_pair[("m1", "compile_cache")]
@@ -379,3 +379,28 @@ def test_saved_graphs_are_byte_identical_when_redrawn(tmp_path):
     first, second = draw(tmp_path / "a"), draw(tmp_path / "b")
     for a, b in zip(first, second, strict=True):
         assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_warm_and_cold_node_runs_never_share_a_median_and_older_rows_count_as_cold(tmp_path):
+    path = tmp_path / "results.jsonl"
+    for i, (ttft, node) in enumerate(((40.0, "warm"), (44.0, "warm"), (50.0, "cold"), (60.0, None))):
+        row = _result_row(f"r{i}", "m1", "fast", ttft, repeat=i, cache_hit=True)
+        extra = {**row.extra, **({"node_state": node} if node else {})}  # None: a row from before the field
+        append_row(path, dataclasses.replace(row, extra=extra))
+    med = analyze.median_table(analyze.run_table(analyze.load_results(path))).set_index("node_state")
+    assert med.loc["warm", ["n", "total_s"]].tolist() == [2, 42.0]
+    assert med.loc["cold", ["n", "total_s"]].tolist() == [2, 55.0]
+
+
+def test_ladder_orders_rungs_bottom_to_top_and_names_the_lever_each_adds(tmp_path):
+    path = tmp_path / "results.jsonl"
+    for i, (exp, ttft) in enumerate((("fast", 40.0), ("baseline", 190.0), ("cc_prestart", 60.0),
+                                     ("compile_cache", 140.0))):
+        row = _result_row(f"r{i}", "m1", exp, ttft, cache_hit=exp != "baseline")
+        append_row(path, dataclasses.replace(row, extra={**row.extra, "node_state": "warm"}))
+    medians = analyze.median_table(analyze.run_table(analyze.load_results(path)))
+    assert analyze.ladders(medians) == [("m1", "cuda", "warm")]
+    data = analyze.ladder_data(medians, "m1", "cuda", "warm")
+    assert list(data.index) == ["baseline", "compile_cache\n+compile_cache", "cc_prestart\n+prestart_workers",
+                                "fast\n+engine_core_forkserver"]
+    assert data["total_s"].tolist() == [190.0, 140.0, 60.0, 40.0]

@@ -303,7 +303,7 @@ _EXECUTOR_RE = re.compile(r"Using executor class")
 _KV_RE = re.compile(r"GPU KV cache size: |Available KV cache memory: ")
 _AOT_RE = re.compile(r"saved AOT compiled function to |Directly load AOT compilation from path ")
 _WORKER_RE = re.compile(r"Worker")
-_LOAD_START_RE = re.compile(r"Starting to load model")
+_LOAD_START_RE = re.compile(r"Starting to load model|Loading model from scratch")  # V1 and V2 model runners
 
 
 def _line_window(line: LogLine, clock: Clock) -> tuple[float, float] | None:
