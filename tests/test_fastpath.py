@@ -7,6 +7,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+from fakes import FakeClock
 
 from coldstart.analysis import events
 from coldstart.lab.fastpath.prestart import (
@@ -156,21 +157,11 @@ def test_ray_worker_processes_are_told_from_io_workers_and_others():
     assert not is_task_worker([])
 
 
-class _FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
-
 
 def test_wait_returns_once_every_live_worker_preloaded(tmp_path: Path, capsys):
     log = tmp_path / "run.log"
     log.write_text(_preloaded(11) + "\n")
-    clock = _FakeClock()
+    clock = FakeClock()
     asked = []
 
     def workers() -> set[int]:
@@ -191,7 +182,7 @@ def test_wait_returns_once_every_live_worker_preloaded(tmp_path: Path, capsys):
 def test_wait_gives_up_after_the_timeout_and_names_the_stragglers(tmp_path: Path, capsys):
     log = tmp_path / "run.log"
     log.write_text(_preloaded(11) + "\n")
-    clock = _FakeClock()
+    clock = FakeClock()
     done = wait_for_preloaded_workers(log, timeout_s=5, worker_pids=lambda: {11, 13}, clock=clock, sleep=clock.sleep)
     assert done == {11}
     [end] = [e for e in events.read_events(capsys.readouterr().out) if e["event"] == "prestart_wait_timeout"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+from fakes import FakeClock
 
 from coldstart.lab.serve import app_failure, watch_app
 
@@ -47,19 +48,9 @@ def test_an_unknown_app_is_not_a_failure_and_enum_states_are_read_by_value():
     )
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
-
 
 def test_watch_returns_only_after_the_failure_held_for_the_grace_time():
-    clock = _Clock()
+    clock = FakeClock()
     failed = _status("DEPLOY_FAILED", "DEPLOY_FAILED", CONTROLLER_MESSAGE)
     # Up, a short UNHEALTHY spell that Serve recovers from, up again, then failed for good.
     seq = [_status("RUNNING")] * 3 + [_status("UNHEALTHY", "UNHEALTHY", "one replica")] * 2 + [_status("RUNNING")]
@@ -92,7 +83,7 @@ def test_the_gist_keeps_an_exception_continued_on_the_next_line_not_the_url_afte
 
 
 def test_a_status_call_that_fails_is_reported_and_does_not_end_the_watch(capsys):
-    clock = _Clock()
+    clock = FakeClock()
     failed = _status("DEPLOY_FAILED", "DEPLOY_FAILED", CONTROLLER_MESSAGE)
     calls = iter([RuntimeError("controller busy"), _status("RUNNING")] + [failed] * 10)
 

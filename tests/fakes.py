@@ -1,0 +1,16 @@
+"""Test doubles shared by several test files."""
+
+from __future__ import annotations
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the code under test sleeps: waits run instantly, exactly."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.now += s
