@@ -14,3 +14,11 @@ class FakeClock:
 
     def sleep(self, s: float) -> None:
         self.now += s
+
+
+def write_env_var(name: str, path: str) -> None:
+    """A child process's target: write what it sees of one environment variable (importable by a forkserver)."""
+    import os
+    from pathlib import Path
+
+    Path(path).write_text(os.environ.get(name, "<unset>"))

@@ -199,3 +199,28 @@ def test_a_small_node_gets_enough_logical_cpus_for_an_idle_prestarted_worker():
     assert prestart_num_cpus(None, 6) == 6
     assert prestart_num_cpus(None, 16) == MAX_PRESTARTED_WORKERS
     assert prestart_num_cpus(3, 16) == 3  # what the user asked for wins
+
+
+# ------------------------------------------------------------------------------------- the EngineCore forkserver
+
+
+def test_a_forked_child_gets_the_env_its_parent_had_when_it_asked_not_the_servers(tmp_path, monkeypatch, capfd):
+    """The forkserver starts before the lease (prestart) and keeps that environment; Ray sets the replica's
+    CUDA_VISIBLE_DEVICES at the lease, and EngineCore must see it."""
+    import multiprocessing.forkserver
+
+    from fakes import write_env_var
+
+    from coldstart.lab.fastpath.forkserver import EnvCarryingForkServerContext
+
+    monkeypatch.delenv("COLDSTART_TEST_LEASE", raising=False)
+    multiprocessing.forkserver.ensure_running()  # started without the variable, as in a prestarted worker
+    monkeypatch.setenv("COLDSTART_TEST_LEASE", "GPU-3")
+    out = tmp_path / "seen.txt"
+    child = EnvCarryingForkServerContext().Process(target=write_env_var, args=("COLDSTART_TEST_LEASE", str(out)))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert out.read_text() == "GPU-3"
+    [forked] = [e for e in events.read_events(capfd.readouterr().out) if e["event"] == "engine_core_forked"]
+    assert forked["pid"] == child.pid
