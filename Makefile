@@ -20,11 +20,14 @@ demo: setup
 
 test: setup
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -p no:cacheprovider -rs
 
 test-fast:
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -p no:cacheprovider -m "not e2e" -rs
 
 lint:
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .

@@ -169,11 +169,15 @@ class Experiment:
         # Frozen all the way down: a plain dict given here would stay mutable behind the frozen dataclass.
         object.__setattr__(self, "engine_env", _frozen(self.engine_env))
         if self.background_telemetry and not (self.prestart_workers or self.engine_in_replica):
-            raise ValueError(f"experiment {self.name!r}: background_telemetry needs the fast server "
-                             "(engine_in_replica or prestart_workers)")
+            raise ValueError(
+                f"experiment {self.name!r}: background_telemetry needs the fast server "
+                "(engine_in_replica or prestart_workers)"
+            )
         if self.engine_core_forkserver and not (self.prestart_workers and self.engine_in_replica):
-            raise ValueError(f"experiment {self.name!r}: engine_core_forkserver needs prestart_workers and "
-                             "engine_in_replica (the forkserver lives in the prestarted replica worker)")
+            raise ValueError(
+                f"experiment {self.name!r}: engine_core_forkserver needs prestart_workers and "
+                "engine_in_replica (the forkserver lives in the prestarted replica worker)"
+            )
 
     @property
     def levers(self) -> tuple[str, ...]:
@@ -183,7 +187,8 @@ class Experiment:
             "skip_node_init": self.skip_node_init,
             "engine_in_replica": self.engine_in_replica,
             "prestart_workers": self.prestart_workers,
-            "engine_trims": self.cudagraph_capture_sizes is not None or self.kv_cache_memory_bytes is not None
+            "engine_trims": self.cudagraph_capture_sizes is not None
+            or self.kv_cache_memory_bytes is not None
             or self.background_telemetry,
             "engine_core_forkserver": self.engine_core_forkserver,
         }
@@ -297,20 +302,26 @@ _COMPILE_CACHE = Experiment(
 )
 # The fast-path ladder: each rung adds one lever to the one below it (dataclasses.replace, never a copy).
 _SKIP_INIT = dataclasses.replace(
-    _COMPILE_CACHE, name="cc_skip_init", description="compile_cache + no Ray LLM node-init task",
+    _COMPILE_CACHE,
+    name="cc_skip_init",
+    description="compile_cache + no Ray LLM node-init task",
     skip_node_init=True,
 )
 _IN_REPLICA = dataclasses.replace(
-    _SKIP_INIT, name="cc_in_replica",
+    _SKIP_INIT,
+    name="cc_in_replica",
     description="+ vLLM config and GPU worker in the replica's own processes (2 vLLM processes, not 4)",
     engine_in_replica=True,
 )
 _PRESTART = dataclasses.replace(
-    _IN_REPLICA, name="cc_prestart", description="+ Ray workers prestarted with vLLM imported",
+    _IN_REPLICA,
+    name="cc_prestart",
+    description="+ Ray workers prestarted with vLLM imported",
     prestart_workers=True,
 )
 _TRIMS = dataclasses.replace(
-    _PRESTART, name="cc_trims",
+    _PRESTART,
+    name="cc_trims",
     description="+ CUDA graphs for batch sizes 1-8 only, KV cache size given (no profiling run), Ray LLM's "
     "telemetry report off the replica's start",
     cudagraph_capture_sizes=(1, 2, 4, 8),
@@ -318,12 +329,21 @@ _TRIMS = dataclasses.replace(
     background_telemetry=True,
 )
 _FAST = dataclasses.replace(
-    _TRIMS, name="fast", description="every lever: + EngineCore forked from a forkserver with vLLM imported",
+    _TRIMS,
+    name="fast",
+    description="every lever: + EngineCore forked from a forkserver with vLLM imported",
     engine_core_forkserver=True,
 )
 # Bars of the ladder graph, bottom to top.
-LADDER: tuple[str, ...] = ("baseline", "compile_cache", "cc_skip_init", "cc_in_replica", "cc_prestart", "cc_trims",
-                           "fast")
+LADDER: tuple[str, ...] = (
+    "baseline",
+    "compile_cache",
+    "cc_skip_init",
+    "cc_in_replica",
+    "cc_prestart",
+    "cc_trims",
+    "fast",
+)
 
 EXPERIMENTS: Mapping[str, Experiment] = _frozen(
     {
@@ -376,9 +396,7 @@ def get_experiment(name: str) -> Experiment:
     try:
         return EXPERIMENTS[name]
     except KeyError:
-        raise UnknownNameError(
-            f"unknown experiment {name!r}; valid experiments: {', '.join(EXPERIMENTS)}"
-        ) from None
+        raise UnknownNameError(f"unknown experiment {name!r}; valid experiments: {', '.join(EXPERIMENTS)}") from None
 
 
 def valid_experiments(model: Model) -> list[str]:

@@ -20,9 +20,18 @@ from coldstart.storage.store import LocalStore, Store, open_store
 _MOTO_START_TIMEOUT_S = 30.0
 
 _AWS_ENV_TO_CLEAR = (
-    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_S3", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN", "COLDSTART_STORE",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "COLDSTART_STORE",
 )
 
 
@@ -37,8 +46,10 @@ def _wait_for_moto(proc: subprocess.Popen, host: str, port: int, timeout_s: floa
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"moto server exited with code {proc.returncode} before it was ready: "
-                               f"{proc.stderr.read().decode(errors='replace') if proc.stderr else ''}")
+            raise RuntimeError(
+                f"moto server exited with code {proc.returncode} before it was ready: "
+                f"{proc.stderr.read().decode(errors='replace') if proc.stderr else ''}"
+            )
         conn = http.client.HTTPConnection(host, port, timeout=1)
         try:
             conn.request("GET", "/moto-api/")
@@ -57,8 +68,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     host, port = "127.0.0.1", free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with open(log, "wb") as log_f:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
-                                stdout=log_f, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)], stdout=log_f, stderr=subprocess.STDOUT
+        )
         try:
             _wait_for_moto(proc, host, port, _MOTO_START_TIMEOUT_S)
             yield f"http://{host}:{port}"

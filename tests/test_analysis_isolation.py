@@ -53,8 +53,9 @@ _RUN_ANALYSIS_HELP = textwrap.dedent("""
 
 
 def _run(body: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", _GUARD + body], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", _GUARD + body], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def test_every_analysis_module_imports_without_the_serving_stack() -> None:

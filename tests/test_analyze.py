@@ -54,18 +54,21 @@ def run_tree(tmp_path: Path) -> Path:
 # Collect
 
 
-@pytest.mark.parametrize(("name", "model", "experiment"), [
-    ("llama70b-s3-runai-sharded.txt", "llama-3-70b", "runai_streamer_sharded"),
-    ("llama70b-s3-runai.txt", "llama-3-70b", "runai_streamer"),
-    ("llama70b-base.txt", "llama-3-70b", "baseline"),
-    ("llama70B-compile-cache.txt", "llama-3-70b", "compile_cache"),
-    ("qwen235B-all.txt", "qwen-3-235b", "all"),
-    ("tiny-baseline.log", "tiny", "baseline"),
-    ("qwen-3-0.6b_compile_cache.log", "qwen-3-0.6b", "compile_cache"),
-    ("llama70B-compile-cache-mega.txt", "llama-3-70b", "compile_cache_mega"),
-    ("tiny_compile_cache_mega.log", "tiny", "compile_cache_mega"),
-    ("mystery.txt", "mystery", "unknown"),
-])
+@pytest.mark.parametrize(
+    ("name", "model", "experiment"),
+    [
+        ("llama70b-s3-runai-sharded.txt", "llama-3-70b", "runai_streamer_sharded"),
+        ("llama70b-s3-runai.txt", "llama-3-70b", "runai_streamer"),
+        ("llama70b-base.txt", "llama-3-70b", "baseline"),
+        ("llama70B-compile-cache.txt", "llama-3-70b", "compile_cache"),
+        ("qwen235B-all.txt", "qwen-3-235b", "all"),
+        ("tiny-baseline.log", "tiny", "baseline"),
+        ("qwen-3-0.6b_compile_cache.log", "qwen-3-0.6b", "compile_cache"),
+        ("llama70B-compile-cache-mega.txt", "llama-3-70b", "compile_cache_mega"),
+        ("tiny_compile_cache_mega.log", "tiny", "compile_cache_mega"),
+        ("mystery.txt", "mystery", "unknown"),
+    ],
+)
 def test_infer_model_experiment_from_file_names(name, model, experiment):
     assert analyze.infer_model_experiment(name) == (model, experiment)
 
@@ -73,7 +76,12 @@ def test_infer_model_experiment_from_file_names(name, model, experiment):
 def test_experiments_sort_in_registry_order_with_unknown_ones_last():
     names = ["all", "mystery", "compile_cache_mega", "baseline", "compile_cache"]
     assert sorted(names, key=analyze._experiment_order) == [
-        "baseline", "compile_cache", "compile_cache_mega", "all", "mystery"]
+        "baseline",
+        "compile_cache",
+        "compile_cache_mega",
+        "all",
+        "mystery",
+    ]
 
 
 def test_collect_walks_a_run_tree_and_reads_the_client_sidecars(run_tree):
@@ -127,8 +135,9 @@ def test_collect_ancestor_logs():
 
 def test_merge_prefers_the_reparsed_log_but_keeps_what_only_the_result_row_knows(run_tree, tmp_path):
     results = tmp_path / "results.jsonl"
-    append_row(results, _result_row(H100_TINY.name, "tiny", "baseline", 183.241, repeat=2,
-                                    phases={"model_load_s": 999.0}))
+    append_row(
+        results, _result_row(H100_TINY.name, "tiny", "baseline", 183.241, repeat=2, phases={"model_load_s": 999.0})
+    )
     merged = {r["run_id"]: r for r in analyze.merge_rows(analyze.collect([run_tree]), analyze.load_results(results))}
     row = merged[H100_TINY.name]
     assert row["repeat"] == 2 and row["campaign"] == "test"
@@ -140,26 +149,54 @@ def test_merge_prefers_the_reparsed_log_but_keeps_what_only_the_result_row_knows
 # ---------------------------------------------------------------------------------------------------------
 # A small results file built here, and every graph from it
 
-SEGS = ("seg_replica_actor_start_s", "seg_engine_process_spawn_s", "seg_model_load_s", "seg_torch_compile_s",
-        "seg_first_token_s")
+SEGS = (
+    "seg_replica_actor_start_s",
+    "seg_engine_process_spawn_s",
+    "seg_model_load_s",
+    "seg_torch_compile_s",
+    "seg_first_token_s",
+)
 
 
 def _phases(ttft: float) -> dict[str, float | None]:
     phases: dict[str, float | None] = {c: None for c in (*PHASE_COLUMNS, *SEGMENT_NAMES)}
-    parts = {"seg_replica_actor_start_s": 20.0, "seg_engine_process_spawn_s": 15.0, "seg_model_load_s": 5.0,
-             "seg_first_token_s": 1.0}
+    parts = {
+        "seg_replica_actor_start_s": 20.0,
+        "seg_engine_process_spawn_s": 15.0,
+        "seg_model_load_s": 5.0,
+        "seg_first_token_s": 1.0,
+    }
     phases.update(parts, seg_torch_compile_s=ttft - sum(parts.values()), model_load_s=4.5)
     phases[UNATTRIBUTED] = 0.0
     return phases
 
 
-def _result_row(run_id: str, model: str, experiment: str, ttft: float | None, *, repeat: int = 0,
-                status: str = "ok", phases: dict | None = None, cache_hit: bool | None = None) -> ResultRow:
+def _result_row(
+    run_id: str,
+    model: str,
+    experiment: str,
+    ttft: float | None,
+    *,
+    repeat: int = 0,
+    status: str = "ok",
+    phases: dict | None = None,
+    cache_hit: bool | None = None,
+) -> ResultRow:
     hit = (experiment == "compile_cache") if cache_hit is None else cache_hit
     return ResultRow(
-        run_id=run_id, model=model, experiment=experiment, repeat=repeat, status=status, ttft_s=ttft,
+        run_id=run_id,
+        model=model,
+        experiment=experiment,
+        repeat=repeat,
+        status=status,
+        ttft_s=ttft,
         phases=phases if phases is not None else (_phases(ttft) if ttft is not None else {}),
-        audit={"compile_cache_hit": hit}, log_path=None, provenance={}, config={}, campaign="test", device="cuda",
+        audit={"compile_cache_hit": hit},
+        log_path=None,
+        provenance={},
+        config={},
+        campaign="test",
+        device="cuda",
         extra={"client": {"status": status, "ttft_s": ttft, "t_send_epoch": 1.0e9, "total_s": ttft or 50.0}},
     )
 
@@ -192,26 +229,32 @@ def test_median_table(runs):
     assert med.loc[("m1", "baseline"), "cat_ray_serve_s"] == pytest.approx(21.0)  # actor start + first token
     assert med.loc[("m1", "compile_cache"), "n"] == 2
     assert med.loc[("m1", "baseline"), ["total_min_s", "total_max_s"]].tolist() == [100.0, 130.0]
-    assert analyze.excluded_runs(runs) == ["m1 compile_cache m1-c-2 (ok, failed cache audit)",
-                                           "m2 baseline m2-b-1 (timeout)"]
+    assert analyze.excluded_runs(runs) == [
+        "m1 compile_cache m1-c-2 (ok, failed cache audit)",
+        "m2 baseline m2-b-1 (timeout)",
+    ]
 
 
-@pytest.mark.parametrize(("device", "gpu", "kind"), [
-    ("cuda", "NVIDIA H100 80GB HBM3 x1", "cuda:H100 x1"),
-    ("cuda", "NVIDIA H200 x2", "cuda:H200 x2"),
-    ("cuda", "NVIDIA L40S", "cuda:L40S"),
-    ("cuda", "Some Future Accelerator x8", "cuda:Some Future Accelerator x8"),
-    ("cuda", None, "cuda"),
-    ("cpu", None, "cpu"),
-])
+@pytest.mark.parametrize(
+    ("device", "gpu", "kind"),
+    [
+        ("cuda", "NVIDIA H100 80GB HBM3 x1", "cuda:H100 x1"),
+        ("cuda", "NVIDIA H200 x2", "cuda:H200 x2"),
+        ("cuda", "NVIDIA L40S", "cuda:L40S"),
+        ("cuda", "Some Future Accelerator x8", "cuda:Some Future Accelerator x8"),
+        ("cuda", None, "cuda"),
+        ("cpu", None, "cpu"),
+    ],
+)
 def test_device_kind_names_the_gpu_the_row_ran_on(device, gpu, kind):
     assert analyze.device_kind(device, gpu) == kind
 
 
 def test_medians_never_mix_gpu_kinds(tmp_path):
     path = tmp_path / "results.jsonl"
-    for i, (ttft, gpu) in enumerate(((100.0, "NVIDIA H100 80GB HBM3 x1"), (110.0, "NVIDIA H100 80GB HBM3 x1"),
-                                     (60.0, "NVIDIA H200 x1"))):
+    for i, (ttft, gpu) in enumerate(
+        ((100.0, "NVIDIA H100 80GB HBM3 x1"), (110.0, "NVIDIA H100 80GB HBM3 x1"), (60.0, "NVIDIA H200 x1"))
+    ):
         row = _result_row(f"r{i}", "m1", "baseline", ttft, repeat=i)
         append_row(path, dataclasses.replace(row, provenance={"gpu": gpu}))
     med = analyze.median_table(analyze.run_table(analyze.load_results(path))).set_index("device")
@@ -251,8 +294,9 @@ def test_stacked_bars_one_per_experiment_one_stack_per_legend_entry(runs):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     # Present categories: Ray/Serve (actor start + first token), engine start, model load, torch.compile,
     # unattributed (0 s everywhere, so left out).
-    assert sorted(labels) == sorted(CATEGORY_LABELS[c] for c in
-                                    ("ray_serve", "engine_startup", "model_load", "torch_compile"))
+    assert sorted(labels) == sorted(
+        CATEGORY_LABELS[c] for c in ("ray_serve", "engine_startup", "model_load", "torch_compile")
+    )
     assert len(ax.containers) == len(labels)
     assert all(len(c.patches) == 2 for c in ax.containers)  # one bar per experiment
     # Each bar's stack reaches its median TTFT (categories were taken from runs that each sum to TTFT).
@@ -272,8 +316,12 @@ def test_comparison_one_bar_per_model_and_experiment(runs):
     assert legend[:2] == ["baseline", "compile_cache"]
     assert any("m2-b-1 (timeout)" in t.get_text() for t in fig.texts)
     # Whiskers min..max where a cell has several runs (m1 baseline 100-130, m1 compile_cache 80-90), none for n=1.
-    spans = sorted(tuple(sorted((seg[0][1], seg[1][1]))) for c in ax.collections for seg in c.get_segments()
-                   if seg[0][0] == seg[1][0])
+    spans = sorted(
+        tuple(sorted((seg[0][1], seg[1][1])))
+        for c in ax.collections
+        for seg in c.get_segments()
+        if seg[0][0] == seg[1][0]
+    )
     assert spans == [pytest.approx((80.0, 90.0)), pytest.approx((100.0, 130.0))]
 
 
@@ -337,14 +385,31 @@ def test_cli_writes_tables_and_every_graph(run_tree, results_file, tmp_path, cap
     parser = argparse.ArgumentParser()
     analyze.add_cli_args(parser)
     graphs, tables = tmp_path / "graphs", tmp_path / "tables"
-    args = parser.parse_args(["--logs", str(run_tree), "--results", str(results_file),
-                              "--out-graphs", str(graphs), "--out-tables", str(tables)])
+    args = parser.parse_args(
+        [
+            "--logs",
+            str(run_tree),
+            "--results",
+            str(results_file),
+            "--out-graphs",
+            str(graphs),
+            "--out-tables",
+            str(tables),
+        ]
+    )
     assert analyze.main(args) == 0
     out = capsys.readouterr().out
     assert "m1" in out and "tiny" in out and "median seconds" in out
     pngs = {p.stem for p in graphs.glob("*.png")}
-    assert {"phases_m1", "phases_m2", "phases_tiny", "comparison", "ttft_spread",
-            f"timeline_tiny_{H100_TINY.name}", f"timeline_qwen-3-0.6b_{QWEN_FAILED.name}"} <= pngs
+    assert {
+        "phases_m1",
+        "phases_m2",
+        "phases_tiny",
+        "comparison",
+        "ttft_spread",
+        f"timeline_tiny_{H100_TINY.name}",
+        f"timeline_qwen-3-0.6b_{QWEN_FAILED.name}",
+    } <= pngs
     assert {p.stem for p in graphs.glob("*.svg")} == pngs
     assert len(pd.read_csv(tables / "phases.csv")) == 8 + 3
 
@@ -352,15 +417,26 @@ def test_cli_writes_tables_and_every_graph(run_tree, results_file, tmp_path, cap
 def test_cli_with_nothing_to_analyze_fails(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     analyze.add_cli_args(parser)
-    args = parser.parse_args(["--logs", str(tmp_path / "none"), "--results", str(tmp_path / "none.jsonl"),
-                              "--out-graphs", str(tmp_path / "g"), "--out-tables", str(tmp_path / "t")])
+    args = parser.parse_args(
+        [
+            "--logs",
+            str(tmp_path / "none"),
+            "--results",
+            str(tmp_path / "none.jsonl"),
+            "--out-graphs",
+            str(tmp_path / "g"),
+            "--out-tables",
+            str(tmp_path / "t"),
+        ]
+    )
     assert analyze.main(args) == 1
     assert "no runs found" in capsys.readouterr().err
 
 
 def test_python_m_analysis_is_the_analyze_tool():
-    proc = subprocess.run([sys.executable, "-m", "analysis", "--help"], cwd=REPO, capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis", "--help"], cwd=REPO, capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     assert "--out-graphs" in proc.stdout and "--results" in proc.stdout
 
@@ -394,13 +470,18 @@ def test_warm_and_cold_node_runs_never_share_a_median_and_older_rows_count_as_co
 
 def test_ladder_orders_rungs_bottom_to_top_and_names_the_lever_each_adds(tmp_path):
     path = tmp_path / "results.jsonl"
-    for i, (exp, ttft) in enumerate((("fast", 40.0), ("baseline", 190.0), ("cc_prestart", 60.0),
-                                     ("compile_cache", 140.0))):
+    for i, (exp, ttft) in enumerate(
+        (("fast", 40.0), ("baseline", 190.0), ("cc_prestart", 60.0), ("compile_cache", 140.0))
+    ):
         row = _result_row(f"r{i}", "m1", exp, ttft, cache_hit=exp != "baseline")
         append_row(path, dataclasses.replace(row, extra={**row.extra, "node_state": "warm"}))
     medians = analyze.median_table(analyze.run_table(analyze.load_results(path)))
     assert analyze.ladders(medians) == [("m1", "cuda", "warm")]
     data = analyze.ladder_data(medians, "m1", "cuda", "warm")
-    assert list(data.index) == ["baseline", "compile_cache\n+compile_cache", "cc_prestart\n+prestart_workers",
-                                "fast\n+engine_core_forkserver"]
+    assert list(data.index) == [
+        "baseline",
+        "compile_cache\n+compile_cache",
+        "cc_prestart\n+prestart_workers",
+        "fast\n+engine_core_forkserver",
+    ]
     assert data["total_s"].tolist() == [190.0, 140.0, 60.0, 40.0]

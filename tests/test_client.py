@@ -91,8 +91,19 @@ def _make_handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
             for tok in TOKENS[1:]:
                 self._send(_sse(_delta(content=tok)), delay_s=TOKEN_GAP_S)
             self._send(b": keep-alive comment\n\n")
-            self._send(_sse({"id": "c1", "choices": [], "usage": {
-                "prompt_tokens": 12, "completion_tokens": USAGE_COMPLETION_TOKENS, "total_tokens": 19}}))
+            self._send(
+                _sse(
+                    {
+                        "id": "c1",
+                        "choices": [],
+                        "usage": {
+                            "prompt_tokens": 12,
+                            "completion_tokens": USAGE_COMPLETION_TOKENS,
+                            "total_tokens": 19,
+                        },
+                    }
+                )
+            )
             self._send(_sse("[DONE]"))
 
         def _scenario_notoken(self) -> None:
@@ -390,9 +401,21 @@ def test_mock_http_error_detail_is_truncated() -> None:
 
 
 def _measurement(**overrides: object) -> Measurement:
-    base = dict(schema_version=client_mod.RESULT_SCHEMA_VERSION, url="http://u/v1/chat/completions", model="tiny",
-                status="ok", error=None, ttft_s=1.25, total_s=2.0, tokens=3, t_send_epoch=1.0e9,
-                t_first_token_epoch=1.0e9 + 1.25, t_last_token_epoch=1.0e9 + 2.0, first_text="hi", http_status=200)
+    base = dict(
+        schema_version=client_mod.RESULT_SCHEMA_VERSION,
+        url="http://u/v1/chat/completions",
+        model="tiny",
+        status="ok",
+        error=None,
+        ttft_s=1.25,
+        total_s=2.0,
+        tokens=3,
+        t_send_epoch=1.0e9,
+        t_first_token_epoch=1.0e9 + 1.25,
+        t_last_token_epoch=1.0e9 + 2.0,
+        first_text="hi",
+        http_status=200,
+    )
     base.update(overrides)
     return Measurement(**base)
 
@@ -436,11 +459,15 @@ def _cli_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_cli_main_ok_returns_0_and_writes_out(server: FakeServer, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_main_ok_returns_0_and_writes_out(
+    server: FakeServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "r" / "client.json"
-    rc = client_mod.main(_cli_args(["--url", server.url("ok"), "--model", "qwen", "--max-tokens", "3",
-                                    "--timeout", "10", "--out", str(out)]))
+    rc = client_mod.main(
+        _cli_args(
+            ["--url", server.url("ok"), "--model", "qwen", "--max-tokens", "3", "--timeout", "10", "--out", str(out)]
+        )
+    )
     assert rc == 0
     data = json.loads(out.read_text())
     assert data["status"] == "ok" and data["model"] == "qwen"
@@ -450,8 +477,7 @@ def test_cli_main_ok_returns_0_and_writes_out(server: FakeServer, tmp_path: Path
 
 def test_cli_main_failure_returns_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "client.json"
-    rc = client_mod.main(_cli_args(["--url", f"http://127.0.0.1:{_free_port()}", "--timeout", "5",
-                                    "--out", str(out)]))
+    rc = client_mod.main(_cli_args(["--url", f"http://127.0.0.1:{_free_port()}", "--timeout", "5", "--out", str(out)]))
     assert rc == 1
     assert json.loads(out.read_text())["status"] == "connect_error"
     assert "connect_error" in capsys.readouterr().err

@@ -29,8 +29,15 @@ ENV = {"VLLM_USE_AOT_COMPILE": "1", "HOME": "/root", "PATH": "/usr/bin"}
 
 def make_fp(**changes) -> cc.Fingerprint:
     fp = cc.fingerprint_from_environment(
-        "tiny", "/srv/models/tiny", 1, 1, "bfloat16", {"mode": 3, "cudagraph_capture_sizes": [1, 2]},
-        engine_args={"max_model_len": 4096}, environ=ENV, device=DEVICE,
+        "tiny",
+        "/srv/models/tiny",
+        1,
+        1,
+        "bfloat16",
+        {"mode": 3, "cudagraph_capture_sizes": [1, 2]},
+        engine_args={"max_model_len": 4096},
+        environ=ENV,
+        device=DEVICE,
     )
     return dataclasses.replace(fp, **changes)
 
@@ -140,21 +147,40 @@ def test_key_changes_when_any_field_changes(field_name):
 def test_key_ignores_unkeyed_environment(extra_env):
     base = make_fp()
     other = cc.fingerprint_from_environment(
-        "tiny", "/srv/models/tiny", 1, 1, "bfloat16", {"cudagraph_capture_sizes": [1, 2], "mode": 3},
-        engine_args={"max_model_len": 4096}, environ={**ENV, **extra_env}, device=DEVICE,
+        "tiny",
+        "/srv/models/tiny",
+        1,
+        1,
+        "bfloat16",
+        {"cudagraph_capture_sizes": [1, 2], "mode": 3},
+        engine_args={"max_model_len": 4096},
+        environ={**ENV, **extra_env},
+        device=DEVICE,
     )
     assert other.key() == base.key()
 
 
 @pytest.mark.parametrize(
     "extra_env",
-    [{"VLLM_USE_AOT_COMPILE": "0"}, {"VLLM_USE_STANDALONE_COMPILE": "0"}, {"TORCHINDUCTOR_MAX_AUTOTUNE": "1"},
-     {"CUDA_HOME": "/usr/local/cuda-13"}, {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"}],
+    [
+        {"VLLM_USE_AOT_COMPILE": "0"},
+        {"VLLM_USE_STANDALONE_COMPILE": "0"},
+        {"TORCHINDUCTOR_MAX_AUTOTUNE": "1"},
+        {"CUDA_HOME": "/usr/local/cuda-13"},
+        {"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"},
+    ],
 )
 def test_key_changes_with_hashed_environment(extra_env):
     other = cc.fingerprint_from_environment(
-        "tiny", "/srv/models/tiny", 1, 1, "bfloat16", {"mode": 3, "cudagraph_capture_sizes": [1, 2]},
-        engine_args={"max_model_len": 4096}, environ={**ENV, **extra_env}, device=DEVICE,
+        "tiny",
+        "/srv/models/tiny",
+        1,
+        1,
+        "bfloat16",
+        {"mode": 3, "cudagraph_capture_sizes": [1, 2]},
+        engine_args={"max_model_len": 4096},
+        environ={**ENV, **extra_env},
+        device=DEVICE,
     )
     assert other.key() != make_fp().key()
     assert other.diff(make_fp()) == ("compile_env",)
@@ -203,8 +229,16 @@ def test_stable_model_path_is_deterministic_and_store_independent(tmp_path):
     assert cc.stable_model_path(root, "Qwen/Qwen3-8B") == root / "models" / "Qwen--Qwen3-8B"
     # Two nodes pulling from different stores give the engine the same path, hence the same key.
     fps = [
-        cc.fingerprint_from_environment("tiny", cc.stable_model_path(root, "tiny"), 1, 1, "bfloat16", {},
-                                        environ={**ENV, "COLDSTART_STORE": store}, device=DEVICE)
+        cc.fingerprint_from_environment(
+            "tiny",
+            cc.stable_model_path(root, "tiny"),
+            1,
+            1,
+            "bfloat16",
+            {},
+            environ={**ENV, "COLDSTART_STORE": store},
+            device=DEVICE,
+        )
         for store in ("s3://bucket-a/lab", (tmp_path / "local-store").as_uri())
     ]
     assert fps[0].key() == fps[1].key()
@@ -430,8 +464,9 @@ def test_wrong_checksum_is_corrupt(store: Store, tmp_path):
     assert snapshot(*targets) == before
 
 
-def _publish_handmade(store: Store, tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]],
-                      *, truncate_to: int | None = None) -> cc.Fingerprint:
+def _publish_handmade(
+    store: Store, tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], *, truncate_to: int | None = None
+) -> cc.Fingerprint:
     """Publish a tar built member by member, with a manifest that vouches for exactly its bytes."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -443,8 +478,12 @@ def _publish_handmade(store: Store, tmp_path: Path, members: list[tuple[tarfile.
     sha = hashlib.sha256(raw).hexdigest()
     files = tuple(i.name.split("/", 1)[1] for i, _ in members if i.isreg() and i.name.startswith("vllm/"))
     manifest = cc.Manifest(
-        archive_name=f"cache-{sha[:16]}.tar", compression="none", archive_sha256=sha, size_bytes=len(raw),
-        file_count=len(files), content_bytes=sum(i.size for i, _ in members),
+        archive_name=f"cache-{sha[:16]}.tar",
+        compression="none",
+        archive_sha256=sha,
+        size_bytes=len(raw),
+        file_count=len(files),
+        content_bytes=sum(i.size for i, _ in members),
         roots=(cc.RootLayout("vllm", "/src/vllm", len(files), 0, files),),
         created_at="2026-01-01T00:00:00+00:00",
     )
@@ -481,8 +520,7 @@ GOOD = _file("vllm/torch_compile_cache/abc/rank_0_0/model", b"ok" * 100)
         _link("vllm/torch_compile_cache/evil", "../../../../evil"),
         _link("vllm/torch_compile_cache/evil", "/etc/passwd", tarfile.LNKTYPE),
     ],
-    ids=["dotdot-inside", "dotdot", "absolute", "vllm-root", "unknown-root", "symlink-abs", "symlink-rel",
-         "hardlink"],
+    ids=["dotdot-inside", "dotdot", "absolute", "vllm-root", "unknown-root", "symlink-abs", "symlink-rel", "hardlink"],
 )
 def test_unsafe_members_are_corrupt_and_nothing_escapes(tmp_path, evil):
     store = LocalStore(tmp_path / "store")
@@ -499,8 +537,9 @@ def test_unsafe_members_are_corrupt_and_nothing_escapes(tmp_path, evil):
 def test_truncated_tar_with_a_matching_checksum_is_corrupt(tmp_path):
     # The manifest vouches for the truncated bytes, so only the tar reader can notice.
     store = LocalStore(tmp_path / "store")
-    fp = _publish_handmade(store, tmp_path, [GOOD, _file("vllm/torch_compile_cache/b", b"x" * 4000)],
-                           truncate_to=512 * 4)
+    fp = _publish_handmade(
+        store, tmp_path, [GOOD, _file("vllm/torch_compile_cache/b", b"x" * 4000)], truncate_to=512 * 4
+    )
     targets = _populated_targets(tmp_path / "node")
     before = snapshot(*targets)
     result = cc.restore(store, fp, *targets)
@@ -521,8 +560,16 @@ def test_archive_that_differs_from_its_manifest_layout_is_corrupt(tmp_path):
     archive = tmp_path / "a.tar"
     archive.write_bytes(buf.getvalue())
     sha, size_bytes = cc.sha256_file(archive)
-    manifest = cc.Manifest(f"cache-{sha[:16]}.tar", "none", sha, size_bytes, 1, 10_000,
-                           (cc.RootLayout("vllm", "/s", 1, 200, (GOOD[0].name.split("/", 1)[1],)),), "2026")
+    manifest = cc.Manifest(
+        f"cache-{sha[:16]}.tar",
+        "none",
+        sha,
+        size_bytes,
+        1,
+        10_000,
+        (cc.RootLayout("vllm", "/s", 1, 200, (GOOD[0].name.split("/", 1)[1],)),),
+        "2026",
+    )
     assert cc.publish(store, fp, archive, manifest).status == cc.PublishStatus.SUCCESS
     result = cc.restore(store, fp, *fresh_targets(tmp_path / "node"))
     assert result.status == cc.RestoreStatus.CORRUPT and "unlisted" in result.detail
@@ -607,8 +654,9 @@ def _assert_one_complete_entry(store: Store, fp: cc.Fingerprint, statuses: list,
     prefix = cc.entry_prefix(fp)
     manifest = cc.Manifest.from_json(store.get_bytes(prefix + "manifest.json"))
     assert manifest.archive_name in archives
-    assert sorted(o.key for o in store.list(prefix)) == sorted([prefix + manifest.archive_name,
-                                                                prefix + "manifest.json"])
+    assert sorted(o.key for o in store.list(prefix)) == sorted(
+        [prefix + manifest.archive_name, prefix + "manifest.json"]
+    )
     data = store.get_bytes(prefix + manifest.archive_name)
     assert hashlib.sha256(data).hexdigest() == manifest.archive_sha256
 
@@ -626,6 +674,7 @@ def test_concurrent_publishers_in_threads(store: Store, tmp_path, same_archive):
     assert len({m.archive_name for _, m in jobs}) == (1 if same_archive else PUBLISHERS)
     barrier = threading.Barrier(PUBLISHERS)
     statuses: list = [None] * PUBLISHERS
+
     # Each publisher gets its own client, as separate replicas would.
     def own_client() -> Store:
         if isinstance(store, LocalStore):
@@ -667,8 +716,11 @@ def test_concurrent_publishers_in_processes(tmp_path):
         manifest_path = tmp_path / f"p{i}.manifest.json"
         cc.write_manifest(manifest, manifest_path)
         names.add(manifest.archive_name)
-        procs.append(ctx.Process(target=_publish_in_process,
-                                 args=(str(store_root), str(archive), str(manifest_path), barrier, results)))
+        procs.append(
+            ctx.Process(
+                target=_publish_in_process, args=(str(store_root), str(archive), str(manifest_path), barrier, results)
+            )
+        )
     for p in procs:
         p.start()
     statuses = [results.get(timeout=120) for _ in procs]
@@ -691,10 +743,15 @@ def test_cli_capture_publish_show_restore(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLDSTART_HOME", str(tmp_path / "home"))
     src = tmp_path / "src"
     vllm_root, inductor, triton = make_caches(src)
-    fp_args = ["--model", "tiny", "--tp", "1", "--dtype", "bfloat16", "--engine-kwargs",
-               '{"max_model_len": 64}']
-    dirs = ["--vllm-cache-root", str(vllm_root), "--inductor-cache-dir", str(inductor),
-            "--triton-cache-dir", str(triton)]
+    fp_args = ["--model", "tiny", "--tp", "1", "--dtype", "bfloat16", "--engine-kwargs", '{"max_model_len": 64}']
+    dirs = [
+        "--vllm-cache-root",
+        str(vllm_root),
+        "--inductor-cache-dir",
+        str(inductor),
+        "--triton-cache-dir",
+        str(triton),
+    ]
     store_uri = (tmp_path / "store").as_uri()
     archive = tmp_path / "out" / "cache.tar.gz"
     assert _cli(["capture", *fp_args, *dirs, "--out", str(archive), "--compression", "gzip"]) == 0
@@ -712,38 +769,78 @@ def test_cli_capture_publish_show_restore(tmp_path, capsys, monkeypatch):
     assert entries[0]["model_path"] == str(tmp_path / "home" / "models" / "tiny")
 
     node = tmp_path / "node"
-    node_dirs = ["--vllm-cache-root", str(node / "vllm"), "--inductor-cache-dir", str(node / "inductor"),
-                 "--triton-cache-dir", str(node / "triton")]
+    node_dirs = [
+        "--vllm-cache-root",
+        str(node / "vllm"),
+        "--inductor-cache-dir",
+        str(node / "inductor"),
+        "--triton-cache-dir",
+        str(node / "triton"),
+    ]
     assert _cli(["restore", "--store", store_uri, *fp_args, *node_dirs]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "SUCCESS"
     assert relative_tree(node / "inductor") == relative_tree(inductor)
     # Another max_model_len is another vLLM hash: reported, exit 1, nothing written.
     other = [*fp_args[:-1], '{"max_model_len": 128}']
-    assert _cli(["restore", "--store", store_uri, *other, "--vllm-cache-root", str(tmp_path / "n3"),
-                 "--inductor-cache-dir", str(tmp_path / "n3i"), "--no-triton"]) == 1
+    assert (
+        _cli(
+            [
+                "restore",
+                "--store",
+                store_uri,
+                *other,
+                "--vllm-cache-root",
+                str(tmp_path / "n3"),
+                "--inductor-cache-dir",
+                str(tmp_path / "n3i"),
+                "--no-triton",
+            ]
+        )
+        == 1
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "MISMATCH" and out["mismatched_fields"] == ["engine_args"]
     assert not (tmp_path / "n3").exists()
 
 
 def test_cli_reports_errors_with_exit_1(tmp_path, capsys):
-    assert _cli(["capture", "--model", "tiny", "--vllm-cache-root", str(tmp_path / "none"),
-                 "--out", str(tmp_path / "c.tar")]) == 1
+    assert (
+        _cli(
+            [
+                "capture",
+                "--model",
+                "tiny",
+                "--vllm-cache-root",
+                str(tmp_path / "none"),
+                "--out",
+                str(tmp_path / "c.tar"),
+            ]
+        )
+        == 1
+    )
     assert "no vLLM compile cache" in capsys.readouterr().err
 
 
 def test_restore_for_replica_uses_the_lab_cache_dirs(tmp_path):
     home = tmp_path / "home"
     env = {"COLDSTART_HOME": str(home), **ENV}
-    engine_kwargs = {"tensor_parallel_size": 1, "dtype": "bfloat16", "max_model_len": 4096,
-                     "gpu_memory_utilization": 0.9}
+    engine_kwargs = {
+        "tensor_parallel_size": 1,
+        "dtype": "bfloat16",
+        "max_model_len": 4096,
+        "gpu_memory_utilization": 0.9,
+    }
     fp = cc.fingerprint_for_engine("tiny", cc.stable_model_path(home, "tiny"), engine_kwargs, environ=env)
     store_root = tmp_path / "store"
     _, archive, manifest = captured(tmp_path, fp)
     assert cc.publish(LocalStore(store_root), fp, archive, manifest).status == cc.PublishStatus.SUCCESS
-    result = cc.restore_for_replica(store_uri=store_root.as_uri(), model_name="tiny",
-                                    engine_kwargs={**engine_kwargs, "gpu_memory_utilization": 0.5},
-                                    cache_root=None, environ=env)
+    result = cc.restore_for_replica(
+        store_uri=store_root.as_uri(),
+        model_name="tiny",
+        engine_kwargs={**engine_kwargs, "gpu_memory_utilization": 0.5},
+        cache_root=None,
+        environ=env,
+    )
     assert result.status == "SUCCESS", result.detail
     engine_cache = home / "engine-cache"
     assert (engine_cache / "vllm" / "torch_compile_cache" / "0a1b2c3d4e").is_dir()
@@ -753,17 +850,21 @@ def test_restore_for_replica_uses_the_lab_cache_dirs(tmp_path):
 
 def test_restore_for_replica_unhashable_engine_kwargs_is_error(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="coldstart.compile_cache"):
-        result = cc.restore_for_replica(store_uri=(tmp_path / "s").as_uri(), model_name="tiny",
-                                        engine_kwargs={"max_model_len": object()},
-                                        environ={"COLDSTART_HOME": str(tmp_path)})
+        result = cc.restore_for_replica(
+            store_uri=(tmp_path / "s").as_uri(),
+            model_name="tiny",
+            engine_kwargs={"max_model_len": object()},
+            environ={"COLDSTART_HOME": str(tmp_path)},
+        )
     assert result.status == cc.RestoreStatus.ERROR and "cannot fingerprint" in result.detail
     assert "compile cache restore: ERROR" in caplog.text
 
 
 def test_restore_for_replica_bad_store_uri_is_error(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="coldstart.compile_cache"):
-        result = cc.restore_for_replica(store_uri="ftp://nope", model_name="tiny", engine_kwargs={},
-                                        environ={"COLDSTART_HOME": str(tmp_path)})
+        result = cc.restore_for_replica(
+            store_uri="ftp://nope", model_name="tiny", engine_kwargs={}, environ={"COLDSTART_HOME": str(tmp_path)}
+        )
     assert result.status == cc.RestoreStatus.ERROR and "store error" in result.detail
     assert "compile cache restore: ERROR (store error" in caplog.text
 

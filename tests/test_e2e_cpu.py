@@ -25,8 +25,9 @@ pytest.importorskip("ray.serve.llm")
 
 
 def _run(args: list[str], env: dict[str, str], timeout_s: float = 900, code: int = 0) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout_s, check=False)
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
     assert proc.returncode == code, f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 
@@ -59,9 +60,32 @@ def lab(tmp_path_factory) -> dict[str, str]:
 
 def _matrix(env: dict[str, str], experiment: str, campaign: str, *service_args: str, code: int = 0) -> dict:
     results = Path(env["COLDSTART_HOME"]) / "results.jsonl"
-    _run(["-m", "coldstart", "matrix", "--models", "tiny", "--experiments", experiment, "--repeats", "1",
-          "--campaign", campaign, "--results", str(results), "--client-timeout", "600", "--",
-          "--device", "cpu", *service_args], env, timeout_s=1200, code=code)
+    _run(
+        [
+            "-m",
+            "coldstart",
+            "matrix",
+            "--models",
+            "tiny",
+            "--experiments",
+            experiment,
+            "--repeats",
+            "1",
+            "--campaign",
+            campaign,
+            "--results",
+            str(results),
+            "--client-timeout",
+            "600",
+            "--",
+            "--device",
+            "cpu",
+            *service_args,
+        ],
+        env,
+        timeout_s=1200,
+        code=code,
+    )
     rows = [r for r in load_rows(results) if r["campaign"] == campaign]
     assert len(rows) == 1
     return rows[0]
@@ -87,12 +111,23 @@ def test_baseline_cold_start_from_zero_replicas(lab):
 
 
 def test_runai_streamer_from_s3(lab, s3_server):
-    env = {**lab, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION":
-           "us-east-1", "AWS_EC2_METADATA_DISABLED": "true", "AWS_ENDPOINT_URL": s3_server}
+    env = {
+        **lab,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": s3_server,
+    }
     import boto3
 
-    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket="lab")
+    boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket="lab")
     store = "s3://lab/coldstart"
     ckpt = Path(lab["COLDSTART_HOME"]) / "ckpt" / "tiny"
     _run(["-m", "coldstart", "stage", "put", "tiny", "--from", str(ckpt), "--store", store], env)

@@ -87,8 +87,11 @@ def test_prestart_moves_the_env_from_the_replica_to_the_node():
     cfg = _cfg("cc_prestart")
     assert cfg["runtime_env"] == {}
     assert node_env(exp, _opts()) == ENV
-    assert ray_system_config(exp) == {"preload_python_modules": [PRELOAD_MODULE], "enable_worker_prestart": True,
-                                      "num_workers_soft_limit": PRESTART_WORKERS_SOFT_LIMIT}
+    assert ray_system_config(exp) == {
+        "preload_python_modules": [PRELOAD_MODULE],
+        "enable_worker_prestart": True,
+        "num_workers_soft_limit": PRESTART_WORKERS_SOFT_LIMIT,
+    }
     assert node_env(get_experiment("cc_in_replica"), _opts()) == {}
 
 
@@ -133,10 +136,18 @@ def test_local_executor_replaces_rays_forced_one():
     pytest.importorskip("ray.llm")
     from coldstart.lab.fastpath.engine import local_engine_kwargs
 
-    assert local_engine_kwargs({"tensor_parallel_size": 1, "distributed_executor_backend": "ray"})[
-        "distributed_executor_backend"] == "uni"
-    assert local_engine_kwargs({"tensor_parallel_size": 2, "distributed_executor_backend": "ray"})[
-        "distributed_executor_backend"] == "mp"
+    assert (
+        local_engine_kwargs({"tensor_parallel_size": 1, "distributed_executor_backend": "ray"})[
+            "distributed_executor_backend"
+        ]
+        == "uni"
+    )
+    assert (
+        local_engine_kwargs({"tensor_parallel_size": 2, "distributed_executor_backend": "ray"})[
+            "distributed_executor_backend"
+        ]
+        == "mp"
+    )
 
 
 # ------------------------------------------------------------------------------------------ the prestart wait
@@ -157,7 +168,6 @@ def test_ray_worker_processes_are_told_from_io_workers_and_others():
     assert not is_task_worker([])
 
 
-
 def test_wait_returns_once_every_live_worker_preloaded(tmp_path: Path, capsys):
     log = tmp_path / "run.log"
     log.write_text(_preloaded(11) + "\n")
@@ -170,8 +180,9 @@ def test_wait_returns_once_every_live_worker_preloaded(tmp_path: Path, capsys):
             log.write_text(_preloaded(11) + "\n" + _preloaded(12) + "\n")
         return {11, 12}
 
-    done = wait_for_preloaded_workers(log, timeout_s=60, poll_s=0.5, worker_pids=workers, clock=clock,
-                                      sleep=clock.sleep)
+    done = wait_for_preloaded_workers(
+        log, timeout_s=60, poll_s=0.5, worker_pids=workers, clock=clock, sleep=clock.sleep
+    )
     assert done == {11, 12}
     assert asked == [0.0, 0.5, 1.0, 1.5]  # polled until the log named both
     said = events.read_events(capsys.readouterr().out)

@@ -18,8 +18,17 @@ LOG = "experiment_terminal_output/tiny/baseline/{}.log"
 
 
 def _row(run_id: str, **kw) -> dict:
-    return {"schema_version": SCHEMA_VERSION, "run_id": run_id, "model": "tiny", "experiment": "baseline",
-            "repeat": 0, "status": "ok", "ttft_s": 12.5, "log_path": LOG.format(run_id), **kw}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id,
+        "model": "tiny",
+        "experiment": "baseline",
+        "repeat": 0,
+        "status": "ok",
+        "ttft_s": 12.5,
+        "log_path": LOG.format(run_id),
+        **kw,
+    }
 
 
 def _archive(path: Path, files: dict[str, bytes]) -> Path:
@@ -44,15 +53,19 @@ def here(tmp_path: Path) -> Path:
 
 
 def test_new_rows_and_their_files_come_in_known_and_cut_short_runs_do_not(here: Path, tmp_path: Path) -> None:
-    archive = _archive(tmp_path / "runs.tgz", {
-        "results/results.jsonl": _jsonl(_row("old-run"), _row("new-run"), _row("failed-run", status="failed",
-                                                                                 ttft_s=None, log_path=None)),
-        LOG.format("old-run"): b"old log, already here\n",
-        LOG.format("new-run"): b"the new log\n",
-        LOG.format("new-run").replace(".log", ".client.json"): b'{"status": "ok"}',
-        LOG.format("killed-run"): b"a run the call's time limit cut short\n",
-        "experiment_terminal_output/_sharding/shard.log": b"not a run\n",
-    })
+    archive = _archive(
+        tmp_path / "runs.tgz",
+        {
+            "results/results.jsonl": _jsonl(
+                _row("old-run"), _row("new-run"), _row("failed-run", status="failed", ttft_s=None, log_path=None)
+            ),
+            LOG.format("old-run"): b"old log, already here\n",
+            LOG.format("new-run"): b"the new log\n",
+            LOG.format("new-run").replace(".log", ".client.json"): b'{"status": "ok"}',
+            LOG.format("killed-run"): b"a run the call's time limit cut short\n",
+            "experiment_terminal_output/_sharding/shard.log": b"not a run\n",
+        },
+    )
     (here / LOG.format("old-run")).parent.mkdir(parents=True)
     (here / LOG.format("old-run")).write_bytes(b"old log, already here\n")
 
@@ -74,15 +87,21 @@ def test_new_rows_and_their_files_come_in_known_and_cut_short_runs_do_not(here: 
 
 def test_a_row_imported_without_its_log_gets_it_from_an_earlier_calls_archive(here: Path, tmp_path: Path) -> None:
     # Two calls of one lease: the later archive has both rows but only its own log.
-    first = _archive(tmp_path / "call1.tgz", {
-        "results/results.jsonl": _jsonl(_row("old-run"), _row("run-a")),
-        LOG.format("run-a"): b"log of a\n",
-        LOG.format("run-a").replace(".log", ".client.json"): b'{"status": "ok"}',
-    })
-    later = _archive(tmp_path / "call2.tgz", {
-        "results/results.jsonl": _jsonl(_row("old-run"), _row("run-a"), _row("run-b")),
-        LOG.format("run-b"): b"log of b\n",
-    })
+    first = _archive(
+        tmp_path / "call1.tgz",
+        {
+            "results/results.jsonl": _jsonl(_row("old-run"), _row("run-a")),
+            LOG.format("run-a"): b"log of a\n",
+            LOG.format("run-a").replace(".log", ".client.json"): b'{"status": "ok"}',
+        },
+    )
+    later = _archive(
+        tmp_path / "call2.tgz",
+        {
+            "results/results.jsonl": _jsonl(_row("old-run"), _row("run-a"), _row("run-b")),
+            LOG.format("run-b"): b"log of b\n",
+        },
+    )
     results = here / "results/results.jsonl"
 
     rep = import_archive(later, results, here)
@@ -95,11 +114,14 @@ def test_a_row_imported_without_its_log_gets_it_from_an_earlier_calls_archive(he
     assert len(load_rows(results)) == 3
 
 
-@pytest.mark.parametrize(("files", "needle"), [
-    ({"something/else.txt": b"x"}, "holds no results/results.jsonl"),
-    ({"../escape/results.jsonl": b"x"}, "unsafe path"),
-    ({"results/results.jsonl": _jsonl({**_row("future"), "schema_version": SCHEMA_VERSION + 1})}, "schema_version"),
-])
+@pytest.mark.parametrize(
+    ("files", "needle"),
+    [
+        ({"something/else.txt": b"x"}, "holds no results/results.jsonl"),
+        ({"../escape/results.jsonl": b"x"}, "unsafe path"),
+        ({"results/results.jsonl": _jsonl({**_row("future"), "schema_version": SCHEMA_VERSION + 1})}, "schema_version"),
+    ],
+)
 def test_bad_archives_are_refused_and_change_nothing(here: Path, tmp_path: Path, files: dict, needle: str) -> None:
     before = (here / "results/results.jsonl").read_bytes()
     with pytest.raises(NotARunArchive, match=needle):
@@ -108,8 +130,9 @@ def test_bad_archives_are_refused_and_change_nothing(here: Path, tmp_path: Path,
 
 
 def test_cli_reports_what_it_did_and_fails_on_a_non_archive(here: Path, tmp_path: Path) -> None:
-    archive = _archive(tmp_path / "runs.tgz", {"results/results.jsonl": _jsonl(_row("new-run")),
-                                              LOG.format("new-run"): b"log\n"})
+    archive = _archive(
+        tmp_path / "runs.tgz", {"results/results.jsonl": _jsonl(_row("new-run")), LOG.format("new-run"): b"log\n"}
+    )
     cmd = [sys.executable, "-m", "coldstart", "import-runs", "--results", "results/results.jsonl"]
     ok = subprocess.run([*cmd, str(archive)], cwd=here, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
@@ -117,4 +140,3 @@ def test_cli_reports_what_it_did_and_fails_on_a_non_archive(here: Path, tmp_path
     (tmp_path / "plain.txt").write_text("not a tar")
     bad = subprocess.run([*cmd, str(tmp_path / "plain.txt")], cwd=here, capture_output=True, text=True)
     assert bad.returncode == 1 and "cannot read" in bad.stderr
-

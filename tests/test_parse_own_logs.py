@@ -14,20 +14,71 @@ from coldstart.analysis.parse import parse_vllm
 from coldstart.analysis.timeline import summarize_run
 
 LOGS = Path(__file__).resolve().parents[1] / "experiment_terminal_output"
-PHASES = ("weights_load_s", "model_load_s", "model_load_gib", "dynamo_s", "inductor_s", "torch_compile_s",
-          "cuda_graph_s", "kv_cache_gib", "kv_cache_tokens", "engine_init_s", "engine_compile_s",
-          "compile_cache_hit", "aot_cache_hit")
+PHASES = (
+    "weights_load_s",
+    "model_load_s",
+    "model_load_gib",
+    "dynamo_s",
+    "inductor_s",
+    "torch_compile_s",
+    "cuda_graph_s",
+    "kv_cache_gib",
+    "kv_cache_tokens",
+    "engine_init_s",
+    "engine_compile_s",
+    "compile_cache_hit",
+    "aot_cache_hit",
+)
 
 GOLDEN = {
     # Cold: Dynamo + Inductor ran, AOT artifact saved.
     "llama-3-8b/baseline/20261122T194156Z-8cb4.log": (
-        9.43, 11.38312, 14.96, 5.81, 9.16, 18.82, 5.0, 56.56, 463312, 40.57, 18.82, False, False),
+        9.43,
+        11.38312,
+        14.96,
+        5.81,
+        9.16,
+        18.82,
+        5.0,
+        56.56,
+        463312,
+        40.57,
+        18.82,
+        False,
+        False,
+    ),
     # Restored compile cache: AOT artifact and graphs loaded, no Inductor compile (inductor_s is None).
     "tiny/compile_cache/20261122T200903Z-f02d.log": (
-        0.01, 1.279001, 0.01, 1.3, None, 1.49, 1.0, 72.55, 76071072, 4.54, 1.49, True, True),
+        0.01,
+        1.279001,
+        0.01,
+        1.3,
+        None,
+        1.49,
+        1.0,
+        72.55,
+        76071072,
+        4.54,
+        1.49,
+        True,
+        True,
+    ),
     # Streamed from S3 (moto on the node): vLLM's runai loader logs no "Loading weights took" line.
     "tiny/runai_streamer/20261122T193737Z-9f98.log": (
-        None, 1.928425, 0.01, 3.02, 10.3, 14.2, 2.0, 72.5, 76019872, 33.64, 14.2, False, False),
+        None,
+        1.928425,
+        0.01,
+        3.02,
+        10.3,
+        14.2,
+        2.0,
+        72.5,
+        76019872,
+        33.64,
+        14.2,
+        False,
+        False,
+    ),
 }
 
 

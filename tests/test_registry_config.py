@@ -165,7 +165,9 @@ def test_service_store_errors_surface_before_ray(tmp_path, extra, code, message)
     argv = [a.replace("{tmp}", str(tmp_path)) for a in extra]
     proc = subprocess.run(
         [sys.executable, "service.py", "tiny", "runai_streamer", *argv, "--dry-run"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == code, proc.stderr
     assert message in proc.stderr
@@ -188,7 +190,8 @@ def test_engine_env_reaches_the_replica_runtime_env_and_wins_over_the_run_env():
     model = MODELS["tiny"]
     plain = build_llm_config(model, get_experiment("compile_cache"), _opts(env={"AWS_REGION": "eu"}))
     mega = build_llm_config(
-        model, get_experiment("compile_cache_mega"),
+        model,
+        get_experiment("compile_cache_mega"),
         _opts(env={"AWS_REGION": "eu", "VLLM_USE_MEGA_AOT_ARTIFACT": "0"}),
     )
     assert plain["runtime_env"]["env_vars"] == {"AWS_REGION": "eu"}

@@ -1,5 +1,3 @@
-
-
 def test_shipped_commit_wins_over_the_copys_own_git(monkeypatch, tmp_path):
     # The GPU machine's copy may hold a stale .git: the commit the caller shipped is the truth.
     from coldstart.analysis import results as res

@@ -27,8 +27,15 @@ from coldstart.lab.client import RESULT_SCHEMA_VERSION, Measurement
 from coldstart.lab.runner import Deployment, RunSpec, plan
 from coldstart.registry import EXPERIMENTS, MODELS, UnknownNameError
 
-PROVENANCE = Provenance(packages={"vllm": "0.0.0+fake", "ray": None}, gpu=None, driver=None, host="fake-host",
-                        python="3.11.0", git_commit="0123abcd", git_dirty=False)
+PROVENANCE = Provenance(
+    packages={"vllm": "0.0.0+fake", "ray": None},
+    gpu=None,
+    driver=None,
+    host="fake-host",
+    python="3.11.0",
+    git_commit="0123abcd",
+    git_dirty=False,
+)
 
 MODEL_LOAD_S = 1.7
 INDUCTOR_S = 3.1
@@ -81,11 +88,15 @@ class FakeSUT:
         ]
         hit = self._hit(spec)
         if hit is True:
-            lines.append(_vllm_line(t0 + 6.0, "Directly load AOT compilation from path /x/aot/model",
-                                    "decorators.py:212"))
+            lines.append(
+                _vllm_line(t0 + 6.0, "Directly load AOT compilation from path /x/aot/model", "decorators.py:212")
+            )
         elif hit is False:
-            lines.append(_vllm_line(t0 + 8.0, f"Compiling a graph for compile range (1, 8192) takes {INDUCTOR_S} s",
-                                    "backends.py:393"))
+            lines.append(
+                _vllm_line(
+                    t0 + 8.0, f"Compiling a graph for compile range (1, 8192) takes {INDUCTOR_S} s", "backends.py:393"
+                )
+            )
         lines.append(_vllm_line(t0 + 9.0, "torch.compile took 4.00 s in total", "monitor.py:53"))
         lines.append(format_event("serve_app_deployed", t=t0 + 11.0))
         return "\n".join(lines) + "\n"
@@ -101,8 +112,12 @@ class FakeSUT:
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(self._log(spec, t0))
         try:
-            yield Deployment(url=f"http://fake.invalid/{run_id}", run_id=run_id, log_path=log,
-                             config={"model": spec.model, "experiment": spec.experiment, "repeat": spec.repeat})
+            yield Deployment(
+                url=f"http://fake.invalid/{run_id}",
+                run_id=run_id,
+                log_path=log,
+                config={"model": spec.model, "experiment": spec.experiment, "repeat": spec.repeat},
+            )
         finally:
             self.calls.append(("teardown", spec.key, run_id))
 
@@ -118,12 +133,19 @@ class FakeSUT:
         t_send = self.t_send[deployment.run_id]
         ttft = 12.0 + spec.repeat if status == "ok" else None
         return Measurement(
-            schema_version=RESULT_SCHEMA_VERSION, url=deployment.url + "/v1/chat/completions", model=spec.model,
-            status=status, error=None if status == "ok" else f"{status} from the fake",
-            ttft_s=ttft, total_s=13.0 + spec.repeat, tokens=5 if ttft else 0, t_send_epoch=t_send,
+            schema_version=RESULT_SCHEMA_VERSION,
+            url=deployment.url + "/v1/chat/completions",
+            model=spec.model,
+            status=status,
+            error=None if status == "ok" else f"{status} from the fake",
+            ttft_s=ttft,
+            total_s=13.0 + spec.repeat,
+            tokens=5 if ttft else 0,
+            t_send_epoch=t_send,
             t_first_token_epoch=None if ttft is None else t_send + ttft,
             t_last_token_epoch=None if ttft is None else t_send + 13.0 + spec.repeat,
-            first_text="hi" if ttft else None, http_status=200,
+            first_text="hi" if ttft else None,
+            http_status=200,
         )
 
 
@@ -147,8 +169,13 @@ def _run(sut: FakeSUT, specs: list[RunSpec], results: Path) -> list:
 
 def test_plan_is_repeat_major_and_drops_invalid_pairs() -> None:
     specs = plan(["tiny", "llama-3-8b-tp2"], ["baseline", "runai_streamer_sharded", "all"], 2, "camp")
-    pairs = [("tiny", "baseline"), ("tiny", "all"),  # tiny (TP1) + runai_streamer_sharded is dropped; "all" stays
-             ("llama-3-8b-tp2", "baseline"), ("llama-3-8b-tp2", "runai_streamer_sharded"), ("llama-3-8b-tp2", "all")]
+    pairs = [
+        ("tiny", "baseline"),
+        ("tiny", "all"),  # tiny (TP1) + runai_streamer_sharded is dropped; "all" stays
+        ("llama-3-8b-tp2", "baseline"),
+        ("llama-3-8b-tp2", "runai_streamer_sharded"),
+        ("llama-3-8b-tp2", "all"),
+    ]
     assert specs == [RunSpec(m, e, r, "camp") for r in (0, 1) for m, e in pairs]
     assert [s.key for s in specs[:2]] == [("camp", "tiny", "baseline", 0), ("camp", "tiny", "all", 0)]
 
@@ -172,7 +199,7 @@ def test_each_run_is_clear_deploy_measure_teardown_in_order(sut: FakeSUT, result
     assert [(name, key) for name, key, _ in sut.calls] == expected
     # deploy, measure and teardown of a run share one run id; every run has its own.
     run_ids = [rid for name, _, rid in sut.calls if name != "clear"]
-    assert all(len(set(run_ids[i:i + 3])) == 1 for i in range(0, len(run_ids), 3))
+    assert all(len(set(run_ids[i : i + 3])) == 1 for i in range(0, len(run_ids), 3))
     assert len(set(run_ids)) == len(specs)
     assert [r.run_id for r in rows] == run_ids[::3]
 
@@ -352,8 +379,13 @@ def test_audit_function_directly() -> None:
     assert runner.audit("all", {"compile_cache_hit": None, "aot_cache_hit": True})["passed"] is True
     assert runner.audit("all", {"compile_cache_hit": False, "aot_cache_hit": False})["passed"] is False
     out = runner.audit("compile_cache", {"compile_cache_hit": True, "aot_cache_hit": None, "extra": 1})
-    assert out == {"compile_cache_hit": True, "aot_cache_hit": None, "extra": 1,
-                   "expected_compile_cache_hit": True, "passed": True}
+    assert out == {
+        "compile_cache_hit": True,
+        "aot_cache_hit": None,
+        "extra": 1,
+        "expected_compile_cache_hit": True,
+        "passed": True,
+    }
 
 
 def test_parser_exception_keeps_the_measurement(sut: FakeSUT, results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -399,10 +431,27 @@ def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner.subprocess, "run", refuse)
 
 
-def test_main_dry_run_lists_runs_and_starts_nothing(nothing_starts: None, results: Path, sut: FakeSUT,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--models", "tiny", "--experiments", "baseline", "runai_streamer_sharded", "compile_cache",
-            "--repeats", "2", "--campaign", "dr", "--results", str(results), "--dry-run", "--", "--device", "cpu"]
+def test_main_dry_run_lists_runs_and_starts_nothing(
+    nothing_starts: None, results: Path, sut: FakeSUT, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "--models",
+        "tiny",
+        "--experiments",
+        "baseline",
+        "runai_streamer_sharded",
+        "compile_cache",
+        "--repeats",
+        "2",
+        "--campaign",
+        "dr",
+        "--results",
+        str(results),
+        "--dry-run",
+        "--",
+        "--device",
+        "cpu",
+    ]
     assert runner.main(_args(argv)) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[:-1] == [f"todo  dr  tiny  {e}  #{r}" for r in (0, 1) for e in ("baseline", "compile_cache")]
@@ -410,16 +459,21 @@ def test_main_dry_run_lists_runs_and_starts_nothing(nothing_starts: None, result
     assert not results.exists()
 
 
-def test_main_dry_run_marks_done_runs(nothing_starts: None, results: Path, sut: FakeSUT,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_dry_run_marks_done_runs(
+    nothing_starts: None, results: Path, sut: FakeSUT, capsys: pytest.CaptureFixture[str]
+) -> None:
     # One ok row from an earlier (fake) campaign run; written before the CLI's hands are tied.
-    runner.append_row(results, runner.run_one(sut, RunSpec("tiny", "baseline", 1, "dr"), provenance=PROVENANCE,
-                                              device=None))
+    runner.append_row(
+        results, runner.run_one(sut, RunSpec("tiny", "baseline", 1, "dr"), provenance=PROVENANCE, device=None)
+    )
     argv = ["--models", "tiny", "--repeats", "2", "--campaign", "dr", "--results", str(results), "--dry-run"]
     assert runner.main(_args(argv)) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["todo  dr  tiny  baseline  #0", "done  dr  tiny  baseline  #1",
-                   "1 of 2 runs to do; service args: (none)"]
+    assert out == [
+        "todo  dr  tiny  baseline  #0",
+        "done  dr  tiny  baseline  #1",
+        "1 of 2 runs to do; service args: (none)",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -429,9 +483,14 @@ def test_main_dry_run_marks_done_runs(nothing_starts: None, results: Path, sut: 
         (["--experiments", "warp_drive"], "unknown experiment 'warp_drive'", list(EXPERIMENTS)),
     ],
 )
-def test_main_unknown_name_exits_2_listing_valid_names(nothing_starts: None, results: Path, argv: list[str],
-                                                       needle: str, valid: list[str],
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_unknown_name_exits_2_listing_valid_names(
+    nothing_starts: None,
+    results: Path,
+    argv: list[str],
+    needle: str,
+    valid: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert runner.main(_args([*argv, "--results", str(results)])) == 2
     err = capsys.readouterr().err
     assert needle in err
@@ -440,8 +499,9 @@ def test_main_unknown_name_exits_2_listing_valid_names(nothing_starts: None, res
     assert not results.exists()
 
 
-def test_main_runs_the_matrix_through_the_sut(monkeypatch: pytest.MonkeyPatch, sut: FakeSUT, results: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_runs_the_matrix_through_the_sut(
+    monkeypatch: pytest.MonkeyPatch, sut: FakeSUT, results: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     made: list[tuple[list[str], dict]] = []
 
     def fake_service_sut(service_args: list[str], **kwargs: Any) -> FakeSUT:
@@ -450,8 +510,20 @@ def test_main_runs_the_matrix_through_the_sut(monkeypatch: pytest.MonkeyPatch, s
 
     monkeypatch.setattr(runner, "ServiceSUT", fake_service_sut)
     monkeypatch.setattr(runner, "collect_provenance", lambda: PROVENANCE)
-    argv = ["--models", "tiny", "--repeats", "2", "--results", str(results), "--no-clear", "--client-timeout", "7",
-            "--", "--device", "cpu"]
+    argv = [
+        "--models",
+        "tiny",
+        "--repeats",
+        "2",
+        "--results",
+        str(results),
+        "--no-clear",
+        "--client-timeout",
+        "7",
+        "--",
+        "--device",
+        "cpu",
+    ]
     assert runner.main(_args(argv)) == 0
     assert made[0][0] == ["--device", "cpu"]
     assert made[0][1]["clear"] is False and made[0][1]["client_timeout_s"] == 7.0
@@ -509,8 +581,9 @@ def test_stop_process_group_kills_a_group_that_ignores_sigterm(capsys: pytest.Ca
         grace = 0.5
         t0 = time.monotonic()
         # In a thread, so a regression (no SIGKILL) fails here instead of hanging the suite on proc.wait().
-        stopper = threading.Thread(target=runner.stop_process_group, args=(proc,), kwargs={"grace_s": grace},
-                                   daemon=True)
+        stopper = threading.Thread(
+            target=runner.stop_process_group, args=(proc,), kwargs={"grace_s": grace}, daemon=True
+        )
         stopper.start()
         stopper.join(timeout=grace + 10.0)
         elapsed = time.monotonic() - t0
@@ -555,18 +628,39 @@ class _Clock:
         return self.now
 
 
-def _prior(model: str, experiment: str, *, wall_s: float | None = None, ttft_s: float | None = 50.0,
-           gpu: str | None = "GPU-A", status: str = "ok", campaign: str = "earlier") -> dict[str, Any]:
-    return {"schema_version": SCHEMA_VERSION, "campaign": campaign, "model": model, "experiment": experiment,
-            "repeat": 0, "status": status, "ttft_s": ttft_s, "provenance": {"gpu": gpu},
-            "extra": {} if wall_s is None else {"wall_s": wall_s}}
+def _prior(
+    model: str,
+    experiment: str,
+    *,
+    wall_s: float | None = None,
+    ttft_s: float | None = 50.0,
+    gpu: str | None = "GPU-A",
+    status: str = "ok",
+    campaign: str = "earlier",
+) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "campaign": campaign,
+        "model": model,
+        "experiment": experiment,
+        "repeat": 0,
+        "status": status,
+        "ttft_s": ttft_s,
+        "provenance": {"gpu": gpu},
+        "extra": {} if wall_s is None else {"wall_s": wall_s},
+    }
 
 
 def test_estimate_prefers_wall_time_then_ttft_plus_overhead_and_ignores_other_gpus() -> None:
     spec = RunSpec("tiny", "baseline", 0, "now")
-    rows = [_prior("tiny", "baseline", wall_s=100.0), _prior("tiny", "baseline", wall_s=300.0),
-            _prior("tiny", "baseline", wall_s=200.0), _prior("tiny", "baseline", wall_s=999.0, gpu=None),
-            _prior("tiny", "baseline", wall_s=999.0, status="failed"), _prior("tiny", "all", wall_s=999.0)]
+    rows = [
+        _prior("tiny", "baseline", wall_s=100.0),
+        _prior("tiny", "baseline", wall_s=300.0),
+        _prior("tiny", "baseline", wall_s=200.0),
+        _prior("tiny", "baseline", wall_s=999.0, gpu=None),
+        _prior("tiny", "baseline", wall_s=999.0, status="failed"),
+        _prior("tiny", "all", wall_s=999.0),
+    ]
     est = runner.estimate_run_s(spec, rows, gpu="GPU-A")
     assert est is not None and est.seconds == 200.0 and "3 earlier" in est.basis
     ttft_only = [_prior("tiny", "baseline", ttft_s=40.0), _prior("tiny", "baseline", ttft_s=60.0)]
@@ -577,12 +671,20 @@ def test_estimate_prefers_wall_time_then_ttft_plus_overhead_and_ignores_other_gp
     assert other is not None and other.seconds == 250.0 and "earlier tiny run" in other.basis
 
 
-def test_a_run_that_would_not_fit_the_budget_is_not_started(sut: FakeSUT, results: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_run_that_would_not_fit_the_budget_is_not_started(
+    sut: FakeSUT, results: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     results.parent.mkdir(parents=True)
     gpu = PROVENANCE.gpu
-    results.write_text("".join(json.dumps(r) + "\n" for r in (
-        _prior("tiny", "baseline", wall_s=100.0, gpu=gpu), _prior("tiny", "compile_cache", wall_s=300.0, gpu=gpu))))
+    results.write_text(
+        "".join(
+            json.dumps(r) + "\n"
+            for r in (
+                _prior("tiny", "baseline", wall_s=100.0, gpu=gpu),
+                _prior("tiny", "compile_cache", wall_s=300.0, gpu=gpu),
+            )
+        )
+    )
     clock = _Clock()
 
     class Ticking(FakeSUT):
@@ -592,8 +694,9 @@ def test_a_run_that_would_not_fit_the_budget_is_not_started(sut: FakeSUT, result
 
     ticking = Ticking(root=sut.root)
     specs = plan(["tiny"], ["baseline", "compile_cache", "runai_streamer"], 1, "now")
-    rows = runner.run_matrix(ticking, specs, results, provenance=PROVENANCE, show_progress=False,
-                             time_budget_s=250.0, clock=clock)
+    rows = runner.run_matrix(
+        ticking, specs, results, provenance=PROVENANCE, show_progress=False, time_budget_s=250.0, clock=clock
+    )
     # baseline (~100 s) fits 250 s; compile_cache (~300 s) does not fit the 150 s left and is not started;
     # runai_streamer is estimated from tiny's other runs (median of 100 s, 300 s and the fake's instant run).
     assert [r.experiment for r in rows] == ["baseline", "runai_streamer"]
@@ -664,18 +767,35 @@ def test_output_outside_the_tee_is_appended_to_an_existing_log(tmp_path: Path, m
 
 def _client_lost_stream(log_path: Path) -> Measurement:
     return Measurement(
-        schema_version=RESULT_SCHEMA_VERSION, url="http://x/v1/chat/completions", model="tiny",
-        status="stream_error", error="RemoteProtocolError: peer closed connection", ttft_s=None, total_s=95.0,
-        tokens=0, t_send_epoch=1.0, t_first_token_epoch=None, t_last_token_epoch=None, first_text=None,
+        schema_version=RESULT_SCHEMA_VERSION,
+        url="http://x/v1/chat/completions",
+        model="tiny",
+        status="stream_error",
+        error="RemoteProtocolError: peer closed connection",
+        ttft_s=None,
+        total_s=95.0,
+        tokens=0,
+        t_send_epoch=1.0,
+        t_first_token_epoch=None,
+        t_last_token_epoch=None,
+        first_text=None,
         http_status=200,
     )
 
 
 def test_a_client_cut_off_by_a_failed_app_gets_serves_reason(tmp_path: Path) -> None:
     log = tmp_path / "run.log"
-    log.write_text("x\n" + format_event("serve_app_failed", t=5.0, app="a", reason="Serve app a is DEPLOY_FAILED; "
-                                        "LLMServer:tiny DEPLOY_FAILED: failed 3 times ... RuntimeError: no config")
-                   + "\n")
+    log.write_text(
+        "x\n"
+        + format_event(
+            "serve_app_failed",
+            t=5.0,
+            app="a",
+            reason="Serve app a is DEPLOY_FAILED; "
+            "LLMServer:tiny DEPLOY_FAILED: failed 3 times ... RuntimeError: no config",
+        )
+        + "\n"
+    )
     m = runner.explain_failure(_client_lost_stream(log), log)
     assert m.status == "serve_failed"
     assert m.error.startswith("Serve app a is DEPLOY_FAILED") and "RuntimeError: no config" in m.error

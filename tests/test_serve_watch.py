@@ -48,7 +48,6 @@ def test_an_unknown_app_is_not_a_failure_and_enum_states_are_read_by_value():
     )
 
 
-
 def test_watch_returns_only_after_the_failure_held_for_the_grace_time():
     clock = FakeClock()
     failed = _status("DEPLOY_FAILED", "DEPLOY_FAILED", CONTROLLER_MESSAGE)
@@ -67,7 +66,7 @@ def test_the_gist_keeps_an_exception_continued_on_the_next_line_not_the_url_afte
     message = (
         "The deployment failed to start 3 times in a row. See controller logs for details. Error:\n"
         "Traceback (most recent call last):\n"
-        "  File \"vllm_engine.py\", line 198, in _get_vllm_engine_config\n"
+        '  File "vllm_engine.py", line 198, in _get_vllm_engine_config\n'
         "RuntimeError: Failed to create vLLM engine config: 1 validation error for ModelConfig\n"
         "  Value error, The checkpoint you are trying to load has model type `no-such-architecture`\n"
         "\n"

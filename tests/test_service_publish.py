@@ -21,16 +21,25 @@ def staged_home(tmp_path_factory) -> dict[str, str]:
     pytest.importorskip("torch")  # writing the checkpoint
     home = tmp_path_factory.mktemp("home")
     env = {**os.environ, "COLDSTART_HOME": str(home), "COLDSTART_STORE": (home / "store").as_uri()}
-    for args in (["checkpoint", "tiny", "--no-progress"],
-                 ["stage", "put", "tiny", "--from", str(home / "checkpoints" / "tiny"), "--no-progress"]):
-        subprocess.run([sys.executable, "-m", "coldstart", *args], cwd=REPO, env=env, check=True,
-                       capture_output=True, timeout=300)
+    for args in (
+        ["checkpoint", "tiny", "--no-progress"],
+        ["stage", "put", "tiny", "--from", str(home / "checkpoints" / "tiny"), "--no-progress"],
+    ):
+        subprocess.run(
+            [sys.executable, "-m", "coldstart", *args], cwd=REPO, env=env, check=True, capture_output=True, timeout=300
+        )
     return env
 
 
 def _publish(env: Mapping[str, str], experiment: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "service.py", "tiny", experiment, "--device", "cpu",
-                           "--publish-compile-cache"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "service.py", "tiny", experiment, "--device", "cpu", "--publish-compile-cache"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_publish_without_an_engine_run_says_what_to_do(staged_home):
@@ -48,10 +57,15 @@ def test_publish_for_an_experiment_without_a_cache_is_bad_input(staged_home):
 
 def _engine_caches(base: Path) -> dict[str, str]:
     """A few KB laid out like an engine run's caches; the pinned roots pointing at them (not hashed)."""
-    roots = {"VLLM_CACHE_ROOT": base / "vllm", "TORCHINDUCTOR_CACHE_DIR": base / "inductor",
-             "TRITON_CACHE_DIR": base / "triton"}
-    for path in (roots["VLLM_CACHE_ROOT"] / "torch_compile_cache" / "torch_aot_compile" / "9f3c" / "rank_0_0" / "model",
-                 roots["TORCHINDUCTOR_CACHE_DIR"] / "fxgraph" / "ab" / "entry"):
+    roots = {
+        "VLLM_CACHE_ROOT": base / "vllm",
+        "TORCHINDUCTOR_CACHE_DIR": base / "inductor",
+        "TRITON_CACHE_DIR": base / "triton",
+    }
+    for path in (
+        roots["VLLM_CACHE_ROOT"] / "torch_compile_cache" / "torch_aot_compile" / "9f3c" / "rank_0_0" / "model",
+        roots["TORCHINDUCTOR_CACHE_DIR"] / "fxgraph" / "ab" / "entry",
+    ):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(os.urandom(256))
     return {k: str(v) for k, v in roots.items()}
@@ -72,12 +86,20 @@ def _replica_restore(env: Mapping[str, str], experiment: str, node: Path, monkey
 
     cfg = _app_config(env, experiment, monkeypatch)
     # The hook's process sees the node's environment plus the replica's runtime_env (Ray sets it).
-    node_env = {**env, **cfg["runtime_env"]["env_vars"], **{
-        "VLLM_CACHE_ROOT": str(node / "vllm"), "TORCHINDUCTOR_CACHE_DIR": str(node / "inductor"),
-        "TRITON_CACHE_DIR": str(node / "triton")}}
+    node_env = {
+        **env,
+        **cfg["runtime_env"]["env_vars"],
+        **{
+            "VLLM_CACHE_ROOT": str(node / "vllm"),
+            "TORCHINDUCTOR_CACHE_DIR": str(node / "inductor"),
+            "TRITON_CACHE_DIR": str(node / "triton"),
+        },
+    }
     return cc.restore_for_replica(
-        store_uri=cfg["callback_config"]["callback_kwargs"]["compile_cache_store"], model_name="tiny",
-        engine_kwargs=cfg["engine_kwargs"], model_path=engine_model_path(cfg["model_loading_config"]),
+        store_uri=cfg["callback_config"]["callback_kwargs"]["compile_cache_store"],
+        model_name="tiny",
+        engine_kwargs=cfg["engine_kwargs"],
+        model_path=engine_model_path(cfg["model_loading_config"]),
         environ=node_env,
     )
 
@@ -169,9 +191,14 @@ def test_a_port_held_by_a_leftover_app_stops_the_service_before_ray(staged_home)
         held.bind(("127.0.0.1", 0))
         held.listen()
         port = held.getsockname()[1]
-        proc = subprocess.run([sys.executable, "service.py", "tiny", "baseline", "--device", "cpu",
-                               "--port", str(port)], cwd=REPO, env=staged_home, capture_output=True, text=True,
-                              timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "service.py", "tiny", "baseline", "--device", "cpu", "--port", str(port)],
+            cwd=REPO,
+            env=staged_home,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert proc.returncode == 1
     assert f"port {port} on 127.0.0.1 already has a listener" in proc.stderr
     assert "service_start" not in proc.stdout and "Ray" not in proc.stdout

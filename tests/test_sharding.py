@@ -104,8 +104,9 @@ class FakeSave:
 
     def __call__(self, job: ShardJob, extra_env: dict[str, str]) -> None:
         self.jobs.append((job, dict(extra_env)))
-        self.sources.append({p.relative_to(job.model_dir).as_posix() for p in Path(job.model_dir).rglob("*")
-                             if p.is_file()})
+        self.sources.append(
+            {p.relative_to(job.model_dir).as_posix() for p in Path(job.model_dir).rglob("*") if p.is_file()}
+        )
         for rank in self.ranks if self.ranks is not None else range(job.tp_size):
             (Path(job.out_dir) / f"model-rank-{rank}-part-0.safetensors").write_bytes(b"rank%d" % rank)
 
@@ -180,12 +181,25 @@ def test_non_empty_out_needs_overwrite(lab, capsys, hf_dir, tmp_path, monkeypatc
     rc, _, err = _shard(capsys, *args, "--overwrite")
     assert rc == 0, err
     assert sorted(p.name for p in out.glob("model-rank-*")) == [
-        "model-rank-0-part-0.safetensors", "model-rank-1-part-0.safetensors"]  # the stale rank 3 is gone
+        "model-rank-0-part-0.safetensors",
+        "model-rank-1-part-0.safetensors",
+    ]  # the stale rank 3 is gone
 
 
 def test_out_inside_the_checkpoint_is_refused(lab, no_child, capsys, hf_dir):
-    rc, _, err = _shard(capsys, "tiny", "--tp", "2", "--device", "cpu", "--from", str(hf_dir),
-                        "--out", str(hf_dir / "sharded"), "--no-upload")
+    rc, _, err = _shard(
+        capsys,
+        "tiny",
+        "--tp",
+        "2",
+        "--device",
+        "cpu",
+        "--from",
+        str(hf_dir),
+        "--out",
+        str(hf_dir / "sharded"),
+        "--no-upload",
+    )
     assert rc == 2 and "overlap" in err
 
 
@@ -228,10 +242,19 @@ def test_every_non_weight_file_is_copied_and_nothing_else(hf_dir, tmp_path):
 
 
 def test_rank_files_needs_exactly_every_rank(tmp_path):
-    _write_tree(tmp_path, {"model-rank-0-part-0.safetensors": b"", "model-rank-0-part-1.safetensors": b"",
-                           "model-rank-1-part-0.safetensors": b"", "config.json": b"{}"})
-    assert rank_files(tmp_path, 2) == {0: ["model-rank-0-part-0.safetensors", "model-rank-0-part-1.safetensors"],
-                                       1: ["model-rank-1-part-0.safetensors"]}
+    _write_tree(
+        tmp_path,
+        {
+            "model-rank-0-part-0.safetensors": b"",
+            "model-rank-0-part-1.safetensors": b"",
+            "model-rank-1-part-0.safetensors": b"",
+            "config.json": b"{}",
+        },
+    )
+    assert rank_files(tmp_path, 2) == {
+        0: ["model-rank-0-part-0.safetensors", "model-rank-0-part-1.safetensors"],
+        1: ["model-rank-1-part-0.safetensors"],
+    }
     with pytest.raises(ShardingFailed, match=r"missing ranks \[2, 3\]"):
         rank_files(tmp_path, 4)
     (tmp_path / "model-rank-2-part-0.safetensors").write_bytes(b"")
@@ -269,9 +292,11 @@ def test_shards_the_staged_checkpoint_and_stages_a_sealed_folder(lab, capsys, hf
     assert fake.sources == [{*METADATA, *WEIGHTS, MANIFEST_NAME, "coldstart-checkpoint.json"}]  # the download
     manifest = read_manifest(store, "sharded/tiny/tp2")
     assert sorted(f.path for f in manifest.files) == sorted(
-        [*METADATA, "model-rank-0-part-0.safetensors", "model-rank-1-part-0.safetensors"])
+        [*METADATA, "model-rank-0-part-0.safetensors", "model-rank-1-part-0.safetensors"]
+    )
     assert (tmp_path / "store" / "sharded/tiny/tp2/original/params.json").read_bytes() == METADATA[
-        "original/params.json"]
+        "original/params.json"
+    ]
     assert f"{tmp_path / 'store' / 'sharded/tiny/tp2'}" in out and "2 rank files" in out
     # Without --keep-local the local copy goes once staged, and no download or work folder is left behind.
     assert list((lab / "sharded" / "tiny").iterdir()) == []
@@ -281,13 +306,27 @@ def test_keep_local_and_no_upload_keep_the_folder(lab, capsys, hf_dir, tmp_path,
     monkeypatch.setattr(sharding, "run_save", FakeSave())
     out_dir = tmp_path / "out"
     monkeypatch.setattr(sharding, "usable_cpus", lambda: [0, 1, 2, 3])
-    rc, _, err = _shard(capsys, "tiny", "--tp", "4", "--device", "cpu", "--from", str(hf_dir), "--no-upload",
-                        "--out", str(out_dir))
+    rc, _, err = _shard(
+        capsys, "tiny", "--tp", "4", "--device", "cpu", "--from", str(hf_dir), "--no-upload", "--out", str(out_dir)
+    )
     assert rc == 0, err
     assert len(list(out_dir.glob("model-rank-*"))) == 4
     assert not (tmp_path / "store").exists()  # --no-upload never opens the store
-    rc, _, err = _shard(capsys, "tiny", "--tp", "4", "--device", "cpu", "--from", str(hf_dir), "--keep-local",
-                        "--out", str(out_dir), "--overwrite", "--no-progress")
+    rc, _, err = _shard(
+        capsys,
+        "tiny",
+        "--tp",
+        "4",
+        "--device",
+        "cpu",
+        "--from",
+        str(hf_dir),
+        "--keep-local",
+        "--out",
+        str(out_dir),
+        "--overwrite",
+        "--no-progress",
+    )
     assert rc == 0, err
     assert (out_dir / "config.json").is_file()
     assert (tmp_path / "store" / "sharded/tiny/tp4" / MANIFEST_NAME).is_file()
@@ -339,13 +378,19 @@ def staged_tiny(tmp_path: Path) -> dict[str, str]:
 
     ckpt = write_checkpoint(get_model("tiny"), tmp_path / "ckpt", progress=False).path
     upload_dir(LocalStore(tmp_path / "store"), "models/tiny", ckpt, show_progress=False)
-    return {**os.environ, "COLDSTART_HOME": str(tmp_path / "home"), "COLDSTART_STORE": str(tmp_path / "store"),
-            "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    return {
+        **os.environ,
+        "COLDSTART_HOME": str(tmp_path / "home"),
+        "COLDSTART_STORE": str(tmp_path / "store"),
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+    }
 
 
 def _run(args: list[str], env: dict[str, str], timeout_s: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout_s, check=False)
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
 
 
 # A worker extension that empties one linear weight before the audit looks: the engine state vLLM's CPU backend
@@ -374,13 +419,23 @@ def test_cpu_tp2_refuses_state_with_emptied_weights_and_stages_nothing(staged_ti
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path / "ext"), str(REPO)]))
     store = LocalStore(tmp_path / "store")
     with pytest.raises(ShardingFailed, match="cannot save usable sharded state"):
-        sharding.shard(get_model("tiny"), 2, store=store, from_dir=None, out_dir=tmp_path / "out", device="cpu",
-                       job_overrides={"worker_extension_cls": "emptying_ext.EmptyOneWeight"}, show_progress=False)
+        sharding.shard(
+            get_model("tiny"),
+            2,
+            store=store,
+            from_dir=None,
+            out_dir=tmp_path / "out",
+            device="cpu",
+            job_overrides={"worker_extension_cls": "emptying_ext.EmptyOneWeight"},
+            show_progress=False,
+        )
     errors = [line for line in capfd.readouterr().err.splitlines() if line.startswith("error:")]
     # Each rank empties its own slice of layer 0's down_proj: one name.
-    assert errors == ["error: the engine holds 1 empty weight tensors (e.g. model.layers.0.mlp.down_proj.weight); "
-                      "save_sharded_state would leave them out and the sharded_state loader would reject the "
-                      "result with 'Missing keys'"], errors
+    assert errors == [
+        "error: the engine holds 1 empty weight tensors (e.g. model.layers.0.mlp.down_proj.weight); "
+        "save_sharded_state would leave them out and the sharded_state loader would reject the "
+        "result with 'Missing keys'"
+    ], errors
     assert not (tmp_path / "store" / "sharded").exists()
     assert not (tmp_path / "out").exists()
     assert list(tmp_path.glob(".out.tmp-*")) == []
@@ -405,8 +460,11 @@ if __name__ == "__main__":
 def test_cpu_tp2_shards_stages_and_loads_back_with_the_same_tokens(staged_tiny, tmp_path):
     """On every CPU: the saved state is complete (sharding_cpu keeps the weights vLLM's CPU backend may drop),
     staged, and an engine loading it greedily decodes the same tokens as one loading the checkpoint."""
-    proc = _run(["-m", "coldstart", "shard", "tiny", "--tp", "2", "--device", "cpu", "--no-progress"],
-                staged_tiny, timeout_s=300)
+    proc = _run(
+        ["-m", "coldstart", "shard", "tiny", "--tp", "2", "--device", "cpu", "--no-progress"],
+        staged_tiny,
+        timeout_s=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     staged = tmp_path / "store" / "sharded" / "tiny" / "tp2"
     paths = {f["path"] for f in json.loads((staged / MANIFEST_NAME).read_text())["files"]}
@@ -417,12 +475,14 @@ def test_cpu_tp2_shards_stages_and_loads_back_with_the_same_tokens(staged_tiny, 
     # The binding the shard tool gives its own TP2 engine (vLLM's "auto" refuses TP>1 on one NUMA node).
     env = {**staged_tiny, "VLLM_CPU_OMP_THREADS_BIND": sharding.cpu_thread_binding(sharding.usable_cpus(), 2)}
     tokens = {}
-    for name, folder, load_format in (("checkpoint", tmp_path / "store" / "models" / "tiny", "auto"),
-                                      ("sharded", staged, "sharded_state")):
+    for name, folder, load_format in (
+        ("checkpoint", tmp_path / "store" / "models" / "tiny", "auto"),
+        ("sharded", staged, "sharded_state"),
+    ):
         proc = _run([str(script), str(folder), load_format], env, timeout_s=300)
         assert proc.returncode == 0, f"{name}:\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
         [line] = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        tokens[name] = json.loads(line[len("RESULT "):])["token_ids"]
+        tokens[name] = json.loads(line[len("RESULT ") :])["token_ids"]
     assert len(tokens["checkpoint"]) == 4
     assert tokens["sharded"] == tokens["checkpoint"]
 
@@ -446,16 +506,40 @@ if __name__ == "__main__":
     reason="needs 2 CUDA GPUs (the CPU path is test_cpu_tp2_shards_stages_and_loads_back_with_the_same_tokens)",
 )
 def test_gpu_tp2_shards_stages_and_loads_back(staged_tiny, tmp_path):
-    proc = _run(["-m", "coldstart", "shard", "tiny", "--tp", "2", "--no-progress", "--keep-local",
-                 "--out", str(tmp_path / "out"), "--gpu-memory-utilization", "0.3"], staged_tiny, timeout_s=600)
+    proc = _run(
+        [
+            "-m",
+            "coldstart",
+            "shard",
+            "tiny",
+            "--tp",
+            "2",
+            "--no-progress",
+            "--keep-local",
+            "--out",
+            str(tmp_path / "out"),
+            "--gpu-memory-utilization",
+            "0.3",
+        ],
+        staged_tiny,
+        timeout_s=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     staged = tmp_path / "store" / "sharded" / "tiny" / "tp2"
     manifest = json.loads((staged / MANIFEST_NAME).read_text())
     paths = {f["path"] for f in manifest["files"]}
-    assert {"model-rank-0-part-0.safetensors", "model-rank-1-part-0.safetensors", "config.json",
-            "generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"} <= paths
-    assert not any(p.startswith("model-rank-2") or p == "model.safetensors" or p.startswith("coldstart-checkpoint")
-                   for p in paths)
+    assert {
+        "model-rank-0-part-0.safetensors",
+        "model-rank-1-part-0.safetensors",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    } <= paths
+    assert not any(
+        p.startswith("model-rank-2") or p == "model.safetensors" or p.startswith("coldstart-checkpoint") for p in paths
+    )
     assert (tmp_path / "out" / "model-rank-1-part-0.safetensors").is_file()  # --keep-local
 
     script = tmp_path / "load.py"
@@ -464,4 +548,4 @@ def test_gpu_tp2_shards_stages_and_loads_back(staged_tiny, tmp_path):
         proc = _run([str(script), str(staged), load_format], staged_tiny, timeout_s=600)
         assert proc.returncode == 0, f"{load_format}:\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}"
         [line] = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        assert len(json.loads(line[len("RESULT "):])["token_ids"]) == 1
+        assert len(json.loads(line[len("RESULT ") :])["token_ids"]) == 1

@@ -76,8 +76,12 @@ def _local_files(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-EXPECTED_FILES = ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-                  "tokenizer/tokenizer.json"]
+EXPECTED_FILES = [
+    "config.json",
+    "model-00001-of-00002.safetensors",
+    "model-00002-of-00002.safetensors",
+    "tokenizer/tokenizer.json",
+]
 
 
 def test_layout() -> None:
@@ -106,7 +110,8 @@ def test_round_trip_with_manifest(store: Store, model_dir: Path, tmp_path: Path)
         assert f.size_bytes == len(local[f.path])
         assert f.sha256 == hashlib.sha256(local[f.path]).hexdigest()
     assert sorted(o.key for o in store.list(PREFIX + "/")) == sorted(
-        [f"{PREFIX}/{p}" for p in EXPECTED_FILES] + [f"{PREFIX}/{MANIFEST_NAME}"])
+        [f"{PREFIX}/{p}" for p in EXPECTED_FILES] + [f"{PREFIX}/{MANIFEST_NAME}"]
+    )
 
     assert verify(store, PREFIX).ok
     assert verify(store, PREFIX, deep=True).ok
@@ -212,9 +217,7 @@ def test_download_rejects_corrupt_store_copy(store: Store, model_dir: Path, tmp_
     assert list((tmp_path / "dl").iterdir()) == []  # neither dest nor the temp dir
 
 
-def test_download_skips_a_matching_dest_and_replaces_a_stale_one(
-    store: Store, model_dir: Path, tmp_path: Path
-) -> None:
+def test_download_skips_a_matching_dest_and_replaces_a_stale_one(store: Store, model_dir: Path, tmp_path: Path) -> None:
     upload_dir(store, PREFIX, model_dir, show_progress=False)
     dest = tmp_path / "dl" / "tiny"
     download_dir(store, PREFIX, dest, show_progress=False)
@@ -271,10 +274,16 @@ def test_empty_or_missing_source_dir(store: Store, tmp_path: Path) -> None:
     ],
 )
 def test_manifest_from_store_is_validated(mutate: Callable[[dict], None]) -> None:
-    good = Manifest.from_json_bytes(json.dumps({
-        "format": 1, "created_at": "2025-01-01T00:00:00Z", "tool_version": "0.1.0",
-        "files": [{"path": "a/b.json", "size_bytes": 3, "sha256": "0" * 64}],
-    }).encode())
+    good = Manifest.from_json_bytes(
+        json.dumps(
+            {
+                "format": 1,
+                "created_at": "2025-01-01T00:00:00Z",
+                "tool_version": "0.1.0",
+                "files": [{"path": "a/b.json", "size_bytes": 3, "sha256": "0" * 64}],
+            }
+        ).encode()
+    )
     body = json.loads(good.to_json_bytes())
     mutate(body)
     with pytest.raises(InvalidManifest):
@@ -306,8 +315,9 @@ def _store_argv(store: Store) -> list[str]:
     return ["--store", store.uri, "--endpoint-url", store.endpoint_url]
 
 
-def test_cli_put_ls_verify_get(store: Store, model_dir: Path, tmp_path: Path,
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_put_ls_verify_get(
+    store: Store, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     s = _store_argv(store)
     assert _cli("put", "tiny", "--from", str(model_dir), *s, "--no-progress") == 0
     assert "uploaded 4" in capsys.readouterr().out
@@ -348,8 +358,9 @@ def test_cli_missing_bucket(s3_server: str, aws_env: Path, capsys: pytest.Captur
     assert "no-such-bucket-coldstart" in err and "does not exist" in err
 
 
-def test_cli_default_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_dir: Path,
-                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_default_store(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("COLDSTART_STORE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert _cli("put", "tiny", "--from", str(model_dir), "--no-progress") == 0

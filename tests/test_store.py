@@ -63,8 +63,21 @@ def test_parse_file_uris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 @pytest.mark.parametrize(
-    "uri", ["s3://", "s3:///x", "ftp://x", "", "   ", "s3://b", "s3://bad_bucket!/x", "s3://bucket/a/../b",
-            "s3://bucket/a//b", "s3://bucket/p?x=1", "file://remotehost/x", "file://relative"],
+    "uri",
+    [
+        "s3://",
+        "s3:///x",
+        "ftp://x",
+        "",
+        "   ",
+        "s3://b",
+        "s3://bad_bucket!/x",
+        "s3://bucket/a/../b",
+        "s3://bucket/a//b",
+        "s3://bucket/p?x=1",
+        "file://remotehost/x",
+        "file://relative",
+    ],
 )
 def test_malformed_uri_is_rejected(uri: str) -> None:
     with pytest.raises(InvalidStoreURI) as info:
@@ -111,11 +124,13 @@ def test_round_trip(store: Store, tmp_path: Path) -> None:
     assert store.exists("models/m/weights.bin")
     assert not store.exists("models/m/nope")
     assert store.get_bytes("models/m/config.json") == b'{"a": 1}'
-    assert store.list("models/m/") == [
-        ObjectInfo("models/m/config.json", 8), ObjectInfo("models/m/weights.bin", 3000)]
+    assert store.list("models/m/") == [ObjectInfo("models/m/config.json", 8), ObjectInfo("models/m/weights.bin", 3000)]
     # S3 string-prefix semantics, on both backends.
     assert [o.key for o in store.list("models/m")] == [
-        "models/m/config.json", "models/m/weights.bin", "models/mx/other"]
+        "models/m/config.json",
+        "models/m/weights.bin",
+        "models/mx/other",
+    ]
     assert len(store.list()) == 3
 
     dest = tmp_path / "out" / "deep" / "w.bin"
@@ -153,13 +168,19 @@ def test_missing_objects(store: Store, tmp_path: Path) -> None:
     assert store.list("models/") == []
 
 
-@pytest.mark.parametrize("key", ["", "/abs", "../escape", "a/../../b", "a//b", "a/./b", "a/", "a\\b",
-                                 "a/.x.coldstart-tmp-1"])
+@pytest.mark.parametrize(
+    "key", ["", "/abs", "../escape", "a/../../b", "a//b", "a/./b", "a/", "a\\b", "a/.x.coldstart-tmp-1"]
+)
 def test_bad_keys_are_rejected(store: Store, key: str, tmp_path: Path) -> None:
     src = _write(tmp_path / "f", b"x")
-    for call in (lambda: store.put_bytes(key, b"x"), lambda: store.get_bytes(key), lambda: store.exists(key),
-                 lambda: store.upload_file(src, key), lambda: store.put_file_if_absent(src, key),
-                 lambda: store.delete(key)):
+    for call in (
+        lambda: store.put_bytes(key, b"x"),
+        lambda: store.get_bytes(key),
+        lambda: store.exists(key),
+        lambda: store.upload_file(src, key),
+        lambda: store.put_file_if_absent(src, key),
+        lambda: store.delete(key),
+    ):
         with pytest.raises(InvalidKey):
             call()
     with pytest.raises(InvalidKey):
@@ -271,8 +292,7 @@ def test_local_store_from_file_uri(tmp_path: Path) -> None:
 
 def test_s3_multipart_transfer(s3_server: str, s3_bucket: str, tmp_path: Path) -> None:
     mib = 1024 * 1024
-    settings = TransferSettings(multipart_threshold_bytes=5 * mib, multipart_chunksize_bytes=5 * mib,
-                                max_concurrency=4)
+    settings = TransferSettings(multipart_threshold_bytes=5 * mib, multipart_chunksize_bytes=5 * mib, max_concurrency=4)
     store = open_store(f"s3://{s3_bucket}", endpoint_url=s3_server, transfer=settings)
     src = _write(tmp_path / "big.bin", os.urandom(6 * mib))
     store.upload_file(src, "big.bin")
@@ -348,10 +368,11 @@ def test_endpoint_credentials_never_in_messages(closed_endpoint: str) -> None:
 )
 def test_translate_client_errors(code: str, status: int, key: str | None, expected: type) -> None:
     secret = "AKIASECRETSECRET"
-    err = ClientError({"Error": {"Code": code, "Message": f"key {secret} refused"},
-                       "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject")
-    out = translate_s3_error(err, op="get", uri="s3://b/p", bucket="b", endpoint_url="https://s3.example",
-                             key=key)
+    err = ClientError(
+        {"Error": {"Code": code, "Message": f"key {secret} refused"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "GetObject",
+    )
+    out = translate_s3_error(err, op="get", uri="s3://b/p", bucket="b", endpoint_url="https://s3.example", key=key)
     assert type(out) is expected
     assert secret not in str(out)
     assert "s3://b/p" in str(out)

@@ -180,8 +180,11 @@ def test_timeline_to_dict_is_json_and_its_segments_sum_to_ttft():
     # What the e2e test and the runner's result row rely on.
     assert sum(v for v in d["segments"].values() if v is not None) == pytest.approx(client["ttft_s"], abs=1e-6)
     spans = d["spans"]
-    assert [s["name"] for s in spans][:3] == ["seg_autoscale_reaction_s", "seg_replica_actor_start_s",
-                                              "seg_node_task_start_s"]
+    assert [s["name"] for s in spans][:3] == [
+        "seg_autoscale_reaction_s",
+        "seg_replica_actor_start_s",
+        "seg_node_task_start_s",
+    ]
     assert spans[0]["start_s"] == pytest.approx(0.0)
     assert spans[-1]["end_s"] == pytest.approx(client["ttft_s"], abs=1e-6)
 
@@ -225,6 +228,7 @@ def _vllm(t: float, offset_s: float) -> str:
 
 def synthetic_log(t0: float = T0, offset_s: float = 0.0, drop: tuple[str, ...] = (), restore: bool = False) -> str:
     """A cold start whose milestones sit at known offsets from t0; ``offset_s`` is local time minus UTC."""
+
     def ray(dt: float) -> str:
         return _ray(t0 + dt, offset_s)
 
@@ -237,18 +241,18 @@ def synthetic_log(t0: float = T0, offset_s: float = 0.0, drop: tuple[str, ...] =
         "service_start": format_event("service_start", t=t0 - 60),
         "ray_start": f"{ray(-59)}\tINFO worker.py:2015 -- Started a local Ray instance.",
         "upscale": f"(ServeController pid=1) INFO {ray(1)} controller 1 -- Upscaling Deployment(name='LLMServer:m', "
-                   "app='app') from 0 to 1 replicas. Current ongoing requests: 1.00, current running replicas: 0.",
+        "app='app') from 0 to 1 replicas. Current ongoing requests: 1.00, current running replicas: 0.",
         "node_init_start": rep + format_event("replica_node_init_start", t=t0 + 10),
         "download_tasks": f"{rep}INFO {ray(10)} app_LLMServer:m r1 -- Running tasks to download model files",
         "node_fetch_start": "(initialize_remote_node pid=3) " + format_event("node_fetch_start", t=t0 + 20),
         "restore_start": "(initialize_remote_node pid=3) " + format_event("compile_cache_restore_start", t=t0 + 20.2),
-        "restore_end": "(initialize_remote_node pid=3) " + format_event(
-            "compile_cache_restore_end", t=t0 + 20.7, status="SUCCESS", restore_s=0.5),
+        "restore_end": "(initialize_remote_node pid=3) "
+        + format_event("compile_cache_restore_end", t=t0 + 20.7, status="SUCCESS", restore_s=0.5),
         "node_init_end": rep + format_event("replica_node_init_end", t=t0 + 21),
         "engine_start": rep + format_event("engine_start", t=t0 + 21),
         "executor": f"{rep}INFO {ray(30)} app_LLMServer:m r1 -- Using executor class: <class 'RayExecutorV2'>",
         "engine_core": f"{rep}(EngineCore pid=4) INFO {vllm(40)} [core.py:114] Initializing a V1 LLM engine (v0.25.1) "
-                       "with config: device_config=cuda",
+        "with config: device_config=cuda",
         "worker": f"{worker}INFO {vllm(50)} [parallel_state.py:1607] world_size=1 rank=0 local_rank=0",
         "model_load": f"{worker}INFO {vllm(55)} [model_runner.py:302] Model loading took 1.00 GiB and 4.000000 seconds",
         "compile": f"{worker}INFO {vllm(70)} [monitor.py:53] torch.compile took 10.00 s in total",
@@ -256,11 +260,11 @@ def synthetic_log(t0: float = T0, offset_s: float = 0.0, drop: tuple[str, ...] =
         "kv": f"{rep}(EngineCore pid=4) INFO {vllm(73)} [kv_cache_utils.py:2146] GPU KV cache size: 1,000 tokens",
         "graphs": f"{worker}INFO {vllm(76)} [model_runner.py:722] Graph capturing finished in 2 secs, took 0.10 GiB",
         "init": f"{rep}(EngineCore pid=4) INFO {vllm(90)} [core.py:337] init engine (profile, create kv cache, "
-                "warmup model) took 40.00 s (compilation: 10.00 s)",
+        "warmup model) took 40.00 s (compilation: 10.00 s)",
         "engine_ready": f"{rep}INFO {ray(100.25)} app_LLMServer:m r1 -- Started vLLM engine.",
         "replica_ready": f"(ServeController) INFO {ray(105.5)} controller 1 -- Replica(id='r1', "
-                         "deployment='LLMServer:m', app='app') started successfully on node 'n' after 104.5s "
-                         "(PID: 2). Replica constructor, reconfigure method, and initial health check took 95.5s.",
+        "deployment='LLMServer:m', app='app') started successfully on node 'n' after 104.5s "
+        "(PID: 2). Replica constructor, reconfigure method, and initial health check took 95.5s.",
     }
     if not restore:
         drop = (*drop, "restore_start", "restore_end")
@@ -276,16 +280,22 @@ def test_synthetic_log_golden():
     assert _measured_sum(summary.phases) == pytest.approx(TTFT, abs=1e-9)
 
 
-@pytest.mark.parametrize(("drop", "none", "gap_s"), [
-    # No "Model loading took": both segments touching that milestone are unknown; the 20 s between the
-    # worker's first line (50.5) and torch.compile's end (70.5) is unattributed.
-    (("model_load",), ("seg_model_load_s", "seg_torch_compile_s"), 20.0),
-    # No Serve upscale line: request -> replica_node_init_start is one 9.25 s gap.
-    (("upscale",), ("seg_autoscale_reaction_s", "seg_replica_actor_start_s"), 9.25),
-    # Two holes: both are unattributed, and the rest still adds up.
-    (("executor", "graphs"), ("seg_engine_config_s", "seg_engine_process_spawn_s", "seg_cuda_graph_s",
-                              "seg_warmup_s"), 19.5 + 17.0),
-])
+@pytest.mark.parametrize(
+    ("drop", "none", "gap_s"),
+    [
+        # No "Model loading took": both segments touching that milestone are unknown; the 20 s between the
+        # worker's first line (50.5) and torch.compile's end (70.5) is unattributed.
+        (("model_load",), ("seg_model_load_s", "seg_torch_compile_s"), 20.0),
+        # No Serve upscale line: request -> replica_node_init_start is one 9.25 s gap.
+        (("upscale",), ("seg_autoscale_reaction_s", "seg_replica_actor_start_s"), 9.25),
+        # Two holes: both are unattributed, and the rest still adds up.
+        (
+            ("executor", "graphs"),
+            ("seg_engine_config_s", "seg_engine_process_spawn_s", "seg_cuda_graph_s", "seg_warmup_s"),
+            19.5 + 17.0,
+        ),
+    ],
+)
 def test_missing_endpoint_is_none_and_its_gap_unattributed(drop, none, gap_s):
     summary = summarize_run(synthetic_log(drop=drop), CLIENT)
     for name in none:
@@ -335,10 +345,12 @@ def test_without_an_absolute_reference_local_time_is_taken_as_utc_and_said_so():
 
 
 def test_client_events_in_the_log_stand_in_for_a_missing_client_result():
-    text = synthetic_log() + "\n".join([
-        format_event("client_send", t=T0 + SEND),
-        format_event("client_first_token", t=T0 + SEND + TTFT, ttft_s=TTFT),
-    ])
+    text = synthetic_log() + "\n".join(
+        [
+            format_event("client_send", t=T0 + SEND),
+            format_event("client_first_token", t=T0 + SEND + TTFT, ttft_s=TTFT),
+        ]
+    )
     summary = summarize_run(text, None)
     assert summary.timeline.ttft_s == pytest.approx(TTFT)
     _check_golden(summary.phases, SYNTH_GOLDEN)

@@ -100,11 +100,24 @@ _SHORT = {
 CATEGORY_COLUMNS: tuple[str, ...] = tuple(f"cat_{c}_s" for c, _ in CATEGORIES)
 ID_COLUMNS = ("run_id", "model", "experiment", "device", "source", "status", "campaign", "repeat")
 NUMERIC_COLUMNS: tuple[str, ...] = (
-    "ttft_s", "startup_span_s", "total_s", *PHASE_COLUMNS, *SEGMENT_NAMES, UNATTRIBUTED, *CATEGORY_COLUMNS,
+    "ttft_s",
+    "startup_span_s",
+    "total_s",
+    *PHASE_COLUMNS,
+    *SEGMENT_NAMES,
+    UNATTRIBUTED,
+    *CATEGORY_COLUMNS,
 )
 RUN_COLUMNS: tuple[str, ...] = (
-    *ID_COLUMNS, "node_state", "total_kind", *NUMERIC_COLUMNS,
-    "compile_cache_hit", "aot_cache_hit", "compile_cache_restore_status", "audit_passed", "log_path",
+    *ID_COLUMNS,
+    "node_state",
+    "total_kind",
+    *NUMERIC_COLUMNS,
+    "compile_cache_hit",
+    "aot_cache_hit",
+    "compile_cache_restore_status",
+    "audit_passed",
+    "log_path",
 )
 # A warm node (weights in the page cache) and a cold one are different measurements: never one median.
 GROUP = ["model", "experiment", "device", "node_state"]
@@ -119,8 +132,8 @@ def infer_model_experiment(name: str) -> tuple[str, str]:
     stem = Path(name).stem.lower()
     model, rest = None, ""
     for m in sorted(MODELS, key=len, reverse=True):
-        if stem.startswith(m) and stem[len(m):len(m) + 1] in ("-", "_", ""):
-            model, rest = m, stem[len(m) + 1:]
+        if stem.startswith(m) and stem[len(m) : len(m) + 1] in ("-", "_", ""):
+            model, rest = m, stem[len(m) + 1 :]
             break
     if model is None:
         head, _, rest = stem.partition("-")
@@ -148,8 +161,14 @@ def _client_of(row_or_client: Mapping[str, Any] | None) -> Mapping[str, Any] | N
 
 
 def row_from_log(
-    log_text: str, *, run_id: str, model: str, experiment: str, client: Mapping[str, Any] | None = None,
-    log_path: str | None = None, source: str = "log",
+    log_text: str,
+    *,
+    run_id: str,
+    model: str,
+    experiment: str,
+    client: Mapping[str, Any] | None = None,
+    log_path: str | None = None,
+    source: str = "log",
 ) -> dict[str, Any]:
     summary = summarize_run(log_text, client)
     return {
@@ -199,9 +218,17 @@ def collect(log_dirs: Iterable[Path], clients: Mapping[str, Mapping[str, Any]] |
                 (model, experiment), run_id, source = infer_model_experiment(path.name), path.stem, "capture"
             sidecar = path.with_suffix(".client.json")
             client = json.loads(sidecar.read_text()) if sidecar.exists() else (clients or {}).get(run_id)
-            rows.append(row_from_log(path.read_text(errors="replace"), run_id=run_id, model=model,
-                                     experiment=experiment, client=_client_of(client), log_path=str(path),
-                                     source=source))
+            rows.append(
+                row_from_log(
+                    path.read_text(errors="replace"),
+                    run_id=run_id,
+                    model=model,
+                    experiment=experiment,
+                    client=_client_of(client),
+                    log_path=str(path),
+                    source=source,
+                )
+            )
     return rows
 
 
@@ -222,8 +249,15 @@ def merge_rows(log_rows: Sequence[dict[str, Any]], result_rows: Sequence[dict[st
             continue
         extra = {**(base.get("extra") or {}), **(row.get("extra") or {})}
         derived = {k: row[k] for k in ("phases", "audit", "log_path") if row.get(k) is not None}
-        merged.append({**base, **derived, "device": row.get("device") or base.get("device"), "extra": extra,
-                       "source": "results+log"})
+        merged.append(
+            {
+                **base,
+                **derived,
+                "device": row.get("device") or base.get("device"),
+                "extra": extra,
+                "source": "results+log",
+            }
+        )
     return merged + list(by_id.values())
 
 
@@ -264,8 +298,9 @@ def category_seconds(
     elif get("profiling_s") is not None:
         kv = get("profiling_s")
     cats = {c: None for c, _ in CATEGORIES}
-    cats.update(weights_download=download, model_load=load, torch_compile=compile_s, cuda_graphs=graphs,
-                kv_cache_profiling=kv)
+    cats.update(
+        weights_download=download, model_load=load, torch_compile=compile_s, cuda_graphs=graphs, kv_cache_profiling=kv
+    )
     known = _sum(cats.values())
     if startup_span_s is not None:
         cats["unattributed"] = startup_span_s - (known or 0.0)
@@ -285,22 +320,24 @@ def run_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         cats = category_seconds(phases, span)
         total, kind = (ttft, "ttft") if ttft is not None else ((span, "log_span") if span is not None else (None, None))
         audit = r.get("audit") or {}
-        records.append({
-            **{k: r.get(k) for k in ID_COLUMNS},
-            "device": device_kind(r.get("device"), (r.get("provenance") or {}).get("gpu")),
-            "node_state": node_state_of(r),
-            "total_kind": kind,
-            "ttft_s": ttft,
-            "startup_span_s": span,
-            "total_s": total,
-            **{c: phases.get(c) for c in (*PHASE_COLUMNS, *SEGMENT_NAMES, UNATTRIBUTED)},
-            **{f"cat_{c}_s": cats.get(c) for c, _ in CATEGORIES},
-            "compile_cache_hit": audit.get("compile_cache_hit"),
-            "aot_cache_hit": audit.get("aot_cache_hit"),
-            "compile_cache_restore_status": audit.get("compile_cache_restore_status"),
-            "audit_passed": audit_passed(r.get("experiment"), audit),
-            "log_path": r.get("log_path"),
-        })
+        records.append(
+            {
+                **{k: r.get(k) for k in ID_COLUMNS},
+                "device": device_kind(r.get("device"), (r.get("provenance") or {}).get("gpu")),
+                "node_state": node_state_of(r),
+                "total_kind": kind,
+                "ttft_s": ttft,
+                "startup_span_s": span,
+                "total_s": total,
+                **{c: phases.get(c) for c in (*PHASE_COLUMNS, *SEGMENT_NAMES, UNATTRIBUTED)},
+                **{f"cat_{c}_s": cats.get(c) for c, _ in CATEGORIES},
+                "compile_cache_hit": audit.get("compile_cache_hit"),
+                "aot_cache_hit": audit.get("aot_cache_hit"),
+                "compile_cache_restore_status": audit.get("compile_cache_restore_status"),
+                "audit_passed": audit_passed(r.get("experiment"), audit),
+                "log_path": r.get("log_path"),
+            }
+        )
     df = pd.DataFrame.from_records(records, columns=list(RUN_COLUMNS))
     df[list(NUMERIC_COLUMNS)] = df[list(NUMERIC_COLUMNS)].astype(float)
     return df
@@ -317,8 +354,12 @@ def node_state_of(row: Mapping[str, Any]) -> str:
 def long_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Tidy: one row per (run, phase) that was observed; a phase not observed has no row."""
     phase_cols = [*PHASE_COLUMNS, *SEGMENT_NAMES, UNATTRIBUTED, "ttft_s", "startup_span_s"]
-    long = runs.melt(id_vars=["run_id", "model", "experiment", "device"], value_vars=phase_cols,
-                     var_name="phase", value_name="seconds")
+    long = runs.melt(
+        id_vars=["run_id", "model", "experiment", "device"],
+        value_vars=phase_cols,
+        var_name="phase",
+        value_name="seconds",
+    )
     return long.dropna(subset=["seconds"]).reset_index(drop=True)
 
 
@@ -372,8 +413,9 @@ def median_table(runs: pd.DataFrame) -> pd.DataFrame:
     ok["device"] = ok["device"].fillna("?")
     ok["node_state"] = ok["node_state"].fillna(NODE_STATE_UNKNOWN)
     if ok.empty:
-        return pd.DataFrame(columns=[*GROUP, "n", "total_kind", "total_s", "total_min_s", "total_max_s", "ttft_s",
-                                     *CATEGORY_COLUMNS])
+        return pd.DataFrame(
+            columns=[*GROUP, "n", "total_kind", "total_s", "total_min_s", "total_max_s", "ttft_s", *CATEGORY_COLUMNS]
+        )
     grouped = ok.groupby(GROUP, sort=False)
     out = grouped[["total_s", "ttft_s", *CATEGORY_COLUMNS]].median()
     out.insert(0, "n", grouped.size())
@@ -390,10 +432,12 @@ def stacked_data(medians: pd.DataFrame, model: str) -> pd.DataFrame:
     category labels with median seconds (NaN: not measured), plus ``n``, ``total_s`` and its range."""
     sub = medians[medians["model"] == model]
     several = sub["device"].nunique() > 1
-    labels = [f"{e}\n({_device_label(d)})" if several else e for e, d in zip(sub["experiment"], sub["device"],
-                                                                                 strict=True)]
-    labels = [f"{label}\n{n} node" if n in ("warm",) else label for label, n in zip(labels, sub["node_state"],
-                                                                                     strict=True)]
+    labels = [
+        f"{e}\n({_device_label(d)})" if several else e for e, d in zip(sub["experiment"], sub["device"], strict=True)
+    ]
+    labels = [
+        f"{label}\n{n} node" if n in ("warm",) else label for label, n in zip(labels, sub["node_state"], strict=True)
+    ]
     data = sub[list(CATEGORY_COLUMNS)].copy()
     data.columns = [CATEGORY_LABELS[c] for c, _ in CATEGORIES]
     data = data.loc[:, data.notna().any() & (data.fillna(0) != 0).any()]
@@ -409,8 +453,12 @@ def stacked_data(medians: pd.DataFrame, model: str) -> pd.DataFrame:
 def ladder_data(medians: pd.DataFrame, model: str, device: str, node_state: str) -> pd.DataFrame:
     """The fast-path ladder of one model on one device kind and node state: the rungs (``LADDER``) that have
     usable runs, bottom to top, as ``stacked_data`` bars labelled with the lever each rung adds."""
-    sub = medians[(medians["model"] == model) & (medians["device"] == device) & (medians["node_state"] == node_state)
-                  & medians["experiment"].isin(LADDER)]
+    sub = medians[
+        (medians["model"] == model)
+        & (medians["device"] == device)
+        & (medians["node_state"] == node_state)
+        & medians["experiment"].isin(LADDER)
+    ]
     sub = sub.assign(_rung=sub["experiment"].map(LADDER.index)).sort_values("_rung").drop(columns="_rung")
     data = stacked_data(sub, model)
     data.index = [f"{e}\n+{EXPERIMENTS[e].levers[-1]}" if EXPERIMENTS[e].levers else e for e in sub["experiment"]]
@@ -427,8 +475,10 @@ def ladders(medians: pd.DataFrame) -> list[tuple[str, str, str]]:
 def comparison_data(medians: pd.DataFrame) -> pd.DataFrame:
     """Models x series (experiment, device) -> median total and its range; ``kind`` says TTFT or log span."""
     sub = medians.copy()
-    sub["series"] = [e if d in ("cuda", "?") else f"{e} ({_device_label(d)})"
-                     for e, d in zip(sub["experiment"], sub["device"], strict=True)]
+    sub["series"] = [
+        e if d in ("cuda", "?") else f"{e} ({_device_label(d)})"
+        for e, d in zip(sub["experiment"], sub["device"], strict=True)
+    ]
     cols = ["model", "series", "experiment", "device", "n", "total_s", "total_min_s", "total_max_s", "total_kind"]
     return sub[cols].reset_index(drop=True)
 
@@ -439,8 +489,9 @@ def excluded_runs(runs: pd.DataFrame) -> list[str]:
     # A log with no engine at all (a service stopped before any request) is not a failed cold start.
     left = left[(left["status"] != LOG_ONLY)]
     flagged = {True: ", failed cache audit", False: ""}
-    return [f"{r.model} {r.experiment} {r.run_id} ({r.status}{flagged[r.audit_passed is False]})"
-            for r in left.itertuples()]
+    return [
+        f"{r.model} {r.experiment} {r.run_id} ({r.status}{flagged[r.audit_passed is False]})" for r in left.itertuples()
+    ]
 
 
 def gantt_data(row: Mapping[str, Any]) -> pd.DataFrame:
@@ -459,8 +510,16 @@ def gantt_data(row: Mapping[str, Any]) -> pd.DataFrame:
             seconds = phases.get(name)
             if seconds is None:
                 continue
-            spans.append({"name": name, "label": SEGMENT_LABELS[name], "category": SEGMENT_CATEGORY[name],
-                          "start_s": t, "end_s": t + seconds, "error_s": None})
+            spans.append(
+                {
+                    "name": name,
+                    "label": SEGMENT_LABELS[name],
+                    "category": SEGMENT_CATEGORY[name],
+                    "start_s": t,
+                    "end_s": t + seconds,
+                    "error_s": None,
+                }
+            )
             t += seconds
     df = pd.DataFrame(spans, columns=["name", "label", "category", "start_s", "end_s", "error_s"])
     return df.sort_values(["start_s", "end_s"]).reset_index(drop=True)
@@ -477,10 +536,17 @@ def ttft_spread(runs: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame(columns=cols)
     g = ok.groupby(GROUP, sort=False)["ttft_s"]
-    out = pd.DataFrame({
-        "n": g.size(), "median_s": g.median(), "min_s": g.min(), "max_s": g.max(),
-        "q1_s": g.quantile(0.25), "q3_s": g.quantile(0.75), "values": g.agg(list),
-    }).reset_index()
+    out = pd.DataFrame(
+        {
+            "n": g.size(),
+            "median_s": g.median(),
+            "min_s": g.min(),
+            "max_s": g.max(),
+            "q1_s": g.quantile(0.25),
+            "q3_s": g.quantile(0.75),
+            "values": g.agg(list),
+        }
+    ).reset_index()
     out["_order"] = out["experiment"].map(_experiment_order)
     out = out.sort_values(["model", "_order", "device", "node_state"]).drop(columns="_order")
     return out.reset_index(drop=True)[cols]
@@ -513,14 +579,30 @@ def render_stacked(data: pd.DataFrame, model: str, excluded: Sequence[str] = (),
     bottom = [0.0] * len(data)
     for cat in cats:
         heights = data[cat].fillna(0.0).tolist()
-        ax.bar(x, heights, bottom=bottom, width=0.6, label=cat, color=_color_of_label(cat),
-               hatch="//" if cat == CATEGORY_LABELS["unattributed"] else None, edgecolor="white", linewidth=0.5)
+        ax.bar(
+            x,
+            heights,
+            bottom=bottom,
+            width=0.6,
+            label=cat,
+            color=_color_of_label(cat),
+            hatch="//" if cat == CATEGORY_LABELS["unattributed"] else None,
+            edgecolor="white",
+            linewidth=0.5,
+        )
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     for xi, top, (_, r) in zip(x, bottom, data.iterrows(), strict=True):
         what = "TTFT" if r["total_kind"] == "ttft" else "log span"
         spread = f" ({r['total_min_s']:.0f}–{r['total_max_s']:.0f})" if r["n"] > 1 else ""
-        ax.annotate(f"{r['total_s']:.1f} s {what}\nn={int(r['n'])}{spread}", (xi, top), xytext=(0, 3),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=8)
+        ax.annotate(
+            f"{r['total_s']:.1f} s {what}\nn={int(r['n'])}{spread}",
+            (xi, top),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_xticks(x, list(data.index))
     ax.set_ylabel("seconds (median of each phase)")
     ax.set_ylim(0, max([*bottom, 1.0]) * 1.15)
@@ -567,17 +649,38 @@ def render_comparison(data: pd.DataFrame, excluded: Sequence[str] = ()) -> Figur
             r = data[(data["model"] == model) & (data["series"] == s)].iloc[0]
             x = m + (j - (len(present) - 1) / 2) * width
             ttft = r["total_kind"] == "ttft"
-            ax.bar([x], [r["total_s"]], width=width * 0.92, color=color[r["experiment"]], hatch=None if ttft else "//",
-                   edgecolor="white", linewidth=0.5)
+            ax.bar(
+                [x],
+                [r["total_s"]],
+                width=width * 0.92,
+                color=color[r["experiment"]],
+                hatch=None if ttft else "//",
+                edgecolor="white",
+                linewidth=0.5,
+            )
             top = r["total_s"]
             if r["n"] > 1:  # the spread over runs, min to max
-                ax.errorbar([x], [r["total_s"]], yerr=[[r["total_s"] - r["total_min_s"]], [r["total_max_s"] -
-                            r["total_s"]]], fmt="none", ecolor="#333333", elinewidth=0.8, capsize=2)
+                ax.errorbar(
+                    [x],
+                    [r["total_s"]],
+                    yerr=[[r["total_s"] - r["total_min_s"]], [r["total_max_s"] - r["total_s"]]],
+                    fmt="none",
+                    ecolor="#333333",
+                    elinewidth=0.8,
+                    capsize=2,
+                )
                 top = r["total_max_s"]
             several = len(kinds[model]) > 1
             where = "\n" + _device_label(r["device"]) if several and r["device"] not in ("cuda", "?") else ""
-            ax.annotate(f"{r['total_s']:.0f}{where}", (x, top), xytext=(0, 2), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=6)
+            ax.annotate(
+                f"{r['total_s']:.0f}{where}",
+                (x, top),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=6,
+            )
     ticks = []
     for model in models:  # a model on one device kind says it once, under its name
         (kind,) = kinds[model] if len(kinds[model]) == 1 else (None,)
@@ -586,13 +689,22 @@ def render_comparison(data: pd.DataFrame, excluded: Sequence[str] = ()) -> Figur
     ax.set_ylabel("seconds (median over runs, whisker min–max)")
     ax.set_title("Cold start by model and experiment")
     handles = [Patch(facecolor=color[e], label=e) for e in experiments]
-    handles += [Patch(facecolor="#999999", label="TTFT, request → first token"),
-                Patch(facecolor="#999999", hatch="//", edgecolor="white", label="log span (capture, no request)")]
+    handles += [
+        Patch(facecolor="#999999", label="TTFT, request → first token"),
+        Patch(facecolor="#999999", hatch="//", edgecolor="white", label="log span (capture, no request)"),
+    ]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     if excluded:
         # One run a line: a single joined line stretched the figure to the width of the whole list.
-        fig.text(0.01, -0.01, "left out of the medians:\n" + "\n".join(excluded), fontsize=7, ha="left", va="top",
-                 color="#555555")
+        fig.text(
+            0.01,
+            -0.01,
+            "left out of the medians:\n" + "\n".join(excluded),
+            fontsize=7,
+            ha="left",
+            va="top",
+            color="#555555",
+        )
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     return fig
@@ -605,8 +717,9 @@ def _duration_text(seconds: float, error_s: float | None) -> str:
     return f"{seconds:.1f} s" if seconds >= 0.05 else f"{seconds * 1000:.0f} ms"
 
 
-def render_gantt(data: pd.DataFrame, title: str, marker_s: float | None = None,
-                 marker_label: str | None = None) -> Figure:
+def render_gantt(
+    data: pd.DataFrame, title: str, marker_s: float | None = None, marker_label: str | None = None
+) -> Figure:
     """One row per segment (a carved segment keeps its pieces on one row), from the request at 0 s; a dashed
     line at ``marker_s`` (the first token, or where a failed stream ended)."""
     from matplotlib.patches import Patch
@@ -620,22 +733,52 @@ def render_gantt(data: pd.DataFrame, title: str, marker_s: float | None = None,
         sub = data[data["name"] == name]
         ranges = [(a, b - a) for a, b in zip(sub["start_s"], sub["end_s"], strict=True)]
         category = sub["category"].iloc[0]
-        ax.broken_barh(ranges, (y - 0.38, 0.76), facecolors=CATEGORY_COLORS.get(category, "#999999"),
-                       hatch="//" if category == "unattributed" else None, edgecolor="white")
+        ax.broken_barh(
+            ranges,
+            (y - 0.38, 0.76),
+            facecolors=CATEGORY_COLORS.get(category, "#999999"),
+            hatch="//" if category == "unattributed" else None,
+            edgecolor="white",
+        )
         err = sub["error_s"].iloc[0] if "error_s" in sub else None
         err = None if err is None or err != err else float(err)
-        ax.annotate(_duration_text(sum(w for _, w in ranges), err), (sub["end_s"].max(), y), xytext=(3, 0),
-                    textcoords="offset points", va="center", fontsize=7)
+        ax.annotate(
+            _duration_text(sum(w for _, w in ranges), err),
+            (sub["end_s"].max(), y),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=7,
+        )
     ax.set_yticks(range(len(rows)), [data[data["name"] == n]["label"].iloc[0] for n in rows], fontsize=8)
     ax.invert_yaxis()
     if marker_s is not None:
         ax.axvline(marker_s, color="black", linewidth=0.8, linestyle="--")
-        ax.annotate(marker_label or f"{marker_s:.1f} s", (marker_s, 0.99), xytext=(-4, 0), textcoords="offset points",
-                    xycoords=blended_transform_factory(ax.transData, ax.transAxes), ha="right", va="top", fontsize=8)
+        ax.annotate(
+            marker_label or f"{marker_s:.1f} s",
+            (marker_s, 0.99),
+            xytext=(-4, 0),
+            textcoords="offset points",
+            xycoords=blended_transform_factory(ax.transData, ax.transAxes),
+            ha="right",
+            va="top",
+            fontsize=8,
+        )
     present = [c for c, _ in CATEGORIES if c in set(data["category"])]
-    ax.legend(handles=[Patch(facecolor=CATEGORY_COLORS[c], hatch="//" if c == "unattributed" else None,
-                             edgecolor="white", label=CATEGORY_LABELS[c]) for c in present],
-              loc="lower left", fontsize=7, frameon=False)
+    ax.legend(
+        handles=[
+            Patch(
+                facecolor=CATEGORY_COLORS[c],
+                hatch="//" if c == "unattributed" else None,
+                edgecolor="white",
+                label=CATEGORY_LABELS[c],
+            )
+            for c in present
+        ],
+        loc="lower left",
+        fontsize=7,
+        frameon=False,
+    )
     ax.set_xlim(0, end * 1.12)
     ax.set_xlabel("seconds since the request")
     ax.set_title(title, fontsize=10)
@@ -650,18 +793,30 @@ def render_ttft_spread(data: pd.DataFrame) -> Figure:
     ax = fig.add_subplot()
     x = list(range(len(data)))
     med = data["median_s"].tolist()
-    yerr = [[m - lo for m, lo in zip(med, data["min_s"], strict=True)],
-            [hi - m for m, hi in zip(med, data["max_s"], strict=True)]]
-    ax.errorbar(x, med, yerr=yerr, fmt="o", color="#4e79a7", ecolor="#4e79a7", capsize=6, markersize=7,
-                label="median, min–max")
+    yerr = [
+        [m - lo for m, lo in zip(med, data["min_s"], strict=True)],
+        [hi - m for m, hi in zip(med, data["max_s"], strict=True)],
+    ]
+    ax.errorbar(
+        x, med, yerr=yerr, fmt="o", color="#4e79a7", ecolor="#4e79a7", capsize=6, markersize=7, label="median, min–max"
+    )
     for xi, values in zip(x, data["values"], strict=True):
         ax.scatter([xi + 0.12] * len(values), values, s=12, color="#f28e2b", alpha=0.8, zorder=3)
     top = max([*data["max_s"].tolist(), 1.0])
     for xi, n, m in zip(x, data["n"], med, strict=True):
-        ax.annotate(f"n={int(n)}\n{m:.1f} s", (xi, m), xytext=(-10, 0), textcoords="offset points",
-                    ha="right", va="center", fontsize=7)
-    labels = [f"{m}\n{e}\n({_device_label(d)})" for m, e, d in zip(data["model"], data["experiment"], data["device"],
-                                                                   strict=True)]
+        ax.annotate(
+            f"n={int(n)}\n{m:.1f} s",
+            (xi, m),
+            xytext=(-10, 0),
+            textcoords="offset points",
+            ha="right",
+            va="center",
+            fontsize=7,
+        )
+    labels = [
+        f"{m}\n{e}\n({_device_label(d)})"
+        for m, e, d in zip(data["model"], data["experiment"], data["device"], strict=True)
+    ]
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_xlim(-0.8, len(data) - 0.4)
     ax.set_ylim(0, top * 1.15)
@@ -724,8 +879,9 @@ def render_all(runs: pd.DataFrame, rows: Sequence[Mapping[str, Any]], out_dir: P
     for model, device, node_state in ladders(medians):
         data = ladder_data(medians, model, device, node_state)
         mine = [e for e in excluded if e.split(" ", 1)[0] == model]
-        title = (f"{model} on {_device_label(device)}, {node_state} node: the fast-path ladder "
-                 f"(rungs not run are absent)")
+        title = (
+            f"{model} on {_device_label(device)}, {node_state} node: the fast-path ladder (rungs not run are absent)"
+        )
         fig = render_stacked(data, model, mine, title=title)
         written += save_figure(fig, out_dir, f"ladder_{model}_{_slug(_device_label(device))}_{node_state}")
     if not medians.empty:
@@ -747,8 +903,9 @@ def render_all(runs: pd.DataFrame, rows: Sequence[Mapping[str, Any]], out_dir: P
         else:
             outcome = f"{row.get('status')}: no first token"
             marker, marker_label = ended, None if ended is None else f"stream ended, no token ({ended:.1f} s)"
-        title = (f"{row['model']} · {row['experiment']} · {_device_label(row.get('device'))} · "
-                 f"{row['run_id']} — {outcome}")
+        title = (
+            f"{row['model']} · {row['experiment']} · {_device_label(row.get('device'))} · {row['run_id']} — {outcome}"
+        )
         fig = render_gantt(data, title, marker, marker_label)
         written += save_figure(fig, out_dir, f"timeline_{row['model']}_{row['run_id']}")
     return written
@@ -772,14 +929,27 @@ def _total_text(r: Mapping[str, Any]) -> str:
 
 def summary_markdown(medians: pd.DataFrame) -> str:
     """The median table as Markdown (README, issue notes): total with its range, then each category."""
-    head = ["model", "experiment", "device", "node", "n", "total s, median (min–max)",
-            *(_SHORT[c] for c, _ in CATEGORIES)]
+    head = [
+        "model",
+        "experiment",
+        "device",
+        "node",
+        "n",
+        "total s, median (min–max)",
+        *(_SHORT[c] for c, _ in CATEGORIES),
+    ]
     align = ["---" if i < 4 else "---:" for i in range(len(head))]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for _, r in medians.iterrows():
-        cells = [r["model"], r["experiment"], _device_label(r["device"]), r["node_state"], str(int(r["n"])),
-                 _total_text(r),
-                 *(_fmt(r[f"cat_{c}_s"]) for c, _ in CATEGORIES)]
+        cells = [
+            r["model"],
+            r["experiment"],
+            _device_label(r["device"]),
+            r["node_state"],
+            str(int(r["n"])),
+            _total_text(r),
+            *(_fmt(r[f"cat_{c}_s"]) for c, _ in CATEGORIES),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -788,21 +958,34 @@ def print_medians(medians: pd.DataFrame) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="median seconds per (model, experiment); total = TTFT (range over runs), or the log span "
-                  "of a capture")
+    table = Table(
+        title="median seconds per (model, experiment); total = TTFT (range over runs), or the log span of a capture"
+    )
     for col in ("model", "experiment", "device", "node", "n", "total"):
         table.add_column(col, justify="right" if col in ("n", "total") else "left")
     for c, _ in CATEGORIES:
         table.add_column(_SHORT[c], justify="right")
     for _, r in medians.iterrows():
-        table.add_row(r["model"], r["experiment"], _device_label(r["device"]), r["node_state"], str(int(r["n"])),
-                      _total_text(r), *(_fmt(r[f"cat_{c}_s"]) for c, _ in CATEGORIES))
+        table.add_row(
+            r["model"],
+            r["experiment"],
+            _device_label(r["device"]),
+            r["node_state"],
+            str(int(r["n"])),
+            _total_text(r),
+            *(_fmt(r[f"cat_{c}_s"]) for c, _ in CATEGORIES),
+        )
     Console(width=200).print(table)
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--logs", nargs="+", type=Path, default=[DEFAULT_LOGS],
-                        help="run trees (<model>/<experiment>/<run_id>.log) or flat folders of captures")
+    parser.add_argument(
+        "--logs",
+        nargs="+",
+        type=Path,
+        default=[DEFAULT_LOGS],
+        help="run trees (<model>/<experiment>/<run_id>.log) or flat folders of captures",
+    )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the matrix runner's results.jsonl")
     parser.add_argument("--out-graphs", type=Path, default=DEFAULT_GRAPHS)
     parser.add_argument("--out-tables", type=Path, default=DEFAULT_TABLES)
@@ -832,8 +1015,10 @@ def main(args: argparse.Namespace) -> int:
     summary.write_text(summary_markdown(medians))
     written.append(summary)
     print_medians(medians)
-    print(f"{len(rows)} runs ({int(usable(runs).shape[0])} usable) from {', '.join(map(str, args.logs))}"
-          f"{' and ' + str(args.results) if results else ''}")
+    print(
+        f"{len(rows)} runs ({int(usable(runs).shape[0])} usable) from {', '.join(map(str, args.logs))}"
+        f"{' and ' + str(args.results) if results else ''}"
+    )
     for line in skipped:
         print(f"note: {line}")
     print(f"wrote {len(written)} files: tables in {args.out_tables}/, graphs in {args.out_graphs}/")

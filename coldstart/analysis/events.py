@@ -26,7 +26,7 @@ def emit(event: str, *, stream: TextIO | None = None, t: float | None = None, **
     line = format_event(event, t=t, **fields)
     out = stream if stream is not None else sys.stdout
     print(line, file=out, flush=True)
-    return json.loads(line[len(MARKER):])
+    return json.loads(line[len(MARKER) :])
 
 
 def iter_events(lines: Iterable[str]) -> Iterator[dict]:

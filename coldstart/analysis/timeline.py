@@ -103,8 +103,12 @@ CATEGORY_LABELS: Mapping[str, str] = dict(CATEGORIES)
 # The segments, in chain order; the restore is carved out of the weights fetch (it runs inside that task).
 SEGMENTS: tuple[SegmentDef, ...] = (
     SegmentDef("seg_autoscale_reaction_s", "autoscaler reaction (request → upscale)", "ray_serve", "upscale"),
-    SegmentDef("seg_replica_actor_start_s", "replica actor start (placement, process, imports)", "ray_serve",
-               "replica_node_init_start"),
+    SegmentDef(
+        "seg_replica_actor_start_s",
+        "replica actor start (placement, process, imports)",
+        "ray_serve",
+        "replica_node_init_start",
+    ),
     SegmentDef("seg_node_task_start_s", "node-init task start (Ray task, imports)", "ray_serve", "node_fetch_start"),
     SegmentDef(RESTORE_SEGMENT, "compile-cache restore", "compile_cache_restore", "engine_start"),
     SegmentDef("seg_weights_fetch_s", "weights fetch (node init)", "weights_download", "engine_start"),
@@ -161,7 +165,8 @@ class Clock:
         if self.reference_epoch is not None:
             ref_year = datetime.fromtimestamp(self.reference_epoch, timezone.utc).year
             candidates = [
-                e - self.utc_offset_s for y in (ref_year - 1, ref_year, ref_year + 1)
+                e - self.utc_offset_s
+                for y in (ref_year - 1, ref_year, ref_year + 1)
                 if (e := _naive_epoch(stamp, y)) is not None
             ]
             return min(candidates, key=lambda e: abs(e - self.reference_epoch)) if candidates else None
@@ -192,18 +197,35 @@ class Timeline:
 
     def spans(self) -> list[dict[str, Any]]:
         """Gantt rows, seconds since the request (or the first milestone without one), in time order."""
-        origin = self.t_send_epoch if self.t_send_epoch is not None else (
-            self.milestones[0].t_epoch if self.milestones else None)
+        origin = (
+            self.t_send_epoch
+            if self.t_send_epoch is not None
+            else (self.milestones[0].t_epoch if self.milestones else None)
+        )
         if origin is None:
             return []
         rows = [
-            {"name": s.name, "label": s.label, "category": s.category, "start_s": a - origin, "end_s": b - origin,
-             "error_s": s.error_s}
-            for s in self.segments if s.seconds is not None for a, b in s.intervals
+            {
+                "name": s.name,
+                "label": s.label,
+                "category": s.category,
+                "start_s": a - origin,
+                "end_s": b - origin,
+                "error_s": s.error_s,
+            }
+            for s in self.segments
+            if s.seconds is not None
+            for a, b in s.intervals
         ]
         rows += [
-            {"name": UNATTRIBUTED, "label": SEGMENT_LABELS[UNATTRIBUTED], "category": "unattributed",
-             "start_s": a - origin, "end_s": b - origin, "error_s": None}
+            {
+                "name": UNATTRIBUTED,
+                "label": SEGMENT_LABELS[UNATTRIBUTED],
+                "category": "unattributed",
+                "start_s": a - origin,
+                "end_s": b - origin,
+                "error_s": None,
+            }
             for a, b in self.gaps
         ]
         return sorted(rows, key=lambda r: (r["start_s"], r["end_s"]))
@@ -219,8 +241,9 @@ class Timeline:
             "utc_offset_s": self.clock.utc_offset_s,
             "utc_offset_detected": self.clock.offset_detected,
             "segment_error_s": {s.name: s.error_s for s in self.segments if s.seconds is not None},
-            "milestones": {m.name: {"t_epoch": m.t_epoch, "error_s": m.error_s, "source": m.source}
-                           for m in self.milestones},
+            "milestones": {
+                m.name: {"t_epoch": m.t_epoch, "error_s": m.error_s, "source": m.source} for m in self.milestones
+            },
             "notes": list(self.notes),
         }
 
@@ -415,15 +438,24 @@ def _find_milestones(
             _event_milestone("engine_config_done", ev, "engine_config_end"),
         ),
         "engine_core_start": _pick_first(
-            "engine_core_start", (ln for ln in lines if ln.process and ln.process.startswith("EngineCore")), clock),
+            "engine_core_start", (ln for ln in lines if ln.process and ln.process.startswith("EngineCore")), clock
+        ),
         "workers_start": _first_of(
             _pick_first(
                 "workers_start",
                 (ln for ln in lines if ln.process and _WORKER_RE.search(ln.process) and "EngineCore" not in ln.process),
-                clock),
+                clock,
+            ),
             # The uni executor runs the worker inside EngineCore: it starts when that process starts loading.
-            _pick_first("workers_start", (ln for ln in lines if ln.process and ln.process.startswith("EngineCore")
-                                          and _LOAD_START_RE.search(ln.message)), clock),
+            _pick_first(
+                "workers_start",
+                (
+                    ln
+                    for ln in lines
+                    if ln.process and ln.process.startswith("EngineCore") and _LOAD_START_RE.search(ln.message)
+                ),
+                clock,
+            ),
         ),
         "model_loaded": _first_of(
             _span_milestone("model_loaded", spans.get("model_load_s"), clock, "vLLM: Model loading took"),
@@ -435,19 +467,25 @@ def _find_milestones(
             _span_milestone("torch_compile_done", spans.get("compile_cache_load_s"), clock, "vLLM: cache load"),
             _pick_last("torch_compile_done", (ln for ln in lines if _AOT_RE.search(ln.message)), clock),
         ),
-        "profiling_done": _span_milestone("profiling_done", spans.get("profiling_s"), clock,
-                                          "vLLM: Initial profiling/warmup run took"),
+        "profiling_done": _span_milestone(
+            "profiling_done", spans.get("profiling_s"), clock, "vLLM: Initial profiling/warmup run took"
+        ),
         "kv_cache_ready": _pick_last("kv_cache_ready", (ln for ln in lines if _KV_RE.search(ln.message)), clock),
-        "cuda_graphs_done": _span_milestone("cuda_graphs_done", spans.get("cuda_graph_s"), clock,
-                                            "vLLM: Graph capturing finished"),
-        "engine_init_done": _span_milestone("engine_init_done", spans.get("engine_init_s"), clock,
-                                            "vLLM: init engine took"),
-        "engine_ready": _stamp_milestone("engine_ready", ray.engine_started_ts, ray.year, clock,
-                                         "Ray LLM: Started vLLM engine"),
-        "replica_ready": _stamp_milestone("replica_ready", ray.replica_started_ts, ray.year, clock,
-                                          "Serve: Replica started successfully"),
-        "first_token": None if t_send is None or ttft_s is None else Milestone(
-            "first_token", t_send + ttft_s, EVENT_ERROR_S, "client"),
+        "cuda_graphs_done": _span_milestone(
+            "cuda_graphs_done", spans.get("cuda_graph_s"), clock, "vLLM: Graph capturing finished"
+        ),
+        "engine_init_done": _span_milestone(
+            "engine_init_done", spans.get("engine_init_s"), clock, "vLLM: init engine took"
+        ),
+        "engine_ready": _stamp_milestone(
+            "engine_ready", ray.engine_started_ts, ray.year, clock, "Ray LLM: Started vLLM engine"
+        ),
+        "replica_ready": _stamp_milestone(
+            "replica_ready", ray.replica_started_ts, ray.year, clock, "Serve: Replica started successfully"
+        ),
+        "first_token": None
+        if t_send is None or ttft_s is None
+        else Milestone("first_token", t_send + ttft_s, EVENT_ERROR_S, "client"),
     }
     return {k: v for k, v in found.items() if v is not None}
 
@@ -496,8 +534,9 @@ def _total(intervals: Iterable[tuple[float, float]]) -> float:
     return sum((b - a for a, b in intervals), 0.0)
 
 
-def _build(raw_lines: Sequence[str], lines: Sequence[LogLine], parsed: ParsedLog,
-           client: Mapping[str, Any] | None) -> Timeline:
+def _build(
+    raw_lines: Sequence[str], lines: Sequence[LogLine], parsed: ParsedLog, client: Mapping[str, Any] | None
+) -> Timeline:
     clock = detect_clock(raw_lines, lines)
     t_send, ttft_s = _client_times(client, parsed.events)
     found = _find_milestones(lines, parsed, clock, t_send, ttft_s)
@@ -528,7 +567,8 @@ def _build(raw_lines: Sequence[str], lines: Sequence[LogLine], parsed: ParsedLog
 
     segments = [
         Segment(s.name, s.label, s.category, _total(intervals[s.name]), errors[s.name], tuple(intervals[s.name]))
-        if s.name in intervals else Segment(s.name, s.label, s.category, None)
+        if s.name in intervals
+        else Segment(s.name, s.label, s.category, None)
         for s in SEGMENTS
     ]
     unattributed = _total(gaps) if "client_send" in at and "first_token" in at else None
@@ -550,8 +590,10 @@ def _build(raw_lines: Sequence[str], lines: Sequence[LogLine], parsed: ParsedLog
     if not clock.year_known:
         notes.append("no year in the log: epoch values are relative only")
     if any(m.error_s >= VLLM_ERROR_S / 2 for m in chain):
-        notes.append("vLLM stamps are whole seconds: those milestones are placed mid-second (±0.5 s), "
-                     "a segment between two of them is ±1 s (Segment.error_s)")
+        notes.append(
+            "vLLM stamps are whole seconds: those milestones are placed mid-second (±0.5 s), "
+            "a segment between two of them is ±1 s (Segment.error_s)"
+        )
     missing = [name for name in CHAIN if name not in at]
     if missing and t_send is not None:
         notes.append("missing milestones: " + ", ".join(missing))

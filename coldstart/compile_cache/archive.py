@@ -80,25 +80,35 @@ class Manifest:
             if not isinstance(d, dict):
                 raise ManifestError(f"manifest must be a JSON object, got {type(d).__name__}")
             roots = tuple(
-                RootLayout(name=r["name"], source_dir=r["source_dir"], file_count=int(r["file_count"]),
-                           size_bytes=int(r["size_bytes"]), files=tuple(r["files"]),
-                           nested_in=r.get("nested_in"))
+                RootLayout(
+                    name=r["name"],
+                    source_dir=r["source_dir"],
+                    file_count=int(r["file_count"]),
+                    size_bytes=int(r["size_bytes"]),
+                    files=tuple(r["files"]),
+                    nested_in=r.get("nested_in"),
+                )
                 for r in d["roots"]
             )
             manifest = cls(
-                archive_name=str(d["archive_name"]), compression=str(d["compression"]),
-                archive_sha256=str(d["archive_sha256"]), size_bytes=int(d["size_bytes"]),
-                file_count=int(d["file_count"]), content_bytes=int(d["content_bytes"]), roots=roots,
-                created_at=str(d["created_at"]), fingerprint=d.get("fingerprint"),
-                skipped=tuple(d.get("skipped", ())), format_version=int(d["format_version"]),
+                archive_name=str(d["archive_name"]),
+                compression=str(d["compression"]),
+                archive_sha256=str(d["archive_sha256"]),
+                size_bytes=int(d["size_bytes"]),
+                file_count=int(d["file_count"]),
+                content_bytes=int(d["content_bytes"]),
+                roots=roots,
+                created_at=str(d["created_at"]),
+                fingerprint=d.get("fingerprint"),
+                skipped=tuple(d.get("skipped", ())),
+                format_version=int(d["format_version"]),
             )
         except ManifestError:
             raise
         except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
             raise ManifestError(f"not a compile-cache manifest ({type(e).__name__}: {e})") from e
         if manifest.compression not in COMPRESSIONS:
-            raise ManifestError(f"unknown compression {manifest.compression!r}; "
-                                f"known: {', '.join(COMPRESSIONS)}")
+            raise ManifestError(f"unknown compression {manifest.compression!r}; known: {', '.join(COMPRESSIONS)}")
         if "/" in manifest.archive_name or not manifest.archive_name.startswith("cache-"):
             raise ManifestError(f"manifest names an archive outside its entry: {manifest.archive_name!r}")
         return manifest
@@ -136,7 +146,7 @@ def _zstandard() -> Any | None:
 
 
 def resolve_compression(requested: str = "auto") -> str:
-    """"auto": zstd when ``zstandard`` is importable (fast both ways), else gzip at level 1."""
+    """ "auto": zstd when ``zstandard`` is importable (fast both ways), else gzip at level 1."""
     if requested == "auto":
         return "zstd" if _zstandard() is not None else "gzip"
     if requested not in COMPRESSIONS:
@@ -171,8 +181,9 @@ def _decompressing(raw: BinaryIO, compression: str) -> BinaryIO:
     if compression == "zstd":
         zstd = _zstandard()
         if zstd is None:
-            raise CompileCacheError("this archive is zstd-compressed and the zstandard package is missing "
-                                    "here (pip install zstandard)")
+            raise CompileCacheError(
+                "this archive is zstd-compressed and the zstandard package is missing here (pip install zstandard)"
+            )
         return zstd.ZstdDecompressor().stream_reader(raw, closefd=False)
     raise CorruptArchive(f"unknown compression {compression!r}")
 

@@ -50,6 +50,7 @@ def _walk_files(base: Path, prune: tuple[Path, ...]) -> tuple[list[Path], list[P
     dirs: list[Path] = []
     files: list[Path] = []
     skipped: list[Path] = []
+
     def fail(e: OSError) -> None:
         raise CaptureError(f"cannot read {e.filename}: {e.strerror}") from e
 
@@ -94,7 +95,10 @@ def write_engine_marker(
     root = Path(vllm_cache_root)
     root.mkdir(parents=True, exist_ok=True)
     body = {
-        "model_name": model_name, "experiment": experiment, "run_id": run_id, "model_path": str(model_path),
+        "model_name": model_name,
+        "experiment": experiment,
+        "run_id": run_id,
+        "model_path": str(model_path),
         "engine_kwargs": json.loads(canonical_json(dict(engine_kwargs))),
         "compile_env": hashed_env(os.environ if environ is None else environ),
     }
@@ -109,19 +113,26 @@ def check_engine_marker(vllm_cache_root: Path, fingerprint: Fingerprint) -> dict
     Returns the marker."""
     path = Path(vllm_cache_root) / ENGINE_MARKER
     if not path.is_file():
-        raise CaptureError(f"no {ENGINE_MARKER} in {vllm_cache_root}: no lab run of this node left these caches "
-                           f"(every `service.py` run writes it before its engine starts); run "
-                           f"`service.py {fingerprint.model_name} <experiment>` once, then publish")
+        raise CaptureError(
+            f"no {ENGINE_MARKER} in {vllm_cache_root}: no lab run of this node left these caches "
+            f"(every `service.py` run writes it before its engine starts); run "
+            f"`service.py {fingerprint.model_name} <experiment>` once, then publish"
+        )
     try:
         marker = json.loads(path.read_text())
         left_by = fingerprint_for_engine(
-            marker["model_name"], marker["model_path"], marker["engine_kwargs"], environ=marker["compile_env"],
+            marker["model_name"],
+            marker["model_path"],
+            marker["engine_kwargs"],
+            environ=marker["compile_env"],
             checkpoint_sha256=fingerprint.checkpoint_sha256,
             device=DeviceInfo(fingerprint.device_name, fingerprint.compute_capability),
         )
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
-        raise CaptureError(f"unreadable {path} ({type(e).__name__}: {e}); clear the caches "
-                           f"(`python clear_cache.py`) and run the model once before publishing") from e
+        raise CaptureError(
+            f"unreadable {path} ({type(e).__name__}: {e}); clear the caches "
+            f"(`python clear_cache.py`) and run the model once before publishing"
+        ) from e
     fields = _diff_dicts(fingerprint.to_dict(), left_by.to_dict())
     if fields:
         detail = _describe_diff(fingerprint.to_dict(), left_by.to_dict(), fields, have_label="on node")
@@ -129,7 +140,8 @@ def check_engine_marker(vllm_cache_root: Path, fingerprint: Fingerprint) -> dict
             f"the engine caches in {vllm_cache_root} were left by {marker['model_name']} "
             f"{marker.get('experiment') or ''} (run {marker.get('run_id')}), another config: {detail}. "
             f"Publishing them would poison this key; run `service.py {fingerprint.model_name} <experiment>` "
-            f"with this config first")
+            f"with this config first"
+        )
     return marker
 
 
@@ -151,12 +163,15 @@ def capture(
     vllm_cache_root = Path(vllm_cache_root)
     vllm_tree = vllm_cache_root / VLLM_CACHE_SUBDIR
     if not vllm_tree.is_dir():
-        raise CaptureError(f"no vLLM compile cache at {vllm_tree}: start the engine once with "
-                           f"VLLM_CACHE_ROOT={vllm_cache_root} (and compilation on) before capturing")
+        raise CaptureError(
+            f"no vLLM compile cache at {vllm_tree}: start the engine once with "
+            f"VLLM_CACHE_ROOT={vllm_cache_root} (and compilation on) before capturing"
+        )
     modelinfos = vllm_cache_root / VLLM_MODELINFO_SUBDIR
     # (name, where archive paths are relative to, what to walk: the first one names the root)
     candidates: list[tuple[str, Path, tuple[Path, ...]]] = [
-        (ROOT_VLLM, vllm_cache_root, (vllm_tree, *((modelinfos,) if modelinfos.is_dir() else ())))]
+        (ROOT_VLLM, vllm_cache_root, (vllm_tree, *((modelinfos,) if modelinfos.is_dir() else ())))
+    ]
     for name, d in ((ROOT_INDUCTOR, inductor_cache_dir), (ROOT_TRITON, triton_cache_dir)):
         if d is not None:
             candidates.append((name, Path(d), (Path(d),)))
@@ -210,8 +225,10 @@ def capture(
                     else:
                         tar.addfile(info)
                 except FileNotFoundError as e:
-                    raise CaptureError(f"{local} vanished during capture: is an engine still writing "
-                                       "the cache? capture after it has finished compiling") from e
+                    raise CaptureError(
+                        f"{local} vanished during capture: is an engine still writing "
+                        "the cache? capture after it has finished compiling"
+                    ) from e
                 except OSError as e:
                     raise CaptureError(f"cannot archive {local}: {e}") from e
         archive_sha256, size_bytes = sha256_file(tmp)

@@ -28,14 +28,20 @@ from coldstart.storage.store import Store, StoreError, default_store_uri, open_s
 
 def _add_fingerprint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="registry model name (keys the store entry)")
-    p.add_argument("--model-path", default=None,
-                   help="the path the engine is given (default: the stable path under the lab's home)")
+    p.add_argument(
+        "--model-path",
+        default=None,
+        help="the path the engine is given (default: the stable path under the lab's home)",
+    )
     p.add_argument("--tp", type=int, default=None, help="tensor_parallel_size (overrides --engine-kwargs)")
     p.add_argument("--pp", type=int, default=None, help="pipeline_parallel_size (overrides --engine-kwargs)")
     p.add_argument("--dtype", default=None, help="dtype (overrides --engine-kwargs)")
     p.add_argument("--compilation-config", default=None, help="JSON (overrides --engine-kwargs)")
-    p.add_argument("--engine-kwargs", default="{}",
-                   help="JSON: the LLMConfig engine_kwargs of the run (see `coldstart service --dry-run`)")
+    p.add_argument(
+        "--engine-kwargs",
+        default="{}",
+        help="JSON: the LLMConfig engine_kwargs of the run (see `coldstart service --dry-run`)",
+    )
     p.add_argument("--checkpoint-sha256", default=None, help="the checkpoint manifest's sha256, if known")
 
 
@@ -57,8 +63,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("capture", help="pack this node's compile caches into an archive + manifest")
     _add_fingerprint_args(p)
     _add_cache_dir_args(p)
-    p.add_argument("--out", type=Path, required=True,
-                   help="archive path; the manifest goes to <out>.manifest.json")
+    p.add_argument("--out", type=Path, required=True, help="archive path; the manifest goes to <out>.manifest.json")
     p.add_argument("--compression", default="auto", choices=("auto", *COMPRESSIONS))
     p = sub.add_parser("publish", help="put a captured archive into the store (race-safe)")
     _add_store_args(p)
@@ -99,14 +104,26 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.command == "capture":
             fp = _fingerprint_from_args(args)
-            manifest = capture(args.vllm_cache_root, args.inductor_cache_dir,
-                               None if args.no_triton else args.triton_cache_dir, args.out,
-                               fingerprint=fp, compression=args.compression)
+            manifest = capture(
+                args.vllm_cache_root,
+                args.inductor_cache_dir,
+                None if args.no_triton else args.triton_cache_dir,
+                args.out,
+                fingerprint=fp,
+                compression=args.compression,
+            )
             manifest_path = args.out.with_name(args.out.name + ".manifest.json")
             write_manifest(manifest, manifest_path)
-            _print_json({"archive": str(args.out), "manifest": str(manifest_path), "key": fp.key(),
-                         "files": manifest.file_count, "size_bytes": manifest.size_bytes,
-                         "compression": manifest.compression})
+            _print_json(
+                {
+                    "archive": str(args.out),
+                    "manifest": str(manifest_path),
+                    "key": fp.key(),
+                    "files": manifest.file_count,
+                    "size_bytes": manifest.size_bytes,
+                    "compression": manifest.compression,
+                }
+            )
             return 0
         if args.command == "publish":
             manifest_path = args.manifest or args.archive.with_name(args.archive.name + ".manifest.json")
@@ -119,8 +136,13 @@ def main(args: argparse.Namespace) -> int:
             return 0 if result.status in (PublishStatus.SUCCESS, PublishStatus.SKIPPED) else 1
         if args.command == "restore":
             fp = _fingerprint_from_args(args)
-            rr = restore(_open_store_from_args(args), fp, args.vllm_cache_root, args.inductor_cache_dir,
-                         None if args.no_triton else args.triton_cache_dir)
+            rr = restore(
+                _open_store_from_args(args),
+                fp,
+                args.vllm_cache_root,
+                args.inductor_cache_dir,
+                None if args.no_triton else args.triton_cache_dir,
+            )
             _print_json(dataclasses.asdict(rr))
             return 0 if rr.ok else 1
         if args.command == "show":
@@ -144,7 +166,15 @@ def _show(store: Store, model_name: str | None) -> int:
             continue
         fp = m.fingerprint or {}
         summary = ("model_path", "tp_size", "dtype", "vllm_version", "torch_version", "device_name")
-        _print_json({"entry": entry, "created_at": m.created_at, "archive": m.archive_name,
-                     "size_bytes": m.size_bytes, "files": m.file_count, "compression": m.compression,
-                     **{k: fp.get(k) for k in summary}})
+        _print_json(
+            {
+                "entry": entry,
+                "created_at": m.created_at,
+                "archive": m.archive_name,
+                "size_bytes": m.size_bytes,
+                "files": m.file_count,
+                "compression": m.compression,
+                **{k: fp.get(k) for k in summary},
+            }
+        )
     return 0

@@ -40,8 +40,10 @@ def model_slug(model_name: str) -> str:
     """A model name as one store-key segment / directory name ("org/name" -> "org--name", as the HF cache)."""
     slug = model_name.replace("/", "--")
     if not _SLUG_RE.match(slug) or ".." in slug:
-        raise ValueError(f"model name {model_name!r} cannot name a cache entry: use letters, digits, '.', "
-                         "'_', '-' (and '/' for Hub ids)")
+        raise ValueError(
+            f"model name {model_name!r} cannot name a cache entry: use letters, digits, '.', "
+            "'_', '-' (and '/' for Hub ids)"
+        )
     return slug
 
 
@@ -126,6 +128,7 @@ def _dist_version(*names: str) -> str:
 
 def hashed_env(environ: Mapping[str, str]) -> dict[str, str]:
     """The set environment variables that enter vLLM's (or Inductor's) compile-cache hash."""
+
     def hashed(name: str) -> bool:
         return name.startswith(_HASHED_ENV_PREFIXES) or name in _NON_VLLM_HASHED_ENV
 
@@ -172,8 +175,9 @@ class Fingerprint:
     def from_dict(cls, d: Mapping[str, Any]) -> Fingerprint:
         names = {f.name for f in dataclasses.fields(cls)}
         if set(d) != names:
-            raise ValueError(f"fingerprint fields differ: missing {sorted(names - set(d))}, "
-                             f"unknown {sorted(set(d) - names)}")
+            raise ValueError(
+                f"fingerprint fields differ: missing {sorted(names - set(d))}, unknown {sorted(set(d) - names)}"
+            )
         if not isinstance(d["compile_env"], Mapping):
             raise ValueError(f"fingerprint compile_env must be an object, got {d['compile_env']!r}")
         kwargs = dict(d)
@@ -263,11 +267,17 @@ def fingerprint_for_engine(
     compilation_config = _compilation_config_dict(kw.pop("compilation_config", None))
     engine_args = {k: v for k, v in kw.items() if k not in _ENGINE_ARGS_NOT_HASHED}
     return fingerprint_from_environment(
-        model_name, model_path, tp, pp, dtype, compilation_config, engine_args=engine_args,
-        checkpoint_sha256=checkpoint_sha256, environ=environ, device=device,
+        model_name,
+        model_path,
+        tp,
+        pp,
+        dtype,
+        compilation_config,
+        engine_args=engine_args,
+        checkpoint_sha256=checkpoint_sha256,
+        environ=environ,
+        device=device,
     )
-
-
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -275,8 +285,9 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _describe_diff(want: Mapping[str, Any], have: Mapping[str, Any], fields: tuple[str, ...], *,
-                   have_label: str = "cached") -> str:
+def _describe_diff(
+    want: Mapping[str, Any], have: Mapping[str, Any], fields: tuple[str, ...], *, have_label: str = "cached"
+) -> str:
     parts = []
     for name in fields:
         w, h = want.get(name), have.get(name)

@@ -30,9 +30,12 @@ def publish(store: Store, fingerprint: Fingerprint, archive: Path, manifest: Man
     prefix = entry_prefix(fingerprint)
     want = fingerprint.to_dict()
     if manifest.fingerprint is not None and (fields := _diff_dicts(want, manifest.fingerprint)):
-        return PublishResult(PublishStatus.ERROR, prefix,
-                             f"the manifest was captured for another fingerprint (fields: "
-                             f"{', '.join(fields)}); refusing to publish it under this key")
+        return PublishResult(
+            PublishStatus.ERROR,
+            prefix,
+            f"the manifest was captured for another fingerprint (fields: "
+            f"{', '.join(fields)}); refusing to publish it under this key",
+        )
     manifest = dataclasses.replace(manifest, fingerprint=want)
     manifest_key = prefix + MANIFEST_NAME
     archive_key = prefix + manifest.archive_name
@@ -47,10 +50,13 @@ def publish(store: Store, fingerprint: Fingerprint, archive: Path, manifest: Man
     except OSError as e:
         return PublishResult(PublishStatus.ERROR, prefix, f"cannot read archive {archive}: {e}")
     if (sha, size_bytes) != (manifest.archive_sha256, manifest.size_bytes):
-        return PublishResult(PublishStatus.ERROR, prefix,
-                             f"{archive} is not the archive its manifest describes (sha256 {sha[:16]}…, "
-                             f"{size_bytes} bytes; the manifest says {manifest.archive_sha256[:16]}…, "
-                             f"{manifest.size_bytes} bytes)")
+        return PublishResult(
+            PublishStatus.ERROR,
+            prefix,
+            f"{archive} is not the archive its manifest describes (sha256 {sha[:16]}…, "
+            f"{size_bytes} bytes; the manifest says {manifest.archive_sha256[:16]}…, "
+            f"{manifest.size_bytes} bytes)",
+        )
     created_archive = False
     try:
         if size_bytes > _SINGLE_PUT_LIMIT_BYTES:

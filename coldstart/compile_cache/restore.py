@@ -54,6 +54,7 @@ from coldstart.storage.store import ObjectNotFound, Store, StoreError, open_stor
 
 logger = logging.getLogger("coldstart.compile_cache")  # the name the logs and their parsers know
 
+
 @dataclass(frozen=True)
 class RestoreResult:
     status: RestoreStatus
@@ -79,7 +80,6 @@ class _Outcome:
     file_count: int = 0
 
 
-
 def _find_near_miss(store: Store, fingerprint: Fingerprint) -> _Outcome:
     """No entry under our key: report the closest entry of the same model as MISMATCH, else DOES_NOT_EXIST."""
     model_prefix = f"{KEY_PREFIX}/{model_slug(fingerprint.model_name)}/"
@@ -97,17 +97,21 @@ def _find_near_miss(store: Store, fingerprint: Fingerprint) -> _Outcome:
             continue
         candidates.append((key, m, _diff_dicts(want, m.fingerprint or {})))
     if not candidates:
-        return _Outcome(RestoreStatus.DOES_NOT_EXIST, f"{len(manifests)} entries for model "
-                                                      f"{fingerprint.model_name!r}, none readable")
+        return _Outcome(
+            RestoreStatus.DOES_NOT_EXIST,
+            f"{len(manifests)} entries for model {fingerprint.model_name!r}, none readable",
+        )
     # Fewest differing fields wins; among equals the newest capture (ISO timestamps sort as text).
     candidates.sort(key=lambda c: c[1].created_at, reverse=True)
     key, m, fields = min(candidates, key=lambda c: len(c[2]))
     have = m.fingerprint or {}
     note = f" ({unreadable} unreadable manifests ignored)" if unreadable else ""
-    return _Outcome(RestoreStatus.MISMATCH,
-                    f"entry {key.rsplit('/', 1)[0]}/ was captured under a different config: "
-                    f"{_describe_diff(want, have, fields)}{note}",
-                    mismatched_fields=fields)
+    return _Outcome(
+        RestoreStatus.MISMATCH,
+        f"entry {key.rsplit('/', 1)[0]}/ was captured under a different config: "
+        f"{_describe_diff(want, have, fields)}{note}",
+        mismatched_fields=fields,
+    )
 
 
 def _check_member(member: tarfile.TarInfo) -> tuple[str, ...]:
@@ -122,8 +126,9 @@ def _check_member(member: tarfile.TarInfo) -> tuple[str, ...]:
         raise CorruptArchive(f"archive member {name!r} is outside the known roots {', '.join(ROOT_NAMES)}")
     if parts[0] == ROOT_VLLM and (len(parts) < 2 or parts[1] not in VLLM_ARCHIVED_SUBDIRS):
         # The vLLM root lands in VLLM_CACHE_ROOT itself: nothing but the compile and model-info caches may go there.
-        raise CorruptArchive(f"archive member {name!r} is outside "
-                             f"{' and '.join(f'vllm/{d}/' for d in VLLM_ARCHIVED_SUBDIRS)}")
+        raise CorruptArchive(
+            f"archive member {name!r} is outside {' and '.join(f'vllm/{d}/' for d in VLLM_ARCHIVED_SUBDIRS)}"
+        )
     return parts
 
 
@@ -145,8 +150,9 @@ def _extract(archive: Path, manifest: Manifest, dest: Path) -> dict[str, set[str
                         target.mkdir(parents=True, exist_ok=True)
                         continue
                     if member.size > budget_bytes:
-                        raise CorruptArchive(f"archive holds more than the {manifest.content_bytes} bytes "
-                                             "its manifest declares")
+                        raise CorruptArchive(
+                            f"archive holds more than the {manifest.content_bytes} bytes its manifest declares"
+                        )
                     budget_bytes -= member.size
                     target.parent.mkdir(parents=True, exist_ok=True)
                     src = tar.extractfile(member)
@@ -163,8 +169,9 @@ def _extract(archive: Path, manifest: Manifest, dest: Path) -> dict[str, set[str
         except _corrupt_stream_errors() as e:
             raise CorruptArchive(f"archive is truncated or unreadable ({type(e).__name__}: {e})") from e
     if hashing.hexdigest() != manifest.archive_sha256:
-        raise CorruptArchive(f"archive sha256 {hashing.hexdigest()[:16]}… does not match the manifest's "
-                             f"{manifest.archive_sha256[:16]}…")
+        raise CorruptArchive(
+            f"archive sha256 {hashing.hexdigest()[:16]}… does not match the manifest's {manifest.archive_sha256[:16]}…"
+        )
     return found
 
 
@@ -175,8 +182,9 @@ def _verify_layout(manifest: Manifest, found: Mapping[str, set[str]]) -> None:
         if found.get(root.name, set()) != want:
             missing = sorted(want - found.get(root.name, set()))[:3]
             extra = sorted(found.get(root.name, set()) - want)[:3]
-            raise CorruptArchive(f"root {root.name!r} does not match its manifest (missing {missing}, "
-                                 f"unexpected {extra})")
+            raise CorruptArchive(
+                f"root {root.name!r} does not match its manifest (missing {missing}, unexpected {extra})"
+            )
     unknown = {n for n, files in found.items() if files} - {r.name for r in manifest.roots}
     if unknown:
         raise CorruptArchive(f"archive has roots its manifest does not list: {sorted(unknown)}")
@@ -258,6 +266,7 @@ def _merge_into(src: Path, dst: Path, journal: _Journal) -> int:
         return sum(_merge_into(child, dst / child.name, journal) for child in sorted(src.iterdir()))
     if dst.is_file() and src.is_file():
         return 1
+
     def kind(p: Path) -> str:
         return "directory" if p.is_dir() else "file"
 
@@ -280,22 +289,34 @@ def restore(
     start_s = time.monotonic()
     prefix = entry_prefix(fingerprint)
     try:
-        outcome = _restore(store, fingerprint, prefix, Path(vllm_cache_root),
-                           None if inductor_cache_dir is None else Path(inductor_cache_dir),
-                           None if triton_cache_dir is None else Path(triton_cache_dir))
+        outcome = _restore(
+            store,
+            fingerprint,
+            prefix,
+            Path(vllm_cache_root),
+            None if inductor_cache_dir is None else Path(inductor_cache_dir),
+            None if triton_cache_dir is None else Path(triton_cache_dir),
+        )
     except StoreError as e:
         outcome = _Outcome(RestoreStatus.ERROR, f"store error: {e}")
-    return _logged(RestoreResult(status=outcome.status, key=prefix, restore_s=time.monotonic() - start_s,
-                                 size_bytes=outcome.size_bytes, detail=outcome.detail,
-                                 mismatched_fields=outcome.mismatched_fields, file_count=outcome.file_count))
+    return _logged(
+        RestoreResult(
+            status=outcome.status,
+            key=prefix,
+            restore_s=time.monotonic() - start_s,
+            size_bytes=outcome.size_bytes,
+            detail=outcome.detail,
+            mismatched_fields=outcome.mismatched_fields,
+            file_count=outcome.file_count,
+        )
+    )
 
 
 def _logged(result: RestoreResult) -> RestoreResult:
     """One line for every restore that did not happen: the operator must see why the engine compiles."""
     if result.status != RestoreStatus.SUCCESS:
         why = f"fields: {', '.join(result.mismatched_fields)}" if result.mismatched_fields else result.detail
-        logger.warning("compile cache restore: %s (%s) — falling back to a normal compile",
-                       result.status, why)
+        logger.warning("compile cache restore: %s (%s) — falling back to a normal compile", result.status, why)
     return result
 
 
@@ -318,9 +339,12 @@ def _restore(
     want = fingerprint.to_dict()
     if fields := _diff_dicts(want, manifest.fingerprint or {}):
         # Only a hand-edited manifest or a key-scheme change lands here: the key covers every field.
-        return _Outcome(RestoreStatus.MISMATCH, f"entry {prefix} holds a cache for a different config: "
-                                                f"{_describe_diff(want, manifest.fingerprint or {}, fields)}",
-                        mismatched_fields=fields)
+        return _Outcome(
+            RestoreStatus.MISMATCH,
+            f"entry {prefix} holds a cache for a different config: "
+            f"{_describe_diff(want, manifest.fingerprint or {}, fields)}",
+            mismatched_fields=fields,
+        )
     targets = {ROOT_VLLM: vllm_cache_root, ROOT_INDUCTOR: inductor_cache_dir, ROOT_TRITON: triton_cache_dir}
     journal = _Journal()
     ok = False
@@ -336,8 +360,11 @@ def _restore(
             return _Outcome(RestoreStatus.CORRUPT, f"the manifest names {manifest.archive_name}: missing")
         size_bytes = archive.stat().st_size
         if size_bytes != manifest.size_bytes:
-            return _Outcome(RestoreStatus.CORRUPT, f"archive is {size_bytes} bytes, its manifest says "
-                                                   f"{manifest.size_bytes} (truncated upload?)", size_bytes)
+            return _Outcome(
+                RestoreStatus.CORRUPT,
+                f"archive is {size_bytes} bytes, its manifest says {manifest.size_bytes} (truncated upload?)",
+                size_bytes,
+            )
         tree = staging / "tree"
         tree.mkdir()
         try:
@@ -405,6 +432,5 @@ def restore_for_replica(
     try:
         store = open_store(store_uri, endpoint_url=endpoint_url)
     except StoreError as e:
-        return _logged(RestoreResult(RestoreStatus.ERROR, entry_prefix(fingerprint), 0.0,
-                                     detail=f"store error: {e}"))
+        return _logged(RestoreResult(RestoreStatus.ERROR, entry_prefix(fingerprint), 0.0, detail=f"store error: {e}"))
     return restore(store, fingerprint, vllm_root, inductor_dir, triton_dir)

@@ -78,7 +78,7 @@ def _sse_payloads(lines: Iterable[str]) -> Iterable[dict]:
     for line in lines:
         if not line.startswith("data:"):
             continue
-        data = line[len("data:"):].strip()
+        data = line[len("data:") :].strip()
         if data == "[DONE]":
             return
         if data:

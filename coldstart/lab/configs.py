@@ -66,8 +66,10 @@ def _node_notes(exp: Experiment) -> str:
     if exp.skip_node_init and not exp.weights_from_store:
         notes.append(f"# Weights: already on every node under {NODE_WEIGHTS_ROOT}/<model> (no node-init fetch).")
     if system_config := ray_system_config(exp):
-        notes.append(f"# Each node: ray start --system-config='{json.dumps(system_config)}' with the engine-cache "
-                     "env (VLLM_CACHE_ROOT, ...) set")
+        notes.append(
+            f"# Each node: ray start --system-config='{json.dumps(system_config)}' with the engine-cache "
+            "env (VLLM_CACHE_ROOT, ...) set"
+        )
     return "".join(n + "\n" for n in notes)
 
 
@@ -78,8 +80,7 @@ def write_all(out_dir: Path, store_uri: str) -> list[Path]:
         path = out_dir / model_name / f"{exp_name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         body = yaml.safe_dump(render(model, exp, store_uri), sort_keys=False)
-        path.write_text(HEADER.format(store=store_uri, path=path, callback=CALLBACK_CLASS) + _node_notes(exp)
-                        + body)
+        path.write_text(HEADER.format(store=store_uri, path=path, callback=CALLBACK_CLASS) + _node_notes(exp) + body)
         written.append(path)
     return written
 

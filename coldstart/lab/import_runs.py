@@ -91,9 +91,13 @@ def import_archive(archive: Path, results_path: Path = DEFAULT_RESULTS, dest_roo
                 target.write_bytes(files[rel])
                 report.files_copied.append(str(rel))
     report.cut_short = [
-        str(rel) for rel in files
-        if len(rel.parts) == 4 and rel.parts[0] == ARCHIVE_LOGS and rel.suffix == ".log"  # <model>/<exp>/<run>
-        and not rel.parts[1].startswith(("_", ".")) and rel not in measured_logs
+        str(rel)
+        for rel in files
+        if len(rel.parts) == 4
+        and rel.parts[0] == ARCHIVE_LOGS
+        and rel.suffix == ".log"  # <model>/<exp>/<run>
+        and not rel.parts[1].startswith(("_", "."))
+        and rel not in measured_logs
         and not (dest_root / Path(*rel.parts)).exists()
     ]
     # Rows last, after their files: an interrupted import never leaves a row pointing at nothing.
@@ -104,8 +108,9 @@ def import_archive(archive: Path, results_path: Path = DEFAULT_RESULTS, dest_roo
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("archives", nargs="+", type=Path,
-                        help="run archives (.tgz of results/ and experiment_terminal_output/)")
+    parser.add_argument(
+        "archives", nargs="+", type=Path, help="run archives (.tgz of results/ and experiment_terminal_output/)"
+    )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help=f"default {DEFAULT_RESULTS}")
 
 
@@ -117,8 +122,10 @@ def main(args: argparse.Namespace) -> int:
         except NotARunArchive as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        print(f"{archive}: {len(rep.imported)} new run(s), {rep.already_here} already here, "
-              f"{len(rep.files_copied)} file(s) copied")
+        print(
+            f"{archive}: {len(rep.imported)} new run(s), {rep.already_here} already here, "
+            f"{len(rep.files_copied)} file(s) copied"
+        )
         for rid in rep.imported:
             print(f"  imported {rid}")
         for log in rep.cut_short:

@@ -187,8 +187,11 @@ def ray_system_config(exp: Experiment) -> dict[str, Any]:
         return {}
     # Idle workers past the soft limit (default: one per CPU, actors' workers included) are killed after a
     # second; the prestarted ones must outlive the wait for the request.
-    return {"preload_python_modules": [PRELOAD_MODULE], "enable_worker_prestart": True,
-            "num_workers_soft_limit": PRESTART_WORKERS_SOFT_LIMIT}
+    return {
+        "preload_python_modules": [PRELOAD_MODULE],
+        "enable_worker_prestart": True,
+        "num_workers_soft_limit": PRESTART_WORKERS_SOFT_LIMIT,
+    }
 
 
 def build_app_args(model: Model, llm_config: dict[str, Any], opts: RunOptions) -> dict[str, Any]:

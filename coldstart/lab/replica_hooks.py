@@ -42,8 +42,10 @@ def replica_worker_facts() -> dict[str, Any]:
     worker had imported vLLM before the lease (the fast path's claim, proved by pid in the log)."""
     import sys
 
-    facts: dict[str, Any] = {"worker_preloaded": "coldstart.lab.fastpath.preload" in sys.modules,
-                             "vllm_imported": "vllm" in sys.modules}
+    facts: dict[str, Any] = {
+        "worker_preloaded": "coldstart.lab.fastpath.preload" in sys.modules,
+        "vllm_imported": "vllm" in sys.modules,
+    }
     try:
         import psutil
 
@@ -78,9 +80,10 @@ class ColdStartCallback(CallbackBase):
         self.skip_node_init: bool = bool(kwargs.get("skip_node_init"))
         # Read by coldstart.lab.fastpath.server/engine from the same kwargs; accepted here so Ray's callback
         # construction does not reject them.
-        self.fast_path_levers = {k: bool(kwargs.get(k)) for k in
-                                 ("engine_in_replica", "prestart_workers", "engine_core_forkserver",
-                                  "background_telemetry")}
+        self.fast_path_levers = {
+            k: bool(kwargs.get(k))
+            for k in ("engine_in_replica", "prestart_workers", "engine_core_forkserver", "background_telemetry")
+        }
 
     def _emit(self, event: str, **fields: Any) -> None:
         events.emit(
@@ -112,7 +115,10 @@ class ColdStartCallback(CallbackBase):
 
         root = self.compile_cache_root or compile_cache.default_cache_dirs()[0]
         compile_cache.write_engine_marker(
-            root, model_name=self.model_name, experiment=self.experiment, run_id=self.run_id,
+            root,
+            model_name=self.model_name,
+            experiment=self.experiment,
+            run_id=self.run_id,
             model_path=engine_model_path(self.llm_config.model_loading_config),
             engine_kwargs=dict(self.llm_config.engine_kwargs),
         )

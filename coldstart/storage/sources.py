@@ -60,9 +60,7 @@ def resolve_weights(
         raise SourceError(f"experiment {exp.name!r} streams from the object store, not from the Hub")
     if source == "hub" or (source == "auto" and not store_uri):
         if not model.hub_id:
-            raise SourceError(
-                f"{model.name!r} has no Hub checkpoint; {_write_and_stage(model)}"
-            )
+            raise SourceError(f"{model.name!r} has no Hub checkpoint; {_write_and_stage(model)}")
         return _hub_location(model, env)
 
     from coldstart.storage import staging
@@ -89,8 +87,10 @@ def resolve_weights(
 
 
 def _write_and_stage(model: Model) -> str:
-    return (f"write a checkpoint (`python -m coldstart checkpoint {model.name}`) and stage it "
-            f"(`python -m coldstart stage put {model.name} --from DIR`)")
+    return (
+        f"write a checkpoint (`python -m coldstart checkpoint {model.name}`) and stage it "
+        f"(`python -m coldstart stage put {model.name} --from DIR`)"
+    )
 
 
 _TRUE = ("1", "ON", "YES", "TRUE")

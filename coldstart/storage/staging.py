@@ -73,8 +73,10 @@ class IntegrityError(StoreError):
 def check_model_name(name: str) -> str:
     """A model name is one key segment (the registry decides which names exist; this only keeps keys safe)."""
     if not isinstance(name, str) or not _MODEL_NAME_RE.match(name) or name in (".", ".."):
-        raise InvalidInput(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' only (no '/'), "
-                           "starting with a letter or digit")
+        raise InvalidInput(
+            f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' only (no '/'), "
+            "starting with a letter or digit"
+        )
     return name
 
 
@@ -155,8 +157,12 @@ class Manifest:
                 files.append(FileEntry(path=path, size_bytes=size_bytes, sha256=sha))
             if len({f.path for f in files}) != len(files):
                 raise ValueError("duplicate paths")
-            return cls(files=tuple(files), created_at=str(body["created_at"]),
-                       tool_version=str(body["tool_version"]), format=MANIFEST_FORMAT)
+            return cls(
+                files=tuple(files),
+                created_at=str(body["created_at"]),
+                tool_version=str(body["tool_version"]),
+                format=MANIFEST_FORMAT,
+            )
         except (ValueError, TypeError, KeyError, InvalidKey) as e:
             raise InvalidManifest(f"{source} is not a valid coldstart manifest: {e}") from e
 
@@ -293,13 +299,18 @@ def upload_dir(
         remote = {o.key: o.size_bytes for o in store.list(prefix + "/")}
         old_by_path = {f.path: f for f in old.files} if old else {}
         wanted = {f"{prefix}/{e.path}" for e in entries}
-        todo = [e for e in entries
-                if old_by_path.get(e.path) != e or remote.get(f"{prefix}/{e.path}") != e.size_bytes]
+        todo = [e for e in entries if old_by_path.get(e.path) != e or remote.get(f"{prefix}/{e.path}") != e.size_bytes]
         stale = sorted(k for k in remote if k not in wanted and k != mkey)
 
         if old is not None and not todo and not stale and old.same_files(new):
-            return UploadResult(manifest=old, uploaded_files=0, skipped_files=len(entries), deleted_files=0,
-                                uploaded_bytes=0, elapsed_s=time.monotonic() - start_s)
+            return UploadResult(
+                manifest=old,
+                uploaded_files=0,
+                skipped_files=len(entries),
+                deleted_files=0,
+                uploaded_bytes=0,
+                elapsed_s=time.monotonic() - start_s,
+            )
 
         # Unseal before touching any file: from here until the new manifest lands the folder is incomplete,
         # never "complete with a mix of old and new files".
@@ -319,9 +330,14 @@ def upload_dir(
             store.delete(key)
         store.put_bytes(mkey, new.to_json_bytes())
 
-    return UploadResult(manifest=new, uploaded_files=len(todo), skipped_files=len(entries) - len(todo),
-                        deleted_files=len(stale), uploaded_bytes=upload_bytes,
-                        elapsed_s=time.monotonic() - start_s)
+    return UploadResult(
+        manifest=new,
+        uploaded_files=len(todo),
+        skipped_files=len(entries) - len(todo),
+        deleted_files=len(stale),
+        uploaded_bytes=upload_bytes,
+        elapsed_s=time.monotonic() - start_s,
+    )
 
 
 def read_manifest(store: Store, prefix: str) -> Manifest:
@@ -331,7 +347,8 @@ def read_manifest(store: Store, prefix: str) -> Manifest:
     except ObjectNotFound as e:
         raise ObjectNotFound(
             f"{store.url_for(prefix)} is not staged: no {MANIFEST_NAME} (never uploaded, or the upload did not "
-            "finish): run `python -m coldstart stage put` again") from e
+            "finish): run `python -m coldstart stage put` again"
+        ) from e
     return Manifest.from_json_bytes(data, source=store.url_for(mkey))
 
 
@@ -357,9 +374,16 @@ class VerifyReport:
     def summary(self) -> str:
         if self.ok:
             return f"ok: {self.checked_files} files match the manifest{' (sha256 re-checked)' if self.deep else ''}"
-        parts = [f"{name}: {', '.join(vals)}" for name, vals in (
-            ("missing", self.missing), ("wrong size", self.size_mismatch),
-            ("wrong sha256", self.hash_mismatch), ("not in manifest", self.extra)) if vals]
+        parts = [
+            f"{name}: {', '.join(vals)}"
+            for name, vals in (
+                ("missing", self.missing),
+                ("wrong size", self.size_mismatch),
+                ("wrong sha256", self.hash_mismatch),
+                ("not in manifest", self.extra),
+            )
+            if vals
+        ]
         return "FAILED: " + "; ".join(parts)
 
 
@@ -378,7 +402,7 @@ def verify(store: Store, prefix: str, *, deep: bool = False, workers: int = 8) -
         else:
             present.append(e)
     listed = {f"{prefix}/{e.path}" for e in manifest.files} | {mkey}
-    extra = sorted(k[len(prefix) + 1:] for k in remote if k not in listed)
+    extra = sorted(k[len(prefix) + 1 :] for k in remote if k not in listed)
 
     hash_mismatch: list[str] = []
     if deep and present:
@@ -395,8 +419,15 @@ def verify(store: Store, prefix: str, *, deep: bool = False, workers: int = 8) -
             matches = _run_parallel(rehash, present, workers)
             hash_mismatch = [e.path for e, good in zip(present, matches, strict=True) if not good]
 
-    return VerifyReport(prefix=prefix, deep=deep, checked_files=len(manifest.files), missing=tuple(missing),
-                        size_mismatch=tuple(size_mismatch), hash_mismatch=tuple(hash_mismatch), extra=tuple(extra))
+    return VerifyReport(
+        prefix=prefix,
+        deep=deep,
+        checked_files=len(manifest.files),
+        missing=tuple(missing),
+        size_mismatch=tuple(size_mismatch),
+        hash_mismatch=tuple(hash_mismatch),
+        extra=tuple(extra),
+    )
 
 
 def _local_copy_matches(dest: Path, manifest: Manifest) -> bool:
@@ -414,9 +445,7 @@ def _local_copy_matches(dest: Path, manifest: Manifest) -> bool:
     return True
 
 
-def download_dir(
-    store: Store, prefix: str, dest: Path, *, workers: int = 8, show_progress: bool = True
-) -> Path:
+def download_dir(store: Store, prefix: str, dest: Path, *, workers: int = 8, show_progress: bool = True) -> Path:
     """Download a sealed folder to ``dest`` (checking every sha256) and return dest's absolute path.
 
     The files land in ``<dest>.tmp-*`` and are renamed into place at the end, so ``dest`` is either absent,
@@ -431,8 +460,10 @@ def download_dir(
         if not dest.is_dir():
             raise InvalidInput(f"destination {dest} exists and is not a directory")
         if any(dest.iterdir()) and not (dest / MANIFEST_NAME).is_file():
-            raise InvalidInput(f"destination {dest} is a non-empty directory that is not a coldstart download; "
-                               "refusing to replace it (choose an empty or new directory)")
+            raise InvalidInput(
+                f"destination {dest} is a non-empty directory that is not a coldstart download; "
+                "refusing to replace it (choose an empty or new directory)"
+            )
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{dest.name}.tmp-", dir=dest.parent))
     try:
@@ -445,11 +476,15 @@ def download_dir(
                 store.download_file(f"{prefix}/{e.path}", local, progress=on_bytes)
                 size_bytes = local.stat().st_size
                 if size_bytes != e.size_bytes:
-                    raise IntegrityError(f"{store.url_for(prefix)}/{e.path}: got {size_bytes} bytes, manifest "
-                                         f"says {e.size_bytes}; the store copy is damaged, stage it again")
+                    raise IntegrityError(
+                        f"{store.url_for(prefix)}/{e.path}: got {size_bytes} bytes, manifest "
+                        f"says {e.size_bytes}; the store copy is damaged, stage it again"
+                    )
                 if sha256_file(local) != e.sha256:
-                    raise IntegrityError(f"{store.url_for(prefix)}/{e.path}: sha256 does not match the manifest; "
-                                         "the store copy is damaged, stage it again")
+                    raise IntegrityError(
+                        f"{store.url_for(prefix)}/{e.path}: sha256 does not match the manifest; "
+                        "the store copy is damaged, stage it again"
+                    )
 
             _run_parallel(fetch, manifest.files, workers)
         (tmp / MANIFEST_NAME).write_bytes(manifest.to_json_bytes())
@@ -501,9 +536,16 @@ def list_staged(store: Store) -> list[StagedFolder]:
     out = []
     for (name, layout, prefix), objs in sorted(groups.items()):
         content = [(rel, size) for rel, size in objs if rel != MANIFEST_NAME]
-        out.append(StagedFolder(model_name=name, layout=layout, prefix=prefix,
-                                complete=any(rel == MANIFEST_NAME for rel, _ in objs),
-                                files=len(content), size_bytes=sum(size for _, size in content)))
+        out.append(
+            StagedFolder(
+                model_name=name,
+                layout=layout,
+                prefix=prefix,
+                complete=any(rel == MANIFEST_NAME for rel, _ in objs),
+                files=len(content),
+                size_bytes=sum(size for _, size in content),
+            )
+        )
     return out
 
 
@@ -519,17 +561,23 @@ def format_bytes(size_bytes: float) -> str:
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", default=None,
-                   help="store URI: s3://bucket[/prefix], file:///abs/path or a path "
-                        "(default: $COLDSTART_STORE, else ~/.cache/coldstart/store)")
-    p.add_argument("--endpoint-url", default=None,
-                   help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+    p.add_argument(
+        "--store",
+        default=None,
+        help="store URI: s3://bucket[/prefix], file:///abs/path or a path "
+        "(default: $COLDSTART_STORE, else ~/.cache/coldstart/store)",
+    )
+    p.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
 
 
 def _folder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_name", help="model name (one path segment, e.g. qwen2.5-0.5b-instruct)")
-    p.add_argument("--tp", type=int, default=None,
-                   help="use the vLLM sharded-state folder for this tensor-parallel size instead of the HF folder")
+    p.add_argument(
+        "--tp",
+        type=int,
+        default=None,
+        help="use the vLLM sharded-state folder for this tensor-parallel size instead of the HF folder",
+    )
 
 
 def _transfer_args(p: argparse.ArgumentParser) -> None:
@@ -566,10 +614,12 @@ def _prefix_for(args: argparse.Namespace) -> str:
 def _cmd_put(store: Store, args: argparse.Namespace) -> int:
     prefix = _prefix_for(args)
     r = upload_dir(store, prefix, args.from_dir, workers=args.workers, show_progress=not args.no_progress)
-    print(f"staged {store.url_for(prefix)}: {len(r.manifest.files)} files, "
-          f"{format_bytes(r.manifest.total_size_bytes)}; uploaded {r.uploaded_files} "
-          f"({format_bytes(r.uploaded_bytes)}), skipped {r.skipped_files}, deleted {r.deleted_files} stale "
-          f"in {r.elapsed_s:.1f}s")
+    print(
+        f"staged {store.url_for(prefix)}: {len(r.manifest.files)} files, "
+        f"{format_bytes(r.manifest.total_size_bytes)}; uploaded {r.uploaded_files} "
+        f"({format_bytes(r.uploaded_bytes)}), skipped {r.skipped_files}, deleted {r.deleted_files} stale "
+        f"in {r.elapsed_s:.1f}s"
+    )
     return 0
 
 
@@ -593,14 +643,16 @@ def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_get(store: Store, args: argparse.Namespace) -> int:
-    path = download_dir(store, _prefix_for(args), args.to_dir, workers=args.workers,
-                        show_progress=not args.no_progress)
+    path = download_dir(store, _prefix_for(args), args.to_dir, workers=args.workers, show_progress=not args.no_progress)
     print(path)
     return 0
 
 
 _COMMANDS: dict[str, Callable[[Store, argparse.Namespace], int]] = {
-    "put": _cmd_put, "ls": _cmd_ls, "verify": _cmd_verify, "get": _cmd_get,
+    "put": _cmd_put,
+    "ls": _cmd_ls,
+    "verify": _cmd_verify,
+    "get": _cmd_get,
 }
 
 
@@ -618,5 +670,3 @@ def main(args: argparse.Namespace) -> int:
     except StoreError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-
-

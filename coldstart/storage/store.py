@@ -124,8 +124,10 @@ class TransferSettings:
 
     def __post_init__(self) -> None:
         if self.multipart_chunksize_bytes < _S3_MIN_PART_BYTES:
-            raise ValueError(f"multipart_chunksize_bytes must be >= 5 MiB (S3 minimum part size), got "
-                             f"{self.multipart_chunksize_bytes}")
+            raise ValueError(
+                f"multipart_chunksize_bytes must be >= 5 MiB (S3 minimum part size), got "
+                f"{self.multipart_chunksize_bytes}"
+            )
         if self.max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
 
@@ -222,8 +224,9 @@ def parse_store_uri(uri: str) -> StoreLocation:
         return StoreLocation(scheme="s3", bucket=bucket, prefix=prefix)
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
-            raise InvalidStoreURI(f"store URI {uri!r} names a remote host; file:// stores must be local "
-                                  "(file:///absolute/path)")
+            raise InvalidStoreURI(
+                f"store URI {uri!r} names a remote host; file:// stores must be local (file:///absolute/path)"
+            )
         if not parts.path.startswith("/"):
             raise InvalidStoreURI(f"store URI {uri!r} must have an absolute path (file:///absolute/path)")
         return StoreLocation(scheme="file", path=Path(unquote(parts.path)))
@@ -262,8 +265,13 @@ def open_store(
 ) -> Store:
     loc = parse_store_uri(uri)
     if loc.scheme == "s3":
-        return S3Store(loc.bucket, loc.prefix, endpoint_url=endpoint_url, retry=retry or RetryPolicy(),
-                       transfer=transfer or TransferSettings())
+        return S3Store(
+            loc.bucket,
+            loc.prefix,
+            endpoint_url=endpoint_url,
+            retry=retry or RetryPolicy(),
+            transfer=transfer or TransferSettings(),
+        )
     if endpoint_url is not None:
         raise InvalidStoreURI(f"an endpoint URL only applies to s3:// stores, not {uri!r}")
     assert loc.path is not None
@@ -415,10 +423,18 @@ class LocalStore:
 
 _CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, TokenRetrievalError)
 _UNREACHABLE_ERRORS = (BotoConnectionError, ConnectionClosedError)
-_ACCESS_DENIED_CODES = frozenset({
-    "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
-    "TokenRefreshRequired", "AllAccessDisabled", "403",
-})
+_ACCESS_DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "AllAccessDisabled",
+        "403",
+    }
+)
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 
 
@@ -437,7 +453,13 @@ def _root_cause(exc: BaseException) -> BaseException:
 
 
 def translate_s3_error(
-    exc: BaseException, *, op: str, uri: str, bucket: str, endpoint_url: str, key: str | None = None,
+    exc: BaseException,
+    *,
+    op: str,
+    uri: str,
+    bucket: str,
+    endpoint_url: str,
+    key: str | None = None,
     attempts: int = 1,
 ) -> StoreError:
     """Map a boto3/botocore exception to a StoreError with an actionable message (no secrets in it)."""
@@ -447,24 +469,30 @@ def translate_s3_error(
     if isinstance(exc, _CREDENTIAL_ERRORS):
         return CredentialsError(
             f"no usable AWS credentials for {op} on {where} ({type(exc).__name__}): set AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run on a host with an instance/pod role")
+            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run on a host with an instance/pod role"
+        )
     if isinstance(exc, _UNREACHABLE_ERRORS):
         return EndpointUnreachable(
             f"cannot reach S3 endpoint {endpoint} for {op} on {where} after {attempts} attempt(s) "
             f"({type(exc).__name__}): check AWS_ENDPOINT_URL / --endpoint-url and that the server is up",
-            endpoint_url=endpoint, attempts=attempts)
+            endpoint_url=endpoint,
+            attempts=attempts,
+        )
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         code = str(err.get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code == "NoSuchBucket" or (key is None and (code in _NOT_FOUND_CODES or status == 404)):
-            return BucketNotFound(f"bucket {bucket!r} does not exist at {endpoint}: create it or fix the store "
-                                  f"URI ({uri})")
+            return BucketNotFound(
+                f"bucket {bucket!r} does not exist at {endpoint}: create it or fix the store URI ({uri})"
+            )
         if code in _NOT_FOUND_CODES or status == 404:
             return ObjectNotFound(f"{where} not found in store ({op})")
         if code in _ACCESS_DENIED_CODES or status == 403:
-            return CredentialsError(f"access denied ({code or status}) for {op} on {where} at {endpoint}: check "
-                                    "the credentials and the bucket policy")
+            return CredentialsError(
+                f"access denied ({code or status}) for {op} on {where} at {endpoint}: check "
+                "the credentials and the bucket policy"
+            )
         return StoreError(f"S3 {op} on {where} failed: {code or 'error'} (HTTP {status})")
     if isinstance(exc, (BotoCoreError, Boto3Error)):
         return StoreError(f"S3 {op} on {where} failed: {type(exc).__name__}: {exc}")
@@ -511,9 +539,13 @@ class S3Store:
         session = boto3.session.Session()
 
         def client(max_attempts: int, read_timeout_s: float):
-            cfg = Config(retries={"mode": "standard", "total_max_attempts": max_attempts},
-                         connect_timeout=retry.connect_timeout_s, read_timeout=read_timeout_s,
-                         max_pool_connections=64, **extra)
+            cfg = Config(
+                retries={"mode": "standard", "total_max_attempts": max_attempts},
+                connect_timeout=retry.connect_timeout_s,
+                read_timeout=read_timeout_s,
+                max_pool_connections=64,
+                **extra,
+            )
             return session.client("s3", endpoint_url=custom_endpoint, config=cfg)
 
         try:
@@ -545,8 +577,15 @@ class S3Store:
         except StoreError:
             raise
         except (BotoCoreError, Boto3Error, ClientError) as e:
-            raise translate_s3_error(e, op=op, uri=self.uri, bucket=self.bucket, endpoint_url=self.endpoint_url,
-                                     key=key, attempts=self._retry.attempts) from e
+            raise translate_s3_error(
+                e,
+                op=op,
+                uri=self.uri,
+                bucket=self.bucket,
+                endpoint_url=self.endpoint_url,
+                key=key,
+                attempts=self._retry.attempts,
+            ) from e
 
     def check(self) -> None:
         start_s = time.monotonic()
@@ -567,7 +606,10 @@ class S3Store:
         raise EndpointUnreachable(
             f"cannot reach S3 endpoint {endpoint} for {self.uri}: {attempts_made} attempt(s) over "
             f"{elapsed_s:.1f}s failed ({type(last).__name__}); check AWS_ENDPOINT_URL / --endpoint-url and "
-            "that the server is up", endpoint_url=endpoint, attempts=attempts_made) from last
+            "that the server is up",
+            endpoint_url=endpoint,
+            attempts=attempts_made,
+        ) from last
 
     def exists(self, key: str) -> bool:
         full = self._full(key)
@@ -619,8 +661,9 @@ class S3Store:
         full = self._full(key)
         size_bytes = Path(local).stat().st_size
         if size_bytes > _S3_MAX_SINGLE_PUT_BYTES:
-            raise ValueError(f"put_file_if_absent is a single conditional PUT, limited to 5 GiB; {local} is "
-                             f"{size_bytes} bytes")
+            raise ValueError(
+                f"put_file_if_absent is a single conditional PUT, limited to 5 GiB; {local} is {size_bytes} bytes"
+            )
         for attempt in range(1, self._retry.attempts + 1):
             try:
                 with open(local, "rb") as body:
@@ -637,12 +680,19 @@ class S3Store:
                 if (code == "ConditionalRequestConflict" or status == 409) and attempt < self._retry.attempts:
                     time.sleep(self._retry.delay_s(attempt))
                     continue
-                raise translate_s3_error(e, op="create", uri=self.uri, bucket=self.bucket,
-                                         endpoint_url=self.endpoint_url, key=key) from e
+                raise translate_s3_error(
+                    e, op="create", uri=self.uri, bucket=self.bucket, endpoint_url=self.endpoint_url, key=key
+                ) from e
             except (BotoCoreError, Boto3Error) as e:
-                raise translate_s3_error(e, op="create", uri=self.uri, bucket=self.bucket,
-                                         endpoint_url=self.endpoint_url, key=key,
-                                         attempts=self._retry.attempts) from e
+                raise translate_s3_error(
+                    e,
+                    op="create",
+                    uri=self.uri,
+                    bucket=self.bucket,
+                    endpoint_url=self.endpoint_url,
+                    key=key,
+                    attempts=self._retry.attempts,
+                ) from e
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def delete(self, key: str) -> None:

@@ -24,5 +24,9 @@ from coldstart.lab.fastpath import engine, forkserver, server  # noqa: E402,F401
 
 _import_s = time.monotonic() - _t0
 _forkserver_s = forkserver.start() if os.environ.get(FORKSERVER_ENV) == "1" else None
-events.emit("worker_preloaded", pid=os.getpid(), import_s=round(_import_s, 3),
-            forkserver_s=None if _forkserver_s is None else round(_forkserver_s, 3))
+events.emit(
+    "worker_preloaded",
+    pid=os.getpid(),
+    import_s=round(_import_s, 3),
+    forkserver_s=None if _forkserver_s is None else round(_forkserver_s, 3),
+)

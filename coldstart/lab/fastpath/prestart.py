@@ -115,7 +115,11 @@ def wait_for_preloaded_workers(
             events.emit("prestart_wait_end", wait_s=round(clock() - t0, 3), workers=len(done))
             return done
         if clock() - t0 > timeout_s:
-            events.emit("prestart_wait_timeout", wait_s=round(clock() - t0, 3), preloaded=sorted(done),
-                        still_importing=sorted(waiting))
+            events.emit(
+                "prestart_wait_timeout",
+                wait_s=round(clock() - t0, 3),
+                preloaded=sorted(done),
+                still_importing=sorted(waiting),
+            )
             return done
         sleep(poll_s)
