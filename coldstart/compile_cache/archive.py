@@ -28,6 +28,7 @@ from coldstart.compile_cache.common import (
     ManifestError,
 )
 from coldstart.compile_cache.fingerprint import Fingerprint, model_slug
+from coldstart.storage import staging
 
 
 @dataclass(frozen=True)
@@ -225,10 +226,11 @@ class _HashingReader(io.RawIOBase):
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
-    sha = hashlib.sha256()
+    """(sha256 hex, bytes) of one file: the storage wing's hash, with the size counted on the way."""
     size_bytes = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(_COPY_CHUNK_BYTES):
-            sha.update(chunk)
-            size_bytes += len(chunk)
-    return sha.hexdigest(), size_bytes
+
+    def count(n: int) -> None:
+        nonlocal size_bytes
+        size_bytes += n
+
+    return staging.sha256_file(path, progress=count), size_bytes
