@@ -4,6 +4,7 @@ a hard-coded home), so tests, CI and a user's shell can move each one with one v
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from datetime import datetime, timezone
@@ -46,10 +47,20 @@ def new_run_id(now: datetime | None = None) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
 
 
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id names files (``<run_id>.log``): one path segment of safe characters, never ``..``."""
+    if not _RUN_ID_RE.match(run_id) or ".." in run_id:
+        raise ValueError(f"invalid run id {run_id!r}: letters, digits, '.', '_' and '-' only, no '..', no '/'")
+    return run_id
+
+
 def output_root(env: Mapping[str, str] = os.environ) -> Path:
     """Raw logs: ``experiment_terminal_output/`` in the working directory unless moved."""
     return Path(env.get("COLDSTART_OUTPUT", "experiment_terminal_output"))
 
 
 def run_log_path(model: str, experiment: str, run_id: str, env: Mapping[str, str] = os.environ) -> Path:
-    return output_root(env) / model / experiment / f"{run_id}.log"
+    return output_root(env) / model / experiment / f"{check_run_id(run_id)}.log"

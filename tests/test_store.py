@@ -60,6 +60,7 @@ def test_parse_file_uris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert parse_store_uri(f"file://localhost{tmp_path}").path == tmp_path
     monkeypatch.chdir(tmp_path)
     assert parse_store_uri("rel/dir").path == tmp_path / "rel" / "dir"
+    assert parse_store_uri("./s3:x").path == tmp_path / "s3:x"  # a folder that merely has a colon: say ./
 
 
 @pytest.mark.parametrize(
@@ -77,6 +78,10 @@ def test_parse_file_uris(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         "s3://bucket/p?x=1",
         "file://remotehost/x",
         "file://relative",
+        "s3:/x",  # one slash short: before, a folder "s3:/x" under the working directory
+        "s3:bucket",
+        "S3:/bucket/p",
+        "file:/abs",
     ],
 )
 def test_malformed_uri_is_rejected(uri: str) -> None:

@@ -38,6 +38,13 @@ def detect_device() -> str:
     return "cuda" if gpu else "cpu"
 
 
+def _run_id_arg(text: str) -> str:
+    try:
+        return paths.check_run_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help=f"registry model: {', '.join(MODELS)}")
     parser.add_argument("experiment", help=f"experiment: {', '.join(EXPERIMENTS)}")
@@ -84,7 +91,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
         help="fast path: longest wait for the prestarted Ray workers to import vLLM before "
         "the service says it is ready",
     )
-    parser.add_argument("--run-id", default=None)
+    parser.add_argument("--run-id", default=None, type=_run_id_arg)
     parser.add_argument(
         "--ready-file",
         type=Path,

@@ -200,10 +200,17 @@ class StoreLocation:
 _URI_HELP = "use s3://bucket[/prefix], file:///absolute/path, or a plain local path"
 
 
+# A URI scheme (RFC 3986: a letter, then letters, digits, "+", "-", ".") and a colon at the start of the string.
+_SCHEME_LIKE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
 def parse_store_uri(uri: str) -> StoreLocation:
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidStoreURI(f"empty store URI; {_URI_HELP}")
     if "://" not in uri:
+        if _SCHEME_LIKE_RE.match(uri):
+            # "s3:/bucket", "s3:bucket", "file:/x": a mistyped URI, not a folder named "s3:" in the cwd.
+            raise InvalidStoreURI(f"store URI {uri!r} looks like a mistyped URI (scheme:// expected); {_URI_HELP}")
         return StoreLocation(scheme="file", path=Path(uri).expanduser().absolute())
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
