@@ -52,7 +52,10 @@ def test_publish_without_an_engine_run_says_what_to_do(staged_home):
 def test_publish_for_an_experiment_without_a_cache_is_bad_input(staged_home):
     proc = _publish(staged_home, "baseline")
     assert proc.returncode == 2
-    assert "does not use a compile cache (try one of: compile_cache, compile_cache_mega, all)" in proc.stderr
+    assert (
+        "does not use a compile cache (try one of: compile_cache, compile_cache_mega, all, cc_skip_init, "
+        "cc_in_replica, cc_prestart, cc_trims, fast)" in proc.stderr
+    )
 
 
 def _engine_caches(base: Path) -> dict[str, str]:
