@@ -78,12 +78,7 @@ class ColdStartCallback(CallbackBase):
         self.compile_cache_store: str | None = kwargs.get("compile_cache_store")
         self.compile_cache_root: str | None = kwargs.get("compile_cache_root")
         self.skip_node_init: bool = bool(kwargs.get("skip_node_init"))
-        # Read by coldstart.lab.fastpath.server/engine from the same kwargs; accepted here so Ray's callback
-        # construction does not reject them.
-        self.fast_path_levers = {
-            k: bool(kwargs.get(k))
-            for k in ("engine_in_replica", "prestart_workers", "engine_core_forkserver", "background_telemetry")
-        }
+        # The other lever flags in these kwargs are read by coldstart.lab.fastpath (server, engine), not here.
 
     def _emit(self, event: str, **fields: Any) -> None:
         events.emit(

@@ -283,9 +283,10 @@ def run_matrix(
     with Progress(*columns, disable=not show_progress) as progress:
         task = progress.add_task("cold starts", total=len(todo))
         for spec in todo:
+            earlier = load_rows(results_path)  # once per run: the budget estimate and the answer check read it
             if time_budget_s is not None:
                 left_s = time_budget_s - (clock() - t_start)
-                est = estimate_run_s(spec, load_rows(results_path), gpu=gpu, overhead_s=run_overhead_s)
+                est = estimate_run_s(spec, earlier, gpu=gpu, overhead_s=run_overhead_s)
                 if est is not None and est.seconds > left_s:
                     progress.console.print(
                         f"{spec.model} {spec.experiment} #{spec.repeat}: not started, needs "
@@ -295,7 +296,7 @@ def run_matrix(
                     progress.advance(task)
                     continue
             progress.update(task, description=f"{spec.model} {spec.experiment} #{spec.repeat}")
-            reference = reference_answer(load_rows(results_path), spec.model, device)
+            reference = reference_answer(earlier, spec.model, device)
             row = run_one(sut, spec, provenance=provenance, device=device, reference=reference)
             append_row(results_path, row)
             rows.append(row)
