@@ -251,10 +251,12 @@ def serve_app(
     # ray.init() installs a C++ failure-signal handler that takes SIGTERM over and aborts the driver
     # (exit 134) halfway through cleanup; put the Python handler back so SIGTERM unwinds like Ctrl-C.
     with signals_as_interrupt():
-        yield from _serve_after_init(app_args, app_name=app_name, host=host, port=port)
+        yield from _serve_after_init(app_args, app_name=app_name, host=host, port=port, owns_ray=not ray_address)
 
 
-def _serve_after_init(app_args: dict[str, Any], *, app_name: str, host: str, port: int) -> Iterator[str]:
+def _serve_after_init(
+    app_args: dict[str, Any], *, app_name: str, host: str, port: int, owns_ray: bool
+) -> Iterator[str]:
     import ray
     from ray import serve
     from ray.serve.llm import build_openai_app
@@ -274,7 +276,14 @@ def _serve_after_init(app_args: dict[str, Any], *, app_name: str, host: str, por
             finally:
                 events.emit("service_shutdown_start")
                 descendants = _descendants()
-                serve.shutdown()
+                if owns_ray:
+                    # A Ray started here dies with this process, Serve's actors with it. Serve's graceful
+                    # shutdown would first wait on the LLM replica's drain, which with vLLM outlives the
+                    # controller's 30 s limit on every GPU run seen ("Controller failed to shut down within
+                    # 30.0s"): 30 s per run of nothing. The engine's processes are reaped below either way.
+                    events.emit("serve_shutdown_skipped", reason="local Ray: torn down with ray.shutdown()")
+                else:
+                    serve.shutdown()
     finally:
         descendants = descendants or _descendants()
         ray.shutdown()

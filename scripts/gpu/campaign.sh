@@ -7,7 +7,8 @@
 # steps: tiny-lease tiny-cache tiny-s3 tiny-cc tiny-cc-mismatch tiny-mega-miss tiny-mega-hit llama8b-lease llama8b-baseline llama8b-rest
 #        llama8b-hit llama8b-runai
 #        tp2-shard tp2-sharded tp2-rest (the tp2 steps need two GPUs)
-#        fast-tiny fast-8b-prep fast-8b fast-8b-cold ladder-8b ladder-8b-rest (the fast path; warm node unless named)
+#        fast-tiny fast-8b-prep fast-8b fast-8b-cold fast-8b-mega ladder-8b ladder-8b-rest
+#        (the fast path; warm node unless named)
 # Home: `python -m coldstart import-runs <the call's runs-*.tgz>` appends the new rows and copies their logs;
 # runs a call's limit cut short have no row and are listed, not imported. Keep $OUT/compile-cache.tgz as
 # .gpu/cc-store/compile-cache.tgz and carry that folder to the next lease's first campaign call.
@@ -133,17 +134,24 @@ for step in "$@"; do
     fast-tiny)
       # The fast path's cache key holds its capture sizes and KV size: a miss run of its config captures it.
       ckpt tiny
-      warm --campaign "$gpu-warm-miss" --models tiny --experiments cc_trims
+      warm --campaign "$gpu-warm-miss" --models tiny --experiments cc_trims --repeats 1
       publish tiny cc_trims
       warm --campaign "$gpu-warm" --models tiny --experiments fast ;;
     fast-8b-prep)
+      # One miss run whatever REPEATS says (a later --repeats wins): it exists to capture the cache.
       ckpt llama-3-8b
-      warm --campaign "$gpu-warm-miss" --models llama-3-8b --experiments cc_trims
+      warm --campaign "$gpu-warm-miss" --models llama-3-8b --experiments cc_trims --repeats 1
       publish llama-3-8b cc_trims ;;
+    fast-8b-mega)
+      # fast + the whole-model AOT artifact: its own cache key, so one miss run captures it, then the hits.
+      ckpt llama-3-8b
+      warm --campaign "$gpu-warm-miss" --models llama-3-8b --experiments fast_mega --repeats 1
+      publish llama-3-8b fast_mega
+      warm --campaign "$gpu-warm" --models llama-3-8b --experiments fast_mega ;;
     fast-8b)
       warm --campaign "$gpu-warm" --models llama-3-8b --experiments fast ;;
     fast-8b-cold)
-      matrix --campaign "$gpu-cold" --models llama-3-8b --experiments fast ;;
+      matrix --campaign "$gpu-cold" --models llama-3-8b --experiments fast --repeats 1 ;;
     ladder-8b)
       # The rungs below fast, on a warm node: baseline compiles and publishes the stock config's cache.
       ckpt llama-3-8b
