@@ -7,7 +7,7 @@
 # steps: tiny-lease tiny-cache tiny-s3 tiny-cc tiny-cc-mismatch tiny-mega-miss tiny-mega-hit llama8b-lease llama8b-baseline llama8b-rest
 #        llama8b-hit llama8b-runai
 #        tp2-shard tp2-sharded tp2-rest (the tp2 steps need two GPUs)
-#        fast-tiny fast-8b-prep fast-8b fast-8b-cold fast-8b-mega ladder-8b ladder-8b-rest
+#        fast-tiny fast-8b-prep fast-8b fast-8b-cold fast-8b-mega baseline-8b ladder-8b ladder-8b-rest
 #        (the fast path; warm node unless named)
 # Home: `python -m coldstart import-runs <the call's runs-*.tgz>` appends the new rows and copies their logs;
 # runs a call's limit cut short have no row and are listed, not imported. Keep $OUT/compile-cache.tgz as
@@ -17,7 +17,7 @@ source /tmp/gpu-site/env.sh
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export COLDSTART_HOME="${COLDSTART_HOME:-/tmp/coldstart-home}" HF_HUB_OFFLINE=1 RAY_DEDUP_LOGS=0
 out="${OUT:-/tmp/out}"; mkdir -p "$out" results
-gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-')
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-')${CAMPAIGN_TAG:+-$CAMPAIGN_TAG}
 # Each call brings a fresh copy of the tree, results file included: the matrix appends to a file of this lease
 # (seeded from the tree's once), so it resumes where the last call stopped, even one cut short.
 results=/tmp/coldstart-lease-results.jsonl
@@ -150,6 +150,10 @@ for step in "$@"; do
       warm --campaign "$gpu-warm" --models llama-3-8b --experiments fast_mega ;;
     fast-8b)
       warm --campaign "$gpu-warm" --models llama-3-8b --experiments fast ;;
+    baseline-8b)
+      # One stock run on this lease: the bottom rung, and the greedy answer the fast rungs are checked against.
+      ckpt llama-3-8b
+      warm --campaign "$gpu-warm" --models llama-3-8b --experiments baseline --repeats 1 ;;
     fast-8b-cold)
       matrix --campaign "$gpu-cold" --models llama-3-8b --experiments fast --repeats 1 ;;
     ladder-8b)
