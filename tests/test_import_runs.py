@@ -72,7 +72,7 @@ def test_new_rows_and_their_files_come_in_known_and_cut_short_runs_do_not(here: 
     rep = import_archive(archive, here / "results/results.jsonl", here)
 
     assert rep.imported == ["new-run", "failed-run"] and rep.already_here == 1
-    assert [r["run_id"] for r in load_rows(here / "results/results.jsonl")] == ["old-run", "new-run", "failed-run"]
+    assert [r.run_id for r in load_rows(here / "results/results.jsonl")] == ["old-run", "new-run", "failed-run"]
     assert (here / LOG.format("new-run")).read_bytes() == b"the new log\n"
     assert (here / LOG.format("new-run")).with_suffix(".client.json").exists()
     assert rep.cut_short == [LOG.format("killed-run")]
