@@ -427,3 +427,31 @@ def test_ancestor_without_a_year_is_relative_and_says_so():
     assert not tl.clock.year_known
     assert any("relative only" in n for n in tl.notes)
     assert tl.segment_seconds()["seg_cuda_graph_s"] == pytest.approx(44.0, abs=1.0)
+
+
+def test_categories_are_one_record_each_and_every_segment_has_one():
+    from coldstart.analysis.timeline import CATEGORIES, CATEGORY, SEGMENT_CATEGORY
+
+    assert list(CATEGORY) == [c.name for c in CATEGORIES]  # names unique, bar order kept
+    for field in ("label", "short", "colour"):
+        values = [getattr(c, field) for c in CATEGORIES]
+        assert len(set(values)) == len(values), f"two categories share a {field}"
+    assert set(SEGMENT_CATEGORY.values()) <= set(CATEGORY)
+
+
+def test_summarize_run_splits_the_log_into_lines_once(monkeypatch):
+    import coldstart.analysis.parse
+    import coldstart.analysis.timeline as timeline_mod
+
+    calls = []
+    real = coldstart.analysis.parse.parse_lines
+
+    def counting(text):
+        calls.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(coldstart.analysis.parse, "parse_lines", counting)
+    monkeypatch.setattr(timeline_mod, "parse_lines", counting)
+    summary = summarize_run(synthetic_log(), CLIENT)
+    assert summary.timeline.ttft_s == pytest.approx(TTFT)
+    assert len(calls) == 1
