@@ -155,7 +155,7 @@ def test_merge_prefers_the_reparsed_log_but_keeps_what_only_the_result_row_knows
     row = merged[H100_TINY.name].row
     assert row.repeat == 2 and row.campaign == "test"
     assert row.phases["model_load_s"] == pytest.approx(1.740497)  # from the log, not the stale row
-    assert row.timeline is not None and row.timeline["ttft_s"] == pytest.approx(183.241, abs=1e-3)
+    assert row.timeline is not None and row.timeline.ttft_s == pytest.approx(183.241, abs=1e-3)
     assert merged[H100_TINY.name].source == "results+log"
     assert len(merged) == 3
 

@@ -205,7 +205,7 @@ def test_fast_path_starts_fewer_vllm_processes_after_the_request_than_baseline(l
     assert said["engine_core_forked"]["vllm_imported"] is True
     assert said["replica_node_init_start"]["pid"] not in {p.pid for p in after}
     # Same prompt, greedy decoding: the fast start must not change the answer.
-    assert fast.extra["answer"]["matches_baseline"] is True, fast.extra["answer"]
+    assert fast.answer.matches_baseline is True, fast.answer
     phases = fast.phases
     segments = [v for k, v in phases.items() if k.startswith("seg_") and v is not None]
     assert sum(segments) + (phases.get("unattributed_s") or 0.0) == pytest.approx(fast.ttft_s, abs=0.01)

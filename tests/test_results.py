@@ -1,3 +1,31 @@
+"""Result rows: provenance, and rows read back as the type they were written as."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from coldstart.analysis.results import (
+    SCHEMA_VERSION,
+    AnswerCheck,
+    Audit,
+    ClientResult,
+    ClientStatus,
+    GanttSpan,
+    MilestoneTime,
+    Provenance,
+    ResultRow,
+    RunStatus,
+    SchemaError,
+    StoredTimeline,
+    append_row,
+    load_rows,
+    parse_rows,
+)
+
+
 def test_shipped_commit_wins_over_the_copys_own_git(monkeypatch, tmp_path):
     # The GPU machine's copy may hold a stale .git: the commit the caller shipped is the truth.
     from coldstart.analysis import results as res
@@ -20,25 +48,6 @@ def test_boot_id_names_the_machine_boot_and_is_none_where_there_is_none(tmp_path
 
 # ---------------------------------------------------------------------------------------------------------
 # Rows read back as the type they were written as
-
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-
-from coldstart.analysis.results import (  # noqa: E402
-    SCHEMA_VERSION,
-    Audit,
-    ClientResult,
-    ClientStatus,
-    Provenance,
-    ResultRow,
-    RunStatus,
-    SchemaError,
-    append_row,
-    load_rows,
-    parse_rows,
-)
 
 COMMITTED = Path(__file__).resolve().parent.parent / "results" / "results.jsonl"
 
@@ -80,10 +89,22 @@ def _row(**kw) -> ResultRow:
         config={"llm_configs": []},
         campaign="c",
         client=_client(),
-        timeline={"t_send_epoch": 1.0e9, "spans": []},
+        timeline=StoredTimeline(
+            segments={"seg_model_load_s": 1.5, "unattributed_s": 10.5},
+            spans=(GanttSpan("seg_model_load_s", "model load", "model_load", 0.5, 2.0, 0.5),),
+            ttft_s=12.0,
+            t_send_epoch=1.0e9,
+            startup_span_s=None,
+            utc_offset_s=0.0,
+            utc_offset_detected=True,
+            segment_error_s={"seg_model_load_s": 0.5},
+            milestones={"client_send": MilestoneTime(1.0e9, 0.0, "client")},
+            notes=("a note",),
+        ),
+        answer=AnswerCheck(reference_run_id=None, matches_baseline=None),
         wall_s=40.0,
         node_state="cold",
-        extra={"levers": ["compile_cache"], "answer": {"reference_run_id": None, "matches_baseline": None}},
+        extra={"levers": ["compile_cache"]},
     )
     return ResultRow(**{**base, **kw})
 
@@ -149,6 +170,8 @@ def test_a_v1_row_written_before_fields_existed_still_loads() -> None:
         ({"run_id": None}, "run_id"),
         ({"surprise": 1}, "unknown key"),
         ({"audit": {"passed": True, "surprise": 1}}, "audit: unknown key"),
+        ({"extra": {"wall_s": "long"}}, "could not convert"),
+        ({"extra": {"timeline": {"spans": []}}}, "unknown key|timeline"),
     ],
 )
 def test_rows_this_code_cannot_read_are_refused_with_their_line(change: dict, needle: str) -> None:

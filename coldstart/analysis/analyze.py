@@ -36,7 +36,15 @@ from typing import TYPE_CHECKING, Any
 
 from coldstart.analysis.audit import audit as run_audit
 from coldstart.analysis.parse import PHASE_COLUMNS
-from coldstart.analysis.results import DEFAULT_RESULTS, Audit, ClientResult, ResultRow, RunStatus, load_rows
+from coldstart.analysis.results import (
+    DEFAULT_RESULTS,
+    Audit,
+    ClientResult,
+    GanttSpan,
+    ResultRow,
+    RunStatus,
+    load_rows,
+)
 from coldstart.analysis.timeline import (
     CATEGORIES,
     CATEGORY,
@@ -190,7 +198,7 @@ def row_from_log(
         campaign=None,
         device=infer_device(log_text),
         client=client,
-        timeline=summary.timeline.to_dict(),
+        timeline=summary.timeline.stored(),
     )
     return Run(row, source)
 
@@ -325,7 +333,7 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
     for run in runs:
         r = run.row
         phases = dict(r.phases)
-        span = r.timeline.get("startup_span_s") if r.timeline is not None else None
+        span = r.timeline.startup_span_s if r.timeline is not None else None
         cats = category_seconds(phases, span)
         if r.ttft_s is not None:
             total, kind = r.ttft_s, "ttft"
@@ -520,26 +528,17 @@ def gantt_data(row: ResultRow) -> pd.DataFrame:
     """
     import pandas as pd
 
-    spans = row.timeline.get("spans") if row.timeline is not None else None
+    spans = list(row.timeline.spans) if row.timeline is not None else []
     if not spans:
-        phases = row.phases
-        spans, t = [], 0.0
+        t = 0.0
         for name in (*SEGMENT_NAMES, UNATTRIBUTED):
-            seconds = phases.get(name)
+            seconds = row.phases.get(name)
             if seconds is None:
                 continue
-            spans.append(
-                {
-                    "name": name,
-                    "label": SEGMENT_LABELS[name],
-                    "category": SEGMENT_CATEGORY[name],
-                    "start_s": t,
-                    "end_s": t + seconds,
-                    "error_s": None,
-                }
-            )
+            spans.append(GanttSpan(name, SEGMENT_LABELS[name], SEGMENT_CATEGORY[name], t, t + seconds, None))
             t += seconds
-    df = pd.DataFrame(spans, columns=["name", "label", "category", "start_s", "end_s", "error_s"])
+    columns = [f.name for f in dataclasses.fields(GanttSpan)]
+    df = pd.DataFrame([dataclasses.asdict(s) for s in spans], columns=columns)
     return df.sort_values(["start_s", "end_s"]).reset_index(drop=True)
 
 
@@ -909,7 +908,7 @@ def render_all(runs: pd.DataFrame, rows: Sequence[ResultRow], out_dir: Path) -> 
     if not spread.empty:
         written += save_figure(render_ttft_spread(spread), out_dir, "ttft_spread")
     for row in rows:
-        if row.timeline is None or row.timeline.get("t_send_epoch") is None:
+        if row.timeline is None or row.timeline.t_send_epoch is None:
             continue  # no request: there is no request-to-token timeline to draw
         data = gantt_data(row)
         if data.empty:

@@ -236,8 +236,88 @@ class Audit:
         return cls(**_fields_of(cls, data, "audit"))
 
 
-# Keys of ``extra`` that ResultRow reads back as fields of their own; the rest of ``extra`` stays a mapping.
-_EXTRA_FIELDS = ("client", "timeline", "wall_s", "node_state")
+@dataclass(frozen=True)
+class GanttSpan:
+    """One bar of a run's Gantt chart: a segment's (or a gap's) interval, seconds since the request."""
+
+    name: str  # segment name (``seg_model_load_s``) or ``unattributed_s``
+    label: str
+    category: str  # a ``timeline.CATEGORIES`` name
+    start_s: float
+    end_s: float
+    error_s: float | None  # half-width of the stamps' precision; None for a gap
+
+
+@dataclass(frozen=True)
+class MilestoneTime:
+    t_epoch: float
+    error_s: float
+    source: str  # the log line (or "client", "event ...") it was taken from
+
+
+@dataclass(frozen=True)
+class StoredTimeline:
+    """A run's timeline as a row keeps it (``timeline.Timeline.stored()``): what the Gantt plot and the tables
+    read without the log."""
+
+    segments: Mapping[str, float | None]  # ``seg_*`` and ``unattributed_s`` seconds
+    spans: tuple[GanttSpan, ...]  # time order
+    ttft_s: float | None
+    t_send_epoch: float | None  # None: no request (a capture), so no request-to-token chart
+    startup_span_s: float | None  # a log without a request: the replica's first line -> engine ready
+    utc_offset_s: float
+    utc_offset_detected: bool
+    segment_error_s: Mapping[str, float | None]
+    milestones: Mapping[str, MilestoneTime]
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **dataclasses.asdict(self),
+            "spans": [dataclasses.asdict(s) for s in self.spans],
+            "milestones": {k: dataclasses.asdict(m) for k, m in self.milestones.items()},
+            "segments": dict(self.segments),
+            "segment_error_s": dict(self.segment_error_s),
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StoredTimeline:
+        known = _fields_of(cls, data, "timeline")
+        try:
+            return cls(
+                **{
+                    **known,
+                    "spans": tuple(GanttSpan(**s) for s in known["spans"]),
+                    "milestones": {k: MilestoneTime(**m) for k, m in known["milestones"].items()},
+                    "notes": tuple(known["notes"]),
+                }
+            )
+        except (KeyError, TypeError) as exc:
+            raise SchemaError(f"timeline: {exc!r}") from None
+
+
+@dataclass(frozen=True)
+class AnswerCheck:
+    """Same prompt, greedy decoding: the answer must not depend on how the engine started."""
+
+    reference_run_id: str | None  # the newest ok baseline of the model on the device; None: there is none
+    matches_baseline: bool | None  # None: nothing to compare (no reference, or no answer)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AnswerCheck:
+        return cls(**_fields_of(cls, data, "answer"))
+
+
+# Keys of ``extra`` that ResultRow reads back as fields of their own: key -> (from JSON, to JSON). The rest of
+# ``extra`` (the clear report, the levers, notes) stays a mapping.
+_EXTRA_FIELDS: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "client": (ClientResult.from_dict, ClientResult.to_dict),
+    "timeline": (StoredTimeline.from_dict, StoredTimeline.to_dict),
+    "answer": (AnswerCheck.from_dict, dataclasses.asdict),
+    "wall_s": (float, float),
+    "node_state": (str, str),
+}
 
 
 @dataclass(frozen=True)
@@ -257,13 +337,14 @@ class ResultRow:
     device: str | None = None
     error: str | None = None
     t_start_epoch: float | None = None
-    # On disk these four live in ``extra`` (the JSON shape rows always had); absent and null read back as None.
+    # On disk these live in ``extra`` (the JSON shape rows always had); absent and null read back as None.
     client: ClientResult | None = None
-    timeline: Mapping[str, Any] | None = None  # ``Timeline.to_dict()``: what the Gantt plot reads
+    timeline: StoredTimeline | None = None  # None: no log, or the parser failed on it
+    answer: AnswerCheck | None = None  # None: rows from before the check
     wall_s: float | None = None  # clear -> row, the whole run (rows before it was recorded: None)
     # "cold" / "warm" page cache (runner.RunSpec.node_state); None: not recorded (older rows, plain logs)
     node_state: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)  # the rest: clear report, levers, answer check, notes
+    extra: Mapping[str, Any] = field(default_factory=dict)  # the rest: clear report, levers, notes
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -279,10 +360,9 @@ class ResultRow:
         """The row as it is written: the same JSON shape rows always had (``audit: {}`` when there is none,
         client / timeline / wall_s / node_state inside ``extra``)."""
         promoted = {
-            "client": None if self.client is None else self.client.to_dict(),
-            "timeline": None if self.timeline is None else dict(self.timeline),
-            "wall_s": self.wall_s,
-            "node_state": self.node_state,
+            key: to_json(value)
+            for key, (_, to_json) in _EXTRA_FIELDS.items()
+            if (value := getattr(self, key)) is not None
         }
         return {
             "schema_version": self.schema_version,
@@ -301,7 +381,7 @@ class ResultRow:
             "device": self.device,
             "error": self.error,
             "t_start_epoch": self.t_start_epoch,
-            "extra": {**self.extra, **{k: v for k, v in promoted.items() if v is not None}},
+            "extra": {**self.extra, **promoted},
         }
 
     def to_json(self) -> str:
@@ -323,21 +403,23 @@ class ResultRow:
             raise SchemaError(f"row without {missing}")
         known = _fields_of(cls, {k: v for k, v in row.items() if k not in _EXTRA_FIELDS}, "row")
         extra = dict(known.pop("extra", None) or {})
-        client = extra.pop("client", None)
         audit = known.pop("audit", None)
         provenance = known.pop("provenance", None)
         try:
+            promoted = {
+                key: None if (value := extra.pop(key, None)) is None else from_json(value)
+                for key, (from_json, _) in _EXTRA_FIELDS.items()
+            }
             return cls(
                 **known,
+                **promoted,
                 audit=Audit.from_dict(audit) if audit else None,
                 provenance=None if provenance is None else Provenance.from_dict(provenance),
-                client=ClientResult.from_dict(client) if client else None,
-                timeline=extra.pop("timeline", None),
-                wall_s=extra.pop("wall_s", None),
-                node_state=extra.pop("node_state", None),
                 extra=extra,
             )
-        except TypeError as exc:  # a field of the wrong kind
+        except SchemaError as exc:
+            raise SchemaError(f"row {row.get('run_id')!r}: {exc}") from None
+        except (TypeError, ValueError) as exc:  # a field of the wrong kind
             raise SchemaError(f"row {row.get('run_id')!r}: {exc}") from exc
 
 

@@ -37,7 +37,7 @@ from typing import Any
 
 from coldstart.analysis.events import MARKER, iter_events
 from coldstart.analysis.parse import LogLine, ParsedLog, Span, Stamp, parse_lines, parse_log, to_phase_table
-from coldstart.analysis.results import Audit, ClientResult
+from coldstart.analysis.results import Audit, ClientResult, StoredTimeline
 
 # Half-widths of the window a milestone's true time lies in: harness events and the client are exact; Ray
 # prints milliseconds; vLLM whole seconds, truncated, so its stamp s means somewhere in [s, s+1).
@@ -242,8 +242,12 @@ class Timeline:
         ]
         return sorted(rows, key=lambda r: (r["start_s"], r["end_s"]))
 
+    def stored(self) -> StoredTimeline:
+        """What a result row keeps of it (``ResultRow.timeline``)."""
+        return StoredTimeline.from_dict(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able, for a result row's ``extra["timeline"]``: what the Gantt plot reads."""
+        """JSON-able, the shape of a result row's ``extra["timeline"]``: what the Gantt plot reads."""
         return {
             "segments": self.segment_seconds(),
             "spans": self.spans(),

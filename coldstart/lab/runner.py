@@ -30,12 +30,14 @@ from coldstart.analysis import events
 from coldstart.analysis.audit import audit
 from coldstart.analysis.results import (
     DEFAULT_RESULTS,
+    AnswerCheck,
     Audit,
     ClientResult,
     ClientStatus,
     Provenance,
     ResultRow,
     RunStatus,
+    StoredTimeline,
     append_row,
     collect_provenance,
     load_rows,
@@ -96,12 +98,12 @@ def plan(
 
 def summarize(
     log_text: str, client: ClientResult, experiment: str
-) -> tuple[dict[str, float | None], Audit, dict[str, Any]]:
+) -> tuple[dict[str, float | None], Audit, StoredTimeline]:
     """(phases, audit, timeline) of one run's log."""
     from coldstart.analysis.timeline import summarize_run
 
     summary = summarize_run(log_text, client)
-    return dict(summary.phases), audit(experiment, summary.audit), summary.timeline.to_dict()
+    return dict(summary.phases), audit(experiment, summary.audit), summary.timeline.stored()
 
 
 def reference_answer(rows: Sequence[ResultRow], model: str, device: str | None) -> tuple[str, str] | None:
@@ -115,11 +117,11 @@ def reference_answer(rows: Sequence[ResultRow], model: str, device: str | None) 
     return None
 
 
-def answer_check(text: str | None, reference: tuple[str, str] | None) -> dict[str, Any]:
+def answer_check(text: str | None, reference: tuple[str, str] | None) -> AnswerCheck:
     """Same prompt, greedy decoding: the answer must not depend on how the engine started."""
     if reference is None or text is None:
-        return {"reference_run_id": reference[0] if reference else None, "matches_baseline": None}
-    return {"reference_run_id": reference[0], "matches_baseline": text == reference[1]}
+        return AnswerCheck(reference_run_id=reference[0] if reference else None, matches_baseline=None)
+    return AnswerCheck(reference_run_id=reference[0], matches_baseline=text == reference[1])
 
 
 def write_client_sidecar(log_path: Path | None, m: ClientResult) -> None:
@@ -176,11 +178,8 @@ def run_one(
             timeline=timeline,
             wall_s=time.time() - t0,
             node_state=spec.node_state,
-            extra={
-                "clear": clear_report,
-                "levers": list(EXPERIMENTS[spec.experiment].levers),
-                "answer": answer_check(m.text, reference),
-            },
+            answer=answer_check(m.text, reference),
+            extra={"clear": clear_report, "levers": list(EXPERIMENTS[spec.experiment].levers)},
         )
     except KeyboardInterrupt:
         raise
