@@ -148,8 +148,8 @@ def _enum(kind: type[StrEnum], value: Any, what: str) -> Any:
 
 
 def _fields_of(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """``data`` restricted to ``cls``'s fields; a key the record does not know is an error, not dropped (it
-    would vanish on the next write)."""
+    """``data`` as a dict once every key is a field of ``cls``: a key the record does not know is an error,
+    not dropped (it would vanish on the next write)."""
     names = {f.name for f in dataclasses.fields(cls)}
     if unknown := sorted(set(data) - names):
         raise SchemaError(f"{what}: unknown key(s) {unknown}")

@@ -73,7 +73,7 @@ def measure_ttft(
     api_key: str = "fake-key",
     transport: httpx.BaseTransport | None = None,
     monotonic: Callable[[], float] = time.perf_counter,
-) -> Measurement:
+) -> ClientResult:
     url = base_url.rstrip("/") + "/v1/chat/completions"
     body = {
         "model": model,
@@ -97,10 +97,10 @@ def measure_ttft(
     usage_tokens = None
     http_status = None
 
-    def done(status: ClientStatus, error: str | None) -> Measurement:
+    def done(status: ClientStatus, error: str | None) -> ClientResult:
         total_s = clock.elapsed_s()
         tokens = usage_tokens if usage_tokens is not None else chunks
-        m = Measurement(
+        m = ClientResult(
             schema_version=RESULT_SCHEMA_VERSION,
             url=url,
             model=model,
@@ -153,7 +153,7 @@ def measure_ttft(
     return done(ClientStatus.OK, None)
 
 
-def write_result(m: Measurement, path: Path) -> None:
+def write_result(m: ClientResult, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(m.to_dict(), indent=2) + "\n")
