@@ -120,6 +120,8 @@ def test_a_row_imported_without_its_log_gets_it_from_an_earlier_calls_archive(he
         ({"something/else.txt": b"x"}, "holds no results/results.jsonl"),
         ({"../escape/results.jsonl": b"x"}, "unsafe path"),
         ({"results/results.jsonl": _jsonl({**_row("future"), "schema_version": SCHEMA_VERSION + 1})}, "schema_version"),
+        # Rows are read typed: one this code cannot read is refused, not appended as it came.
+        ({"results/results.jsonl": _jsonl({**_row("odd"), "status": "exploded"})}, "status 'exploded'"),
     ],
 )
 def test_bad_archives_are_refused_and_change_nothing(here: Path, tmp_path: Path, files: dict, needle: str) -> None:
