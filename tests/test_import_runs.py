@@ -72,7 +72,7 @@ def test_new_rows_and_their_files_come_in_known_and_cut_short_runs_do_not(here: 
     rep = import_archive(archive, here / "results/results.jsonl", here)
 
     assert rep.imported == ["new-run", "failed-run"] and rep.already_here == 1
-    assert [r["run_id"] for r in load_rows(here / "results/results.jsonl")] == ["old-run", "new-run", "failed-run"]
+    assert [r.run_id for r in load_rows(here / "results/results.jsonl")] == ["old-run", "new-run", "failed-run"]
     assert (here / LOG.format("new-run")).read_bytes() == b"the new log\n"
     assert (here / LOG.format("new-run")).with_suffix(".client.json").exists()
     assert rep.cut_short == [LOG.format("killed-run")]
@@ -120,6 +120,8 @@ def test_a_row_imported_without_its_log_gets_it_from_an_earlier_calls_archive(he
         ({"something/else.txt": b"x"}, "holds no results/results.jsonl"),
         ({"../escape/results.jsonl": b"x"}, "unsafe path"),
         ({"results/results.jsonl": _jsonl({**_row("future"), "schema_version": SCHEMA_VERSION + 1})}, "schema_version"),
+        # Rows are read typed: one this code cannot read is refused, not appended as it came.
+        ({"results/results.jsonl": _jsonl({**_row("odd"), "status": "exploded"})}, "status 'exploded'"),
     ],
 )
 def test_bad_archives_are_refused_and_change_nothing(here: Path, tmp_path: Path, files: dict, needle: str) -> None:

@@ -96,14 +96,14 @@ def test_golden_phases_on_h100_logs(name):
 
 def test_restore_and_audit_from_the_hit_log():
     summary = summarize_run((LOGS / "tiny/compile_cache/20261122T200903Z-f02d.log").read_text())
-    assert summary.audit["compile_cache_restore_status"] == "SUCCESS"
+    assert summary.audit.compile_cache_restore_status == "SUCCESS"
     assert summary.phases["seg_compile_cache_restore_s"] == pytest.approx(0.21, abs=0.01)
 
 
 def test_mismatch_is_recorded_with_the_differing_fields():
     text = (LOGS / "llama-3-8b/compile_cache/20261122T195928Z-1e89.log").read_text()
     summary = summarize_run(text)
-    assert summary.audit["compile_cache_restore_status"] == "MISMATCH"
-    assert summary.audit["compile_cache_hit"] is False  # it fell back to a normal compile
+    assert summary.audit.compile_cache_restore_status == "MISMATCH"
+    assert summary.audit.compile_cache_hit is False  # it fell back to a normal compile
     restore = next(line for line in text.splitlines() if '"compile_cache_restore_end"' in line)
     assert "max_model_len" in restore and "2048" in restore

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 
 from coldstart.analysis.events import format_event, read_events
-from coldstart.analysis.results import SCHEMA_VERSION, Provenance, load_rows
+from coldstart.analysis.results import SCHEMA_VERSION, Audit, Provenance, ResultRow, RunStatus, load_rows
 from coldstart.lab import runner
 from coldstart.lab.client import RESULT_SCHEMA_VERSION, Measurement
 from coldstart.lab.runner import Deployment, RunSpec, plan
@@ -212,30 +211,30 @@ def test_rows_are_appended_one_per_run_with_schema_and_provenance(sut: FakeSUT, 
     assert len(on_disk) == len(specs) == len(rows)
     assert len(results.read_text().splitlines()) == len(specs)
     for spec, row, disk in zip(specs, rows, on_disk, strict=True):
-        assert disk["schema_version"] == SCHEMA_VERSION
-        assert disk["provenance"] == dataclasses.asdict(PROVENANCE)
-        assert (disk["campaign"], disk["model"], disk["experiment"], disk["repeat"]) == spec.key
-        assert disk["run_id"] == row.run_id
-        assert disk["status"] == "ok" and disk["error"] is None
-        assert disk["ttft_s"] == 12.0 + spec.repeat
-        assert disk["device"] == "fake-device"
-        assert disk["config"] == {"model": spec.model, "experiment": spec.experiment, "repeat": spec.repeat}
-        assert disk["extra"]["clear"] == {"ok": True, "fake": "tiny"}
-        assert disk["extra"]["client"]["ttft_s"] == 12.0 + spec.repeat
-        assert disk["extra"]["timeline"] is not None
+        assert disk == row  # read back as the row that was written
+        assert disk.schema_version == SCHEMA_VERSION
+        assert disk.provenance == PROVENANCE
+        assert (disk.campaign, disk.model, disk.experiment, disk.repeat) == spec.key
+        assert disk.status is RunStatus.OK and disk.error is None
+        assert disk.ttft_s == 12.0 + spec.repeat
+        assert disk.device == "fake-device"
+        assert disk.config == {"model": spec.model, "experiment": spec.experiment, "repeat": spec.repeat}
+        assert disk.extra["clear"] == {"ok": True, "fake": "tiny"}
+        assert disk.client.ttft_s == 12.0 + spec.repeat
+        assert disk.timeline is not None and disk.node_state == "cold" and disk.wall_s is not None
         # The log was parsed: the phase comes from the fake's vLLM line.
-        assert disk["phases"]["model_load_s"] == pytest.approx(MODEL_LOAD_S)
-        log = Path(disk["log_path"])
+        assert disk.phases["model_load_s"] == pytest.approx(MODEL_LOAD_S)
+        log = Path(disk.log_path)
         assert log.name == f"{row.run_id}.log"
         # The client sidecar lands beside the log, so the analysis can rebuild the row.
         sidecar = json.loads(log.with_suffix(".client.json").read_text())
-        assert sidecar["ttft_s"] == disk["ttft_s"] and sidecar["status"] == "ok"
+        assert sidecar["ttft_s"] == disk.ttft_s and sidecar["status"] == "ok"
 
 
 def test_appending_keeps_earlier_rows(sut: FakeSUT, results: Path) -> None:
     _run(sut, plan(["tiny"], ["baseline"], 1, "a"), results)
     _run(sut, plan(["tiny"], ["baseline"], 1, "b"), results)
-    assert [r["campaign"] for r in load_rows(results)] == ["a", "b"]
+    assert [r.campaign for r in load_rows(results)] == ["a", "b"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -248,7 +247,7 @@ def test_pending_skips_ok_rows_and_retries_failed_ones(sut: FakeSUT, results: Pa
     sut.fail_deploy = {b.key}
     sut.client_status = {c.key: "timeout"}
     _run(sut, specs, results)
-    assert [r["status"] for r in load_rows(results)] == ["ok", "failed", "timeout", "ok"]
+    assert [r.status for r in load_rows(results)] == ["ok", "failed", "timeout", "ok"]
 
     assert runner.pending(specs, results) == [b, c]
     # Another campaign's rows do not count as done for this one.
@@ -272,10 +271,10 @@ def test_pending_retries_a_run_that_failed_its_audit_and_keeps_the_flagged_row(s
     specs = plan(["tiny"], ["compile_cache"], 1, "c")
     sut.hit = {specs[0].key: False}  # the cache did not hit: ok status, failed audit
     _run(sut, specs, results)
-    assert load_rows(results)[0]["audit"]["passed"] is False
+    assert load_rows(results)[0].audit.passed is False
     assert runner.pending(specs, results) == specs
     _run(FakeSUT(root=sut.root), specs, results)  # hits this time
-    assert [r["audit"]["passed"] for r in load_rows(results)] == [False, True]
+    assert [r.audit.passed for r in load_rows(results)] == [False, True]
     assert runner.pending(specs, results) == []
 
 
@@ -308,8 +307,8 @@ def test_a_failed_run_is_a_row_and_the_matrix_goes_on(sut: FakeSUT, results: Pat
     assert s2.key in sut.ran("teardown")  # the service is still stopped
 
     disk = load_rows(results)
-    assert [r["status"] for r in disk] == ["ok", "failed", "failed", "ok"]
-    assert all(r["schema_version"] == SCHEMA_VERSION for r in disk)
+    assert [r.status for r in disk] == ["ok", "failed", "failed", "ok"]
+    assert all(r.schema_version == SCHEMA_VERSION for r in disk)
 
 
 def test_clear_failure_is_isolated_and_nothing_is_deployed(sut: FakeSUT, results: Path) -> None:
@@ -337,7 +336,7 @@ def test_keyboard_interrupt_is_not_swallowed(sut: FakeSUT, results: Path) -> Non
         _run(sut, specs, results)
     assert sut.ran("clear") == [specs[0].key, specs[1].key]  # the third run never started
     assert specs[1].key in sut.ran("teardown")  # the interrupted service was still stopped
-    assert [r["repeat"] for r in load_rows(results)] == [0]  # the finished run's row is on disk
+    assert [r.repeat for r in load_rows(results)] == [0]  # the finished run's row is on disk
     assert runner.pending(specs, results) == specs[1:]
 
 
@@ -360,32 +359,32 @@ def test_audit_flags(sut: FakeSUT, results: Path, experiment: str, hit: bool | N
     sut.hit = {spec.key: hit}
     (row,) = _run(sut, [spec], results)
     assert row.status == "ok"
-    assert row.audit["passed"] is passed
-    assert row.audit["expected_compile_cache_hit"] is EXPERIMENTS[experiment].compile_cache
+    assert row.audit.passed is passed
+    assert row.audit.expected_compile_cache_hit is EXPERIMENTS[experiment].compile_cache
     if hit is True:
-        assert row.audit["aot_cache_hit"] is True
-        assert row.audit["compile_cache_hit"] is True
+        assert row.audit.aot_cache_hit is True
+        assert row.audit.compile_cache_hit is True
     elif hit is False:
-        assert row.audit["compile_cache_hit"] is False
+        assert row.audit.compile_cache_hit is False
         assert row.phases["inductor_s"] == pytest.approx(INDUCTOR_S)
     else:
-        assert row.audit["compile_cache_hit"] is None and row.audit["aot_cache_hit"] is None
-    assert load_rows(results)[0]["audit"]["passed"] is passed
+        assert row.audit.compile_cache_hit is None and row.audit.aot_cache_hit is None
+    assert load_rows(results)[0].audit.passed is passed
 
 
 def test_audit_function_directly() -> None:
-    assert runner.audit("baseline", {"compile_cache_hit": None, "aot_cache_hit": None})["passed"] is True
-    assert runner.audit("baseline", {"compile_cache_hit": False, "aot_cache_hit": True})["passed"] is False
-    assert runner.audit("all", {"compile_cache_hit": None, "aot_cache_hit": True})["passed"] is True
-    assert runner.audit("all", {"compile_cache_hit": False, "aot_cache_hit": False})["passed"] is False
-    out = runner.audit("compile_cache", {"compile_cache_hit": True, "aot_cache_hit": None, "extra": 1})
-    assert out == {
-        "compile_cache_hit": True,
-        "aot_cache_hit": None,
-        "extra": 1,
-        "expected_compile_cache_hit": True,
-        "passed": True,
-    }
+    assert runner.audit("baseline", Audit(compile_cache_hit=None, aot_cache_hit=None)).passed is True
+    assert runner.audit("baseline", Audit(compile_cache_hit=False, aot_cache_hit=True)).passed is False
+    assert runner.audit("all", Audit(compile_cache_hit=None, aot_cache_hit=True)).passed is True
+    assert runner.audit("all", Audit(compile_cache_hit=False, aot_cache_hit=False)).passed is False
+    out = runner.audit("compile_cache", Audit(compile_cache_hit=True, compile_cache_restore_status="SUCCESS"))
+    assert out == Audit(
+        compile_cache_hit=True,
+        aot_cache_hit=None,
+        compile_cache_restore_status="SUCCESS",  # the parsed flags are kept beside the verdict
+        expected_compile_cache_hit=True,
+        passed=True,
+    )
 
 
 def test_parser_exception_keeps_the_measurement(sut: FakeSUT, results: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -401,12 +400,13 @@ def test_parser_exception_keeps_the_measurement(sut: FakeSUT, results: Path, mon
     assert row.status == "ok"
     assert row.ttft_s == 12.0
     assert row.error is None
-    assert row.audit == {"parse_error": "ValueError: unexpected log wording", "passed": None}
+    assert row.audit == Audit(parse_error="ValueError: unexpected log wording")
+    assert row.audit_passed is None
     assert row.phases == {}
-    assert row.extra["timeline"] is None
-    assert row.extra["client"]["ttft_s"] == 12.0
+    assert row.timeline is None
+    assert row.client.ttft_s == 12.0
     assert Path(row.log_path).with_suffix(".client.json").exists()  # the analysis can re-derive it later
-    assert load_rows(results)[0]["audit"]["parse_error"] == "ValueError: unexpected log wording"
+    assert load_rows(results)[0].audit.parse_error == "ValueError: unexpected log wording"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -640,6 +640,7 @@ def _prior(
 ) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
+        "run_id": f"{model}-{experiment}-{wall_s}-{ttft_s}",
         "campaign": campaign,
         "model": model,
         "experiment": experiment,
@@ -661,9 +662,10 @@ def test_estimate_prefers_wall_time_then_ttft_plus_overhead_and_ignores_other_gp
         _prior("tiny", "baseline", wall_s=999.0, status="failed"),
         _prior("tiny", "all", wall_s=999.0),
     ]
+    rows = [ResultRow.from_dict(r) for r in rows]
     est = runner.estimate_run_s(spec, rows, gpu="GPU-A")
     assert est is not None and est.seconds == 200.0 and "3 earlier" in est.basis
-    ttft_only = [_prior("tiny", "baseline", ttft_s=40.0), _prior("tiny", "baseline", ttft_s=60.0)]
+    ttft_only = [ResultRow.from_dict(_prior("tiny", "baseline", ttft_s=t)) for t in (40.0, 60.0)]
     assert runner.estimate_run_s(spec, ttft_only, gpu="GPU-A", overhead_s=10.0).seconds == 60.0
     assert runner.estimate_run_s(spec, rows, gpu="GPU-B") is None
     # No run of this experiment yet: the model's other experiments on that GPU stand in.
@@ -703,7 +705,7 @@ def test_a_run_that_would_not_fit_the_budget_is_not_started(
     assert ("now", "tiny", "compile_cache", 0) not in ticking.ran("clear")
     out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert "compile_cache #0: not started, needs ~300 s (median wall time of 1 earlier run(s)), 150 s left" in out
-    assert all(isinstance(r.extra["wall_s"], float) for r in rows)
+    assert all(isinstance(r.wall_s, float) for r in rows)
 
 
 # --- the real system's process handling, with a stand-in service.py -------------------------------------------

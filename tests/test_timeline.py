@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from coldstart.analysis.events import format_event
+from coldstart.analysis.results import Audit, ClientResult, ResultRow
 from coldstart.analysis.timeline import (
     SEGMENT_NAMES,
     UNATTRIBUTED,
@@ -29,8 +30,8 @@ CPU_TINY = RUNS / "tiny" / "baseline" / "20261122T185844Z-5722"
 H100_QWEN_FAILED = RUNS / "qwen-3-0.6b" / "baseline" / "20261122T190806Z-c961"
 
 
-def _load(stem: Path) -> tuple[str, dict]:
-    client = json.loads(stem.with_suffix(".client.json").read_text())
+def _load(stem: Path) -> tuple[str, ClientResult]:
+    client = ClientResult.from_dict(json.loads(stem.with_suffix(".client.json").read_text()))
     return stem.with_suffix(".log").read_text(errors="replace"), client
 
 
@@ -120,10 +121,10 @@ def test_h100_tiny_segments_golden_and_sum_to_ttft():
     text, client = _load(H100_TINY)
     summary = summarize_run(text, client)
     _check_golden(summary.phases, H100_TINY_GOLDEN)
-    assert client["ttft_s"] == pytest.approx(183.24, abs=0.01)
+    assert client.ttft_s == pytest.approx(183.24, abs=0.01)
     assert _measured_sum(summary.phases) == pytest.approx(183.24, abs=0.01)
     # Exact, not merely close: the last segment absorbs float rounding.
-    assert _measured_sum(summary.phases) == pytest.approx(client["ttft_s"], abs=1e-9)
+    assert _measured_sum(summary.phases) == pytest.approx(client.ttft_s, abs=1e-9)
     tl = summary.timeline
     assert tl.clock.offset_detected and tl.clock.utc_offset_s == 0.0
     assert tl.milestone("replica_ready").t_epoch == pytest.approx(1795374451.784, abs=1e-6)
@@ -139,12 +140,12 @@ def test_h100_tiny_phases_keep_the_logged_durations_beside_the_segments():
     assert summary.phases["replica_startup_s"] == pytest.approx(182.9)
     # ... and as timed between milestones, under names that cannot collide with them.
     assert summary.phases["seg_model_load_s"] == pytest.approx(2.0)
-    assert summary.audit == {
-        "compile_cache_hit": False,  # it compiled ("Compiling a graph ... takes 10.48 s")
-        "aot_cache_hit": False,  # "saved AOT compiled function"
-        "compile_cache_restore_status": None,
-        "compile_cache_restore_s": None,
-    }
+    assert summary.audit == Audit(
+        compile_cache_hit=False,  # it compiled ("Compiling a graph ... takes 10.48 s")
+        aot_cache_hit=False,  # "saved AOT compiled function"
+        compile_cache_restore_status=None,
+        compile_cache_restore_s=None,
+    )
 
 
 def test_h100_tiny_segment_errors_follow_the_stamp_precision():
@@ -160,14 +161,14 @@ def test_cpu_tiny_missing_cuda_graphs_is_unattributed_not_zero():
     text, client = _load(CPU_TINY)
     summary = summarize_run(text, client)
     _check_golden(summary.phases, CPU_TINY_GOLDEN)
-    assert _measured_sum(summary.phases) == pytest.approx(client["ttft_s"], abs=1e-9)
+    assert _measured_sum(summary.phases) == pytest.approx(client.ttft_s, abs=1e-9)
     assert summary.timeline.gaps == ((1795374049.5, 1795374051.5),)
     assert any("cuda_graphs_done" in n for n in summary.timeline.notes)
 
 
 def test_failed_qwen_run_has_segments_up_to_the_replica_but_no_token():
     text, client = _load(H100_QWEN_FAILED)
-    assert client["status"] == "no_token" and client["ttft_s"] is None
+    assert client.status == "no_token" and client.ttft_s is None
     summary = summarize_run(text, client)
     _check_golden(summary.phases, QWEN_FAILED_GOLDEN)
     assert summary.timeline.ttft_s is None
@@ -178,7 +179,7 @@ def test_timeline_to_dict_is_json_and_its_segments_sum_to_ttft():
     text, client = _load(H100_TINY)
     d = json.loads(json.dumps(build_timeline(text, client).to_dict()))
     # What the e2e test and the runner's result row rely on.
-    assert sum(v for v in d["segments"].values() if v is not None) == pytest.approx(client["ttft_s"], abs=1e-6)
+    assert sum(v for v in d["segments"].values() if v is not None) == pytest.approx(client.ttft_s, abs=1e-6)
     spans = d["spans"]
     assert [s["name"] for s in spans][:3] == [
         "seg_autoscale_reaction_s",
@@ -186,7 +187,7 @@ def test_timeline_to_dict_is_json_and_its_segments_sum_to_ttft():
         "seg_node_task_start_s",
     ]
     assert spans[0]["start_s"] == pytest.approx(0.0)
-    assert spans[-1]["end_s"] == pytest.approx(client["ttft_s"], abs=1e-6)
+    assert spans[-1]["end_s"] == pytest.approx(client.ttft_s, abs=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -271,7 +272,7 @@ def synthetic_log(t0: float = T0, offset_s: float = 0.0, drop: tuple[str, ...] =
     return "\n".join(line for key, line in lines.items() if key not in drop) + "\n"
 
 
-CLIENT = {"status": "ok", "t_send_epoch": T0 + SEND, "ttft_s": TTFT}
+CLIENT = ClientResult.from_dict({"status": "ok", "t_send_epoch": T0 + SEND, "ttft_s": TTFT})
 
 
 def test_synthetic_log_golden():
@@ -308,7 +309,9 @@ def test_missing_endpoint_is_none_and_its_gap_unattributed(drop, none, gap_s):
 
 
 def test_no_first_token_means_nothing_to_attribute():
-    summary = summarize_run(synthetic_log(), {"status": "timeout", "t_send_epoch": T0 + SEND, "ttft_s": None})
+    summary = summarize_run(
+        synthetic_log(), ClientResult.from_dict({"status": "timeout", "t_send_epoch": T0 + SEND, "ttft_s": None})
+    )
     assert summary.phases["seg_first_token_s"] is None
     assert summary.phases[UNATTRIBUTED] is None
     assert summary.phases["seg_replica_ready_s"] == pytest.approx(5.25)
@@ -327,7 +330,7 @@ def test_utc_offset_is_detected_not_assumed(offset_s):
 def test_year_less_stamps_take_the_year_across_new_year():
     # 23:59:00 UTC on Dec 31 is already Jan 1 in UTC+2: vLLM's "01-01 02:00:xx" belongs to the next year.
     t0 = datetime(2026, 12, 31, 23, 59, 0, tzinfo=timezone.utc).timestamp()
-    client = {"status": "ok", "t_send_epoch": t0 + SEND, "ttft_s": TTFT}
+    client = ClientResult.from_dict({"status": "ok", "t_send_epoch": t0 + SEND, "ttft_s": TTFT})
     tl = build_timeline(synthetic_log(t0=t0, offset_s=7200.0), client)
     assert tl.clock.utc_offset_s == 7200.0
     assert tl.milestone("model_loaded").t_epoch == pytest.approx(t0 + 55.5)
@@ -356,9 +359,18 @@ def test_client_events_in_the_log_stand_in_for_a_missing_client_result():
     _check_golden(summary.phases, SYNTH_GOLDEN)
 
 
-def test_client_result_inside_a_result_row_is_accepted():
-    row = {"run_id": "r", "extra": {"client": CLIENT}}
-    assert build_timeline(synthetic_log(), row).ttft_s == pytest.approx(TTFT)
+def test_a_client_result_read_back_from_a_row_times_the_same_run():
+    row = ResultRow.from_dict(
+        {
+            "schema_version": 1,
+            "run_id": "r",
+            "model": "m",
+            "experiment": "baseline",
+            "status": "ok",
+            "extra": {"client": CLIENT.to_dict()},
+        }
+    )
+    assert build_timeline(synthetic_log(), row.client).ttft_s == pytest.approx(TTFT)
 
 
 def test_compile_cache_restore_is_carved_out_of_the_weights_fetch():
@@ -366,8 +378,8 @@ def test_compile_cache_restore_is_carved_out_of_the_weights_fetch():
     assert summary.phases["seg_compile_cache_restore_s"] == pytest.approx(0.5)
     assert summary.phases["seg_weights_fetch_s"] == pytest.approx(0.5)  # 1.0 s of node init minus the restore
     assert _measured_sum(summary.phases) == pytest.approx(TTFT, abs=1e-9)
-    assert summary.audit["compile_cache_restore_status"] == "SUCCESS"
-    assert summary.audit["compile_cache_restore_s"] == pytest.approx(0.5)
+    assert summary.audit.compile_cache_restore_status == "SUCCESS"
+    assert summary.audit.compile_cache_restore_s == pytest.approx(0.5)
     fetch = next(s for s in summary.timeline.segments if s.name == "seg_weights_fetch_s")
     assert fetch.intervals == ((T0 + 20, T0 + 20.2), (T0 + 20.7, T0 + 21))
 
@@ -415,3 +427,31 @@ def test_ancestor_without_a_year_is_relative_and_says_so():
     assert not tl.clock.year_known
     assert any("relative only" in n for n in tl.notes)
     assert tl.segment_seconds()["seg_cuda_graph_s"] == pytest.approx(44.0, abs=1.0)
+
+
+def test_categories_are_one_record_each_and_every_segment_has_one():
+    from coldstart.analysis.timeline import CATEGORIES, CATEGORY, SEGMENT_CATEGORY
+
+    assert list(CATEGORY) == [c.name for c in CATEGORIES]  # names unique, bar order kept
+    for field in ("label", "short", "colour"):
+        values = [getattr(c, field) for c in CATEGORIES]
+        assert len(set(values)) == len(values), f"two categories share a {field}"
+    assert set(SEGMENT_CATEGORY.values()) <= set(CATEGORY)
+
+
+def test_summarize_run_splits_the_log_into_lines_once(monkeypatch):
+    import coldstart.analysis.parse
+    import coldstart.analysis.timeline as timeline_mod
+
+    calls = []
+    real = coldstart.analysis.parse.parse_lines
+
+    def counting(text):
+        calls.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(coldstart.analysis.parse, "parse_lines", counting)
+    monkeypatch.setattr(timeline_mod, "parse_lines", counting)
+    summary = summarize_run(synthetic_log(), CLIENT)
+    assert summary.timeline.ttft_s == pytest.approx(TTFT)
+    assert len(calls) == 1

@@ -3,8 +3,8 @@
 Three stages, kept apart so each can be tested alone and the graphs never touch a log:
 
 * collect: logs (``<root>/<model>/<experiment>/<run_id>.log`` + ``<run_id>.client.json``, or a flat folder
-  of captures such as the ancestor's ``llama70b-s3-runai-sharded.txt``) and ``results.jsonl`` -> row dicts
-  shaped like ``ResultRow`` (plus ``source`` and ``device``; the timeline in ``extra["timeline"]``).
+  of captures such as the ancestor's ``llama70b-s3-runai-sharded.txt``) and ``results.jsonl`` -> ``Run``s:
+  a ``ResultRow`` (read back, or built from a log) and where it came from.
 * compute: rows -> pandas tables (one row per run; medians per group; the data of each graph).
 * render / save: a table -> a matplotlib ``Figure`` -> PNG + SVG.
 
@@ -24,19 +24,30 @@ which is printed on top); only runs with status ``ok`` (or log-only captures) co
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coldstart.analysis.audit import audit as run_audit
 from coldstart.analysis.parse import PHASE_COLUMNS
-from coldstart.analysis.results import DEFAULT_RESULTS, load_rows
+from coldstart.analysis.results import (
+    DEFAULT_RESULTS,
+    Audit,
+    ClientResult,
+    GanttSpan,
+    ResultRow,
+    RunStatus,
+    load_rows,
+)
 from coldstart.analysis.timeline import (
     CATEGORIES,
-    CATEGORY_LABELS,
+    CATEGORY,
     SEGMENT_CATEGORY,
     SEGMENT_LABELS,
     SEGMENT_NAMES,
@@ -54,8 +65,8 @@ DEFAULT_GRAPHS = Path("graphs")
 DEFAULT_TABLES = Path("results")
 
 LOG_SUFFIXES = (".log", ".txt")
-LOG_ONLY = "log_only"  # status of a run with no client result (a capture, or a client that never wrote one)
-USABLE_STATUS = ("ok", LOG_ONLY)
+LOG_ONLY = RunStatus.LOG_ONLY  # a run with no client result (a capture, or a client that never wrote one)
+USABLE_STATUS = (RunStatus.OK, LOG_ONLY)
 
 # The ancestor's file names: "llama70b-s3-runai-sharded.txt", "qwen235B-all.txt".
 MODEL_ALIASES: Mapping[str, str] = {
@@ -73,31 +84,7 @@ EXPERIMENT_ALIASES: Mapping[str, str] = {
     "compile-cache": "compile_cache",
 }
 
-CATEGORY_COLORS: Mapping[str, str] = {
-    "ray_serve": "#4e79a7",
-    "engine_startup": "#a0cbe8",
-    "weights_download": "#f28e2b",
-    "compile_cache_restore": "#ffbe7d",
-    "model_load": "#59a14f",
-    "torch_compile": "#e15759",
-    "kv_cache_profiling": "#b07aa1",
-    "cuda_graphs": "#edc948",
-    "warmup_ready": "#9c755f",
-    "unattributed": "#d4d0cc",
-}
-_SHORT = {
-    "ray_serve": "Ray/Serve",
-    "engine_startup": "engine start",
-    "weights_download": "weights",
-    "compile_cache_restore": "cc restore",
-    "model_load": "load",
-    "torch_compile": "compile",
-    "kv_cache_profiling": "KV/prof.",
-    "cuda_graphs": "graphs",
-    "warmup_ready": "warmup",
-    "unattributed": "unattr.",
-}
-CATEGORY_COLUMNS: tuple[str, ...] = tuple(f"cat_{c}_s" for c, _ in CATEGORIES)
+CATEGORY_COLUMNS: tuple[str, ...] = tuple(f"cat_{c.name}_s" for c in CATEGORIES)
 ID_COLUMNS = ("run_id", "model", "experiment", "device", "source", "status", "campaign", "repeat")
 NUMERIC_COLUMNS: tuple[str, ...] = (
     "ttft_s",
@@ -122,6 +109,40 @@ RUN_COLUMNS: tuple[str, ...] = (
 # A warm node (weights in the page cache) and a cold one are different measurements: never one median.
 GROUP = ["model", "experiment", "device", "node_state"]
 NODE_STATE_UNKNOWN = "?"  # a log without a row (a capture, the ancestor's logs)
+
+
+class Source(StrEnum):
+    """Where the analysis found a run (the ``source`` column)."""
+
+    RESULTS = "results"  # a runner row whose log is not here
+    LOG = "log"  # a run tree's log (``<model>/<experiment>/<run_id>.log``) without a runner row
+    CAPTURE = "capture"  # a flat capture (the ancestor's ``llama70b-s3-runai-sharded.txt``)
+    RESULTS_AND_LOG = "results+log"  # a runner row, its log re-parsed now
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run as the analysis sees it. A row built from a log has no repeat, campaign or provenance."""
+
+    row: ResultRow
+    source: Source
+
+
+@dataclass(frozen=True)
+class ExcludedRun:
+    """A run left out of the medians, named under the graphs."""
+
+    model: str
+    experiment: str
+    run_id: str
+    status: RunStatus
+    failed_audit: bool  # finished, but its cache audit failed (a cache run without a hit, a cold run with one)
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.experiment} {self.run_id} ({self.status}" + (
+            ", failed cache audit)" if self.failed_audit else ")"
+        )
+
 
 # ---------------------------------------------------------------------------------------------------------
 # Collect
@@ -151,41 +172,35 @@ def infer_device(log_text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _client_of(row_or_client: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    if row_or_client is None:
-        return None
-    extra = row_or_client.get("extra")
-    if isinstance(extra, Mapping) and isinstance(extra.get("client"), Mapping):
-        return extra["client"]
-    return row_or_client
-
-
 def row_from_log(
     log_text: str,
     *,
     run_id: str,
     model: str,
     experiment: str,
-    client: Mapping[str, Any] | None = None,
+    client: ClientResult | None = None,
     log_path: str | None = None,
-    source: str = "log",
-) -> dict[str, Any]:
+    source: Source = Source.LOG,
+) -> Run:
     summary = summarize_run(log_text, client)
-    return {
-        "run_id": run_id,
-        "model": model,
-        "experiment": experiment,
-        "repeat": None,
-        "campaign": None,
-        "status": client.get("status", "ok") if client else LOG_ONLY,
-        "ttft_s": summary.timeline.ttft_s,
-        "phases": summary.phases,
-        "audit": summary.audit,
-        "device": infer_device(log_text),
-        "source": source,
-        "log_path": log_path,
-        "extra": {"timeline": summary.timeline.to_dict(), **({"client": dict(client)} if client else {})},
-    }
+    row = ResultRow(
+        run_id=run_id,
+        model=model,
+        experiment=experiment,
+        repeat=None,
+        status=client.status.run_status if client else LOG_ONLY,
+        ttft_s=summary.timeline.ttft_s,
+        phases=summary.phases,
+        audit=summary.audit,
+        log_path=log_path,
+        provenance=None,
+        config={},
+        campaign=None,
+        device=infer_device(log_text),
+        client=client,
+        timeline=summary.timeline.stored(),
+    )
+    return Run(row, source)
 
 
 def _log_files(root: Path) -> Iterable[tuple[Path, bool]]:
@@ -203,7 +218,7 @@ def _log_files(root: Path) -> Iterable[tuple[Path, bool]]:
             yield path, False
 
 
-def collect(log_dirs: Iterable[Path], clients: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+def collect(log_dirs: Iterable[Path], clients: Mapping[str, ClientResult] | None = None) -> list[Run]:
     """One row per log found. ``clients``: run_id -> client result, for logs whose sidecar is missing."""
     rows = []
     for root in log_dirs:
@@ -213,18 +228,21 @@ def collect(log_dirs: Iterable[Path], clients: Mapping[str, Mapping[str, Any]] |
         for path, in_tree in _log_files(root):
             if in_tree:
                 model, experiment, run_id = path.parent.parent.name, path.parent.name, path.stem
-                source = "log"
+                source = Source.LOG
             else:
-                (model, experiment), run_id, source = infer_model_experiment(path.name), path.stem, "capture"
+                (model, experiment), run_id, source = infer_model_experiment(path.name), path.stem, Source.CAPTURE
             sidecar = path.with_suffix(".client.json")
-            client = json.loads(sidecar.read_text()) if sidecar.exists() else (clients or {}).get(run_id)
+            if sidecar.exists():
+                client = ClientResult.from_dict(json.loads(sidecar.read_text()))
+            else:
+                client = (clients or {}).get(run_id)
             rows.append(
                 row_from_log(
                     path.read_text(errors="replace"),
                     run_id=run_id,
                     model=model,
                     experiment=experiment,
-                    client=_client_of(client),
+                    client=client,
                     log_path=str(path),
                     source=source,
                 )
@@ -232,33 +250,33 @@ def collect(log_dirs: Iterable[Path], clients: Mapping[str, Mapping[str, Any]] |
     return rows
 
 
-def load_results(path: Path) -> list[dict[str, Any]]:
-    return [{**row, "source": "results"} for row in load_rows(path)]
+def load_results(path: Path) -> list[Run]:
+    return [Run(row, Source.RESULTS) for row in load_rows(path)]
 
 
-def merge_rows(log_rows: Sequence[dict[str, Any]], result_rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per run_id. A log re-parsed now wins for what is derived from it (phases, audit, timeline,
+def merge_rows(log_runs: Sequence[Run], result_runs: Sequence[Run]) -> list[Run]:
+    """One run per run_id. A log re-parsed now wins for what is derived from it (phases, audit, timeline,
     device: the parser may have been fixed since); the result row keeps what only it knows (repeat,
     campaign, provenance, config)."""
-    by_id = {r["run_id"]: r for r in result_rows}
+    by_id = {r.row.run_id: r.row for r in result_runs}
     merged = []
-    for row in log_rows:
-        base = by_id.pop(row["run_id"], None)
+    for run in log_runs:
+        base = by_id.pop(run.row.run_id, None)
         if base is None:
-            merged.append(row)
+            merged.append(run)
             continue
-        extra = {**(base.get("extra") or {}), **(row.get("extra") or {})}
-        derived = {k: row[k] for k in ("phases", "audit", "log_path") if row.get(k) is not None}
-        merged.append(
-            {
-                **base,
-                **derived,
-                "device": row.get("device") or base.get("device"),
-                "extra": extra,
-                "source": "results+log",
-            }
+        log = run.row
+        row = dataclasses.replace(
+            base,
+            phases=log.phases,
+            audit=log.audit if log.audit is not None else base.audit,
+            log_path=log.log_path or base.log_path,
+            device=log.device or base.device,
+            timeline=log.timeline if log.timeline is not None else base.timeline,
+            client=log.client or base.client,
         )
-    return merged + list(by_id.values())
+        merged.append(Run(row, Source.RESULTS_AND_LOG))
+    return merged + [Run(r, Source.RESULTS) for r in by_id.values()]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -276,7 +294,7 @@ def category_seconds(
     """Seconds per category (``CATEGORIES``) for one run; see the module docstring for the two ways."""
     if phases.get(UNATTRIBUTED) is not None:
         cats: dict[str, float | None] = {
-            c: _sum(phases.get(s) for s in SEGMENT_NAMES if SEGMENT_CATEGORY[s] == c) for c, _ in CATEGORIES
+            c.name: _sum(phases.get(s) for s in SEGMENT_NAMES if SEGMENT_CATEGORY[s] == c.name) for c in CATEGORIES
         }
         cats["unattributed"] = phases[UNATTRIBUTED]
         return cats
@@ -297,7 +315,7 @@ def category_seconds(
         kv = max(0.0, get("engine_init_s") - (compile_s or 0.0) - (graphs or 0.0))
     elif get("profiling_s") is not None:
         kv = get("profiling_s")
-    cats = {c: None for c, _ in CATEGORIES}
+    cats: dict[str, float | None] = {c.name: None for c in CATEGORIES}
     cats.update(
         weights_download=download, model_load=load, torch_compile=compile_s, cuda_graphs=graphs, kv_cache_profiling=kv
     )
@@ -307,35 +325,43 @@ def category_seconds(
     return cats
 
 
-def run_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+def run_table(runs: Sequence[Run]) -> pd.DataFrame:
     """One row per run: ids, TTFT / total, every phase as logged, every segment, every category."""
     import pandas as pd
 
     records = []
-    for r in rows:
-        phases = dict(r.get("phases") or {})
-        timeline = (r.get("extra") or {}).get("timeline") or {}
-        span = timeline.get("startup_span_s")
-        ttft = r.get("ttft_s")
+    for run in runs:
+        r = run.row
+        phases = dict(r.phases)
+        span = r.timeline.startup_span_s if r.timeline is not None else None
         cats = category_seconds(phases, span)
-        total, kind = (ttft, "ttft") if ttft is not None else ((span, "log_span") if span is not None else (None, None))
-        audit = r.get("audit") or {}
+        if r.ttft_s is not None:
+            total, kind = r.ttft_s, "ttft"
+        else:
+            total, kind = (span, "log_span") if span is not None else (None, None)
+        audit = r.audit or Audit()  # a run without a log: no hit seen
         records.append(
             {
-                **{k: r.get(k) for k in ID_COLUMNS},
-                "device": device_kind(r.get("device"), (r.get("provenance") or {}).get("gpu")),
-                "node_state": node_state_of(r),
+                "run_id": r.run_id,
+                "model": r.model,
+                "experiment": r.experiment,
+                "device": device_kind(r.device, r.provenance.gpu if r.provenance else None),
+                "source": run.source.value,
+                "status": r.status.value,
+                "campaign": r.campaign,
+                "repeat": r.repeat,
+                "node_state": node_state_of(run),
                 "total_kind": kind,
-                "ttft_s": ttft,
+                "ttft_s": r.ttft_s,
                 "startup_span_s": span,
                 "total_s": total,
                 **{c: phases.get(c) for c in (*PHASE_COLUMNS, *SEGMENT_NAMES, UNATTRIBUTED)},
-                **{f"cat_{c}_s": cats.get(c) for c, _ in CATEGORIES},
-                "compile_cache_hit": audit.get("compile_cache_hit"),
-                "aot_cache_hit": audit.get("aot_cache_hit"),
-                "compile_cache_restore_status": audit.get("compile_cache_restore_status"),
-                "audit_passed": audit_passed(r.get("experiment"), audit),
-                "log_path": r.get("log_path"),
+                **{f"cat_{c.name}_s": cats.get(c.name) for c in CATEGORIES},
+                "compile_cache_hit": audit.compile_cache_hit,
+                "aot_cache_hit": audit.aot_cache_hit,
+                "compile_cache_restore_status": audit.compile_cache_restore_status,
+                "audit_passed": audit_passed(r.experiment, audit),
+                "log_path": r.log_path,
             }
         )
     df = pd.DataFrame.from_records(records, columns=list(RUN_COLUMNS))
@@ -343,12 +369,12 @@ def run_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return df
 
 
-def node_state_of(row: Mapping[str, Any]) -> str:
-    """The row's node state; runner rows from before it was recorded ran on a cold node (the runner evicted
+def node_state_of(run: Run) -> str:
+    """The run's node state; runner rows from before it was recorded ran on a cold node (the runner evicted
     the weights before every run); a log without a runner row (a capture, a by-hand run) is unknown."""
-    if row.get("source") in ("log", "capture"):
+    if run.source in (Source.LOG, Source.CAPTURE):
         return NODE_STATE_UNKNOWN
-    return (row.get("extra") or {}).get("node_state") or "cold"
+    return run.row.node_state or "cold"
 
 
 def long_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -363,12 +389,12 @@ def long_table(runs: pd.DataFrame) -> pd.DataFrame:
     return long.dropna(subset=["seconds"]).reset_index(drop=True)
 
 
-def audit_passed(experiment: str | None, audit: dict[str, Any]) -> bool | None:
+def audit_passed(experiment: str | None, audit: Audit) -> bool | None:
     """The runner's audit rule, re-applied to a re-parsed log: a cold run with a cache-hit line, or a cache
     run without one, fails (None: an experiment this registry does not know)."""
     if experiment not in EXPERIMENTS:
         return None
-    return run_audit(experiment, audit)["passed"]
+    return run_audit(experiment, audit).passed
 
 
 def usable(runs: pd.DataFrame) -> pd.DataFrame:
@@ -439,7 +465,7 @@ def stacked_data(medians: pd.DataFrame, model: str) -> pd.DataFrame:
         f"{label}\n{n} node" if n in ("warm",) else label for label, n in zip(labels, sub["node_state"], strict=True)
     ]
     data = sub[list(CATEGORY_COLUMNS)].copy()
-    data.columns = [CATEGORY_LABELS[c] for c, _ in CATEGORIES]
+    data.columns = [c.label for c in CATEGORIES]
     data = data.loc[:, data.notna().any() & (data.fillna(0) != 0).any()]
     data["n"] = sub["n"].to_numpy()
     data["total_s"] = sub["total_s"].to_numpy()
@@ -483,18 +509,18 @@ def comparison_data(medians: pd.DataFrame) -> pd.DataFrame:
     return sub[cols].reset_index(drop=True)
 
 
-def excluded_runs(runs: pd.DataFrame) -> list[str]:
-    """Runs that did not count (failed, or no total), as "model experiment run_id (status)"."""
+def excluded_runs(runs: pd.DataFrame) -> list[ExcludedRun]:
+    """Runs that did not count (failed, or no total)."""
     left = runs.drop(usable(runs).index)
     # A log with no engine at all (a service stopped before any request) is not a failed cold start.
     left = left[(left["status"] != LOG_ONLY)]
-    flagged = {True: ", failed cache audit", False: ""}
     return [
-        f"{r.model} {r.experiment} {r.run_id} ({r.status}{flagged[r.audit_passed is False]})" for r in left.itertuples()
+        ExcludedRun(r.model, r.experiment, r.run_id, RunStatus(r.status), r.audit_passed is False)
+        for r in left.itertuples()
     ]
 
 
-def gantt_data(row: Mapping[str, Any]) -> pd.DataFrame:
+def gantt_data(row: ResultRow) -> pd.DataFrame:
     """One run's segments as (label, category, start_s, end_s) since the request, in time order.
 
     From the row's stored timeline spans; a row without them (an older runner) is laid end to end in chain
@@ -502,26 +528,17 @@ def gantt_data(row: Mapping[str, Any]) -> pd.DataFrame:
     """
     import pandas as pd
 
-    spans = ((row.get("extra") or {}).get("timeline") or {}).get("spans")
+    spans = list(row.timeline.spans) if row.timeline is not None else []
     if not spans:
-        phases = row.get("phases") or {}
-        spans, t = [], 0.0
+        t = 0.0
         for name in (*SEGMENT_NAMES, UNATTRIBUTED):
-            seconds = phases.get(name)
+            seconds = row.phases.get(name)
             if seconds is None:
                 continue
-            spans.append(
-                {
-                    "name": name,
-                    "label": SEGMENT_LABELS[name],
-                    "category": SEGMENT_CATEGORY[name],
-                    "start_s": t,
-                    "end_s": t + seconds,
-                    "error_s": None,
-                }
-            )
+            spans.append(GanttSpan(name, SEGMENT_LABELS[name], SEGMENT_CATEGORY[name], t, t + seconds, None))
             t += seconds
-    df = pd.DataFrame(spans, columns=["name", "label", "category", "start_s", "end_s", "error_s"])
+    columns = [f.name for f in dataclasses.fields(GanttSpan)]
+    df = pd.DataFrame([dataclasses.asdict(s) for s in spans], columns=columns)
     return df.sort_values(["start_s", "end_s"]).reset_index(drop=True)
 
 
@@ -564,11 +581,12 @@ def _figure(width_in: float, height_in: float) -> Figure:
 
 
 def _color_of_label(label: str) -> str:
-    key = next((c for c, text in CATEGORIES if text == label), "unattributed")
-    return CATEGORY_COLORS[key]
+    return next((c for c in CATEGORIES if c.label == label), CATEGORY["unattributed"]).colour
 
 
-def render_stacked(data: pd.DataFrame, model: str, excluded: Sequence[str] = (), title: str | None = None) -> Figure:
+def render_stacked(
+    data: pd.DataFrame, model: str, excluded: Sequence[ExcludedRun] = (), title: str | None = None
+) -> Figure:
     """One bar per experiment, stacked by category (median seconds), the median total, n and the range of the
     totals on top.
     ``excluded``: this model's runs left out of the medians (failed, or failed their cache audit)."""
@@ -586,7 +604,7 @@ def render_stacked(data: pd.DataFrame, model: str, excluded: Sequence[str] = (),
             width=0.6,
             label=cat,
             color=_color_of_label(cat),
-            hatch="//" if cat == CATEGORY_LABELS["unattributed"] else None,
+            hatch="//" if cat == CATEGORY["unattributed"].label else None,
             edgecolor="white",
             linewidth=0.5,
         )
@@ -616,7 +634,7 @@ def render_stacked(data: pd.DataFrame, model: str, excluded: Sequence[str] = (),
     if (data["total_kind"] != "ttft").any():
         notes.append("log span: a capture without a request, LLM replica's first log line to engine ready")
     if excluded:
-        notes.append("left out: " + "; ".join(excluded))
+        notes.append("left out: " + "; ".join(map(str, excluded)))
     fig.text(0.01, -0.01, "\n".join(notes), fontsize=7, ha="left", va="top", color="#555555", wrap=True)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
@@ -626,7 +644,7 @@ def render_stacked(data: pd.DataFrame, model: str, excluded: Sequence[str] = (),
 _SERIES_COLORS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#9c755f")
 
 
-def render_comparison(data: pd.DataFrame, excluded: Sequence[str] = ()) -> Figure:
+def render_comparison(data: pd.DataFrame, excluded: Sequence[ExcludedRun] = ()) -> Figure:
     """Models side by side, one bar per experiment that model has: median TTFT with a min–max whisker over
     runs, or (hatched) the log span of a capture without a request. ``excluded``: runs left out (failed),
     named in a footnote."""
@@ -699,7 +717,7 @@ def render_comparison(data: pd.DataFrame, excluded: Sequence[str] = ()) -> Figur
         fig.text(
             0.01,
             -0.01,
-            "left out of the medians:\n" + "\n".join(excluded),
+            "left out of the medians:\n" + "\n".join(map(str, excluded)),
             fontsize=7,
             ha="left",
             va="top",
@@ -736,7 +754,7 @@ def render_gantt(
         ax.broken_barh(
             ranges,
             (y - 0.38, 0.76),
-            facecolors=CATEGORY_COLORS.get(category, "#999999"),
+            facecolors=CATEGORY[category].colour if category in CATEGORY else "#999999",
             hatch="//" if category == "unattributed" else None,
             edgecolor="white",
         )
@@ -764,14 +782,14 @@ def render_gantt(
             va="top",
             fontsize=8,
         )
-    present = [c for c, _ in CATEGORIES if c in set(data["category"])]
+    present = [c for c in CATEGORIES if c.name in set(data["category"])]
     ax.legend(
         handles=[
             Patch(
-                facecolor=CATEGORY_COLORS[c],
-                hatch="//" if c == "unattributed" else None,
+                facecolor=c.colour,
+                hatch="//" if c.name == "unattributed" else None,
                 edgecolor="white",
-                label=CATEGORY_LABELS[c],
+                label=c.label,
             )
             for c in present
         ],
@@ -867,18 +885,18 @@ def write_tables(runs: pd.DataFrame, long: pd.DataFrame, out_dir: Path) -> tuple
     return written, []
 
 
-def render_all(runs: pd.DataFrame, rows: Sequence[Mapping[str, Any]], out_dir: Path) -> list[Path]:
+def render_all(runs: pd.DataFrame, rows: Sequence[ResultRow], out_dir: Path) -> list[Path]:
     """Every graph of these runs into out_dir; returns the files written."""
     written: list[Path] = []
     medians = median_table(runs)
     excluded = excluded_runs(runs)
     for model in dict.fromkeys(medians["model"]):
-        mine = [e for e in excluded if e.split(" ", 1)[0] == model]
+        mine = [e for e in excluded if e.model == model]
         fig = render_stacked(stacked_data(medians, model), model, mine)
         written += save_figure(fig, out_dir, f"phases_{model}")
     for model, device, node_state in ladders(medians):
         data = ladder_data(medians, model, device, node_state)
-        mine = [e for e in excluded if e.split(" ", 1)[0] == model]
+        mine = [e for e in excluded if e.model == model]
         title = (
             f"{model} on {_device_label(device)}, {node_state} node: the fast-path ladder (rungs not run are absent)"
         )
@@ -890,24 +908,21 @@ def render_all(runs: pd.DataFrame, rows: Sequence[Mapping[str, Any]], out_dir: P
     if not spread.empty:
         written += save_figure(render_ttft_spread(spread), out_dir, "ttft_spread")
     for row in rows:
-        timeline = (row.get("extra") or {}).get("timeline") or {}
-        if timeline.get("t_send_epoch") is None:
+        if row.timeline is None or row.timeline.t_send_epoch is None:
             continue  # no request: there is no request-to-token timeline to draw
         data = gantt_data(row)
         if data.empty:
             continue
-        ttft = row.get("ttft_s")
-        ended = ((row.get("extra") or {}).get("client") or {}).get("total_s")
+        ttft = row.ttft_s
+        ended = row.client.total_s if row.client else None
         if ttft is not None:
             outcome, marker, marker_label = f"TTFT {ttft:.1f} s", ttft, f"first token {ttft:.1f} s"
         else:
-            outcome = f"{row.get('status')}: no first token"
+            outcome = f"{row.status}: no first token"
             marker, marker_label = ended, None if ended is None else f"stream ended, no token ({ended:.1f} s)"
-        title = (
-            f"{row['model']} · {row['experiment']} · {_device_label(row.get('device'))} · {row['run_id']} — {outcome}"
-        )
+        title = f"{row.model} · {row.experiment} · {_device_label(row.device)} · {row.run_id} — {outcome}"
         fig = render_gantt(data, title, marker, marker_label)
-        written += save_figure(fig, out_dir, f"timeline_{row['model']}_{row['run_id']}")
+        written += save_figure(fig, out_dir, f"timeline_{row.model}_{row.run_id}")
     return written
 
 
@@ -936,7 +951,7 @@ def summary_markdown(medians: pd.DataFrame) -> str:
         "node",
         "n",
         "total s, median (min–max)",
-        *(_SHORT[c] for c, _ in CATEGORIES),
+        *(c.short for c in CATEGORIES),
     ]
     align = ["---" if i < 4 else "---:" for i in range(len(head))]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
@@ -948,7 +963,7 @@ def summary_markdown(medians: pd.DataFrame) -> str:
             r["node_state"],
             str(int(r["n"])),
             _total_text(r),
-            *(_fmt(r[f"cat_{c}_s"]) for c, _ in CATEGORIES),
+            *(_fmt(r[f"cat_{c.name}_s"]) for c in CATEGORIES),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -963,8 +978,8 @@ def print_medians(medians: pd.DataFrame) -> None:
     )
     for col in ("model", "experiment", "device", "node", "n", "total"):
         table.add_column(col, justify="right" if col in ("n", "total") else "left")
-    for c, _ in CATEGORIES:
-        table.add_column(_SHORT[c], justify="right")
+    for c in CATEGORIES:
+        table.add_column(c.short, justify="right")
     for _, r in medians.iterrows():
         table.add_row(
             r["model"],
@@ -973,7 +988,7 @@ def print_medians(medians: pd.DataFrame) -> None:
             r["node_state"],
             str(int(r["n"])),
             _total_text(r),
-            *(_fmt(r[f"cat_{c}_s"]) for c, _ in CATEGORIES),
+            *(_fmt(r[f"cat_{c.name}_s"]) for c in CATEGORIES),
         )
     Console(width=200).print(table)
 
@@ -1002,21 +1017,26 @@ def main(args: argparse.Namespace) -> int:
         if not d.exists():
             print(f"note: {d} does not exist, skipped", file=sys.stderr)
     results = load_results(args.results)
-    clients = {r["run_id"]: c for r in results if (c := _client_of(r)) is not None and "t_send_epoch" in c}
-    rows = merge_rows(collect(args.logs, clients), results)
-    if not rows:
+    # A run whose log lost its sidecar still has its client result in its row.
+    clients = {
+        r.row.run_id: r.row.client
+        for r in results
+        if r.row.client is not None and r.row.client.t_send_epoch is not None
+    }
+    found = merge_rows(collect(args.logs, clients), results)
+    if not found:
         print("no runs found: nothing to analyze", file=sys.stderr)
         return 1
-    runs = run_table(rows)
+    runs = run_table(found)
     written, skipped = write_tables(runs, long_table(runs), args.out_tables)
-    written += render_all(runs, rows, args.out_graphs)
+    written += render_all(runs, [f.row for f in found], args.out_graphs)
     medians = median_table(runs)
     summary = args.out_tables / "summary.md"
     summary.write_text(summary_markdown(medians))
     written.append(summary)
     print_medians(medians)
     print(
-        f"{len(rows)} runs ({int(usable(runs).shape[0])} usable) from {', '.join(map(str, args.logs))}"
+        f"{len(found)} runs ({int(usable(runs).shape[0])} usable) from {', '.join(map(str, args.logs))}"
         f"{' and ' + str(args.results) if results else ''}"
     )
     for line in skipped:

@@ -165,6 +165,8 @@ class RayEvent:
     deployment: str | None = None
     value_s: float | None = None
     text: str = ""
+    replicas_from: int | None = None  # an upscale's replica counts, before and after
+    replicas_to: int | None = None
 
 
 @dataclass(frozen=True)
@@ -540,18 +542,26 @@ def _ray_events(lines: Iterable[LogLine]) -> list[RayEvent]:
     seen: set[tuple] = set()
     out: list[RayEvent] = []
 
-    def emit(kind: str, line: LogLine, dep: str | None, value: float | None = None, text: str = "") -> None:
+    def emit(
+        kind: str,
+        line: LogLine,
+        dep: str | None,
+        value: float | None = None,
+        text: str = "",
+        replicas: tuple[int, int] | None = None,
+    ) -> None:
         # An echoed copy of a line (same writer, same text) is one event.
         if (kind, line.rank_key, line.text) not in seen:
             seen.add((kind, line.rank_key, line.text))
-            out.append(RayEvent(kind, line.ts, line.year, dep, value, text or line.message))
+            counts = replicas or (None, None)
+            out.append(RayEvent(kind, line.ts, line.year, dep, value, text or line.message, *counts))
 
     for line in lines:
         msg = line.message
         if m := _R["deploy"].search(msg):
             emit("deploy", line, m.group("dep"))
         if m := _R["upscale"].search(msg):
-            emit("upscale", line, m.group("dep"), text=f"{m.group('a')}->{m.group('b')}")
+            emit("upscale", line, m.group("dep"), replicas=(int(m.group("a")), int(m.group("b"))))
         if m := _R["add"].search(msg):
             emit("add", line, m.group("dep"), text=m.group("n"))
         if m := _R["started"].search(msg):
@@ -591,8 +601,8 @@ def _ray_phases(events: Sequence[RayEvent]) -> RayPhases:
         year=years[0] if years else None,
         deploy_ts=ts("deploy"),
         upscale_ts=up.ts if up else None,
-        upscale_from=int(up.text.split("->")[0]) if up else None,
-        upscale_to=int(up.text.split("->")[1]) if up else None,
+        upscale_from=up.replicas_from if up else None,
+        upscale_to=up.replicas_to if up else None,
         replica_add_ts=add.ts if add else None,
         replicas_added=int(add.text) if add else None,
         replica_started_ts=started.ts if started else None,
@@ -643,8 +653,9 @@ _SPAN_SOURCES = {
 }
 
 
-def parse_log(text: str) -> ParsedLog:
-    lines = parse_lines(text)
+def parse_log(text: str, lines: Sequence[LogLine] | None = None) -> ParsedLog:
+    """``lines``: ``parse_lines(text)`` when the caller already has them (the timeline reads them too)."""
+    lines = parse_lines(text) if lines is None else lines
     col, facts = _collect_vllm(lines)
     ray_events = _ray_events(lines)
     ray = _ray_phases(ray_events)

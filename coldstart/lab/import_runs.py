@@ -2,10 +2,10 @@
 
 The other machine hands back an archive of its ``results/results.jsonl`` and ``experiment_terminal_output/``
 (``scripts/gpu/campaign.sh`` writes one per call). Its results file starts as a copy of ours, so most rows are
-already here: a row is new when its ``run_id`` is not in our results. New rows are appended as they are
-(append-only, schema-checked) and each one's log and client sidecar are copied to the same relative place; a
-row already here whose log is still missing gets it from whichever archive has it (archives of one lease come
-in any order).
+already here: a row is new when its ``run_id`` is not in our results. New rows are read as ``ResultRow`` (an
+older schema migrated, an unreadable row refused) and appended in this code's schema; each one's log and
+client sidecar are copied to the same relative place; a row already here whose log is still missing gets it
+from whichever archive has it (archives of one lease come in any order).
 A log in the archive with no row is a run cut short (a call's time limit, a killed machine): it is listed and
 left out, since nothing measured it to the end.
 """
@@ -65,24 +65,24 @@ def import_archive(archive: Path, results_path: Path = DEFAULT_RESULTS, dest_roo
         raise NotARunArchive(str(e)) from e
     report = ImportReport()
     ours = load_rows(results_path)
-    known = {r.get("run_id") for r in ours}
+    known = {r.run_id for r in ours}
     new_rows = []
     for row in rows:
-        if row.get("run_id") in known:
+        if row.run_id in known:
             report.already_here += 1
             continue
-        known.add(row.get("run_id"))
+        known.add(row.run_id)
         new_rows.append(row)
-    new_ids = {r.get("run_id") for r in new_rows}
+    new_ids = {r.run_id for r in new_rows}
     # A lease's calls each start from a fresh copy of the tree, so a call's archive holds the rows of the
     # whole lease but only its own logs: a row imported from a later call gets its log from an earlier one.
     measured_logs = set()
     for row in [*ours, *rows]:
-        if not row.get("log_path"):
+        if not row.log_path:
             continue
-        log = _member_path(row["log_path"])
+        log = _member_path(row.log_path)
         measured_logs.add(log)
-        if row.get("run_id") in new_ids and log not in files:
+        if row.run_id in new_ids and log not in files:
             report.missing_logs.append(str(log))
         for rel in (log, log.with_suffix(".client.json")):
             target = dest_root / Path(*rel.parts)
@@ -103,7 +103,7 @@ def import_archive(archive: Path, results_path: Path = DEFAULT_RESULTS, dest_roo
     # Rows last, after their files: an interrupted import never leaves a row pointing at nothing.
     for row in new_rows:
         append_row(results_path, row)  # the runner's locked append: a matrix may be writing the same file
-        report.imported.append(row["run_id"])
+        report.imported.append(row.run_id)
     return report
 
 

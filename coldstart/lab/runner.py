@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,8 +28,21 @@ from typing import Any, Protocol
 from coldstart import paths
 from coldstart.analysis import events
 from coldstart.analysis.audit import audit
-from coldstart.analysis.results import DEFAULT_RESULTS, ResultRow, append_row, collect_provenance, load_rows
-from coldstart.lab.client import Measurement, measure_ttft
+from coldstart.analysis.results import (
+    DEFAULT_RESULTS,
+    AnswerCheck,
+    Audit,
+    ClientResult,
+    ClientStatus,
+    Provenance,
+    ResultRow,
+    RunStatus,
+    StoredTimeline,
+    append_row,
+    collect_provenance,
+    load_rows,
+)
+from coldstart.lab.client import measure_ttft
 from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
 
 
@@ -62,7 +75,7 @@ class SystemUnderTest(Protocol):
 
     def deploy(self, spec: RunSpec, run_id: str) -> contextlib.AbstractContextManager[Deployment]: ...
 
-    def measure(self, deployment: Deployment, spec: RunSpec) -> Measurement: ...
+    def measure(self, deployment: Deployment, spec: RunSpec) -> ClientResult: ...
 
 
 NODE_STATES = ("cold", "warm")
@@ -83,37 +96,35 @@ def plan(
     return [RunSpec(m, e, r, campaign, node_state) for r in range(repeats) for m, e in pairs]
 
 
-def summarize(log_text: str, client: dict[str, Any], experiment: str) -> tuple[dict[str, float | None], dict, dict]:
+def summarize(
+    log_text: str, client: ClientResult, experiment: str
+) -> tuple[dict[str, float | None], Audit, StoredTimeline]:
     """(phases, audit, timeline) of one run's log."""
     from coldstart.analysis.timeline import summarize_run
 
     summary = summarize_run(log_text, client)
-    return dict(summary.phases), audit(experiment, dict(summary.audit)), summary.timeline.to_dict()
+    return dict(summary.phases), audit(experiment, summary.audit), summary.timeline.stored()
 
 
-def reference_answer(rows: Sequence[Mapping[str, Any]], model: str, device: str | None) -> tuple[str, str] | None:
+def reference_answer(rows: Sequence[ResultRow], model: str, device: str | None) -> tuple[str, str] | None:
     """(run_id, text) of the newest ok ``baseline`` run of ``model`` on this device: what every other
     experiment's greedy answer must equal."""
     for row in reversed(rows):
-        text = ((row.get("extra") or {}).get("client") or {}).get("text")
-        if (row.get("model"), row.get("experiment"), row.get("status"), row.get("device")) == (
-            model,
-            "baseline",
-            "ok",
-            device,
-        ) and text:
-            return row["run_id"], text
+        text = row.client.text if row.client else None
+        same = (row.model, row.experiment, row.device) == (model, "baseline", device)
+        if same and row.status is RunStatus.OK and text:
+            return row.run_id, text
     return None
 
 
-def answer_check(text: str | None, reference: tuple[str, str] | None) -> dict[str, Any]:
+def answer_check(text: str | None, reference: tuple[str, str] | None) -> AnswerCheck:
     """Same prompt, greedy decoding: the answer must not depend on how the engine started."""
     if reference is None or text is None:
-        return {"reference_run_id": reference[0] if reference else None, "matches_baseline": None}
-    return {"reference_run_id": reference[0], "matches_baseline": text == reference[1]}
+        return AnswerCheck(reference_run_id=reference[0] if reference else None, matches_baseline=None)
+    return AnswerCheck(reference_run_id=reference[0], matches_baseline=text == reference[1])
 
 
-def write_client_sidecar(log_path: Path | None, m: Measurement) -> None:
+def write_client_sidecar(log_path: Path | None, m: ClientResult) -> None:
     """``<run_id>.client.json`` beside the service log: the analysis CLI rebuilds every row from the two."""
     if log_path is not None:
         from coldstart.lab.client import write_result
@@ -125,7 +136,7 @@ def run_one(
     sut: SystemUnderTest,
     spec: RunSpec,
     *,
-    provenance: Any,
+    provenance: Provenance | None,
     device: str | None,
     reference: tuple[str, str] | None = None,
 ) -> ResultRow:
@@ -141,18 +152,18 @@ def run_one(
         text = log_path.read_text(errors="replace") if log_path and log_path.exists() else ""
         write_client_sidecar(log_path, m)
         try:
-            phases, run_audit, timeline = summarize(text, dataclasses.asdict(m), spec.experiment)
+            phases, run_audit, timeline = summarize(text, m, spec.experiment)
         except Exception as exc:
             # The measurement stands even if the parser trips on a new log wording; the row says so and
             # `python -m analysis` can re-derive the phases from the kept log once the parser is fixed.
             phases, timeline = {}, None
-            run_audit = {"parse_error": f"{type(exc).__name__}: {exc}", "passed": None}
+            run_audit = Audit(parse_error=f"{type(exc).__name__}: {exc}")
         return ResultRow(
             run_id=run_id,
             model=spec.model,
             experiment=spec.experiment,
             repeat=spec.repeat,
-            status=m.status,
+            status=m.status.run_status,
             ttft_s=m.ttft_s,
             phases=phases,
             audit=run_audit,
@@ -163,15 +174,12 @@ def run_one(
             device=device,
             error=m.error,
             t_start_epoch=t0,
-            extra={
-                "client": dataclasses.asdict(m),
-                "clear": clear_report,
-                "timeline": timeline,
-                "wall_s": time.time() - t0,
-                "levers": list(EXPERIMENTS[spec.experiment].levers),
-                "node_state": spec.node_state,
-                "answer": answer_check(m.text, reference),
-            },
+            client=m,
+            timeline=timeline,
+            wall_s=time.time() - t0,
+            node_state=spec.node_state,
+            answer=answer_check(m.text, reference),
+            extra={"clear": clear_report, "levers": list(EXPERIMENTS[spec.experiment].levers)},
         )
     except KeyboardInterrupt:
         raise
@@ -182,10 +190,10 @@ def run_one(
             model=spec.model,
             experiment=spec.experiment,
             repeat=spec.repeat,
-            status="failed",
+            status=RunStatus.FAILED,
             ttft_s=None,
             phases={},
-            audit={},
+            audit=None,
             log_path=_portable(log_path),
             provenance=provenance,
             config=config,
@@ -193,7 +201,7 @@ def run_one(
             device=device,
             error=f"{type(exc).__name__}: {exc}",
             t_start_epoch=t0,
-            extra={"wall_s": time.time() - t0},
+            wall_s=time.time() - t0,
         )
 
 
@@ -211,9 +219,9 @@ def pending(specs: Sequence[RunSpec], results_path: Path) -> list[RunSpec]:
     """Resume: runs with an ``ok`` row that passed its audit are done; failed runs and runs that failed the
     audit (a cache run that did not hit, a cold run that did) are tried again, their flagged rows kept."""
     done = {
-        (r.get("campaign", "default"), r["model"], r["experiment"], r["repeat"])
+        (r.campaign, r.model, r.experiment, r.repeat)
         for r in load_rows(results_path)
-        if r.get("status") == "ok" and (r.get("audit") or {}).get("passed") is not False
+        if r.status is RunStatus.OK and r.audit_passed is not False
     }
     return [s for s in specs if s.key not in done]
 
@@ -229,22 +237,22 @@ class Estimate:
 
 
 def estimate_run_s(
-    spec: RunSpec, rows: Sequence[Mapping[str, Any]], *, gpu: str | None, overhead_s: float = DEFAULT_RUN_OVERHEAD_S
+    spec: RunSpec, rows: Sequence[ResultRow], *, gpu: str | None, overhead_s: float = DEFAULT_RUN_OVERHEAD_S
 ) -> Estimate | None:
     """How long ``spec`` will take, from earlier ok rows of the same model and experiment on the same GPU
     (a CPU cold start says nothing about an H100 one). None: nothing comparable has run yet."""
     model_rows = [
         r
         for r in rows
-        if r.get("status") == "ok" and r.get("model") == spec.model and (r.get("provenance") or {}).get("gpu") == gpu
+        if r.status is RunStatus.OK and r.model == spec.model and (r.provenance.gpu if r.provenance else None) == gpu
     ]
-    same = [r for r in model_rows if r.get("experiment") == spec.experiment]
+    same = [r for r in model_rows if r.experiment == spec.experiment]
     # A new experiment of a known model is closer to that model's other runs than to nothing.
     for group, of in ((same, "earlier"), (model_rows, f"earlier {spec.model}")):
-        walls = [w for r in group if isinstance(w := (r.get("extra") or {}).get("wall_s"), int | float)]
+        walls = [r.wall_s for r in group if r.wall_s is not None]
         if walls:
             return Estimate(statistics.median(walls), f"median wall time of {len(walls)} {of} run(s)")
-        ttfts = [r["ttft_s"] for r in group if isinstance(r.get("ttft_s"), int | float)]
+        ttfts = [r.ttft_s for r in group if r.ttft_s is not None]
         if ttfts:
             return Estimate(
                 statistics.median(ttfts) + overhead_s,
@@ -258,7 +266,7 @@ def run_matrix(
     specs: Sequence[RunSpec],
     results_path: Path,
     *,
-    provenance: Any,
+    provenance: Provenance | None,
     device: str | None = None,
     show_progress: bool = True,
     time_budget_s: float | None = None,
@@ -270,7 +278,7 @@ def run_matrix(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     t_start = clock()
-    gpu = getattr(provenance, "gpu", None) if not isinstance(provenance, Mapping) else provenance.get("gpu")
+    gpu = provenance.gpu if provenance is not None else None
     todo = pending(specs, results_path)
     rows = []
     columns = (
@@ -420,7 +428,7 @@ class ServiceSUT:
             keep_outside_output(outside_tee, log_path)
             shutil.rmtree(side, ignore_errors=True)
 
-    def measure(self, deployment: Deployment, spec: RunSpec) -> Measurement:
+    def measure(self, deployment: Deployment, spec: RunSpec) -> ClientResult:
         m = measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
         if m.ok:
             warm = measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
@@ -451,7 +459,7 @@ def keep_outside_output(outside: Path, log_path: Path) -> str | None:
     return text.strip().splitlines()[-1]
 
 
-def explain_failure(m: Measurement, log_path: Path) -> Measurement:
+def explain_failure(m: ClientResult, log_path: Path) -> ClientResult:
     """A client that lost its stream because service.py gave up on the app gets Serve's reason, not the
     connection error it saw."""
     if m.ok or not log_path.exists():
@@ -459,7 +467,7 @@ def explain_failure(m: Measurement, log_path: Path) -> Measurement:
     failed = [e for e in events.read_events(log_path.read_text(errors="replace")) if e["event"] == "serve_app_failed"]
     if not failed:
         return m
-    return dataclasses.replace(m, status="serve_failed", error=f"{failed[-1]['reason']} (client: {m.error})")
+    return dataclasses.replace(m, status=ClientStatus.SERVE_FAILED, error=f"{failed[-1]['reason']} (client: {m.error})")
 
 
 def stop_process_group(proc: subprocess.Popen, grace_s: float = 90.0) -> None:
@@ -534,9 +542,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     other_state = {
-        (r.get("extra") or {}).get("node_state", "cold")
+        r.node_state or "cold"  # rows from before it was recorded ran on a cold node
         for r in load_rows(args.results)
-        if r.get("campaign", "default") == args.campaign
+        if r.campaign == args.campaign
     } - {args.node_state}
     if other_state:
         print(
