@@ -1,5 +1,6 @@
-"""Shared fixtures: a real moto S3 server (a subprocess speaking HTTP, so boto3 runs its real network path) and
-a hermetic AWS environment (dummy credentials, no host config, no instance-metadata lookups)."""
+"""Shared fixtures: a real moto S3 server (a subprocess speaking HTTP, so boto3 runs its real network path),
+a hermetic AWS environment (dummy credentials, no host config, no instance-metadata lookups), and every cache
+root moved into a scratch folder for every test (so no test, nor a tool it runs, can clear the developer's)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from coldstart.lab.caches import isolated_env
 from coldstart.storage.store import LocalStore, Store, open_store
 
 _MOTO_START_TIMEOUT_S = 30.0
@@ -33,6 +35,23 @@ _AWS_ENV_TO_CLEAR = (
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
     "COLDSTART_STORE",
 )
+
+
+@pytest.fixture(scope="session")
+def cache_isolation_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("cache-iso")
+    (base / "tmp").mkdir()
+    return base
+
+
+@pytest.fixture(autouse=True)
+def _isolate_cache_roots(cache_isolation_base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # HOME stays: the roots that default to it are moved by their own variables (caches.isolated_env).
+    for name, value in isolated_env(cache_isolation_base).items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
 
 
 def free_port() -> int:

@@ -355,11 +355,13 @@ class ServiceSUT:
         local = [store.path] if store.path is not None else []
         weights = [p for p in (*local, paths.coldstart_home() / "checkpoints") if p.exists()]
         evict = [str(p) for p in weights] if spec.node_state == "cold" else []
+        # Every action named: clear_cache.py does only what it is told (and drops the page cache as before).
         cmd = [
             self.python,
             "clear_cache.py",
-            *(["--only", *self.clear_only] if self.clear_only else []),
+            *(["--only", *self.clear_only] if self.clear_only else ["--all"]),
             *(["--evict", *evict] if evict else []),
+            "--drop-caches",
         ]
         proc = subprocess.run(cmd, cwd=self.workdir, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
