@@ -862,3 +862,10 @@ def test_a_client_failure_without_a_serve_failure_is_left_as_it_was(tmp_path: Pa
     m = _client_lost_stream(log)
     assert runner.explain_failure(m, log) == m
     assert runner.explain_failure(m, tmp_path / "missing.log") == m
+
+
+@pytest.mark.parametrize("flag", ["--client-timeout", "--ready-timeout"])
+def test_main_refuses_a_timeout_that_is_not_a_wait(nothing_starts: None, flag: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _args([flag, "0"])
+    assert exc.value.code == 2 and flag in capsys.readouterr().err

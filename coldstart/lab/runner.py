@@ -29,7 +29,7 @@ from coldstart import paths
 from coldstart.analysis import events
 from coldstart.analysis.audit import audit
 from coldstart.analysis.results import DEFAULT_RESULTS, ResultRow, append_row, collect_provenance, load_rows
-from coldstart.lab.client import Measurement, measure_ttft
+from coldstart.lab.client import Measurement, measure_ttft, positive_seconds
 from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
 
 
@@ -608,8 +608,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
         metavar="ROOT",
         help="clear only these cache roots (see clear_cache.py --dry-run); default: all of them",
     )
-    parser.add_argument("--ready-timeout", type=float, default=600.0)
-    parser.add_argument("--client-timeout", type=float, default=1800.0)
+    # Checked here: a bad value would otherwise surface only after the first cold start, as a failed row.
+    parser.add_argument("--ready-timeout", type=positive_seconds, default=600.0)
+    parser.add_argument("--client-timeout", type=positive_seconds, default=1800.0)
     parser.add_argument("--dry-run", action="store_true", help="list the runs it would do and exit")
     parser.add_argument(
         "--time-budget-s",
