@@ -391,6 +391,21 @@ def test_evict_refuses_paths_outside_every_known_root(env, victim, monkeypatch):
     assert opened == []
 
 
+def test_a_data_root_at_slash_makes_nothing_evictable(env, tmp_path):
+    env["COLDSTART_HOME"] = "/"
+    victim = _write(tmp_path / "elsewhere" / "file", 3)
+    with pytest.raises(OutsideCacheRootError, match="coldstart-home"):
+        evict_page_cache([victim], env=env)
+
+
+def test_evicting_inside_the_repo_is_fine_when_the_store_is_there(env, monkeypatch):
+    """Eviction destroys nothing: a local store in the checkout may be evicted (never cleared)."""
+    store = caches.REPO_ROOT / "results"
+    monkeypatch.setitem(env, "COLDSTART_STORE", str(store))
+    report = evict_page_cache([store], env=env, dry_run=True)
+    assert report.ok
+
+
 def test_evict_skips_symlinked_files_pointing_outside_the_roots(env, tmp_path, monkeypatch):
     ckpt = Path(env["COLDSTART_HOME"]) / "checkpoints" / "tiny"
     _write(ckpt / "model.safetensors", 10)

@@ -321,8 +321,11 @@ def _absolute(path: Path, what: str) -> Path:
     return Path(os.path.abspath(path))
 
 
-def _refuse_never(what: str, path: Path, env: Mapping[str, str]) -> None:
-    """Folders no flag makes clearable or evictable: /, home and above, system folders, the repo."""
+def _refuse_never(what: str, path: Path, env: Mapping[str, str], *, clearing: bool = True) -> None:
+    """Folders no flag makes clearable: /, home and above, system folders, shared tops, tmp, the repo.
+
+    Evicting (``clearing`` False) destroys nothing, so only /, home and above and system folders apply.
+    """
     home = _absolute(_home(env), "HOME")
     cwd = Path(os.path.abspath(os.getcwd()))
     if path == Path(path.anchor) or _is_within(home, path):
@@ -330,6 +333,8 @@ def _refuse_never(what: str, path: Path, env: Mapping[str, str]) -> None:
     for top in _SYSTEM_DIRS:
         if _is_within(path, top) or _is_within(top, path):
             raise OutsideCacheRootError(f"refusing {what} at {path}: a system folder ({top})")
+    if not clearing:
+        return
     for top in _SHARED_TOPS:
         if _is_within(top, path):
             raise OutsideCacheRootError(f"refusing {what} at {path}: a shared top-level folder, not a cache")
@@ -396,6 +401,23 @@ def _check_inside(what: str, path: Path, known: Sequence[CacheRoot]) -> Path:
         if link is not None:
             raise OutsideCacheRootError(f"refusing {what} at {path}: {link} is a symlink, not followed")
     return absolute
+
+
+def _check_evictable(path: Path, known: Sequence[CacheRoot], env: Mapping[str, str]) -> Path:
+    """``path`` made absolute, once it lies inside a known root that is itself no system folder, home or /
+    (``COLDSTART_HOME=/`` must not make every file evictable)."""
+    absolute = _check_inside("to evict", path, known)
+    _refuse_never("to evict", absolute, env, clearing=False)
+    refusals = []
+    for k in known:
+        top = Path(os.path.abspath(k.path))
+        if _is_within(absolute, top):
+            try:
+                _refuse_never(f"{k.name!r} as a root to evict in", top, env, clearing=False)
+                return absolute
+            except OutsideCacheRootError as exc:
+                refusals.append(str(exc))
+    raise OutsideCacheRootError("; ".join(refusals))
 
 
 def _check_known(
@@ -495,7 +517,7 @@ def clear(
     evict_list = [Path(p) for p in evict_paths]
     evict_known = [*known, *data_roots(env), *(CacheRoot("allowed", a, "--allow-root") for a in allowed)]
     for p in evict_list:
-        _refuse_never("to evict", _check_inside("to evict", p, evict_known), env)
+        _check_evictable(p, evict_known, env)
     results: list[RootResult] = []
     seen: dict[Path, str] = {}
     for root, path in zip(roots, resolved, strict=True):
@@ -569,7 +591,7 @@ def evict_page_cache(
     known = [*cache_roots(env), *data_roots(env), *(CacheRoot("allowed", Path(a), "--allow-root") for a in extra_roots)]
     path_list = tuple(Path(p) for p in paths)
     for top in path_list:
-        _refuse_never("to evict", _check_inside("to evict", top, known), env)
+        _check_evictable(top, known, env)
     real_roots = [k.path.resolve() for k in known]
     files = size_bytes = 0
     errors: list[str] = []
