@@ -694,6 +694,7 @@ def _prior(
 ) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
+        "run_id": f"{campaign}-{model}-{experiment}-{wall_s}-{ttft_s}",  # readers skip a row without one
         "campaign": campaign,
         "model": model,
         "experiment": experiment,
