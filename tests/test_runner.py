@@ -870,3 +870,8 @@ def test_main_refuses_a_timeout_that_is_not_a_wait(nothing_starts: None, flag: s
     with pytest.raises(SystemExit) as exc:
         _args([flag, "0"])
     assert exc.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_main_refuses_a_results_path_it_cannot_read(nothing_starts: None, tmp_path: Path, capsys) -> None:
+    assert runner.main(_args(["--models", "tiny", "--results", str(tmp_path)])) == 2  # a folder, not a file
+    assert "cannot read the results file" in capsys.readouterr().err

@@ -28,7 +28,14 @@ from typing import Any, Protocol
 from coldstart import paths
 from coldstart.analysis import events
 from coldstart.analysis.audit import audit
-from coldstart.analysis.results import DEFAULT_RESULTS, ResultRow, append_row, collect_provenance, load_rows
+from coldstart.analysis.results import (
+    DEFAULT_RESULTS,
+    ResultRow,
+    SchemaError,
+    append_row,
+    collect_provenance,
+    load_rows,
+)
 from coldstart.lab.client import Measurement, measure_ttft, positive_seconds
 from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
 
@@ -644,9 +651,14 @@ def main(args: argparse.Namespace) -> int:
     except UnknownNameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        earlier = load_rows(args.results)
+    except (OSError, SchemaError) as exc:
+        print(f"error: cannot read the results file {args.results}: {exc}", file=sys.stderr)
+        return 2
     other_state = {
         (r.get("extra") or {}).get("node_state", "cold")
-        for r in load_rows(args.results)
+        for r in earlier
         if r.get("campaign", "default") == args.campaign
     } - {args.node_state}
     if other_state:
