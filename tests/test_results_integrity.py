@@ -153,3 +153,11 @@ def test_an_unknown_device_is_never_merged_with_a_known_one():
     assert sorted(data["series"]) == ["baseline", "baseline (?)"]
     ax = analyze.render_comparison(data).axes[0]
     assert sorted(t.get_text() for t in ax.texts) == ["10\n?", "100"]
+
+
+def test_the_analysis_cli_refuses_a_results_path_it_cannot_read(tmp_path, capsys):
+    newer = tmp_path / "newer.jsonl"
+    newer.write_text(json.dumps({**_row("r"), "schema_version": SCHEMA_VERSION + 1}) + "\n")
+    for results in (tmp_path, newer):
+        assert _cli(tmp_path, results) == 2
+        assert "cannot read the results file" in capsys.readouterr().err

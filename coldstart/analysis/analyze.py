@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from coldstart.analysis.audit import audit as run_audit
 from coldstart.analysis.parse import PHASE_COLUMNS
-from coldstart.analysis.results import DEFAULT_RESULTS, load_rows
+from coldstart.analysis.results import DEFAULT_RESULTS, SchemaError, load_rows
 from coldstart.analysis.timeline import (
     CATEGORIES,
     CATEGORY_LABELS,
@@ -1021,7 +1021,11 @@ def main(args: argparse.Namespace) -> int:
         if not d.exists():
             print(f"note: {d} does not exist, skipped", file=sys.stderr)
     bad_lines: list[str] = []
-    results = load_results(args.results, bad_lines)
+    try:
+        results = load_results(args.results, bad_lines)
+    except (OSError, SchemaError) as exc:
+        print(f"error: cannot read the results file {args.results}: {exc}", file=sys.stderr)
+        return 2
     for line in bad_lines:
         print(f"note: {line}", file=sys.stderr)
     clients = {r["run_id"]: c for r in results if (c := _client_of(r)) is not None and "t_send_epoch" in c}
