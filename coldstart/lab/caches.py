@@ -515,9 +515,10 @@ def clear(
         _refuse_never("--allow-root", _absolute(a, "--allow-root"), env)
     resolved = [_check_known(root, known, env, allowed) for root in roots]
     evict_list = [Path(p) for p in evict_paths]
-    evict_known = [*known, *data_roots(env), *(CacheRoot("allowed", a, "--allow-root") for a in allowed)]
-    for p in evict_list:
-        _check_evictable(p, evict_known, env)
+    if evict_list:  # data roots read COLDSTART_STORE: a clear alone must not depend on it
+        evict_known = [*known, *data_roots(env), *(CacheRoot("allowed", a, "--allow-root") for a in allowed)]
+        for p in evict_list:
+            _check_evictable(p, evict_known, env)
     results: list[RootResult] = []
     seen: dict[Path, str] = {}
     for root, path in zip(roots, resolved, strict=True):
