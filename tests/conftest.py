@@ -5,9 +5,11 @@ root moved into a scratch folder for every test (so no test, nor a tool it runs,
 from __future__ import annotations
 
 import http.client
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,10 +40,14 @@ _AWS_ENV_TO_CLEAR = (
 
 
 @pytest.fixture(scope="session")
-def cache_isolation_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("cache-iso")
+def cache_isolation_base() -> Iterator[Path]:
+    # Short on purpose: TMPDIR lands here, and Ray puts AF_UNIX sockets (107 bytes at most) under it.
+    base = Path(tempfile.mkdtemp(prefix="cs-iso-"))
     (base / "tmp").mkdir()
-    return base
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base)
 
 
 @pytest.fixture(autouse=True)
