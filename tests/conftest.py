@@ -1,12 +1,15 @@
-"""Shared fixtures: a real moto S3 server (a subprocess speaking HTTP, so boto3 runs its real network path) and
-a hermetic AWS environment (dummy credentials, no host config, no instance-metadata lookups)."""
+"""Shared fixtures: a real moto S3 server (a subprocess speaking HTTP, so boto3 runs its real network path),
+a hermetic AWS environment (dummy credentials, no host config, no instance-metadata lookups), and every cache
+root moved into a scratch folder for every test (so no test, nor a tool it runs, can clear the developer's)."""
 
 from __future__ import annotations
 
 import http.client
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from coldstart.lab.caches import isolated_env
 from coldstart.storage.store import LocalStore, Store, open_store
 
 _MOTO_START_TIMEOUT_S = 30.0
@@ -33,6 +37,27 @@ _AWS_ENV_TO_CLEAR = (
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
     "COLDSTART_STORE",
 )
+
+
+@pytest.fixture(scope="session")
+def cache_isolation_base() -> Iterator[Path]:
+    # Short on purpose: TMPDIR lands here, and Ray puts AF_UNIX sockets (107 bytes at most) under it.
+    base = Path(tempfile.mkdtemp(prefix="cs-iso-"))
+    (base / "tmp").mkdir()
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base)
+
+
+@pytest.fixture(autouse=True)
+def _isolate_cache_roots(cache_isolation_base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # HOME stays: the roots that default to it are moved by their own variables (caches.isolated_env).
+    for name, value in isolated_env(cache_isolation_base).items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
 
 
 def free_port() -> int:

@@ -220,15 +220,65 @@ def test_symlinks_are_removed_never_followed(env, tmp_path):
     assert (outside_dir / "sub" / "more.bin").is_file()
 
 
-def test_a_symlinked_root_clears_its_target_contents_but_keeps_the_link(env, tmp_path):
+def test_a_symlinked_root_is_refused_not_followed(env, tmp_path):
     target = tmp_path / "big-disk" / "hub"
-    _write(target / "blob", 9)
+    blob = _write(target / "blob", 9)
     hub = _roots(env)["hf-hub"]
     hub.parent.mkdir(parents=True)
     hub.symlink_to(target, target_is_directory=True)
-    report = clear(select_roots(["hf-hub"], env), env=env)
-    assert report.roots[0].size_bytes == 9
-    assert hub.is_symlink() and target.is_dir() and list(target.iterdir()) == []
+    with pytest.raises(OutsideCacheRootError, match="symlink"):
+        clear(select_roots(["hf-hub"], env), env=env)
+    # A folder inside a root reached through a symlink is refused the same way.
+    with pytest.raises(OutsideCacheRootError, match="symlink"):
+        clear([CacheRoot("one-model", hub / "models--x", "")], env=env)
+    assert hub.is_symlink() and blob.read_bytes() == b"x" * 9
+
+
+@pytest.mark.parametrize("where", ["/etc", "/usr/lib", "/", "/var", "/home"])
+def test_a_root_moved_onto_a_system_folder_is_refused_even_in_a_dry_run(env, where):
+    env["VLLM_CACHE_ROOT"] = where
+    with pytest.raises(OutsideCacheRootError, match="refusing"):
+        clear(select_roots(["vllm"], env), dry_run=True, env=env)
+
+
+def test_a_root_in_the_repo_or_holding_it_is_refused(env):
+    for where in (caches.REPO_ROOT / "results", caches.REPO_ROOT, caches.REPO_ROOT.parent):
+        env["TRITON_CACHE_DIR"] = str(where)
+        with pytest.raises(OutsideCacheRootError, match=r"repo|shared|system"):
+            clear(select_roots(["triton"], env), dry_run=True, env=env)
+
+
+def test_a_root_outside_home_tmp_and_cache_folders_needs_allow_root(env):
+    env["VLLM_CACHE_ROOT"] = "/opt/coldstart-test-scratch"  # never created: the check comes first
+    with pytest.raises(OutsideCacheRootError, match="--allow-root /opt/coldstart-test-scratch"):
+        clear(select_roots(["vllm"], env), dry_run=True, env=env)
+    report = clear(select_roots(["vllm"], env), dry_run=True, env=env, allowed_roots=["/opt/coldstart-test-scratch"])
+    assert report.ok and report.roots[0].note == "absent"
+    env["VLLM_CACHE_ROOT"] = "/opt/hf_cache/vllm"  # named like a cache: plausible without the flag
+    assert clear(select_roots(["vllm"], env), dry_run=True, env=env).ok
+    with pytest.raises(OutsideCacheRootError, match="system folder"):
+        clear([], env=env, allowed_roots=["/etc"])
+
+
+def test_every_default_root_is_plausible(env):
+    report = clear(cache_roots(env), dry_run=True, env=env)
+    assert report.ok
+
+
+def test_the_test_session_isolates_every_root(cache_isolation_base):
+    """conftest moves every root, those that default to $HOME included, so no test can clear a real cache."""
+    roots = [*cache_roots(), *caches.data_roots()]
+    assert len(roots) > 10
+    outside = [f"{r.name}={r.path}" for r in roots if cache_isolation_base not in r.path.parents]
+    assert outside == []
+
+
+def test_isolated_env_moves_every_root_off_the_real_home(tmp_path):
+    real = {**os.environ, "HOME": "/home/someone", "HF_HUB_CACHE": "/home/someone/hub", "COLDSTART_HOME": "/x/cs"}
+    moved = caches.isolated_env(tmp_path)
+    env = {k: v for k, v in real.items() if k not in moved} | {k: v for k, v in moved.items() if v is not None}
+    for r in [*cache_roots(env), *caches.data_roots(env)]:
+        assert tmp_path in r.path.parents, r
 
 
 def _make_unremovable(monkeypatch: pytest.MonkeyPatch, stuck: Path) -> None:
@@ -305,17 +355,18 @@ def _fs_type(path: Path) -> str:
     return fstype
 
 
-def test_evict_page_cache_drops_the_pages_of_real_files(tmp_path):
+def test_evict_page_cache_drops_the_pages_of_real_files(env, tmp_path):
     if _fs_type(tmp_path) in ("tmpfs", "ramfs"):
         pytest.skip("on tmpfs the page cache is the storage: nothing can be evicted")
     size = 4 * 1024 * 1024
-    data = _write(tmp_path / "ckpt" / "model.safetensors", size)
-    _write(tmp_path / "ckpt" / "config.json", 100)
-    (tmp_path / "ckpt" / "link.json").symlink_to(tmp_path / "ckpt" / "config.json")
+    ckpt = Path(env["COLDSTART_HOME"]) / "checkpoints" / "tiny"
+    data = _write(ckpt / "model.safetensors", size)
+    _write(ckpt / "config.json", 100)
+    (ckpt / "link.json").symlink_to(ckpt / "config.json")
     data.read_bytes()
     pages = size // mmap.PAGESIZE
     assert _resident_pages(data) == pages  # freshly written and read: all cached
-    report = evict_page_cache([tmp_path / "ckpt"])
+    report = evict_page_cache([ckpt], env=env)
     assert report.ok, report.errors
     assert (report.files, report.size_bytes) == (3, size + 200)
     assert report.drop_caches is None
@@ -323,9 +374,46 @@ def test_evict_page_cache_drops_the_pages_of_real_files(tmp_path):
     assert data.read_bytes() == b"x" * size  # kept on disk
 
 
-def test_evict_reports_missing_paths(tmp_path):
-    report = evict_page_cache([tmp_path / "missing"])
+def test_evict_reports_missing_paths(env):
+    report = evict_page_cache([Path(env["COLDSTART_HOME"]) / "missing"], env=env)
     assert not report.ok and "missing" in report.errors[0]
+
+
+@pytest.mark.parametrize("victim", ["/etc/passwd", "/", "home", "home/thesis.tex"])
+def test_evict_refuses_paths_outside_every_known_root(env, victim, monkeypatch):
+    path = Path(env["HOME"]) / victim.removeprefix("home").lstrip("/") if victim.startswith("home") else Path(victim)
+    opened = []
+    monkeypatch.setattr(caches.os, "open", lambda *a, **k: opened.append(a) or -1)
+    with pytest.raises(OutsideCacheRootError, match="refusing"):
+        evict_page_cache([path], env=env)
+    with pytest.raises(OutsideCacheRootError, match="refusing"):
+        clear([], evict_paths=[path], env=env)
+    assert opened == []
+
+
+def test_a_data_root_at_slash_makes_nothing_evictable(env, tmp_path):
+    env["COLDSTART_HOME"] = "/"
+    victim = _write(tmp_path / "elsewhere" / "file", 3)
+    with pytest.raises(OutsideCacheRootError, match="coldstart-home"):
+        evict_page_cache([victim], env=env)
+
+
+def test_evicting_inside_the_repo_is_fine_when_the_store_is_there(env, monkeypatch):
+    """Eviction destroys nothing: a local store in the checkout may be evicted (never cleared)."""
+    store = caches.REPO_ROOT / "results"
+    monkeypatch.setitem(env, "COLDSTART_STORE", str(store))
+    report = evict_page_cache([store], env=env, dry_run=True)
+    assert report.ok
+
+
+def test_evict_skips_symlinked_files_pointing_outside_the_roots(env, tmp_path, monkeypatch):
+    ckpt = Path(env["COLDSTART_HOME"]) / "checkpoints" / "tiny"
+    _write(ckpt / "model.safetensors", 10)
+    outside = _write(tmp_path / "elsewhere" / "secret", 5)
+    (ckpt / "leak").symlink_to(outside)
+    report = evict_page_cache([ckpt], env=env, dry_run=True)
+    assert report.ok and (report.files, report.size_bytes) == (1, 10)
+    assert len(report.skipped) == 1 and "leak" in report.skipped[0]
 
 
 def test_drop_caches_writes_when_root_and_never_fails_otherwise(tmp_path, monkeypatch):
@@ -351,29 +439,46 @@ def _cli(*argv: str) -> int:
 def test_cli_clears_and_prints_a_table(os_env, capsys, monkeypatch):
     monkeypatch.setattr(caches.os, "geteuid", lambda: 1000)
     sizes = _populate(os_env)
-    assert _cli("--dry-run") == 0
+    assert _cli("--all", "--dry-run") == 0
     out = capsys.readouterr().out
     assert "would remove" in out and "hf-hub" in out
     assert (_roots(os_env)["hf-hub"] / "top.bin").exists()
-    assert _cli("--only", "triton", "hf-hub", "--no-drop-caches") == 0
+    assert _cli("--only", "triton", "hf-hub") == 0
     assert not (_roots(os_env)["hf-hub"] / "top.bin").exists()
     assert (_roots(os_env)["vllm"] / "top.bin").exists()
     assert sizes["hf-hub"] > 0
 
 
-def test_cli_drops_caches_by_default_and_evicts(os_env, capsys, monkeypatch, tmp_path):
+def test_cli_does_only_what_it_is_told(os_env, capsys, monkeypatch):
+    """--evict alone evicts: it clears no root and leaves the machine's page cache alone."""
     monkeypatch.setattr(caches.os, "geteuid", lambda: 0)
     monkeypatch.setattr(caches.os, "sync", lambda: None)
     proc = Path(os_env["TMPDIR"]) / "drop_caches"
     proc.write_text("")
-    model = _write(tmp_path / "store" / "model.safetensors", 1024)
+    _populate(os_env)
+    model = _write(Path(os_env["COLDSTART_HOME"]) / "store" / "models" / "tiny" / "model.safetensors", 1024)
     assert _cli("--evict", str(model.parent)) == 0
     out = capsys.readouterr().out
-    assert proc.read_text() == "3\n"
-    assert "drop_caches: done" in out and "evicted 1 files" in out
-    proc.write_text("")
-    assert _cli("--no-drop-caches") == 0
-    assert proc.read_text() == ""
+    assert "evicted 1 files" in out and "cache roots" not in out
+    assert proc.read_text() == "" and "drop_caches" not in out
+    assert all((path / "top.bin").exists() for path in _roots(os_env).values())
+    assert model.is_file()
+    assert _cli("--evict", str(model.parent), "--drop-caches") == 0
+    assert proc.read_text() == "3\n" and "drop_caches: done" in capsys.readouterr().out
+    assert all((path / "top.bin").exists() for path in _roots(os_env).values())
+    # A bare call does nothing and says what it can do.
+    assert _cli() == 2 and "--all" in capsys.readouterr().err
+
+
+def test_cli_refuses_bad_roots_and_evict_paths_with_exit_2(os_env, capsys, monkeypatch):
+    monkeypatch.setenv("VLLM_CACHE_ROOT", "/etc")
+    assert _cli("--only", "vllm", "--dry-run") == 2
+    assert "system folder" in capsys.readouterr().err
+    monkeypatch.delenv("VLLM_CACHE_ROOT")
+    assert _cli("--evict", "/etc/passwd") == 2
+    assert "refusing to evict" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse keeps the two ways to name roots exclusive
+        _cli("--all", "--only", "vllm")
 
 
 def test_cli_exit_codes_for_bad_input_and_failures(os_env, capsys, monkeypatch):
@@ -382,7 +487,7 @@ def test_cli_exit_codes_for_bad_input_and_failures(os_env, capsys, monkeypatch):
     assert "bogus" in err and "valid roots" in err and "hf-hub" in err
     stuck = _write(_roots(os_env)["triton"] / "stuck.bin", 1)
     _make_unremovable(monkeypatch, stuck)
-    assert _cli("--only", "triton", "--no-drop-caches") == 1
+    assert _cli("--only", "triton") == 1
     assert "stuck.bin" in capsys.readouterr().err
     monkeypatch.setenv("TRITON_CACHE_DIR", os_env["HOME"])
-    assert _cli("--only", "triton", "--no-drop-caches") == 2
+    assert _cli("--only", "triton") == 2

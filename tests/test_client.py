@@ -485,3 +485,31 @@ def test_cli_main_failure_returns_1(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_cli_main_no_token_returns_1(server: FakeServer) -> None:
     assert client_mod.main(_cli_args(["--url", server.url("notoken"), "--timeout", "10"])) == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--timeout", "-1"], "--timeout"),
+        (["--timeout", "0"], "--timeout"),
+        (["--timeout", "nan"], "--timeout"),
+        (["--timeout", "soon"], "--timeout"),
+        (["--max-tokens", "0"], "--max-tokens"),
+        (["--url", "127.0.0.1:8000"], "--url"),
+        (["--url", "ftp://x"], "--url"),
+    ],
+)
+def test_cli_bad_arguments_exit_2_with_a_message_and_send_nothing(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_mod, "measure_ttft", lambda *a, **k: pytest.fail("nothing may be sent"))
+    with pytest.raises(SystemExit) as exc:
+        _cli_args(argv)
+    assert exc.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("timeout_s", [0, -1, float("nan"), float("inf")])
+def test_measure_ttft_refuses_a_timeout_that_is_not_a_wait(timeout_s: float) -> None:
+    with pytest.raises(ValueError, match="timeout_s"):
+        client_mod.measure_ttft("http://127.0.0.1:1", "tiny", timeout_s=timeout_s)

@@ -648,6 +648,80 @@ def test_publish_refuses_a_manifest_of_another_fingerprint(tmp_path):
     assert store.list() == []
 
 
+def _corrupt(store: Store, key: str, how: str) -> None:
+    data = store.get_bytes(key)
+    if how == "truncated":
+        store.put_bytes(key, data[: len(data) // 2])
+    elif how == "flipped":  # same size: only the checksum can tell
+        store.put_bytes(key, data[:-1] + bytes([data[-1] ^ 0xFF]))
+    elif how == "missing":
+        store.delete(key)
+    else:
+        store.put_bytes(key, b"{not json")
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped", "missing", "manifest"])
+def test_publish_replaces_an_entry_that_fails_verification(store: Store, tmp_path, how):
+    fp = make_fp()
+    _, archive, manifest = captured(tmp_path, fp, compression="none")
+    assert cc.publish(store, fp, archive, manifest).status == cc.PublishStatus.SUCCESS
+    prefix = cc.entry_prefix(fp)
+    _corrupt(store, prefix + (cc.MANIFEST_NAME if how == "manifest" else manifest.archive_name), how)
+    check = cc.verify_entry(store, prefix)
+    assert not check.ok and check.problems
+    again = cc.publish(store, fp, archive, manifest)
+    assert again.status == cc.PublishStatus.SUCCESS, again.detail
+    assert "replaced an entry that failed verification" in again.detail
+    assert cc.verify_entry(store, prefix).ok
+    result = cc.restore(store, fp, *fresh_targets(tmp_path / "node"))
+    assert result.status == cc.RestoreStatus.SUCCESS, result.detail
+    # Once repaired, a publish sees a good entry again.
+    assert cc.publish(store, fp, archive, manifest).detail == "already published"
+
+
+def test_publish_over_a_bad_entry_with_another_archive_commits_its_own(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    fp = make_fp()
+    _, first_archive, first = captured(tmp_path, fp, tag="first")
+    _, archive, manifest = captured(tmp_path, fp, tag="second")
+    assert first.archive_name != manifest.archive_name
+    assert cc.publish(store, fp, first_archive, first).status == cc.PublishStatus.SUCCESS
+    prefix = cc.entry_prefix(fp)
+    _corrupt(store, prefix + first.archive_name, "truncated")
+    again = cc.publish(store, fp, archive, manifest)
+    assert again.status == cc.PublishStatus.SUCCESS and f"left the old archive {first.archive_name}" in again.detail
+    committed = cc.Manifest.from_json(store.get_bytes(prefix + cc.MANIFEST_NAME))
+    assert committed.archive_name == manifest.archive_name and cc.verify_entry(store, prefix).ok
+
+
+@pytest.mark.parametrize("same_archive", [False, True], ids=["distinct-archives", "identical-archives"])
+def test_concurrent_repairs_leave_one_good_entry(tmp_path, same_archive):
+    store = LocalStore(tmp_path / "store")
+    fp = make_fp()
+    _, archive, manifest = captured(tmp_path, fp, tag="r0")
+    assert cc.publish(store, fp, archive, manifest).status == cc.PublishStatus.SUCCESS
+    _corrupt(store, cc.entry_prefix(fp) + manifest.archive_name, "truncated")
+    if same_archive:
+        jobs = [(archive, manifest)] * PUBLISHERS
+    else:
+        jobs = [captured(tmp_path, fp, tag=f"r{i + 1}")[1:] for i in range(PUBLISHERS)]
+    barrier = threading.Barrier(PUBLISHERS)
+    statuses: list = [None] * PUBLISHERS
+
+    def run(i: int) -> None:
+        barrier.wait()
+        statuses[i] = cc.publish(store, fp, *jobs[i]).status
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(PUBLISHERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert cc.PublishStatus.SUCCESS in statuses and cc.PublishStatus.ERROR not in statuses, statuses
+    assert cc.verify_entry(store, cc.entry_prefix(fp)).ok
+    assert cc.restore(store, fp, *fresh_targets(tmp_path / "node")).status == cc.RestoreStatus.SUCCESS
+
+
 def _assert_one_complete_entry(store: Store, fp: cc.Fingerprint, statuses: list, archives: set[str]) -> None:
     assert statuses.count(cc.PublishStatus.SUCCESS) == 1, statuses
     assert statuses.count(cc.PublishStatus.SKIPPED) == len(statuses) - 1, statuses
@@ -737,6 +811,36 @@ def _cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     cc.add_cli_args(parser)
     return cc.main(parser.parse_args(argv))
+
+
+def test_cli_show_verify_and_rm(tmp_path, capsys):
+    store = LocalStore(tmp_path / "store")
+    store_args = ["--store", (tmp_path / "store").as_uri()]
+    fp = make_fp()
+    _, archive, manifest = captured(tmp_path, fp, compression="none")
+    assert cc.publish(store, fp, archive, manifest).status == cc.PublishStatus.SUCCESS
+    prefix = cc.entry_prefix(fp)
+    assert _cli(["show", *store_args, "--verify"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["verified"] is True and line["problems"] == []
+    _corrupt(store, prefix + manifest.archive_name, "flipped")
+    assert _cli(["show", *store_args]) == 0  # without --verify: a listing, no download
+    capsys.readouterr()
+    assert _cli(["show", *store_args, "--verify"]) == 1
+    out, err = capsys.readouterr()
+    line = json.loads(out)
+    assert line["verified"] is False and "sha256" in line["problems"][0] and "failed verification" in err
+
+    assert _cli(["rm", *store_args, "compile-cache/../x"]) == 2
+    assert "not a compile-cache entry" in capsys.readouterr().err
+    assert _cli(["rm", *store_args, prefix, "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["keys"][0] == prefix + cc.MANIFEST_NAME  # the commit point first
+    assert store.exists(prefix + cc.MANIFEST_NAME)
+    assert _cli(["rm", *store_args, prefix]) == 0
+    capsys.readouterr()
+    assert store.list("compile-cache/") == []
+    assert _cli(["rm", *store_args, prefix]) == 1
+    assert "no compile-cache entry" in capsys.readouterr().err
 
 
 def test_cli_capture_publish_show_restore(tmp_path, capsys, monkeypatch):

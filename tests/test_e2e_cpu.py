@@ -16,6 +16,7 @@ import pytest
 
 from coldstart.analysis.events import read_events
 from coldstart.analysis.results import ResultRow, load_rows
+from coldstart.lab.caches import isolated_env
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
@@ -41,8 +42,12 @@ def _ray_processes() -> list[str]:
 def lab(tmp_path_factory) -> dict[str, str]:
     """A private lab home with the tiny checkpoint staged in the local store."""
     home = tmp_path_factory.mktemp("lab")
+    # Every cache root under the private home, the ones that default to $HOME included (Triton, CUDA JIT,
+    # FlashInfer): the matrix clears them all between runs.
+    moved = isolated_env(home)
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in moved},
+        **{k: v for k, v in moved.items() if v is not None},
         "COLDSTART_HOME": str(home),
         "COLDSTART_OUTPUT": str(home / "experiment_terminal_output"),
         "COLDSTART_STORE": (home / "store").as_uri(),

@@ -538,6 +538,60 @@ def test_main_runs_the_matrix_through_the_sut(
     assert "0 ok, 1 failed" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("what", ["results", "logs"])
+def test_main_checks_it_can_write_before_the_first_cold_start(
+    nothing_starts: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], what
+) -> None:
+    # Tests may run as root, where chmod stops nothing: a file where a folder must be blocks root too.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    results = blocker / "results.jsonl" if what == "results" else tmp_path / "results.jsonl"
+    if what == "logs":
+        monkeypatch.setenv("COLDSTART_OUTPUT", str(blocker / "logs"))
+    assert runner.main(_args(["--models", "tiny", "--repeats", "1", "--results", str(results)])) == 2
+    err = capsys.readouterr().err
+    assert "nothing was run" in err and str(blocker) in err
+    assert blocker.read_text() == "not a folder\n"
+
+
+def test_check_writable_creates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLDSTART_OUTPUT", str(tmp_path / "logs"))
+    specs = plan(["tiny"], ["baseline"], 1, "c")
+    assert runner.check_writable(tmp_path / "r" / "results.jsonl", specs) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_row_that_cannot_be_appended_is_kept_beside_its_log(
+    sut: FakeSUT, results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(path: Path, row: Any) -> None:
+        raise OSError(30, "Read-only file system", str(path))
+
+    monkeypatch.setattr(runner, "append_row", refuse)
+    specs = plan(["tiny"], ["baseline"], 2, "c")
+    with pytest.raises(runner.ResultsNotWritable, match="row is saved in") as info:
+        _run(sut, specs, results)
+    assert len(sut.ran("measure")) == 1  # the campaign stops: the next row would be lost too
+    rescue = Path(str(info.value).split("saved in ")[1].split(" ")[0])
+    row = json.loads(rescue.read_text())
+    assert row["ttft_s"] == 12.0 and row["status"] == "ok" and rescue.parent == Path(row["log_path"]).parent
+
+
+def test_a_failure_after_the_measurement_keeps_the_number(sut: FakeSUT, results: Path) -> None:
+    class StopFails(FakeSUT):
+        @contextlib.contextmanager
+        def deploy(self, spec: RunSpec, run_id: str) -> Iterator[Deployment]:
+            with super().deploy(spec, run_id) as dep:
+                yield dep
+            raise RuntimeError("service.py did not stop")
+
+    broken = StopFails(root=sut.root)
+    (row,) = _run(broken, [RunSpec("tiny", "baseline", 0, "c")], results)
+    assert row.status == "ok" and row.ttft_s == 12.0
+    assert row.extra["late_errors"] == ["RuntimeError: service.py did not stop"]
+    assert load_rows(results)[0].ttft_s == 12.0
+
+
 # ---------------------------------------------------------------------------------------------------------
 # stop_process_group on real processes
 
@@ -640,7 +694,7 @@ def _prior(
 ) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
-        "run_id": f"{model}-{experiment}-{wall_s}-{ttft_s}",
+        "run_id": f"{campaign}-{model}-{experiment}-{wall_s}-{ttft_s}",  # readers skip a row without one
         "campaign": campaign,
         "model": model,
         "experiment": experiment,
@@ -810,3 +864,15 @@ def test_a_client_failure_without_a_serve_failure_is_left_as_it_was(tmp_path: Pa
     m = _client_lost_stream(log)
     assert runner.explain_failure(m, log) == m
     assert runner.explain_failure(m, tmp_path / "missing.log") == m
+
+
+@pytest.mark.parametrize("flag", ["--client-timeout", "--ready-timeout"])
+def test_main_refuses_a_timeout_that_is_not_a_wait(nothing_starts: None, flag: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _args([flag, "0"])
+    assert exc.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_main_refuses_a_results_path_it_cannot_read(nothing_starts: None, tmp_path: Path, capsys) -> None:
+    assert runner.main(_args(["--models", "tiny", "--results", str(tmp_path)])) == 2  # a folder, not a file
+    assert "cannot read the results file" in capsys.readouterr().err

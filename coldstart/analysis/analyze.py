@@ -43,6 +43,7 @@ from coldstart.analysis.results import (
     GanttSpan,
     ResultRow,
     RunStatus,
+    SchemaError,
     load_rows,
 )
 from coldstart.analysis.timeline import (
@@ -166,6 +167,16 @@ def infer_model_experiment(name: str) -> tuple[str, str]:
 _DEVICE_RE = re.compile(r"device_config=(\w+)")
 
 
+def device_of(row: ResultRow) -> str | None:
+    """The row's device from its log (or the runner), else from its provenance (GPUs found: cuda; none: cpu).
+    None only for a row with neither: it stays apart as "?", never merged with a known kind."""
+    if row.device:
+        return row.device
+    if row.provenance is not None:
+        return "cuda" if row.provenance.gpu else "cpu"
+    return None
+
+
 def infer_device(log_text: str) -> str | None:
     """``cuda`` / ``cpu`` from vLLM's engine config line; None when no engine started."""
     m = _DEVICE_RE.search(log_text)
@@ -250,8 +261,9 @@ def collect(log_dirs: Iterable[Path], clients: Mapping[str, ClientResult] | None
     return rows
 
 
-def load_results(path: Path) -> list[Run]:
-    return [Run(row, Source.RESULTS) for row in load_rows(path)]
+def load_results(path: Path, skipped: list[str] | None = None) -> list[Run]:
+    """The results file's usable rows; malformed lines go to ``skipped`` (``<file>:<line>: why``)."""
+    return [Run(row, Source.RESULTS) for row in load_rows(path, skipped=skipped)]
 
 
 def merge_rows(log_runs: Sequence[Run], result_runs: Sequence[Run]) -> list[Run]:
@@ -334,9 +346,11 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
         r = run.row
         phases = dict(r.phases)
         span = r.timeline.startup_span_s if r.timeline is not None else None
+        # A TTFT needs a client result: a log's own client events do not make a row without one a TTFT row.
+        ttft = r.ttft_s if r.status != LOG_ONLY else None
         cats = category_seconds(phases, span)
-        if r.ttft_s is not None:
-            total, kind = r.ttft_s, "ttft"
+        if ttft is not None:
+            total, kind = ttft, "ttft"
         else:
             total, kind = (span, "log_span") if span is not None else (None, None)
         audit = r.audit or Audit()  # a run without a log: no hit seen
@@ -345,14 +359,14 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
                 "run_id": r.run_id,
                 "model": r.model,
                 "experiment": r.experiment,
-                "device": device_kind(r.device, r.provenance.gpu if r.provenance else None),
+                "device": device_kind(device_of(r), r.provenance.gpu if r.provenance else None),
                 "source": run.source.value,
                 "status": r.status.value,
                 "campaign": r.campaign,
                 "repeat": r.repeat,
                 "node_state": node_state_of(run),
                 "total_kind": kind,
-                "ttft_s": r.ttft_s,
+                "ttft_s": ttft,
                 "startup_span_s": span,
                 "total_s": total,
                 **{c: phases.get(c) for c in (*PHASE_COLUMNS, *SEGMENT_NAMES, UNATTRIBUTED)},
@@ -442,13 +456,14 @@ def median_table(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(
             columns=[*GROUP, "n", "total_kind", "total_s", "total_min_s", "total_max_s", "ttft_s", *CATEGORY_COLUMNS]
         )
-    grouped = ok.groupby(GROUP, sort=False)
+    # TTFTs and log spans measure different things: one median never holds both (a group per kind).
+    grouped = ok.groupby([*GROUP, "total_kind"], sort=False)
     out = grouped[["total_s", "ttft_s", *CATEGORY_COLUMNS]].median()
     out.insert(0, "n", grouped.size())
-    out.insert(1, "total_kind", grouped["total_kind"].agg(lambda s: "/".join(sorted(set(s.dropna())))))
-    out.insert(3, "total_min_s", grouped["total_s"].min())
-    out.insert(4, "total_max_s", grouped["total_s"].max())
+    out.insert(2, "total_min_s", grouped["total_s"].min())
+    out.insert(3, "total_max_s", grouped["total_s"].max())
     out = out.reset_index()
+    out.insert(len(GROUP) + 1, "total_kind", out.pop("total_kind"))
     out["_order"] = out["experiment"].map(_experiment_order)
     return out.sort_values(["model", "_order", "device", "node_state"]).drop(columns="_order").reset_index(drop=True)
 
@@ -464,6 +479,7 @@ def stacked_data(medians: pd.DataFrame, model: str) -> pd.DataFrame:
     labels = [
         f"{label}\n{n} node" if n in ("warm",) else label for label, n in zip(labels, sub["node_state"], strict=True)
     ]
+    labels = [label if k == "ttft" else f"{label}\n[{k}]" for label, k in zip(labels, sub["total_kind"], strict=True)]
     data = sub[list(CATEGORY_COLUMNS)].copy()
     data.columns = [c.label for c in CATEGORIES]
     data = data.loc[:, data.notna().any() & (data.fillna(0) != 0).any()]
@@ -487,7 +503,10 @@ def ladder_data(medians: pd.DataFrame, model: str, device: str, node_state: str)
     ]
     sub = sub.assign(_rung=sub["experiment"].map(LADDER.index)).sort_values("_rung").drop(columns="_rung")
     data = stacked_data(sub, model)
-    data.index = [f"{e}\n+{EXPERIMENTS[e].levers[-1]}" if EXPERIMENTS[e].levers else e for e in sub["experiment"]]
+    data.index = [
+        (f"{e}\n+{EXPERIMENTS[e].levers[-1]}" if EXPERIMENTS[e].levers else e) + ("" if k == "ttft" else f"\n[{k}]")
+        for e, k in zip(sub["experiment"], sub["total_kind"], strict=True)
+    ]
     return data
 
 
@@ -501,9 +520,10 @@ def ladders(medians: pd.DataFrame) -> list[tuple[str, str, str]]:
 def comparison_data(medians: pd.DataFrame) -> pd.DataFrame:
     """Models x series (experiment, device) -> median total and its range; ``kind`` says TTFT or log span."""
     sub = medians.copy()
+    # An unknown device ("?") is its own series: merged with "cuda" it would pass a CPU run off as a GPU one.
     sub["series"] = [
-        e if d in ("cuda", "?") else f"{e} ({_device_label(d)})"
-        for e, d in zip(sub["experiment"], sub["device"], strict=True)
+        (e if d == "cuda" else f"{e} ({_device_label(d)})") + ("" if k == "ttft" else f" [{k}]")
+        for e, d, k in zip(sub["experiment"], sub["device"], sub["total_kind"], strict=True)
     ]
     cols = ["model", "series", "experiment", "device", "n", "total_s", "total_min_s", "total_max_s", "total_kind"]
     return sub[cols].reset_index(drop=True)
@@ -651,7 +671,7 @@ def render_comparison(data: pd.DataFrame, excluded: Sequence[ExcludedRun] = ()) 
     from matplotlib.patches import Patch
 
     models = list(dict.fromkeys(data["model"]))
-    series = sorted(dict.fromkeys(data["series"]), key=lambda s: (_experiment_order(s.split(" (")[0]), s))
+    series = sorted(dict.fromkeys(data["series"]), key=lambda s: (_experiment_order(s.split(" ")[0]), s))
     # One color per experiment (a device does not make another fix); the device is written on its bar.
     experiments = sorted(dict.fromkeys(data["experiment"]), key=_experiment_order)
     color = {e: _SERIES_COLORS[i % len(_SERIES_COLORS)] for i, e in enumerate(experiments)}
@@ -689,7 +709,7 @@ def render_comparison(data: pd.DataFrame, excluded: Sequence[ExcludedRun] = ()) 
                 )
                 top = r["total_max_s"]
             several = len(kinds[model]) > 1
-            where = "\n" + _device_label(r["device"]) if several and r["device"] not in ("cuda", "?") else ""
+            where = "\n" + _device_label(r["device"]) if several and r["device"] != "cuda" else ""
             ax.annotate(
                 f"{r['total_s']:.0f}{where}",
                 (x, top),
@@ -1016,7 +1036,14 @@ def main(args: argparse.Namespace) -> int:
     for d in args.logs:
         if not d.exists():
             print(f"note: {d} does not exist, skipped", file=sys.stderr)
-    results = load_results(args.results)
+    bad_lines: list[str] = []
+    try:
+        results = load_results(args.results, bad_lines)
+    except (OSError, SchemaError) as exc:
+        print(f"error: cannot read the results file {args.results}: {exc}", file=sys.stderr)
+        return 2
+    for line in bad_lines:
+        print(f"note: {line}", file=sys.stderr)
     # A run whose log lost its sidecar still has its client result in its row.
     clients = {
         r.row.run_id: r.row.client

@@ -14,6 +14,7 @@ import dataclasses
 import fcntl
 import importlib.metadata
 import json
+import logging
 import os
 import platform
 import shutil
@@ -452,27 +453,70 @@ def append_row(path: Path, row: ResultRow) -> None:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def parse_rows(lines: Iterable[str], *, source: str = "<rows>") -> list[ResultRow]:
+def row_problem(row: Any) -> str | None:
+    """Why ``row`` (one decoded results line) cannot be used, or None. Only what readers rely on: the ids
+    are strings, the repeat a whole number, TTFT a non-negative number or null, the nested parts objects.
+    (``ResultRow.from_dict`` checks the rest: keys, statuses, records.)"""
+    if not isinstance(row, dict):
+        return f"not a JSON object but a {type(row).__name__}"
+    for key in ("run_id", "model", "experiment", "status"):
+        if not isinstance(row.get(key), str) or not row[key]:
+            return f"{key} is {row.get(key)!r}, not a non-empty string"
+    repeat = row.get("repeat")
+    if repeat is not None and (isinstance(repeat, bool) or not isinstance(repeat, int)):
+        return f"repeat is {repeat!r}, not a whole number"
+    ttft = row.get("ttft_s")
+    if ttft is not None and (isinstance(ttft, bool) or not isinstance(ttft, int | float) or not ttft >= 0):
+        return f"ttft_s is {ttft!r}, not a number of seconds >= 0 or null"
+    for key in ("phases", "audit", "extra", "provenance", "config"):
+        if row.get(key) is not None and not isinstance(row[key], dict):
+            return f"{key} is a {type(row[key]).__name__}, not an object"
+    for name, value in (row.get("phases") or {}).items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"phase {name!r} is {value!r}, not a number or null"
+    return None
+
+
+def parse_rows(lines: Iterable[str], *, source: str = "<rows>", skipped: list[str] | None = None) -> list[ResultRow]:
+    """The usable rows, typed. A malformed line is skipped and reported as ``<source>:<line>: why``, appended
+    to ``skipped`` when given, else logged as a warning: one bad line must cost neither the others nor
+    silence. A row of a newer schema raises ``SchemaError``: this code cannot say what it means."""
     rows = []
+
+    def skip(n: int, why: str) -> None:
+        message = f"{source}:{n}: skipped, {why}"
+        if skipped is not None:
+            skipped.append(message)
+        else:
+            logging.getLogger("coldstart.analysis").warning(message)
+
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             data = json.loads(line)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as exc:
             # A runner killed mid-write leaves one torn last line; everything before it is still good.
+            skip(n, f"not JSON ({exc.msg})")
             continue
-        if not isinstance(data, dict):
-            raise SchemaError(f"{source}:{n}: not a row (a JSON {type(data).__name__})")
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+            raise SchemaError(f"{source}:{n}: schema_version {version!r}; this code reads up to {SCHEMA_VERSION}")
+        if isinstance(data, dict) and (isinstance(version, bool) or not isinstance(version, int)):
+            skip(n, f"schema_version {version!r} is not a version number")
+            continue
+        if (why := row_problem(data)) is not None:
+            skip(n, why)
+            continue
         try:
             rows.append(ResultRow.from_dict(data))
         except SchemaError as exc:
-            raise SchemaError(f"{source}:{n}: {exc}") from None
+            skip(n, str(exc))
     return rows
 
 
-def load_rows(path: Path) -> list[ResultRow]:
+def load_rows(path: Path, *, skipped: list[str] | None = None) -> list[ResultRow]:
     if not path.exists():
         return []
     with open(path, encoding="utf-8") as f:
-        return parse_rows(f, source=str(path))
+        return parse_rows(f, source=str(path), skipped=skipped)

@@ -98,8 +98,11 @@ from coldstart.compile_cache.fingerprint import (
     stable_model_path,
 )
 from coldstart.compile_cache.publish import (
+    EntryCheck,
     PublishResult,
     publish,
+    remove_entry,
+    verify_entry,
 )
 from coldstart.compile_cache.restore import (
     RestoreResult,
@@ -125,6 +128,7 @@ __all__ = [
     "CompileCacheError",
     "CorruptArchive",
     "DeviceInfo",
+    "EntryCheck",
     "Fingerprint",
     "Manifest",
     "ManifestError",
@@ -150,11 +154,13 @@ __all__ = [
     "model_slug",
     "publish",
     "read_manifest",
+    "remove_entry",
     "resolve_compression",
     "restore",
     "restore_for_replica",
     "sha256_file",
     "stable_model_path",
+    "verify_entry",
     "write_engine_marker",
     "write_manifest",
 ]

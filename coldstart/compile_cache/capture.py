@@ -131,7 +131,7 @@ def check_engine_marker(vllm_cache_root: Path, fingerprint: Fingerprint) -> dict
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
         raise CaptureError(
             f"unreadable {path} ({type(e).__name__}: {e}); clear the caches "
-            f"(`python clear_cache.py`) and run the model once before publishing"
+            f"(`python clear_cache.py --all`) and run the model once before publishing"
         ) from e
     fields = _diff_dicts(fingerprint.to_dict(), left_by.to_dict())
     if fields:

@@ -1,4 +1,4 @@
-"""``coldstart compile-cache``: capture, publish, restore, show."""
+"""``coldstart compile-cache``: capture, publish, restore, show (--verify), rm."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from coldstart.compile_cache.common import (
     PublishStatus,
 )
 from coldstart.compile_cache.fingerprint import Fingerprint, fingerprint_for_engine, model_slug, stable_model_path
-from coldstart.compile_cache.publish import publish
+from coldstart.compile_cache.publish import check_entry_prefix, publish, remove_entry, verify_entry
 from coldstart.compile_cache.restore import default_cache_dirs, restore
 from coldstart.storage.store import Store, StoreError, default_store_uri, open_store
 
@@ -76,6 +76,15 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("show", help="list the store's compile-cache entries")
     _add_store_args(p)
     p.add_argument("--model", default=None, help="only this model")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check each archive's size and sha256 against its manifest (downloads it); exit 1 if one fails",
+    )
+    p = sub.add_parser("rm", help="delete one entry (its manifest first, so restores stop using it at once)")
+    _add_store_args(p)
+    p.add_argument("entry", help="the entry as `compile-cache show` prints it: compile-cache/<model>/<key>/")
+    p.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
 
 
 def _fingerprint_from_args(args: argparse.Namespace) -> Fingerprint:
@@ -100,7 +109,13 @@ def _print_json(obj: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Exit codes: 0 success (publish: also SKIPPED, someone else's copy is there), 1 anything else."""
+    """Exit codes: 0 success (publish: also SKIPPED, someone else's copy is there), 1 anything else, 2 bad input."""
+    if args.command == "rm":
+        try:
+            check_entry_prefix(args.entry)
+        except ValueError as e:
+            print(f"compile-cache rm: {e}", file=sys.stderr)
+            return 2
     try:
         if args.command == "capture":
             fp = _fingerprint_from_args(args)
@@ -146,15 +161,20 @@ def main(args: argparse.Namespace) -> int:
             _print_json(dataclasses.asdict(rr))
             return 0 if rr.ok else 1
         if args.command == "show":
-            return _show(_open_store_from_args(args), args.model)
+            return _show(_open_store_from_args(args), args.model, verify=args.verify)
+        if args.command == "rm":
+            keys = remove_entry(_open_store_from_args(args), args.entry, dry_run=args.dry_run)
+            _print_json({"entry": check_entry_prefix(args.entry), "deleted": not args.dry_run, "keys": keys})
+            return 0
     except (CompileCacheError, StoreError, ValueError, OSError) as e:
         print(f"compile-cache {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {args.command!r}")
 
 
-def _show(store: Store, model_name: str | None) -> int:
+def _show(store: Store, model_name: str | None, *, verify: bool = False) -> int:
     prefix = f"{KEY_PREFIX}/{model_slug(model_name)}/" if model_name else f"{KEY_PREFIX}/"
+    failed = 0
     for obj in store.list(prefix):
         if not obj.key.endswith("/" + MANIFEST_NAME):
             continue
@@ -162,10 +182,16 @@ def _show(store: Store, model_name: str | None) -> int:
         try:
             m = Manifest.from_json(store.get_bytes(obj.key))
         except ManifestError as e:
-            _print_json({"entry": entry, "error": str(e)})
+            failed += 1
+            _print_json({"entry": entry, "error": str(e), **({"verified": False} if verify else {})})
             continue
         fp = m.fingerprint or {}
         summary = ("model_path", "tp_size", "dtype", "vllm_version", "torch_version", "device_name")
+        checked: dict[str, Any] = {}
+        if verify:
+            check = verify_entry(store, entry)
+            failed += not check.ok
+            checked = {"verified": check.ok, "problems": list(check.problems)}
         _print_json(
             {
                 "entry": entry,
@@ -175,6 +201,13 @@ def _show(store: Store, model_name: str | None) -> int:
                 "files": m.file_count,
                 "compression": m.compression,
                 **{k: fp.get(k) for k in summary},
+                **checked,
             }
         )
-    return 0
+    if failed:
+        what = "failed verification" if verify else "have an unreadable manifest"
+        print(
+            f"compile-cache show: {failed} entries {what} (repair: publish again, or `compile-cache rm`)",
+            file=sys.stderr,
+        )
+    return 1 if failed and verify else 0

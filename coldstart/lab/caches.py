@@ -5,6 +5,13 @@ clearing follows a cache wherever an env var moved it. Clearing removes a root's
 it may be a mount point or carry permissions) and never follows a symlink found inside a root: the link is
 removed, its target is not touched.
 
+An env var can point a root anywhere (``VLLM_CACHE_ROOT=/etc``), so before anything is touched every root must
+look like a cache: not a system folder, not the repo, not home or above, and under home, a temp folder or a
+folder named like a cache (``--allow-root`` vouches for another). Paths are checked as written, never
+resolved through a symlink: a root that is a symlink is refused, and ``--evict`` takes only paths inside a
+known root (a cache, the lab's home, the local store). Clearing, evicting and dropping the page cache are each
+asked for by name: ``--evict`` alone evicts and clears nothing.
+
 Ray Serve LLM (2.57.1) has no download folder of its own: a model mirrored from S3/GCS is written to
 ``$HF_HUB_CACHE/models--<id>/snapshots/<hash>`` (``CloudModelAccessor._get_model_path``), so the ``hf-hub``
 root covers it. Its FileLocks (``~/<id>-full.lock`` etc.) sit directly in the home folder and are left alone:
@@ -53,6 +60,21 @@ class UnknownRootError(ValueError):
     """A root name that ``cache_roots`` does not know; the message lists the valid ones."""
 
 
+# A root inside one of these, or holding one, would clear part of the system.
+_SYSTEM_DIRS = tuple(
+    Path(p)
+    for p in ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev", "/proc", "/sys")
+)
+# Shared top-level folders: something inside may be a cache (/var/cache/x, /mnt/disk/hf_cache), they never are.
+_SHARED_TOPS = tuple(
+    Path(p)
+    for p in ("/var", "/var/tmp", "/opt", "/srv", "/home", "/root", "/mnt", "/media", "/run", "/snap", "/tmp", "/data")
+)
+_TEMP_TOPS = (Path("/tmp"), Path("/var/tmp"))
+# The checkout this code runs from: a root in it (or holding it) would clear the project itself.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
 @dataclass(frozen=True)
 class CacheRoot:
     name: str
@@ -85,6 +107,7 @@ class EvictReport:
     size_bytes: int
     errors: tuple[str, ...] = ()
     drop_caches: DropCachesResult | None = None
+    skipped: tuple[str, ...] = ()  # symlinks whose target lies outside every known root: not opened
 
     @property
     def ok(self) -> bool:
@@ -237,6 +260,26 @@ def cache_roots(env: Mapping[str, str] | None = None) -> list[CacheRoot]:
     return [r for r in roots if not (r.name.endswith("-default") and r.path in pinned_paths)]
 
 
+def isolated_env(base: Path) -> dict[str, str | None]:
+    """Env changes that move every root in ``cache_roots`` and ``data_roots`` under ``base`` (None: unset).
+
+    HOME stays (Ray and pip read it), so the roots that default to it (Triton's, the CUDA JIT's, FlashInfer's)
+    are moved by their own variables; the user name stays too, so Inductor's default moves with TMPDIR.
+    For tests and throwaway labs: a clear there cannot reach the developer's caches. Create ``base/tmp``.
+    """
+    unset: dict[str, str | None] = {
+        name: None for name in ENV_VARS if name not in ("HOME", "LOGNAME", "USER", "LNAME", "USERNAME", "TEMP", "TMP")
+    }
+    return {
+        **unset,
+        "XDG_CACHE_HOME": str(base / "xdg"),
+        "TMPDIR": str(base / "tmp"),
+        "TRITON_HOME": str(base / "triton-home"),
+        "CUDA_CACHE_PATH": str(base / "nv" / "ComputeCache"),
+        "FLASHINFER_WORKSPACE_BASE": str(base / "flashinfer-home"),
+    }
+
+
 def select_roots(names: Iterable[str], env: Mapping[str, str] | None = None) -> list[CacheRoot]:
     """The named roots, in the order asked; raises UnknownRootError listing the valid names."""
     by_name = {r.name: r for r in cache_roots(env)}
@@ -246,28 +289,146 @@ def select_roots(names: Iterable[str], env: Mapping[str, str] | None = None) -> 
     return [by_name[n] for n in names]
 
 
+def data_roots(env: Mapping[str, str] | None = None) -> list[CacheRoot]:
+    """Where the lab keeps weights it may evict from the page cache but never clears: its home, a local store."""
+    from coldstart.storage.store import InvalidStoreURI, parse_store_uri
+
+    env = os.environ if env is None else env
+    roots = [CacheRoot("coldstart-home", _expand(str(paths.coldstart_home(env)), env), "checkpoints, store, models")]
+    uri = env.get("COLDSTART_STORE", "").strip()
+    if uri:
+        try:
+            loc = parse_store_uri(uri)
+        except InvalidStoreURI as exc:
+            raise OutsideCacheRootError(f"COLDSTART_STORE: {exc}") from exc
+        if loc.path is not None:
+            roots.append(CacheRoot("local-store", loc.path, "the lab's local store (COLDSTART_STORE)"))
+    return roots
+
+
 def _is_within(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 
 
-def _refuse_dangerous(root: CacheRoot, resolved: Path, env: Mapping[str, str]) -> None:
-    # An env var set to "/" or "$HOME" would otherwise turn "clear a cache" into "wipe the machine".
-    home = _home(env).resolve()
-    tmp = _tempdir(env).resolve()
-    if resolved == Path(resolved.anchor) or resolved in (home, tmp) or _is_within(home, resolved):
-        raise OutsideCacheRootError(f"refusing to clear {root.name!r} at {resolved}: it is /, home, tmp or above")
+def _absolute(path: Path, what: str) -> Path:
+    """``path`` made absolute without resolving a symlink; '..' is refused, not folded.
+
+    Folding ``a/link/..`` by hand gives ``a`` while the kernel gives the link target's parent: the check
+    and the removal would disagree about which folder is meant.
+    """
+    if ".." in path.parts:
+        raise OutsideCacheRootError(f"refusing {what} at {path}: '..' in a cache path is ambiguous next to symlinks")
+    return Path(os.path.abspath(path))
 
 
-def _check_known(root: CacheRoot, known: Sequence[CacheRoot], env: Mapping[str, str]) -> Path:
-    """The root's resolved path, after checking it is a known root or inside one."""
-    resolved = root.path.resolve()
-    if not any(_is_within(resolved, k.path.resolve()) for k in known):
+def _refuse_never(what: str, path: Path, env: Mapping[str, str], *, clearing: bool = True) -> None:
+    """Folders no flag makes clearable: /, home and above, system folders, shared tops, tmp, the repo.
+
+    Evicting (``clearing`` False) destroys nothing, so only /, home and above and system folders apply.
+    """
+    home = _absolute(_home(env), "HOME")
+    cwd = Path(os.path.abspath(os.getcwd()))
+    if path == Path(path.anchor) or _is_within(home, path):
+        raise OutsideCacheRootError(f"refusing {what} at {path}: it is /, the home folder or holds it")
+    for top in _SYSTEM_DIRS:
+        if _is_within(path, top) or _is_within(top, path):
+            raise OutsideCacheRootError(f"refusing {what} at {path}: a system folder ({top})")
+    if not clearing:
+        return
+    for top in _SHARED_TOPS:
+        if _is_within(top, path):
+            raise OutsideCacheRootError(f"refusing {what} at {path}: a shared top-level folder, not a cache")
+    tmp = _absolute(_tempdir(env), "the temp folder")
+    if _is_within(tmp, path):
+        raise OutsideCacheRootError(f"refusing {what} at {path}: it is the temp folder or holds it")
+    if _is_within(path, REPO_ROOT) or _is_within(REPO_ROOT, path) or _is_within(cwd, path):
+        raise OutsideCacheRootError(f"refusing {what} at {path}: it is in (or holds) the repo or working folder")
+
+
+def check_plausible_root(root: CacheRoot, env: Mapping[str, str], allowed: Sequence[Path] = ()) -> Path:
+    """The root's absolute path, once it looks like a cache folder; else OutsideCacheRootError.
+
+    A cache lives under home, under a temp folder or in a folder named like one (``~/.nv/ComputeCache``,
+    ``/mnt/hf_cache``); a root anywhere else is cleared only when ``allowed`` (``--allow-root``) names it.
+    """
+    path = _absolute(root.path, f"{root.name!r}")
+    what = f"{root.name!r}"
+    _refuse_never(what, path, env)
+    if os.path.islink(path):
+        # Following it would clear wherever the link points; the env var can name the target instead.
         raise OutsideCacheRootError(
-            f"refusing to clear {root.name!r} at {root.path}: not inside a known cache root "
-            f"({', '.join(f'{k.name}={k.path}' for k in known)})"
+            f"refusing {what} at {path}: it is a symlink (to {os.readlink(path)}), not followed; "
+            "point its env var at the target if that is the cache"
         )
-    _refuse_dangerous(root, resolved, env)
-    return resolved
+    home = _absolute(_home(env), "HOME")
+    temps = (_absolute(_tempdir(env), "the temp folder"), *_TEMP_TOPS)
+    plausible = (
+        _is_within(path, home)
+        or any(_is_within(path, t) for t in temps)
+        or any("cache" in part.lower() for part in path.parts[1:])
+        or any(_is_within(path, _absolute(Path(a), "--allow-root")) for a in allowed)
+    )
+    if not plausible:
+        raise OutsideCacheRootError(
+            f"refusing {what} at {path}: not under home, a temp folder or a folder named like a cache; "
+            f"if it is a cache, say so with --allow-root {path}"
+        )
+    return path
+
+
+def _symlink_between(top: Path, path: Path) -> Path | None:
+    """The first symlink on the way from ``top`` (inclusive) down to ``path`` (inclusive), if any."""
+    step = top
+    for part in (top, *path.relative_to(top).parts):
+        step = top if part is top else step / part
+        if os.path.islink(step):
+            return step
+    return None
+
+
+def _check_inside(what: str, path: Path, known: Sequence[CacheRoot]) -> Path:
+    """``path`` made absolute, after checking it lies inside a known root without crossing a symlink."""
+    absolute = _absolute(path, what)
+    tops = [(k, Path(os.path.abspath(k.path))) for k in known]
+    inside = [(k, top) for k, top in tops if _is_within(absolute, top)]
+    if not inside:
+        raise OutsideCacheRootError(
+            f"refusing {what} at {path}: not inside a known cache root "
+            f"({', '.join(f'{k.name}={top}' for k, top in tops)})"
+        )
+    for _k, top in inside:
+        link = _symlink_between(top, absolute)
+        if link is not None:
+            raise OutsideCacheRootError(f"refusing {what} at {path}: {link} is a symlink, not followed")
+    return absolute
+
+
+def _check_evictable(path: Path, known: Sequence[CacheRoot], env: Mapping[str, str]) -> Path:
+    """``path`` made absolute, once it lies inside a known root that is itself no system folder, home or /
+    (``COLDSTART_HOME=/`` must not make every file evictable)."""
+    absolute = _check_inside("to evict", path, known)
+    _refuse_never("to evict", absolute, env, clearing=False)
+    refusals = []
+    for k in known:
+        top = Path(os.path.abspath(k.path))
+        if _is_within(absolute, top):
+            try:
+                _refuse_never(f"{k.name!r} as a root to evict in", top, env, clearing=False)
+                return absolute
+            except OutsideCacheRootError as exc:
+                refusals.append(str(exc))
+    raise OutsideCacheRootError("; ".join(refusals))
+
+
+def _check_known(
+    root: CacheRoot, known: Sequence[CacheRoot], env: Mapping[str, str], allowed: Sequence[Path] = ()
+) -> Path:
+    """The root's absolute path, after checking it is a known root or inside one, and a plausible cache."""
+    path = _check_inside(f"to clear {root.name!r}", root.path, known)
+    for k in known:
+        if _is_within(path, Path(os.path.abspath(k.path))):
+            check_plausible_root(k, env, allowed)
+    return check_plausible_root(root, env, allowed)
 
 
 @dataclass
@@ -338,16 +499,26 @@ def clear(
     evict_paths: Iterable[os.PathLike[str] | str] = (),
     drop_page_cache: bool = False,
     env: Mapping[str, str] | None = None,
+    allowed_roots: Sequence[os.PathLike[str] | str] = (),
 ) -> ClearReport:
     """Remove the contents of ``roots``, then evict ``evict_paths`` from the page cache.
 
-    Every root must be a known root (``cache_roots(env)``) or inside one, else OutsideCacheRootError is
-    raised before anything is touched. Failures to remove are collected, not raised: the report says what
-    is left (``ok`` False), so a caller sees every failure at once.
+    Every root must be a known root (``cache_roots(env)``) or inside one, and look like a cache
+    (``check_plausible_root``; ``allowed_roots`` vouches for roots elsewhere); every evict path must lie inside
+    a known or data root. Else OutsideCacheRootError is raised before anything is touched. Failures to remove
+    are collected, not raised: the report says what is left (``ok`` False), so a caller sees every failure.
     """
     env = os.environ if env is None else env
     known = cache_roots(env)
-    resolved = [_check_known(root, known, env) for root in roots]
+    allowed = [Path(a) for a in allowed_roots]
+    for a in allowed:
+        _refuse_never("--allow-root", _absolute(a, "--allow-root"), env)
+    resolved = [_check_known(root, known, env, allowed) for root in roots]
+    evict_list = [Path(p) for p in evict_paths]
+    if evict_list:  # data roots read COLDSTART_STORE: a clear alone must not depend on it
+        evict_known = [*known, *data_roots(env), *(CacheRoot("allowed", a, "--allow-root") for a in allowed)]
+        for p in evict_list:
+            _check_evictable(p, evict_known, env)
     results: list[RootResult] = []
     seen: dict[Path, str] = {}
     for root, path in zip(roots, resolved, strict=True):
@@ -381,17 +552,18 @@ def clear(
                 note="dry run" if dry_run else None,
             )
         )
-    evict_list = [Path(p) for p in evict_paths]
     evict = None
     if evict_list or drop_page_cache:
-        evict = evict_page_cache(evict_list, drop_page_cache=drop_page_cache, dry_run=dry_run)
+        evict = evict_page_cache(
+            evict_list, drop_page_cache=drop_page_cache, dry_run=dry_run, env=env, extra_roots=allowed
+        )
     return ClearReport(tuple(results), dry_run=dry_run, evict=evict)
 
 
 def _iter_files(path: Path) -> Iterable[Path]:
     if path.is_dir():
-        # followlinks=False avoids loops; symlinked files (HF snapshots -> blobs) are still opened below,
-        # which evicts their targets: eviction only drops clean cached pages, it destroys nothing.
+        # followlinks=False avoids loops; symlinked files (HF snapshots -> blobs) are opened by the caller
+        # only when their target is inside a known root too.
         for dirpath, _dirs, files in os.walk(path, followlinks=False):
             for name in sorted(files):
                 yield Path(dirpath) / name
@@ -405,21 +577,37 @@ def evict_page_cache(
     drop_page_cache: bool = False,
     dry_run: bool = False,
     proc_path: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    extra_roots: Sequence[os.PathLike[str] | str] = (),
 ) -> EvictReport:
     """Drop the cached pages of every file under ``paths`` (kept on disk) with POSIX_FADV_DONTNEED.
 
-    Works unprivileged, per file. ``drop_page_cache`` additionally drops the whole page cache where the process
-    may (root, writable /proc); not being allowed is reported, never an error.
+    Every path must lie inside a cache root, a data root (``data_roots``: the lab's home, a local store) or
+    ``extra_roots``, else OutsideCacheRootError before any file is opened; a symlinked file whose target lies
+    outside all of them is skipped (listed in ``skipped``). Works unprivileged, per file. ``drop_page_cache``
+    additionally drops the whole page cache where the process may (root, writable /proc); not being allowed
+    is reported, never an error.
     """
+    env = os.environ if env is None else env
+    known = [*cache_roots(env), *data_roots(env), *(CacheRoot("allowed", Path(a), "--allow-root") for a in extra_roots)]
     path_list = tuple(Path(p) for p in paths)
+    for top in path_list:
+        _check_evictable(top, known, env)
+    real_roots = [k.path.resolve() for k in known]
     files = size_bytes = 0
     errors: list[str] = []
+    skipped: list[str] = []
     fadvise = getattr(os, "posix_fadvise", None)
     for top in path_list:
         if not top.exists():
             errors.append(f"{top}: no such file or folder to evict")
             continue
         for file in _iter_files(top):
+            if file.is_symlink():
+                target = file.resolve()
+                if not any(_is_within(target, r) for r in real_roots):
+                    skipped.append(f"{file} -> {target}: outside every known root, not opened")
+                    continue
             try:
                 st = os.stat(file)
             except OSError as exc:
@@ -447,7 +635,7 @@ def evict_page_cache(
     drop = None
     if drop_page_cache:
         drop = DropCachesResult(False, "dry run") if dry_run else drop_caches(proc_path)
-    return EvictReport(path_list, files, size_bytes, tuple(errors), drop)
+    return EvictReport(path_list, files, size_bytes, tuple(errors), drop, tuple(skipped))
 
 
 def drop_caches(proc_path: Path | None = None) -> DropCachesResult:
@@ -483,19 +671,20 @@ def print_report(report: ClearReport, console: Console | None = None) -> None:
 
     out = console or Console()
     verb = "would remove" if report.dry_run else "removed"
-    table = Table(title=f"cache roots ({'dry run' if report.dry_run else 'cleared'})")
-    for col in ("root", "path", "files", verb, "status"):
-        table.add_column(col, justify="right" if col in ("files", verb) else "left", overflow="fold")
-    for r in report.roots:
-        if r.error:
-            status = f"[red]FAILED: {r.error}[/red]"
-        elif not r.existed:
-            status = "absent"
-        else:
-            status = r.note or ("removed" if r.removed else "kept")
-        table.add_row(r.name, str(r.path), str(r.files), _human_bytes(r.size_bytes), status)
-    table.add_row("total", "", str(sum(r.files for r in report.roots)), _human_bytes(report.size_bytes), "")
-    out.print(table)
+    if report.roots:  # an --evict-only call clears nothing: no table of roots
+        table = Table(title=f"cache roots ({'dry run' if report.dry_run else 'cleared'})")
+        for col in ("root", "path", "files", verb, "status"):
+            table.add_column(col, justify="right" if col in ("files", verb) else "left", overflow="fold")
+        for r in report.roots:
+            if r.error:
+                status = f"[red]FAILED: {r.error}[/red]"
+            elif not r.existed:
+                status = "absent"
+            else:
+                status = r.note or ("removed" if r.removed else "kept")
+            table.add_row(r.name, str(r.path), str(r.files), _human_bytes(r.size_bytes), status)
+        table.add_row("total", "", str(sum(r.files for r in report.roots)), _human_bytes(report.size_bytes), "")
+        out.print(table)
     ev = report.evict
     if ev is not None:
         if ev.paths:
@@ -505,37 +694,64 @@ def print_report(report: ClearReport, console: Console | None = None) -> None:
             )
         for err in ev.errors:
             out.print(f"[red]evict failed: {err}[/red]")
+        for skip in ev.skipped:
+            out.print(f"evict skipped: {skip}")
         if ev.drop_caches is not None:
             out.print(f"drop_caches: {'done' if ev.drop_caches.done else 'not done'} ({ev.drop_caches.detail})")
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
-    parser.add_argument(
-        "--only", nargs="+", action="extend", metavar="NAME", help="clear only these roots (default: all)"
+    # Each action is asked for by name: a bare call, or --evict alone, clears nothing it was not told to.
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument(
+        "--all", action="store_true", help="clear every cache root (clear_cache.py --all --dry-run lists them)"
     )
+    what.add_argument("--only", nargs="+", action="extend", metavar="NAME", help="clear only these roots")
+    parser.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
     parser.add_argument(
         "--evict",
         nargs="+",
         action="extend",
         default=[],
         metavar="PATH",
-        help="files or folders kept on disk whose pages to drop from the page cache (e.g. a checkpoint)",
+        help="files or folders kept on disk whose pages to drop from the page cache (e.g. a checkpoint); each "
+        "must lie inside a cache root, the lab's home or its local store. Evicts only: clears no root",
     )
     parser.add_argument(
-        "--no-drop-caches",
-        dest="drop_caches",
-        action="store_false",
-        help="do not write /proc/sys/vm/drop_caches even when root",
+        "--drop-caches",
+        action="store_true",
+        help="also sync and drop the whole machine's page cache (/proc/sys/vm/drop_caches) when root",
+    )
+    parser.add_argument(
+        "--allow-root",
+        action="append",
+        default=[],
+        metavar="PATH",
+        type=Path,
+        help="a cache folder outside home, temp folders and cache-named folders that may be cleared "
+        "(e.g. HF_HOME=/mnt/nvme/hf): you vouch that it holds only caches; system folders stay refused",
     )
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
     """0: all cleared; 1: something could not be removed or evicted; 2: bad input."""
+    if not (args.all or args.only or args.evict or args.drop_caches):
+        print(
+            "error: nothing to do: say --all or --only NAME... to clear, --evict PATH... to evict, "
+            "--drop-caches to drop the page cache (add --dry-run to see what would go)",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        roots = select_roots(args.only) if args.only else cache_roots()
-        report = clear(roots, dry_run=args.dry_run, evict_paths=args.evict, drop_page_cache=args.drop_caches)
+        roots = select_roots(args.only) if args.only else cache_roots() if args.all else []
+        report = clear(
+            roots,
+            dry_run=args.dry_run,
+            evict_paths=args.evict,
+            drop_page_cache=args.drop_caches,
+            allowed_roots=args.allow_root,
+        )
     except (UnknownRootError, OutsideCacheRootError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -74,6 +75,12 @@ def measure_ttft(
     transport: httpx.BaseTransport | None = None,
     monotonic: Callable[[], float] = time.perf_counter,
 ) -> ClientResult:
+    if not (isinstance(timeout_s, int | float) and math.isfinite(timeout_s) and timeout_s > 0):
+        # httpx reads a non-positive read timeout as "fail at once": a misleading stream_error, not a cold start.
+        raise ValueError(f"timeout_s must be a finite number of seconds > 0, got {timeout_s!r}")
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    check_base_url(base_url)
     url = base_url.rstrip("/") + "/v1/chat/completions"
     body = {
         "model": model,
@@ -160,13 +167,54 @@ def write_result(m: ClientResult, path: Path) -> None:
     tmp.replace(path)
 
 
+def check_base_url(base_url: str) -> str:
+    """``http(s)://host[:port][/path]``; ValueError otherwise (without a scheme httpx fails mid-measurement)."""
+    try:
+        parsed = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ValueError(f"invalid URL {base_url!r}: {exc}") from exc
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"invalid URL {base_url!r}: expected http://host:port (e.g. http://127.0.0.1:8000)")
+    return base_url
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number of seconds > 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
+
+
+def _base_url(text: str) -> str:
+    try:
+        return check_base_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="where service.py serves")
+    parser.add_argument("--url", type=_base_url, default="http://127.0.0.1:8000", help="where service.py serves")
     parser.add_argument("--model", default="tiny", help="the model id the service serves (registry name)")
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
-    parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument("--max-tokens", type=_positive_int, default=16)
     parser.add_argument(
-        "--timeout", type=float, default=1800.0, help="seconds to wait for the first token (a cold start)"
+        "--timeout",
+        type=positive_seconds,
+        default=1800.0,
+        help="seconds (> 0) to wait for the first token (a cold start)",
     )
     parser.add_argument("--out", type=Path, default=None, help="write the JSON result here")
 

@@ -60,9 +60,13 @@ def import_archive(archive: Path, results_path: Path = DEFAULT_RESULTS, dest_roo
     if results_text is None:
         raise NotARunArchive(f"{archive} holds no {ARCHIVE_RESULTS}: not a run archive")
     try:
-        rows = parse_rows(results_text.decode().splitlines(), source=f"{archive}:{ARCHIVE_RESULTS}")
+        skipped: list[str] = []
+        rows = parse_rows(results_text.decode().splitlines(), source=f"{archive}:{ARCHIVE_RESULTS}", skipped=skipped)
     except SchemaError as e:
         raise NotARunArchive(str(e)) from e
+    if skipped:
+        # Analysis may skip a bad line and go on; an import that did would append a lease minus a run, silently.
+        raise NotARunArchive("; ".join(skipped))
     report = ImportReport()
     ours = load_rows(results_path)
     known = {r.run_id for r in ours}

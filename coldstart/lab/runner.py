@@ -37,12 +37,13 @@ from coldstart.analysis.results import (
     Provenance,
     ResultRow,
     RunStatus,
+    SchemaError,
     StoredTimeline,
     append_row,
     collect_provenance,
     load_rows,
 )
-from coldstart.lab.client import measure_ttft
+from coldstart.lab.client import measure_ttft, positive_seconds
 from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
 
 
@@ -144,47 +145,24 @@ def run_one(
     t0 = time.time()
     log_path: Path | None = None
     config: dict[str, Any] = {}
+    clear_report: dict[str, Any] = {}
+    m: ClientResult | None = None
     try:
         clear_report = sut.clear(spec)
         with sut.deploy(spec, run_id) as dep:
             log_path, config = dep.log_path, dep.config
             m = sut.measure(dep, spec)
-        text = log_path.read_text(errors="replace") if log_path and log_path.exists() else ""
-        write_client_sidecar(log_path, m)
-        try:
-            phases, run_audit, timeline = summarize(text, m, spec.experiment)
-        except Exception as exc:
-            # The measurement stands even if the parser trips on a new log wording; the row says so and
-            # `python -m analysis` can re-derive the phases from the kept log once the parser is fixed.
-            phases, timeline = {}, None
-            run_audit = Audit(parse_error=f"{type(exc).__name__}: {exc}")
-        return ResultRow(
-            run_id=run_id,
-            model=spec.model,
-            experiment=spec.experiment,
-            repeat=spec.repeat,
-            status=m.status.run_status,
-            ttft_s=m.ttft_s,
-            phases=phases,
-            audit=run_audit,
-            log_path=_portable(log_path),
-            provenance=provenance,
-            config=config,
-            campaign=spec.campaign,
-            device=device,
-            error=m.error,
-            t_start_epoch=t0,
-            client=m,
-            timeline=timeline,
-            wall_s=time.time() - t0,
-            node_state=spec.node_state,
-            answer=answer_check(m.text, reference),
-            extra={"clear": clear_report, "levers": list(EXPERIMENTS[spec.experiment].levers)},
-        )
+        return _measured_row(spec, run_id, t0, m, log_path, config, clear_report, provenance, device, reference)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # one failed run must not end the campaign: record it and go on
         log_path = log_path or getattr(exc, "log_path", None)
+        error = f"{type(exc).__name__}: {exc}"
+        if m is not None:
+            # The cold start was timed; what failed after it (stopping the service) must not cost the number.
+            return _measured_row(
+                spec, run_id, t0, m, log_path, config, clear_report, provenance, device, reference, late=[error]
+            )
         return ResultRow(
             run_id=run_id,
             model=spec.model,
@@ -199,10 +177,139 @@ def run_one(
             config=config,
             campaign=spec.campaign,
             device=device,
-            error=f"{type(exc).__name__}: {exc}",
+            error=error,
             t_start_epoch=t0,
             wall_s=time.time() - t0,
         )
+
+
+def _measured_row(
+    spec: RunSpec,
+    run_id: str,
+    t0: float,
+    m: ClientResult,
+    log_path: Path | None,
+    config: dict[str, Any],
+    clear_report: dict[str, Any],
+    provenance: Provenance | None,
+    device: str | None,
+    reference: tuple[str, str] | None,
+    late: list[str] | None = None,
+) -> ResultRow:
+    """The row of a run that was measured. Each step after the measurement (sidecar, log, parse) may fail on
+    its own; its error goes into ``extra.late_errors`` and the row keeps the number."""
+    late = list(late or ())
+    try:
+        write_client_sidecar(log_path, m)
+    except OSError as exc:
+        late.append(f"client sidecar not written: {exc}")
+    try:
+        text = log_path.read_text(errors="replace") if log_path and log_path.exists() else ""
+    except OSError as exc:
+        text = ""
+        late.append(f"run log unreadable: {exc}")
+    try:
+        phases, run_audit, timeline = summarize(text, m, spec.experiment)
+    except Exception as exc:
+        # The measurement stands even if the parser trips on a new log wording; the row says so and
+        # `python -m analysis` can re-derive the phases from the kept log once the parser is fixed.
+        phases, timeline = {}, None
+        run_audit = Audit(parse_error=f"{type(exc).__name__}: {exc}")
+    extra: dict[str, Any] = {"clear": clear_report, "levers": list(EXPERIMENTS[spec.experiment].levers)}
+    if late:
+        extra["late_errors"] = late
+    return ResultRow(
+        run_id=run_id,
+        model=spec.model,
+        experiment=spec.experiment,
+        repeat=spec.repeat,
+        status=m.status.run_status,
+        ttft_s=m.ttft_s,
+        phases=phases,
+        audit=run_audit,
+        log_path=_portable(log_path),
+        provenance=provenance,
+        config=config,
+        campaign=spec.campaign,
+        device=device,
+        error=m.error,
+        t_start_epoch=t0,
+        client=m,
+        timeline=timeline,
+        wall_s=time.time() - t0,
+        node_state=spec.node_state,
+        answer=answer_check(m.text, reference),
+        extra=extra,
+    )
+
+
+class ResultsNotWritable(RuntimeError):
+    """A row could not be appended to the results file; the message says where it was saved instead."""
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _folder_problem(folder: Path, what: str) -> str | None:
+    """Why nothing could be written into ``folder`` (created later as needed); None when it can.
+
+    Probes with a real temp file in the nearest existing ancestor: os.access says yes to root on a folder a
+    quota or a read-only bind mount would still refuse. Creates no folder.
+    """
+    anchor = _nearest_existing(folder)
+    if not anchor.is_dir():
+        return f"{what} {folder}: {anchor} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=anchor, prefix=".coldstart-writable-"):
+            pass
+    except OSError as exc:
+        return f"{what} {folder}: cannot write in {anchor} ({exc.strerror or exc})"
+    return None
+
+
+def check_writable(results_path: Path, specs: Sequence[RunSpec]) -> list[str]:
+    """What a campaign will write, checked before the first cold start: the results file, each run's log
+    folder, the temp folder the service's ready file goes to. Returns the problems (empty: all writable)."""
+    problems = []
+    if results_path.exists():
+        try:
+            with open(results_path, "a"):  # append mode, nothing written: the file stays as it is
+                pass
+        except OSError as exc:
+            problems.append(f"results file {results_path}: {exc.strerror or exc}")
+    elif problem := _folder_problem(results_path.parent, "results folder"):
+        problems.append(problem)
+    log_folders = {paths.run_log_path(s.model, s.experiment, "probe").parent for s in specs}
+    problems += [p for folder in sorted(log_folders) if (p := _folder_problem(folder, "log folder"))]
+    if problem := _folder_problem(Path(tempfile.gettempdir()), "temp folder"):
+        problems.append(problem)
+    return problems
+
+
+def save_row(results_path: Path, row: ResultRow) -> None:
+    """Append ``row``; if that fails, keep it beside its run log (else in the temp folder) and raise
+    ResultsNotWritable naming that file: a timed cold start is never lost to a late write error."""
+    try:
+        append_row(results_path, row)
+        return
+    except OSError as exc:
+        failure = f"{type(exc).__name__}: {exc}"
+    line = row.to_json() + "\n"
+    candidates = [Path(row.log_path).parent] if row.log_path else []
+    for folder in [*candidates, Path(tempfile.gettempdir())]:
+        rescue = folder / f"{row.run_id}.row.jsonl"
+        try:
+            rescue.write_text(line)
+        except OSError:
+            continue
+        raise ResultsNotWritable(
+            f"cannot append to {results_path} ({failure}); the row is saved in {rescue} "
+            f"(append it with: cat {rescue} >> {results_path})"
+        )
+    raise ResultsNotWritable(f"cannot append to {results_path} ({failure}); the row, not saved anywhere: {line}")
 
 
 def _portable(path: Path | None) -> str | None:
@@ -306,12 +413,14 @@ def run_matrix(
             progress.update(task, description=f"{spec.model} {spec.experiment} #{spec.repeat}")
             reference = reference_answer(earlier, spec.model, device)
             row = run_one(sut, spec, provenance=provenance, device=device, reference=reference)
-            append_row(results_path, row)
+            save_row(results_path, row)  # raises once the row is kept elsewhere: the next run would be lost too
             rows.append(row)
             ttft = "-" if row.ttft_s is None else f"{row.ttft_s:.1f} s"
+            late = (row.extra or {}).get("late_errors")
             progress.console.print(
                 f"{spec.model} {spec.experiment} #{spec.repeat}: {row.status}, TTFT {ttft}"
                 + (f" ({row.error})" if row.error else "")
+                + (f" [after the measurement: {'; '.join(late)}]" if late else "")
             )
             progress.advance(task)
     return rows
@@ -363,11 +472,13 @@ class ServiceSUT:
         local = [store.path] if store.path is not None else []
         weights = [p for p in (*local, paths.coldstart_home() / "checkpoints") if p.exists()]
         evict = [str(p) for p in weights] if spec.node_state == "cold" else []
+        # Every action named: clear_cache.py does only what it is told (and drops the page cache as before).
         cmd = [
             self.python,
             "clear_cache.py",
-            *(["--only", *self.clear_only] if self.clear_only else []),
+            *(["--only", *self.clear_only] if self.clear_only else ["--all"]),
             *(["--evict", *evict] if evict else []),
+            "--drop-caches",
         ]
         proc = subprocess.run(cmd, cwd=self.workdir, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -506,8 +617,9 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
         metavar="ROOT",
         help="clear only these cache roots (see clear_cache.py --dry-run); default: all of them",
     )
-    parser.add_argument("--ready-timeout", type=float, default=600.0)
-    parser.add_argument("--client-timeout", type=float, default=1800.0)
+    # Checked here: a bad value would otherwise surface only after the first cold start, as a failed row.
+    parser.add_argument("--ready-timeout", type=positive_seconds, default=600.0)
+    parser.add_argument("--client-timeout", type=positive_seconds, default=1800.0)
     parser.add_argument("--dry-run", action="store_true", help="list the runs it would do and exit")
     parser.add_argument(
         "--time-budget-s",
@@ -541,9 +653,14 @@ def main(args: argparse.Namespace) -> int:
     except UnknownNameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        earlier = load_rows(args.results)
+    except (OSError, SchemaError) as exc:
+        print(f"error: cannot read the results file {args.results}: {exc}", file=sys.stderr)
+        return 2
     other_state = {
         r.node_state or "cold"  # rows from before it was recorded ran on a cold node
-        for r in load_rows(args.results)
+        for r in earlier
         if r.campaign == args.campaign
     } - {args.node_state}
     if other_state:
@@ -556,6 +673,12 @@ def main(args: argparse.Namespace) -> int:
     specs = plan(args.models, args.experiments, args.repeats, args.campaign, args.node_state)
     todo = pending(specs, args.results)
     service_args = [a for a in args.service_args if a != "--"]
+    # Before the first cold start, not after it: a run costs minutes and its row must have somewhere to go.
+    if todo and (problems := check_writable(args.results, todo)):
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print("error: nothing was run; fix the paths above (or pass --results elsewhere)", file=sys.stderr)
+        return 2
     if args.dry_run:
         for s in specs:
             state = "todo" if s in todo else "done"
@@ -569,14 +692,18 @@ def main(args: argparse.Namespace) -> int:
         ready_timeout_s=args.ready_timeout,
         client_timeout_s=args.client_timeout,
     )
-    rows = run_matrix(
-        sut,
-        specs,
-        args.results,
-        provenance=collect_provenance(),
-        time_budget_s=args.time_budget_s,
-        run_overhead_s=args.run_overhead_s,
-    )
+    try:
+        rows = run_matrix(
+            sut,
+            specs,
+            args.results,
+            provenance=collect_provenance(),
+            time_budget_s=args.time_budget_s,
+            run_overhead_s=args.run_overhead_s,
+        )
+    except ResultsNotWritable as exc:
+        print(f"error: {exc}; the campaign stopped there", file=sys.stderr)
+        return 1
     failed = [r for r in rows if r.status != "ok"]
     left = len(todo) - len(rows)
     print(

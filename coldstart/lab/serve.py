@@ -7,6 +7,7 @@ engine process holding a GPU) and still flushes the log.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import os
 import re
@@ -216,6 +217,63 @@ def ensure_port_free(host: str, port: int, timeout_s: float = 0.5) -> None:
         f"stop it first (`ray stop --force` if it is a stale local Ray; the actors of a Ray whose raylet was "
         f"killed survive that: `pkill -f '^ray::'`) or pick another --port"
     )
+
+
+class PortHeld(PortInUse):
+    """Another lab on this machine holds the port (it may still be starting Ray: nothing listens yet)."""
+
+
+def _port_lock_name(port: int) -> bytes:
+    # Linux's abstract socket namespace: no file, freed by the kernel when the holder dies (SIGKILL too),
+    # and scoped like ports are: one per network namespace.
+    return f"\0coldstart-lab-port-{port}".encode()
+
+
+def _holder_pid(name: bytes) -> int | None:
+    import socket
+    import struct
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            probe.connect(name)
+            creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None  # the holder exited meanwhile, or does not listen: the refusal stands without a pid
+    return struct.unpack("3i", creds)[0]
+
+
+@contextlib.contextmanager
+def hold_port(port: int) -> Iterator[None]:
+    """One lab per port on this machine, from before ray.init until the service exits.
+
+    ensure_port_free cannot see a second lab that is still starting Ray: its proxy binds the port minutes
+    later, and two labs that both found it free would both deploy. Binding a name derived from the port is
+    atomic, so exactly one lab holds it; the socket is close-on-exec, so Ray's processes do not keep it.
+    Raises PortHeld (with the holder's pid when it can be read) if another process holds it.
+    """
+    import socket
+
+    if not sys.platform.startswith("linux"):
+        raise NotImplementedError("hold_port needs Linux's abstract Unix sockets")
+    name = _port_lock_name(port)
+    holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            holder.bind(name)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            pid = _holder_pid(name)
+            raise PortHeld(
+                f"port {port} is held by another lab on this machine"
+                + (f" (pid {pid})" if pid else "")
+                + "; stop it first or pick another --port"
+            ) from None
+        holder.listen(1)  # only so that a refused lab can ask for the holder's pid (SO_PEERCRED)
+        yield
+    finally:
+        holder.close()
 
 
 @contextlib.contextmanager

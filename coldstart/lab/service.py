@@ -6,6 +6,7 @@ Exit codes: 0 clean shutdown, 1 runtime/store error, 2 bad input (nothing was st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -212,7 +213,7 @@ def main(args: argparse.Namespace) -> int:
         # Store and credential problems surface here, before Ray starts, with nothing to clean up.
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    app_args, app_name, run_id = prepared.app_args, prepared.app_name, prepared.run_id
+    app_args, app_name = prepared.app_args, prepared.app_name
     if args.publish_compile_cache:
         return publish_compile_cache(app_args, prepared.node_env)
     if args.dry_run:
@@ -225,15 +226,26 @@ def main(args: argparse.Namespace) -> int:
             print(f"#   ray start --system-config='{json.dumps(prepared.ray_system_config)}'")
         return 0
 
-    from coldstart.lab.serve import PortInUse, ensure_port_free, serve_app, tee_output, watch_app
+    from coldstart.lab.serve import PortInUse, ensure_port_free, hold_port
 
-    if not args.ray_address:
-        # Local Ray only: on a cluster the proxies listen on the cluster's nodes, not here.
-        try:
-            ensure_port_free(args.host, args.port)
-        except PortInUse as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+    with contextlib.ExitStack() as held:
+        if not args.ray_address:
+            # Local Ray only: on a cluster the proxies listen on the cluster's nodes, not here. The port is
+            # taken first, then checked for a leftover listener: a lab starting beside us cannot slip in.
+            try:
+                held.enter_context(hold_port(args.port))
+                ensure_port_free(args.host, args.port)
+            except PortInUse as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+        return _serve(args, prepared)
+
+
+def _serve(args: argparse.Namespace, prepared: Prepared) -> int:
+    """Ray, the app, the ready file, the watch: everything after the checks, with the port held."""
+    from coldstart.lab.serve import serve_app, tee_output, watch_app
+
+    app_args, app_name, run_id = prepared.app_args, prepared.app_name, prepared.run_id
     paths.apply_engine_cache_env()
     # A local Ray's raylet, and so every worker it starts, inherits this process's environment.
     os.environ.update(prepared.node_env)

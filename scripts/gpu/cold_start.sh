@@ -14,7 +14,7 @@ ready=/tmp/ready-$tag.json; rm -f "$ready"
 echo "== $(date -u +%FT%TZ) cold start $tag on $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 ckpt="$COLDSTART_HOME/checkpoints/$model"
 python -m coldstart checkpoint "$model" --out "$ckpt" || exit 1
-python clear_cache.py --evict "$ckpt" || { echo "clear_cache failed"; exit 1; }
+python clear_cache.py --all --evict "$ckpt" --drop-caches || { echo "clear_cache failed"; exit 1; }
 python service.py "$model" "$experiment" --ready-file "$ready" ${WEIGHTS_ARG:---weights $ckpt} "$@" > /tmp/service-$tag.out 2>&1 &
 svc=$!
 for _ in $(seq 1 300); do [ -f "$ready" ] && break; kill -0 $svc 2>/dev/null || break; sleep 1; done
