@@ -219,3 +219,17 @@ def test_every_rank_prefix_style_yields_header_and_stamp(prefix, rank):
     assert line.rank == rank
     assert line.ts == (7, 21, 19, 37, 6.0)
     assert line.message == "Loading weights took 2.37 seconds"
+
+
+def test_analysis_cli_explain_prints_the_report(capsys):
+    import argparse
+
+    from coldstart.analysis.analyze import add_cli_args, main
+
+    parser = argparse.ArgumentParser()
+    add_cli_args(parser)
+    assert main(parser.parse_args(["--explain", str(CORPUS / "vllm-6768-v0.5.2-tp1.log")])) == 0
+    out = capsys.readouterr().out
+    assert "model draft:" in out
+    assert "model_load_gib = 4.4062" in out
+    assert main(parser.parse_args(["--explain", str(CORPUS / "missing.log")])) == 2
