@@ -413,6 +413,8 @@ class Rule:
     # Every distinct line counts (the engine logs its KV cache once per KV cache group; min is taken).
     per_line: bool = False
     convert: Callable[[re.Match[str]], dict[str, float]] | None = None
+    # The model this rank is on for its next lines ("main" or "draft"), once this line is counted.
+    sets_model: str | None = None
 
 
 def _runai_overall(m: re.Match[str]) -> dict[str, float]:
@@ -462,7 +464,7 @@ VLLM_RULES: tuple[Rule, ...] = (
         convert=_runai_tqdm,
     ),
     # Which model a rank is loading: the draft from the drafter marker or the second load on.
-    Rule("drafter", "Loading drafter model", _r(r"Loading drafter model"), (("model_drafter", None),), "model"),
+    Rule("drafter", "Loading drafter model", _r(r"Loading drafter model"), (), sets_model="draft"),
     Rule("start_load", "Starting to load model", _r(r"Starting to load model (\S+?)(?:\.\.\.)?$"), (), "model"),
     Rule(
         "compile_dir",
@@ -488,8 +490,11 @@ VLLM_RULES: tuple[Rule, ...] = (
     Rule(
         "model_load",
         "Model loading took",
-        _r(rf"Model loading took {_NUM} GiB|Model loading took {_NUM} G(?:i)?B(?: memory)? and {_NUM} seconds"),
-        (),
+        # A paste can cut the line after "sec"; 0.8 wrote "GB", later "GiB" and "GiB memory".
+        _r(rf"Model loading took {_NUM} G(?:i)?B(?:(?: memory)? and {_NUM} sec)?"),
+        (("model_load_gib", 1), ("model_load_s", 2)),
+        # The engine-wide total, drafter included: whatever this rank compiles next is the main model's.
+        sets_model="main",
     ),
     Rule("dynamo", "Dynamo", _r(rf"Dynamo bytecode transform time: {_NUM} s"), (("dynamo_s", 1),), "model"),
     Rule(
@@ -599,8 +604,6 @@ VLLM_RULES: tuple[Rule, ...] = (
 _START_RE = re.compile(r"Initializing an? (?:V\d )?LLM engine \(v(?P<version>[^)\s]+)\)")
 _TP_RE = re.compile(r"tensor_parallel_size=(\d+)")
 _PP_RE = re.compile(r"pipeline_parallel_size=(\d+)")
-_MODEL_LOAD_RE = re.compile(rf"Model loading took {_NUM} G(?:i)?B(?: memory)? and {_NUM} sec")
-_MODEL_LOAD_GIB_ONLY_RE = re.compile(rf"Model loading took {_NUM} G(?:i)?B")
 # A number with a time unit, or "took"/"takes"/"finished in": what explain lists when no rule read it.
 # tqdm bars time themselves ("[00:14<00:00, 6.39s/it]"); they are progress, not a phase.
 _PROGRESS_RE = re.compile(r"\d+%\||% Completed \||[\d.]+(?:s/it|it/s)\]")
@@ -672,9 +675,7 @@ def _apply_rules(col: _Collector, line: LogLine, matched: set[int] | None = None
         if matched is not None:
             matched.add(line.number)
         model = col.rank_model.get(key, "main")
-        if rule.name == "drafter":
-            col.rank_model[key] = model = "draft"
-        elif rule.name == "start_load":
+        if rule.name == "start_load":
             # An echoed copy names the same model again; only another model is the draft.
             first = col.loads_seen.setdefault(key, m.group(1))
             col.rank_model[key] = "main" if m.group(1) == first else "draft"
@@ -683,15 +684,6 @@ def _apply_rules(col: _Collector, line: LogLine, matched: set[int] | None = None
             # ".../rank_0_0/backbone" (or plain ".../rank_0_0" before 0.10) is the main model's compile.
             leaf = m.group(1).rstrip("/").rsplit("/", 1)[-1]
             col.rank_model[key] = "main" if leaf == "backbone" or leaf.startswith("rank_") else "draft"
-            continue
-        elif rule.name == "model_load":
-            # The engine-wide total, drafter included; whatever this rank compiles next is the main model's.
-            if mm := _MODEL_LOAD_RE.search(msg):
-                col.add(_Hit("model_load_gib", "main", key, None, float(mm.group(1)), line, rule.name))
-                col.add(_Hit("model_load_s", "main", key, None, float(mm.group(2)), line, rule.name))
-            elif mm := _MODEL_LOAD_GIB_ONLY_RE.search(msg):
-                col.add(_Hit("model_load_gib", "main", key, None, float(mm.group(1)), line, rule.name))
-            col.rank_model[key] = "main"
             continue
         if rule.scope == "engine":
             model = "main"
@@ -710,6 +702,8 @@ def _apply_rules(col: _Collector, line: LogLine, matched: set[int] | None = None
                 col.add(_Hit(quantity, model, key, unit, 1.0, line, rule.name))
             elif (raw := m.group(group)) is not None:
                 col.add(_Hit(quantity, model, key, unit, float(raw.replace(",", "")), line, rule.name))
+        if rule.sets_model is not None:
+            col.rank_model[key] = rule.sets_model
 
 
 @dataclass
