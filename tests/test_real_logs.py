@@ -233,3 +233,20 @@ def test_analysis_cli_explain_prints_the_report(capsys):
     assert "model draft:" in out
     assert "model_load_gib = 4.4062" in out
     assert main(parser.parse_args(["--explain", str(CORPUS / "missing.log")])) == 2
+
+
+def test_rows_wrapped_by_the_paste_are_read_joined():
+    head = "(RayWorkerWrapper pid=326, ip=192.168.195.154) INFO 05-09 02:55:02 [gpu_model_runner.py:1697] "
+    text = "\n".join(
+        [
+            head + "Graph capturing finished in 2",
+            "30 secs, took 1.49 GiB [repeated 4x across cluster]",
+            head + "Model loading took 35.1633 Gi",
+            "B and 324.096440 seconds",
+            "Loading safetensors checkpoint shards: 100% Completed | 5/5 [00:04<00:00,  1.09it/s]",
+        ]
+    )
+    v = parse_vllm(text)
+    assert (v.cuda_graph_s, v.cuda_graph_gib) == (230.0, 1.49)
+    assert (v.model_load_gib, v.model_load_s) == (35.1633, pytest.approx(324.09644))
+    assert "line 1: " in explain(text)

@@ -9,6 +9,8 @@ What a captured terminal log looks like, and how each quirk is handled:
 * ANSI colour codes (Ray's prefixes, vLLM's coloured level and timestamp): stripped, also in the two forms
   a paste leaves behind: caret notation (``^[[36m``) and the code with its ESC lost (``[36m``).
 * A docker compose column, ``vllm-llm-1  | ``: split off as the outermost prefix.
+* A paste wrapped at the terminal width (``... Model loading took 35.6458 Gi`` / ``B and 299.6 seconds``):
+  a row with no prefix and no header after a full-width row is that row's tail; rules read the joined line.
 * Nested process prefixes, ``(ServeReplica:default:LLMServer:llama pid=1) (EngineCore_DP0 pid=2)
   (RayWorkerWrapper pid=3) INFO ...``, and vLLM's multiprocessing workers ``(VllmWorker rank=0 pid=3249)``,
   ``(VllmWorkerProcess pid=7)``, ``(Worker_TP1 pid=8)``: split off into ``LogLine.prefixes`` by the first
@@ -54,6 +56,7 @@ A phase that does not appear in the log is ``None``, never 0. A flag with no evi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
@@ -666,14 +669,20 @@ class _Collector:
         return Span(first.line.ts, last.line.ts, year)
 
 
-def _apply_rules(col: _Collector, line: LogLine, matched: set[int] | None = None) -> None:
+# Narrower rows than this are not taken for a wrap (the narrowest wrapped paste in the corpus is 100+).
+_WRAP_MIN_CHARS = 80
+
+
+def _apply_rules(col: _Collector, line: LogLine, matched: set[int] | None = None) -> bool:
     msg = line.message
     key = line.rank_key
+    hit = False
     for rule in VLLM_RULES:
         if rule.needle not in msg or not (m := rule.pattern.search(msg)):
             continue
+        hit = True
         if matched is not None:
-            matched.add(line.number)
+            matched.update(range(line.number, line.number + line.raw.count("\n") + 1))
         model = col.rank_model.get(key, "main")
         if rule.name == "start_load":
             # An echoed copy names the same model again; only another model is the draft.
@@ -704,6 +713,45 @@ def _apply_rules(col: _Collector, line: LogLine, matched: set[int] | None = None
                 col.add(_Hit(quantity, model, key, unit, float(raw.replace(",", "")), line, rule.name))
         if rule.sets_model is not None:
             col.rank_model[key] = rule.sets_model
+    return hit
+
+
+def _unwrapped(lines: Sequence[LogLine]) -> Iterable[LogLine]:
+    """The logical lines: each row with the tails a fixed-width paste wrapped onto the rows after it."""
+    current: LogLine | None = None
+    for line in lines:
+        if (joined := _joined(current, line)) is not None:
+            current = joined
+            continue
+        if current is not None:
+            yield current
+        current = line
+    if current is not None:
+        yield current
+
+
+def _joined(prev: LogLine | None, line: LogLine) -> LogLine | None:
+    """``prev`` with ``line`` appended, where ``line`` is the tail of ``prev`` wrapped onto the next row.
+
+    A terminal copy wrapped at a fixed width leaves "Model loading took 35.6458 Gi" on one row and "B and
+    299.679397 seconds" on the next: the tail has no process prefix and no header of its own.
+    """
+    if prev is None or prev.ts is None or line.prefixes or line.ts is not None or not line.text:
+        return None
+    tail = _ANSI_RE.sub("", line.raw.rstrip("\r\n"))
+    tail = tail[: m.start()] if (m := _REPEATED_RE.search(tail)) else tail
+    head = _ANSI_RE.sub("", prev.raw.rstrip("\r\n").rsplit("\n", 1)[-1])
+    # A wrapped row is as wide as the terminal; a short row, a progress bar or a traceback stands alone.
+    if len(head) < _WRAP_MIN_CHARS or _PROGRESS_RE.search(tail) or tail.lstrip().startswith(("Traceback", "File ")):
+        return None
+    sep = " " if head[-1:].isspace() or tail[:1].isspace() else ""
+    return dataclasses.replace(
+        prev,
+        raw=prev.raw.rstrip("\r\n") + "\n" + line.raw,
+        text=prev.text + sep + tail.strip(),
+        message=prev.message + sep + tail.strip(),
+        repeated=max(prev.repeated, line.repeated),
+    )
 
 
 @dataclass
@@ -805,7 +853,7 @@ def _model_phases(col: _Collector, model: str, start: _StartLines | None) -> Vll
 
 def _engine_start(index: int, part: _StartLines, matched: set[int] | None = None) -> tuple[EngineStart, _Collector]:
     col = _Collector()
-    for line in part.lines:
+    for line in _unwrapped(part.lines):
         _apply_rules(col, line, matched)
     models = {model: _model_phases(col, model, part) for model in col.models()}
     evidence = tuple(
