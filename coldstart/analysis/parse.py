@@ -565,6 +565,24 @@ VLLM_RULES: tuple[Rule, ...] = (
         _r(rf"Initial profiling/warmup run took {_NUM} s"),
         (("profiling_s", 1),),
     ),
+    # V0 (0.6-0.9) times its profiling run in the worker: "Memory profiling takes X seconds", and from 0.6.5
+    # "Memory profiling results: duration=X seconds, ...".
+    Rule(
+        "v0_profiling",
+        "Memory profiling",
+        _r(rf"Memory profiling (?:takes|took) {_NUM} seconds|Memory profiling results: duration={_NUM} seconds"),
+        (("profiling_s", 1), ("profiling_s", 2)),
+    ),
+    # V0's KV cache budget: "... the rest of the memory reserved for KV Cache is X GiB" (0.7-0.9) and
+    # "Memory profiling results: ... kv_cache_size=X GiB" (0.6).
+    Rule(
+        "v0_kv_gib",
+        "KV Cache is",
+        _r(rf"reserved for KV Cache is {_NUM} ?GiB"),
+        (("kv_cache_gib", 1),),
+        per_line=True,
+    ),
+    Rule("v0_kv_size", "kv_cache_size=", _r(rf"kv_cache_size={_NUM} ?GiB"), (("kv_cache_gib", 1),), per_line=True),
     Rule(
         "kv_gib",
         "KV cache memory",
