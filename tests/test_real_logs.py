@@ -250,3 +250,18 @@ def test_rows_wrapped_by_the_paste_are_read_joined():
     assert (v.cuda_graph_s, v.cuda_graph_gib) == (230.0, 1.49)
     assert (v.model_load_gib, v.model_load_s) == (35.1633, pytest.approx(324.09644))
     assert "line 1: " in explain(text)
+
+
+def test_data_parallel_engines_starting_together_are_one_start():
+    marker = "INFO 06-17 07:32:{} [core.py:70] Initializing a V1 LLM engine (v0.9.1) with config: model='m'"
+    text = "\n".join(
+        [
+            "(DPEngineCoreActor pid=1) " + marker.format("38"),
+            "(DPEngineCoreActor pid=1) " + W.format("16.47"),
+            "(DPEngineCoreActor pid=2) " + marker.format("39"),
+            "(DPEngineCoreActor pid=2) " + W.format("16.77"),
+        ]
+    )
+    parsed = parse_log(text)
+    assert len(parsed.starts) == 1
+    assert parsed.vllm.weights_load_s == 16.77

@@ -781,15 +781,34 @@ class _StartLines:
     lines: list[LogLine]
 
 
+# Data-parallel engines start together with one config: markers this close with the same text are one start.
+_SAME_START_WINDOW_S = 5.0
+
+
+def _stamp_s(ts: Stamp) -> float:
+    """Seconds within the year, near enough to compare two stamps minutes apart (month lengths are moot)."""
+    mo, d, h, mi, sec = ts
+    return (((mo * 31 + d) * 24 + h) * 60 + mi) * 60 + sec
+
+
+def _same_start(marker: LogLine, last: LogLine | None) -> bool:
+    """An echoed copy of the last marker, or a data-parallel sibling of it (another writer, same config)."""
+    if last is None or marker.message != last.message:
+        return False
+    if marker.ts is None or last.ts is None:
+        return marker.ts == last.ts
+    return abs(_stamp_s(marker.ts) - _stamp_s(last.ts)) <= _SAME_START_WINDOW_S
+
+
 def _split_starts(lines: Sequence[LogLine]) -> list[_StartLines]:
-    """Cut the log at each engine start marker; an echoed copy of a marker (same text, same stamp) is one."""
+    """Cut the log at each engine start marker (see ``_same_start`` for the markers that are not a new start)."""
     starts: list[_StartLines] = []
     prelude: list[LogLine] = []
-    last_marker: tuple[str, Stamp | None] | None = None
+    last_marker: LogLine | None = None
     for line in lines:
         m = _START_RE.search(line.message) if "LLM engine" in line.message else None
-        if m and last_marker != (line.message, line.ts):
-            last_marker = (line.message, line.ts)
+        if m and not _same_start(line, last_marker):
+            last_marker = line
             tp, pp = _TP_RE.search(line.message), _PP_RE.search(line.message)
             world = int(tp.group(1)) * (int(pp.group(1)) if pp else 1) if tp else None
             # The lines before the first start (API server, Ray) belong to it.
