@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coldstart.analysis.audit import audit as run_audit
-from coldstart.analysis.parse import PHASE_COLUMNS
+from coldstart.analysis.parse import PHASE_COLUMNS, explain
 from coldstart.analysis.results import (
     DEFAULT_RESULTS,
     Audit,
@@ -1024,9 +1024,30 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the matrix runner's results.jsonl")
     parser.add_argument("--out-graphs", type=Path, default=DEFAULT_GRAPHS)
     parser.add_argument("--out-tables", type=Path, default=DEFAULT_TABLES)
+    parser.add_argument(
+        "--explain",
+        nargs="+",
+        type=Path,
+        metavar="LOG",
+        help="print each phase of LOG with the line(s) it came from, and the timing lines no rule read",
+    )
+
+
+def _explain(paths: list[Path]) -> int:
+    for path in paths:
+        if not path.is_file():
+            print(f"error: {path} is not a file", file=sys.stderr)
+            return 2
+        if len(paths) > 1:
+            print(f"== {path}")
+        print(explain(path.read_text(errors="replace")))
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
+    # Explaining one log needs neither pandas nor matplotlib: a user checks a pasted log as it is.
+    if getattr(args, "explain", None):
+        return _explain(args.explain)
     try:
         import matplotlib  # noqa: F401
         import pandas  # noqa: F401
