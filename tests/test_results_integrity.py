@@ -184,3 +184,22 @@ def test_the_analysis_cli_refuses_a_results_path_it_cannot_read(tmp_path, capsys
     for results in (tmp_path, newer):
         assert _cli(tmp_path, results) == 2
         assert "cannot read the results file" in capsys.readouterr().err
+
+
+def test_a_superseded_run_stays_in_the_table_but_never_in_a_median(tmp_path):
+    (tmp_path / "superseded.jsonl").write_text(json.dumps({"run_id": "old", "why": "before the fix"}) + "\n")
+    superseded = analyze.load_superseded(tmp_path / "superseded.jsonl")
+    runs = analyze.run_table(_runs(_row("old", ttft_s=40.0), _row("new", ttft_s=15.0)), superseded)
+    assert runs.set_index("run_id").loc["old", "superseded"] == "before the fix"
+    med = analyze.median_table(runs)
+    assert med["n"].tolist() == [1] and med["total_s"].tolist() == [15.0]
+    (gone,) = analyze.excluded_runs(runs)
+    assert gone.run_id == "old" and "superseded: before the fix" in str(gone)
+
+
+def test_a_malformed_superseded_file_is_an_error_not_an_empty_list(tmp_path):
+    path = tmp_path / "superseded.jsonl"
+    assert analyze.load_superseded(path) == {}  # no file: nothing superseded
+    path.write_text('{"run_id": "x"}\n')
+    with pytest.raises(ValueError, match=r"superseded\.jsonl:1"):
+        analyze.load_superseded(path)

@@ -105,6 +105,7 @@ RUN_COLUMNS: tuple[str, ...] = (
     "aot_cache_hit",
     "compile_cache_restore_status",
     "audit_passed",
+    "superseded",
     "log_path",
 )
 # A warm node (weights in the page cache) and a cold one are different measurements: never one median.
@@ -138,11 +139,35 @@ class ExcludedRun:
     run_id: str
     status: RunStatus
     failed_audit: bool  # finished, but its cache audit failed (a cache run without a hit, a cold run with one)
+    superseded: str | None = None  # why a later run of the same experiment stands for it (superseded.jsonl)
 
     def __str__(self) -> str:
-        return f"{self.model} {self.experiment} {self.run_id} ({self.status}" + (
-            ", failed cache audit)" if self.failed_audit else ")"
-        )
+        why = ", failed cache audit" if self.failed_audit else ""
+        why += f", superseded: {self.superseded}" if self.superseded else ""
+        return f"{self.model} {self.experiment} {self.run_id} ({self.status}{why})"
+
+
+SUPERSEDED_FILE = "superseded.jsonl"
+
+
+def load_superseded(path: Path) -> dict[str, str]:
+    """run_id -> why, from ``superseded.jsonl`` beside the results: runs measured right but on code that a
+    later fix changed for the same experiment name (kept in the CSV and named under the graphs, never in a
+    median beside the runs of the fixed code). A missing file is no superseded run; a bad line is an error."""
+    if not path.exists():
+        return {}
+    out: dict[str, str] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from None
+        if not (isinstance(entry, dict) and isinstance(entry.get("run_id"), str) and entry.get("why")):
+            raise ValueError(f'{path}:{n}: expected {{"run_id": "...", "why": "..."}}, got {line[:120]!r}')
+        out[entry["run_id"]] = str(entry["why"])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -337,7 +362,7 @@ def category_seconds(
     return cats
 
 
-def run_table(runs: Sequence[Run]) -> pd.DataFrame:
+def run_table(runs: Sequence[Run], superseded: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per run: ids, TTFT / total, every phase as logged, every segment, every category."""
     import pandas as pd
 
@@ -375,6 +400,7 @@ def run_table(runs: Sequence[Run]) -> pd.DataFrame:
                 "aot_cache_hit": audit.aot_cache_hit,
                 "compile_cache_restore_status": audit.compile_cache_restore_status,
                 "audit_passed": audit_passed(r.experiment, audit),
+                "superseded": (superseded or {}).get(r.run_id),
                 "log_path": r.log_path,
             }
         )
@@ -414,7 +440,12 @@ def audit_passed(experiment: str | None, audit: Audit) -> bool | None:
 def usable(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs that count toward medians: a finished cold start with a total that passed its cache audit
     (failed and flagged runs stay in the CSV and are named under the graphs)."""
-    return runs[runs["status"].isin(USABLE_STATUS) & runs["total_s"].notna() & runs["audit_passed"].ne(False)]
+    return runs[
+        runs["status"].isin(USABLE_STATUS)
+        & runs["total_s"].notna()
+        & runs["audit_passed"].ne(False)
+        & runs["superseded"].isna()
+    ]
 
 
 def _experiment_order(name: str) -> tuple[int, str]:
@@ -535,7 +566,14 @@ def excluded_runs(runs: pd.DataFrame) -> list[ExcludedRun]:
     # A log with no engine at all (a service stopped before any request) is not a failed cold start.
     left = left[(left["status"] != LOG_ONLY)]
     return [
-        ExcludedRun(r.model, r.experiment, r.run_id, RunStatus(r.status), r.audit_passed is False)
+        ExcludedRun(
+            r.model,
+            r.experiment,
+            r.run_id,
+            RunStatus(r.status),
+            r.audit_passed is False,
+            r.superseded if isinstance(r.superseded, str) else None,
+        )
         for r in left.itertuples()
     ]
 
@@ -1075,7 +1113,12 @@ def main(args: argparse.Namespace) -> int:
     if not found:
         print("no runs found: nothing to analyze", file=sys.stderr)
         return 1
-    runs = run_table(found)
+    try:
+        superseded = load_superseded(args.results.parent / SUPERSEDED_FILE)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    runs = run_table(found, superseded)
     written, skipped = write_tables(runs, long_table(runs), args.out_tables)
     written += render_all(runs, [f.row for f in found], args.out_graphs)
     medians = median_table(runs)
