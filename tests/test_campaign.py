@@ -386,3 +386,17 @@ def test_no_gpu_name_is_an_error_not_an_empty_campaign_name(lease: Path, monkeyp
 
 def test_campaign_is_a_coldstart_tool():
     assert cli.TOOLS["campaign"][0] == "coldstart.lab.campaign"
+
+
+def test_a_carried_store_is_unpacked_once_and_a_bad_one_fails_the_call_not_the_steps(lease: Path):
+    cmp.CARRIED_COMPILE_CACHE.parent.mkdir(parents=True)
+    cmp.CARRIED_COMPILE_CACHE.write_bytes(b"not a tarball")
+    ex = FakeExecutor(on_run=lambda argv: 2 if argv[0] == "tar" else 0)
+    c = make(ex, lease)
+    assert run_campaign(c, ["fast-8b"]) == 1
+    assert ex.calls[0].argv == ["tar", "xzf", str(cmp.CARRIED_COMPILE_CACHE), "-C", str(c.store_dir)]
+    assert len(ex.matrices()) == 1  # the steps ran all the same
+    (c.store_dir / "compile-cache").mkdir(parents=True)  # unpacked: a later call leaves it alone
+    ex2 = FakeExecutor()
+    assert run_campaign(make(ex2, lease), ["fast-8b"]) == 0
+    assert not any(call.argv[0] == "tar" for call in ex2.calls)

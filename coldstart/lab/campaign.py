@@ -375,7 +375,8 @@ class Campaign:
         return Path(paths.engine_cache_env()["VLLM_CACHE_ROOT"]) / "torch_compile_cache"
 
     def time_left_s(self) -> int:
-        return int(self.deadline_s - self.clock())
+        # Whole seconds of the wall clock, as bash's `$(( deadline - $(date +%s) ))` counted them.
+        return int(self.deadline_s) - int(self.clock())
 
     # ------------------------------------------------------------ commands of each action
 
@@ -485,7 +486,10 @@ class Campaign:
         failures: list[str] = []
         try:
             for action in STEPS[name]:
-                failures += self.run_action(action, env, stops)
+                try:
+                    failures += self.run_action(action, env, stops)
+                except OSError as exc:  # e.g. the S3 server's log not writable: this action fails, not the call
+                    failures.append(f"{action}: {exc}")
         finally:
             for background in stops:
                 background.stop()
@@ -499,8 +503,10 @@ class Campaign:
 
     # ------------------------------------------------------------ the lease's files
 
-    def prepare(self) -> None:
-        """Seed the lease's results file, bring back its earlier calls' logs, unpack a carried store."""
+    def prepare(self) -> list[str]:
+        """Seed the lease's results file, bring back its earlier calls' logs, unpack a carried store. Returns
+        the failures: as in bash, the steps still run after one (a store that did not unpack costs cache hits,
+        not the call)."""
         if self.executor.dry_run:
             say = self.executor.say
             say(f"setup: [ -f {self.results} ] || cp {DEFAULT_RESULTS} {self.results}")
@@ -509,7 +515,7 @@ class Campaign:
                 say(f"setup: unpack {CARRIED_COMPILE_CACHE} into {self.store_dir}:")
                 self.executor.run(["tar", "xzf", str(CARRIED_COMPILE_CACHE), "-C", str(self.store_dir)], env={})
                 self.executor.run(self.coldstart("compile-cache", "show"), env={})
-            return
+            return []
         self.out.mkdir(parents=True, exist_ok=True)
         Path(ARCHIVE_RESULTS).parent.mkdir(parents=True, exist_ok=True)
         if not self.results.exists():
@@ -520,8 +526,9 @@ class Campaign:
             self.store_dir.mkdir(parents=True, exist_ok=True)
             rc = self.executor.run(["tar", "xzf", str(CARRIED_COMPILE_CACHE), "-C", str(self.store_dir)], env={})
             if rc:
-                raise OSError(f"cannot unpack {CARRIED_COMPILE_CACHE} (tar exited {rc})")
+                return [f"cannot unpack {CARRIED_COMPILE_CACHE} into {self.store_dir} (tar exited {rc})"]
             self.executor.run(self.coldstart("compile-cache", "show"), env={})
+        return []
 
     def archive(self) -> None:
         """The lease so far into ``out``: ``runs.tgz`` (``results/`` with the lease's rows as results.jsonl, and
@@ -577,8 +584,11 @@ def gpu_name() -> str:
 
 def run_campaign(campaign: Campaign, steps: Sequence[str]) -> int:
     """0: every command of every step succeeded; 1: some failed (each named on stderr)."""
-    campaign.prepare()
-    failed = [name for name in steps if campaign.run_step(name)]
+    failed = []
+    for problem in campaign.prepare():
+        print(f"setup: {problem}", file=sys.stderr, flush=True)
+        failed.append("setup")
+    failed += [name for name in steps if campaign.run_step(name)]
     if not campaign.executor.dry_run:
         usage = shutil.disk_usage("/tmp")
         campaign.executor.say(f"/tmp: {usage.free / 1e9:.1f} GB free of {usage.total / 1e9:.1f} GB")
