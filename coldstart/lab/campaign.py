@@ -454,7 +454,7 @@ class Campaign:
             )
             probe = [self.python, "-c", "import boto3; boto3.client('s3').list_buckets()"]
             if ex.dry_run:
-                ex.say(f"  (until this succeeds, at most 50 tries 0.3 s apart:) {shlex.join(probe)}")
+                ex.say(f"  (until this succeeds, at most 50 tries 0.3 s apart:) {_shown(probe, env)} >/dev/null 2>&1")
             else:
                 for _ in range(50):
                     if ex.run(probe, env=env, discard="both") == 0:
