@@ -400,3 +400,19 @@ def test_a_carried_store_is_unpacked_once_and_a_bad_one_fails_the_call_not_the_s
     ex2 = FakeExecutor()
     assert run_campaign(make(ex2, lease), ["fast-8b"]) == 0
     assert not any(call.argv[0] == "tar" for call in ex2.calls)
+
+
+def test_subprocess_executor_statuses_env_and_background(tmp_path: Path, capfd):
+    import sys
+
+    ex = cmp.SubprocessExecutor()
+    assert ex.run([sys.executable, "-c", "import sys; sys.exit(3)"], env={}) == 3
+    assert ex.run([sys.executable, "-c", "import os; print(os.environ['CS_X'])"], env={"CS_X": "seen"}) == 0
+    assert ex.run([sys.executable, "-c", "print('hidden')"], env={}, discard="stdout") == 0
+    assert ex.run(["/no/such/program"], env={}) == 127
+    out = capfd.readouterr()
+    assert "seen" in out.out and "hidden" not in out.out and "/no/such/program" in out.err
+    bg = ex.start([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"], env={},
+                  log_path=tmp_path / "bg.log")  # fmt: skip
+    bg.stop()
+    assert bg.proc.returncode is not None
