@@ -20,6 +20,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "configs": ("coldstart.lab.configs", "write one Serve YAML per (model, experiment) into experiments/"),
     "matrix": ("coldstart.lab.runner", "run (model, experiment, repeat) cold starts and record results"),
     "analyze": ("coldstart.analysis.analyze", "parse logs into results, tables and graphs"),
+    "campaign": ("coldstart.lab.campaign", "run GPU campaign steps (checkpoint, matrix, publish) and archive each"),
     "import-runs": ("coldstart.lab.import_runs", "append runs made on another machine (a campaign archive)"),
 }
 

@@ -1,11 +1,12 @@
 """Bring runs made elsewhere (the lent GPU machine, a cluster's head node) into this checkout.
 
 The other machine hands back an archive of its ``results/results.jsonl`` and ``experiment_terminal_output/``
-(``scripts/gpu/campaign.sh`` writes one per call). Its results file starts as a copy of ours, so most rows are
-already here: a row is new when its ``run_id`` is not in our results. New rows are read as ``ResultRow`` (an
-older schema migrated, an unreadable row refused) and appended in this code's schema; each one's log and
-client sidecar are copied to the same relative place; a row already here whose log is still missing gets it
-from whichever archive has it (archives of one lease come in any order).
+(``python -m coldstart campaign``, behind ``scripts/gpu/campaign.sh``, writes one per call). Its results file
+starts as a copy of ours, so most rows are already here: a row is new when its ``run_id`` is not in our
+results. New rows are read as ``ResultRow`` (an older schema migrated, an unreadable row refused) and appended
+in this code's schema; each one's log and client sidecar are copied to the same relative place; a row already
+here whose log is still missing gets it from whichever archive has it (archives of one lease come in any
+order).
 A log in the archive with no row is a run cut short (a call's time limit, a killed machine): it is listed and
 left out, since nothing measured it to the end.
 """

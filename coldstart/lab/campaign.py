@@ -1,0 +1,649 @@
+"""The GPU campaign plan as data: ``python -m coldstart campaign STEP...`` on the lent machine.
+
+Each step of ``STEPS`` is a tuple of frozen actions (write a checkpoint, run a matrix, publish a compile cache,
+serve S3 locally, shard). The campaign expands them into the same commands scripts/gpu/campaign.sh ran (the
+matrix runner, ``service.py --publish-compile-cache``, the checkpoint / stage / shard tools), each in its own
+process so a crash in one ends only that command. One deadline covers the whole call: each matrix gets what is
+left of it as ``--time-budget-s``. After every step the lease's rows and logs are re-packed into
+``$OUT/runs.tgz`` (the layout ``import-runs`` reads) and the store's compile caches into
+``$OUT/compile-cache.tgz``, so a call its limit cuts short still brings home the steps it finished.
+
+The exit status is non-zero when any command of any step failed (the bash version lost it); as in bash, a
+failed command does not stop its step (a matrix with one failed run must not skip the publish and the
+matrices after it), and a failed step does not stop the call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Protocol
+
+from coldstart import paths
+from coldstart.analysis.results import DEFAULT_RESULTS
+from coldstart.lab.import_runs import ARCHIVE_LOGS, ARCHIVE_RESULTS
+from coldstart.lab.runner import NODE_STATES
+
+# The lease's results file: each call brings a fresh copy of the tree, results file included, so the matrix
+# appends to a file of this lease (seeded from the tree's once) and resumes where the last call stopped.
+LEASE_RESULTS = Path("/tmp/coldstart-lease-results.jsonl")
+# The logs of this lease's earlier calls: each call's archive then holds every row's log (session 5's later
+# archives lacked the earlier calls' logs, which came fresh with the tree).
+LEASE_LOGS = Path("/tmp/coldstart-lease-logs")
+# Compile caches published on an earlier lease of this GPU kind (their key holds the GPU name and versions):
+# carried as this file, unpacked into the lease's store once.
+CARRIED_COMPILE_CACHE = Path(".gpu/cc-store/compile-cache.tgz")
+DEFAULT_CALL_BUDGET_S = 560
+MOTO_LOG = Path("/tmp/moto.log")
+
+
+# ---------------------------------------------------------------- the actions a step is made of
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Write the model's synthetic checkpoint (it skips when already there) and stage it into a store
+    (``store`` None: the lab's default store)."""
+
+    model: str
+    store: str | None = None
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """One matrix runner call. ``repeats`` None: the call's ``--repeats``; a miss run that exists to capture a
+    cache says 1 whatever the call asks."""
+
+    models: tuple[str, ...]
+    experiments: tuple[str, ...]
+    campaign_suffix: str = ""  # appended to "<GPU><-tag>"
+    node_state: str = "cold"
+    repeats: int | None = None
+    service_args: tuple[str, ...] = ()  # after `--`: passed to every service.py
+
+
+@dataclass(frozen=True)
+class Publish:
+    """Publish the compile cache the last run left. ``if_engine_caches``: only when the node has engine caches
+    (a fresh lease whose store came carried has none, and its store already has the entry; then show it)."""
+
+    model: str
+    experiment: str
+    if_engine_caches: bool = True
+
+
+@dataclass(frozen=True)
+class Shard:
+    """vLLM sharded state of the model's checkpoint for its TP size, staged into the store."""
+
+    model: str
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A local S3 (moto) with one bucket, up for the rest of the step; the step's later commands get its
+    endpoint and test credentials."""
+
+    bucket: str = "lab"
+    host: str = "127.0.0.1"
+    port: int = 5555
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL": f"http://{self.host}:{self.port}",
+        }
+
+
+Action = Checkpoint | Matrix | Publish | Shard | S3Server
+
+
+def _warm(models: tuple[str, ...], experiments: tuple[str, ...], suffix: str, repeats: int | None = None) -> Matrix:
+    return Matrix(models, experiments, suffix, node_state="warm", repeats=repeats)
+
+
+_8B = ("llama-3-8b",)
+_TINY = ("tiny",)
+_TP2 = ("llama-3-8b-tp2",)
+
+# Every step of scripts/gpu/campaign.sh before it moved here, with the same campaign names, node states and
+# miss runs. Each fits one 10-minute call; the machine keeps /tmp between back-to-back calls.
+STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
+    {
+        "tiny-lease": (
+            # The small model's round, as llama8b-lease (baseline compiles and publishes for the cache experiments).
+            Checkpoint("tiny"),
+            Matrix(_TINY, ("baseline",)),
+            Publish("tiny", "compile_cache"),
+            Matrix(_TINY, ("runai_streamer", "compile_cache", "all")),
+        ),
+        "tiny-cache": (
+            # The small model's cache experiments alone, against a cache carried from an earlier lease.
+            Checkpoint("tiny"),
+            Matrix(_TINY, ("all", "compile_cache")),
+        ),
+        "tiny-s3": (
+            S3Server(),
+            Checkpoint("tiny", store="s3://lab/coldstart"),
+            Matrix(_TINY, ("runai_streamer",), "-s3", service_args=("--store", "s3://lab/coldstart")),
+        ),
+        "tiny-cc": (
+            Checkpoint("tiny"),
+            Matrix(_TINY, ("compile_cache",), "-cc-miss"),
+            Publish("tiny", "compile_cache", if_engine_caches=False),
+            Matrix(_TINY, ("compile_cache",), "-cc-hit"),
+        ),
+        # A cache captured under another config (max_model_len differs) must fall back with MISMATCH.
+        "tiny-cc-mismatch": (
+            Matrix(_TINY, ("compile_cache",), "-cc-mismatch", service_args=("--max-model-len", "256")),
+        ),
+        "tiny-mega-miss": (
+            # vLLM's whole-model mega AOT artifact: its cache has its own key, so a miss run captures it first.
+            Checkpoint("tiny"),
+            Matrix(_TINY, ("compile_cache_mega",), "-mega-miss"),
+            Publish("tiny", "compile_cache_mega", if_engine_caches=False),
+        ),
+        "tiny-mega-hit": (Matrix(_TINY, ("compile_cache_mega",), "-mega-hit"),),
+        "llama8b-lease": (
+            # One round (--repeats n: round n-1) of the 8B matrix on this lease, resumable across its calls:
+            # baseline first (it compiles; its cache is published for the cache experiments), then the others.
+            Checkpoint("llama-3-8b"),
+            Matrix(_8B, ("baseline",)),
+            Publish("llama-3-8b", "compile_cache"),
+            Matrix(_8B, ("runai_streamer", "compile_cache", "all")),
+        ),
+        "llama8b-baseline": (
+            Checkpoint("llama-3-8b"),
+            Matrix(_8B, ("baseline",)),
+            Publish("llama-3-8b", "compile_cache", if_engine_caches=False),
+        ),
+        "llama8b-rest": (Matrix(_8B, ("runai_streamer", "compile_cache", "all")),),
+        "llama8b-hit": (Matrix(_8B, ("compile_cache", "all")),),
+        "llama8b-runai": (Matrix(_8B, ("runai_streamer", "baseline")),),
+        # The tp2 steps need two GPUs.
+        "tp2-shard": (Checkpoint("llama-3-8b-tp2"), Shard("llama-3-8b-tp2")),
+        "tp2-sharded": (Matrix(_TP2, ("runai_streamer_sharded",), "-x2"),),
+        "tp2-rest": (
+            Checkpoint("llama-3-8b-tp2"),  # ~10 s when tp2-shard already wrote and staged it on this lease
+            Matrix(_TP2, ("baseline", "runai_streamer"), "-x2"),
+        ),
+        # The fast path (warm node unless named).
+        "fast-tiny": (
+            # The fast path's cache key holds its capture sizes and KV size: a miss run of its config captures it.
+            Checkpoint("tiny"),
+            _warm(_TINY, ("cc_trims",), "-warm-miss", repeats=1),
+            Publish("tiny", "cc_trims"),
+            _warm(_TINY, ("fast",), "-warm"),
+        ),
+        "fast-8b-prep": (
+            # One miss run whatever --repeats says: it exists to capture the cache.
+            Checkpoint("llama-3-8b"),
+            _warm(_8B, ("cc_trims",), "-warm-miss", repeats=1),
+            Publish("llama-3-8b", "cc_trims"),
+        ),
+        "fast-8b": (_warm(_8B, ("fast",), "-warm"),),
+        "fast-8b-cold": (Matrix(_8B, ("fast",), "-cold", repeats=1),),
+        "fast-8b-mega": (
+            # fast + the whole-model AOT artifact: its own cache key, so one miss run captures it, then the hits.
+            Checkpoint("llama-3-8b"),
+            _warm(_8B, ("fast_mega",), "-warm-miss", repeats=1),
+            Publish("llama-3-8b", "fast_mega"),
+            _warm(_8B, ("fast_mega",), "-warm"),
+        ),
+        "baseline-8b": (
+            # One stock run on this lease: the bottom rung, and the greedy answer the fast rungs are checked against.
+            Checkpoint("llama-3-8b"),
+            _warm(_8B, ("baseline",), "-warm", repeats=1),
+        ),
+        "ladder-8b": (
+            # The rungs below fast, on a warm node: baseline compiles and publishes the stock config's cache.
+            Checkpoint("llama-3-8b"),
+            _warm(_8B, ("baseline",), "-warm"),
+            Publish("llama-3-8b", "compile_cache"),
+            _warm(_8B, ("compile_cache", "cc_skip_init"), "-warm"),
+        ),
+        "ladder-8b-rest": (_warm(_8B, ("cc_in_replica", "cc_prestart", "cc_trims"), "-warm"),),
+    }
+)
+
+
+def step_problems(steps: Mapping[str, Sequence[Action]] = STEPS) -> list[str]:
+    """What in ``steps`` would fail on the GPU machine: unknown models or experiments, pairs the matrix would
+    silently skip, node states the runner refuses. Empty: every step is valid."""
+    from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, resolve
+
+    problems = []
+    for name, actions in steps.items():
+        for action in actions:
+            models = getattr(action, "models", None) or ((action.model,) if hasattr(action, "model") else ())
+            for m in models:
+                if m not in MODELS:
+                    problems.append(f"{name}: unknown model {m!r}")
+            experiments = getattr(action, "experiments", ()) or (
+                (action.experiment,) if isinstance(action, Publish) else ()
+            )
+            for e in experiments:
+                if e not in EXPERIMENTS:
+                    problems.append(f"{name}: unknown experiment {e!r}")
+                    continue
+                for m in models:
+                    if m in MODELS:
+                        try:
+                            resolve(m, e)
+                        except InvalidPairError as exc:
+                            problems.append(f"{name}: {m} {e}: {exc}")
+            if isinstance(action, Matrix):
+                if action.node_state not in NODE_STATES:
+                    problems.append(f"{name}: node state {action.node_state!r} not in {NODE_STATES}")
+                if action.repeats is not None and action.repeats < 1:
+                    problems.append(f"{name}: repeats {action.repeats} < 1")
+    return problems
+
+
+# ---------------------------------------------------------------- how commands run
+
+
+class Background(Protocol):
+    def stop(self) -> None: ...
+
+
+class Executor(Protocol):
+    """Where commands go: subprocesses on the GPU machine, a recorder in the tests, a printer for --dry-run."""
+
+    dry_run: bool
+
+    def run(self, argv: Sequence[str], *, env: Mapping[str, str], discard: str = "") -> int:
+        """Run to completion and return the exit status; ``discard``: "stdout", "both" or "" (nothing)."""
+        ...
+
+    def start(self, argv: Sequence[str], *, env: Mapping[str, str], log_path: Path) -> Background: ...
+
+    def say(self, line: str) -> None: ...
+
+
+class _Process:
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    def stop(self) -> None:
+        # `kill $MOTO` in the bash version: SIGTERM, then wait so no zombie outlives the step.
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class SubprocessExecutor:
+    dry_run = False
+
+    def run(self, argv: Sequence[str], *, env: Mapping[str, str], discard: str = "") -> int:
+        sys.stdout.flush()  # our lines before the child's, in one captured output
+        out = subprocess.DEVNULL if discard in ("stdout", "both") else None
+        err = subprocess.DEVNULL if discard == "both" else None
+        try:
+            return subprocess.run(list(argv), env={**os.environ, **env}, stdout=out, stderr=err, check=False).returncode
+        except OSError as exc:  # a missing program is that command's failure, not the campaign's end
+            print(f"error: cannot run {shlex.join(argv)}: {exc}", file=sys.stderr, flush=True)
+            return 127
+
+    def start(self, argv: Sequence[str], *, env: Mapping[str, str], log_path: Path) -> Background:
+        with open(log_path, "wb") as log:
+            return _Process(subprocess.Popen(list(argv), env={**os.environ, **env}, stdout=log, stderr=log))
+
+    def say(self, line: str) -> None:
+        print(line, flush=True)
+
+
+class DryRunExecutor:
+    """Prints every command it is given, runs none (each 'succeeds', so the whole plan is shown)."""
+
+    dry_run = True
+
+    def __init__(self, write: Callable[[str], None] = print):
+        self.write = write
+
+    def run(self, argv: Sequence[str], *, env: Mapping[str, str], discard: str = "") -> int:
+        redirect = {"": "", "stdout": " >/dev/null", "both": " >/dev/null 2>&1"}[discard]
+        self.write("  " + _shown(argv, env) + redirect)
+        return 0
+
+    def start(self, argv: Sequence[str], *, env: Mapping[str, str], log_path: Path) -> Background:
+        self.write(f"  {_shown(argv, env)} >{log_path} 2>&1 &")
+        return _NoProcess()
+
+    def say(self, line: str) -> None:
+        self.write(line)
+
+
+class _NoProcess:
+    def stop(self) -> None:
+        pass
+
+
+def _shown(argv: Sequence[str], env: Mapping[str, str]) -> str:
+    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    return (prefix + " " if prefix else "") + shlex.join(argv)
+
+
+# ---------------------------------------------------------------- one call
+
+
+@dataclass
+class Campaign:
+    """One call's settings and state; ``run_step`` expands a step's actions into commands."""
+
+    gpu: str  # spaces already dashes
+    executor: Executor
+    results: Path
+    out: Path
+    repeats: int
+    deadline_s: float  # on ``clock``
+    tag: str | None = None
+    python: str = sys.executable
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    ray_cleanup: bool = True
+    home: Path = field(default_factory=paths.coldstart_home)
+
+    @property
+    def campaign_prefix(self) -> str:
+        return self.gpu + (f"-{self.tag}" if self.tag else "")
+
+    @property
+    def store_dir(self) -> Path:
+        return self.home / "store"
+
+    def engine_caches(self) -> Path:
+        # Where service.py's engines write vLLM's compile cache (its VLLM_CACHE_ROOT, pinned under the home).
+        return Path(paths.engine_cache_env()["VLLM_CACHE_ROOT"]) / "torch_compile_cache"
+
+    def time_left_s(self) -> int:
+        # Whole seconds of the wall clock, as bash's `$(( deadline - $(date +%s) ))` counted them.
+        return int(self.deadline_s) - int(self.clock())
+
+    # ------------------------------------------------------------ commands of each action
+
+    def coldstart(self, *args: str) -> list[str]:
+        return [self.python, "-m", "coldstart", *args]
+
+    def matrix_argv(self, m: Matrix) -> list[str]:
+        argv = self.coldstart(
+            "matrix",
+            "--results",
+            str(self.results),
+            "--repeats",
+            str(self.repeats if m.repeats is None else m.repeats),
+            "--time-budget-s",
+            str(self.time_left_s()),  # what is left of the call's one deadline, read when the matrix starts
+            "--node-state",
+            m.node_state,
+            "--campaign",
+            self.campaign_prefix + m.campaign_suffix,
+            "--models",
+            *m.models,
+            "--experiments",
+            *m.experiments,
+        )
+        return argv + (["--", *m.service_args] if m.service_args else [])
+
+    def publish_argv(self, p: Publish) -> list[str]:
+        return [self.python, "service.py", p.model, p.experiment, "--publish-compile-cache"]
+
+    def run_action(self, action: Action, env: dict[str, str], stops: list[Background]) -> list[str]:
+        """Run one action; returns its failures (empty: it succeeded). ``env`` and ``stops`` belong to the step."""
+        ex = self.executor
+        if isinstance(action, Checkpoint):
+            ckpt = self.home / "checkpoints" / action.model
+            if rc := ex.run(self.coldstart("checkpoint", action.model, "--no-progress"), env=env, discard="stdout"):
+                # `checkpoint && stage put`: nothing to stage when the checkpoint was not written.
+                return [f"checkpoint {action.model} exited {rc}"]
+            store = ["--store", action.store] if action.store else []
+            rc = ex.run(self.coldstart("stage", "put", action.model, "--from", str(ckpt), *store), env=env)
+            return [f"stage put {action.model} exited {rc}"] if rc else []
+        if isinstance(action, Matrix):
+            rc = ex.run(self.matrix_argv(action), env=env)
+            return [f"matrix {' '.join(action.models)} {' '.join(action.experiments)} exited {rc}"] if rc else []
+        if isinstance(action, Publish):
+            caches = self.engine_caches()
+            show = self.coldstart("compile-cache", "show", "--model", action.model)
+            if action.if_engine_caches and ex.dry_run:
+                ex.say(f"  if [ -d {caches} ]; then")
+                ex.run(self.publish_argv(action), env=env)
+                ex.say("  else")
+                ex.run(show, env=env)
+                ex.say("  fi")
+                return []
+            if not action.if_engine_caches or caches.is_dir():
+                rc = ex.run(self.publish_argv(action), env=env)
+                return [f"publish {action.model} {action.experiment} exited {rc}"] if rc else []
+            ex.say(
+                f"publish {action.model} {action.experiment}: no engine caches on this node yet (a fresh lease); "
+                "the store holds:"
+            )
+            rc = ex.run(show, env=env)
+            return [f"compile-cache show --model {action.model} exited {rc}"] if rc else []
+        if isinstance(action, Shard):
+            ckpt = self.home / "checkpoints" / action.model
+            rc = ex.run(self.coldstart("shard", action.model, "--from", str(ckpt), "--no-progress"), env=env)
+            return [f"shard {action.model} exited {rc}"] if rc else []
+        if isinstance(action, S3Server):
+            env.update(action.env)  # for every later command of this step, as bash's exports
+            stops.append(
+                ex.start(
+                    [self.python, "-m", "moto.server", "-H", action.host, "-p", str(action.port)],
+                    env=env,
+                    log_path=MOTO_LOG,
+                )
+            )
+            probe = [self.python, "-c", "import boto3; boto3.client('s3').list_buckets()"]
+            if ex.dry_run:
+                ex.say(f"  (until this succeeds, at most 50 tries 0.3 s apart:) {_shown(probe, env)} >/dev/null 2>&1")
+            else:
+                for _ in range(50):
+                    if ex.run(probe, env=env, discard="both") == 0:
+                        break
+                    self.sleep(0.3)
+            create = [self.python, "-c", f"import boto3; boto3.client('s3').create_bucket(Bucket={action.bucket!r})"]
+            rc = ex.run(create, env=env)
+            return (
+                [f"S3 server on {action.host}:{action.port} not up (bucket {action.bucket}: exit {rc})"] if rc else []
+            )
+        raise TypeError(f"unknown action {action!r}")
+
+    def cleanup_ray(self) -> None:
+        """A step cut short by the call's time limit leaves Ray's daemons and its Serve app (port 8000) behind;
+        service.py would refuse to start beside them. This machine runs nothing else of Ray. Their statuses say
+        only whether there was anything to stop, so they are not failures."""
+        self.executor.run(["ray", "stop", "--force"], env={}, discard="both")
+        # `ray stop` misses the actors of a session whose raylet the call's kill took down first (the old proxy
+        # kept port 8000 and every later service.py exited at once).
+        self.executor.run(["pkill", "-9", "-f", "^ray::"], env={}, discard="both")
+
+    def run_step(self, name: str) -> list[str]:
+        """Every action of the step, then the archive; returns the failures."""
+        self.executor.say(f"== {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} step {name} on {self.gpu}")
+        if self.ray_cleanup:
+            self.cleanup_ray()
+        env: dict[str, str] = {}
+        stops: list[Background] = []
+        failures: list[str] = []
+        try:
+            for action in STEPS[name]:
+                try:
+                    failures += self.run_action(action, env, stops)
+                except OSError as exc:  # e.g. the S3 server's log not writable: this action fails, not the call
+                    failures.append(f"{action}: {exc}")
+        finally:
+            for background in stops:
+                background.stop()
+        try:
+            self.archive()
+        except OSError as exc:
+            failures.append(f"archive: {exc}")
+        for failure in failures:
+            print(f"step {name}: {failure}", file=sys.stderr, flush=True)
+        return failures
+
+    # ------------------------------------------------------------ the lease's files
+
+    def prepare(self) -> list[str]:
+        """Seed the lease's results file, bring back its earlier calls' logs, unpack a carried store. Returns
+        the failures: as in bash, the steps still run after one (a store that did not unpack costs cache hits,
+        not the call)."""
+        if self.executor.dry_run:
+            say = self.executor.say
+            say(f"setup: [ -f {self.results} ] || cp {DEFAULT_RESULTS} {self.results}")
+            say(f"setup: [ -d {LEASE_LOGS} ] && cp -rn {LEASE_LOGS}/. {ARCHIVE_LOGS}/")
+            if CARRIED_COMPILE_CACHE.is_file() and not (self.store_dir / "compile-cache").is_dir():
+                say(f"setup: unpack {CARRIED_COMPILE_CACHE} into {self.store_dir}:")
+                self.executor.run(["tar", "xzf", str(CARRIED_COMPILE_CACHE), "-C", str(self.store_dir)], env={})
+                self.executor.run(self.coldstart("compile-cache", "show"), env={})
+            return []
+        self.out.mkdir(parents=True, exist_ok=True)
+        Path(ARCHIVE_RESULTS).parent.mkdir(parents=True, exist_ok=True)
+        if not self.results.exists():
+            shutil.copyfile(DEFAULT_RESULTS, self.results)
+        if LEASE_LOGS.is_dir():
+            copy_missing(LEASE_LOGS, Path(ARCHIVE_LOGS))
+        if CARRIED_COMPILE_CACHE.is_file() and not (self.store_dir / "compile-cache").is_dir():
+            self.store_dir.mkdir(parents=True, exist_ok=True)
+            rc = self.executor.run(["tar", "xzf", str(CARRIED_COMPILE_CACHE), "-C", str(self.store_dir)], env={})
+            if rc:
+                return [f"cannot unpack {CARRIED_COMPILE_CACHE} into {self.store_dir} (tar exited {rc})"]
+            self.executor.run(self.coldstart("compile-cache", "show"), env={})
+        return []
+
+    def archive(self) -> None:
+        """The lease so far into ``out``: ``runs.tgz`` (``results/`` with the lease's rows as results.jsonl, and
+        every log) and ``compile-cache.tgz`` (the store's compile caches, for the next lease to carry)."""
+        runs, cc = self.out / "runs.tgz", self.out / "compile-cache.tgz"
+        if self.executor.dry_run:
+            self.executor.say(
+                f"  archive: cp {self.results} {ARCHIVE_RESULTS}; cp -r {ARCHIVE_LOGS}/. {LEASE_LOGS}/; "
+                f"tar czf {runs} results {ARCHIVE_LOGS}; "
+                f"[ -d {self.store_dir}/compile-cache ] && tar czf {cc} -C {self.store_dir} compile-cache"
+            )
+            return
+        shutil.copyfile(self.results, ARCHIVE_RESULTS)
+        LEASE_LOGS.mkdir(parents=True, exist_ok=True)
+        if Path(ARCHIVE_LOGS).is_dir():
+            shutil.copytree(ARCHIVE_LOGS, LEASE_LOGS, dirs_exist_ok=True)
+        write_tgz(runs, [(Path("results"), "results"), (Path(ARCHIVE_LOGS), ARCHIVE_LOGS)])
+        if (self.store_dir / "compile-cache").is_dir():
+            write_tgz(cc, [(self.store_dir / "compile-cache", "compile-cache")])
+
+
+def copy_missing(src: Path, dest: Path) -> None:
+    """``cp -rn src/. dest/``: files of ``src`` not yet in ``dest``; what is there stays."""
+    for path in sorted(src.rglob("*")):
+        target = dest / path.relative_to(src)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+
+
+def write_tgz(archive: Path, members: Sequence[tuple[Path, str]]) -> None:
+    """Write next to ``archive`` and rename: a call killed mid-write leaves the previous archive whole."""
+    partial = archive.with_name(archive.name + ".partial")
+    with tarfile.open(partial, "w:gz") as tar:
+        for path, arcname in members:
+            if path.exists():
+                tar.add(path, arcname=arcname)
+    os.replace(partial, archive)
+
+
+def gpu_name() -> str:
+    """The first GPU's name as nvidia-smi prints it, spaces as dashes (campaign names carry it)."""
+    proc = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, check=False
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"nvidia-smi gave no GPU name (exit {proc.returncode}): {proc.stderr.strip()[-300:]}")
+    return lines[0].strip().replace(" ", "-")
+
+
+def run_campaign(campaign: Campaign, steps: Sequence[str]) -> int:
+    """0: every command of every step succeeded; 1: some failed (each named on stderr)."""
+    failed = []
+    for problem in campaign.prepare():
+        print(f"setup: {problem}", file=sys.stderr, flush=True)
+        failed.append("setup")
+    failed += [name for name in steps if campaign.run_step(name)]
+    if not campaign.executor.dry_run:
+        usage = shutil.disk_usage("/tmp")
+        campaign.executor.say(f"/tmp: {usage.free / 1e9:.1f} GB free of {usage.total / 1e9:.1f} GB")
+    if failed:
+        print(f"error: step(s) with a failed command: {', '.join(failed)}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("steps", nargs="+", metavar="STEP", help=f"from: {', '.join(STEPS)}")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per (model, experiment); miss runs do 1")
+    parser.add_argument(
+        "--call-budget-s",
+        type=float,
+        default=DEFAULT_CALL_BUDGET_S,
+        help="seconds this call may use, one deadline for all its steps: each matrix starts no run that "
+        f"would not finish in what is left (default {DEFAULT_CALL_BUDGET_S})",
+    )
+    parser.add_argument("--tag", default=None, help="campaign names become <GPU>-<tag><suffix> (a lease's own)")
+    parser.add_argument(
+        "--results", type=Path, default=LEASE_RESULTS, help=f"the lease's results file (default {LEASE_RESULTS})"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path(os.environ.get("OUT") or "/tmp/out"), help="where the archives go ($OUT)"
+    )
+    parser.add_argument("--gpu", default=None, help="GPU name for campaign names (default: nvidia-smi's first GPU)")
+    parser.add_argument(
+        "--no-ray-cleanup", dest="ray_cleanup", action="store_false", help="do not stop stale Ray before each step"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print every command it would run; run nothing")
+
+
+def main(args: argparse.Namespace) -> int:
+    unknown = [s for s in args.steps if s not in STEPS]
+    if unknown:
+        print(f"error: unknown step(s) {', '.join(unknown)}; valid steps: {', '.join(STEPS)}", file=sys.stderr)
+        return 2
+    if args.repeats < 1:
+        print(f"error: --repeats must be at least 1, not {args.repeats}", file=sys.stderr)
+        return 2
+    try:
+        gpu = args.gpu.replace(" ", "-") if args.gpu else gpu_name()
+    except (OSError, RuntimeError) as exc:
+        print(f"error: {exc}; pass --gpu NAME", file=sys.stderr)
+        return 2
+    executor: Executor = DryRunExecutor() if args.dry_run else SubprocessExecutor()
+    campaign = Campaign(
+        gpu=gpu,
+        executor=executor,
+        results=args.results,
+        out=args.out,
+        repeats=args.repeats,
+        deadline_s=time.time() + args.call_budget_s,
+        tag=args.tag or None,
+        ray_cleanup=args.ray_cleanup,
+    )
+    return run_campaign(campaign, args.steps)
