@@ -121,6 +121,7 @@ class ColdStartCallback(CallbackBase):
     def _restore_compile_cache(self) -> None:
         from coldstart import compile_cache
 
+        assert self.compile_cache_store, "callers check that a compile cache store is set"
         t0 = time.time()
         self._emit("compile_cache_restore_start", t=t0)
         result = compile_cache.restore_for_replica(
