@@ -675,7 +675,7 @@ class _Collector:
             per_rank[hit.key] = per_rank.get(hit.key, 0.0) + hit.value
         return max(per_rank.values()) if per_rank else None
 
-    def extreme(self, quantity: str, pick, model: str = "main") -> float | None:
+    def extreme(self, quantity: str, pick: Callable[[list[float]], float], model: str = "main") -> float | None:
         values = [hit.value for hit in self.get(quantity, model)]
         return pick(values) if values else None
 
