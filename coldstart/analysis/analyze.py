@@ -268,6 +268,7 @@ def collect(log_dirs: Iterable[Path], clients: Mapping[str, ClientResult] | None
             else:
                 (model, experiment), run_id, source = infer_model_experiment(path.name), path.stem, Source.CAPTURE
             sidecar = path.with_suffix(".client.json")
+            client: ClientResult | None
             if sidecar.exists():
                 client = ClientResult.from_dict(json.loads(sidecar.read_text()))
             else:
@@ -341,18 +342,18 @@ def category_seconds(
 
     download = _sum([get("weights_download_s"), get("cloud_download_s")])
     load = get("model_load_s")
-    if load is not None and get("weights_download_s") is not None:
-        load -= get("weights_download_s")  # vLLM's model-load time includes the download it also logs
+    if load is not None and (weights_download := get("weights_download_s")) is not None:
+        load -= weights_download  # vLLM's model-load time includes the download it also logs
     elif load is None:
         load = get("runai_stream_s") if get("runai_stream_s") is not None else get("weights_load_s")
     compile_s = get("torch_compile_s") if get("torch_compile_s") is not None else get("compile_cache_load_s")
     graphs = get("cuda_graph_s")
     kv = None
-    if get("engine_init_s") is not None:
-        kv = max(0.0, get("engine_init_s") - (compile_s or 0.0) - (graphs or 0.0))
+    if (engine_init := get("engine_init_s")) is not None:
+        kv = max(0.0, engine_init - (compile_s or 0.0) - (graphs or 0.0))
     elif get("profiling_s") is not None:
         kv = get("profiling_s")
-    cats: dict[str, float | None] = {c.name: None for c in CATEGORIES}
+    cats = {c.name: None for c in CATEGORIES}
     cats.update(
         weights_download=download, model_load=load, torch_compile=compile_s, cuda_graphs=graphs, kv_cache_profiling=kv
     )
@@ -374,6 +375,8 @@ def run_table(runs: Sequence[Run], superseded: Mapping[str, str] | None = None) 
         # A TTFT needs a client result: a log's own client events do not make a row without one a TTFT row.
         ttft = r.ttft_s if r.status != LOG_ONLY else None
         cats = category_seconds(phases, span)
+        total: float | None
+        kind: str | None
         if ttft is not None:
             total, kind = ttft, "ttft"
         else:
@@ -432,7 +435,7 @@ def long_table(runs: pd.DataFrame) -> pd.DataFrame:
 def audit_passed(experiment: str | None, audit: Audit) -> bool | None:
     """The runner's audit rule, re-applied to a re-parsed log: a cold run with a cache-hit line, or a cache
     run without one, fails (None: an experiment this registry does not know)."""
-    if experiment not in EXPERIMENTS:
+    if experiment is None or experiment not in EXPERIMENTS:
         return None
     return run_audit(experiment, audit).passed
 
@@ -973,6 +976,8 @@ def render_all(runs: pd.DataFrame, rows: Sequence[ResultRow], out_dir: Path) -> 
             continue
         ttft = row.ttft_s
         ended = row.client.total_s if row.client else None
+        marker: float | None
+        marker_label: str | None
         if ttft is not None:
             outcome, marker, marker_label = f"TTFT {ttft:.1f} s", ttft, f"first token {ttft:.1f} s"
         else:

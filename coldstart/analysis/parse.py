@@ -675,18 +675,16 @@ class _Collector:
             per_rank[hit.key] = per_rank.get(hit.key, 0.0) + hit.value
         return max(per_rank.values()) if per_rank else None
 
-    def extreme(self, quantity: str, pick, model: str = "main") -> float | None:
+    def extreme(self, quantity: str, pick: Callable[[list[float]], float], model: str = "main") -> float | None:
         values = [hit.value for hit in self.get(quantity, model)]
         return pick(values) if values else None
 
     def span(self, *quantities: str) -> Span | None:
-        hits = [h for q in quantities for h in self.get(q) if h.line.ts is not None]
-        if not hits:
+        stamped = [(h.line.ts, h.line.year) for q in quantities for h in self.get(q) if h.line.ts is not None]
+        if not stamped:
             return None
-        first = min(hits, key=lambda h: h.line.ts)
-        last = max(hits, key=lambda h: h.line.ts)
-        year = next((h.line.year for h in hits if h.line.year is not None), None)
-        return Span(first.line.ts, last.line.ts, year)
+        year = next((y for _, y in stamped if y is not None), None)
+        return Span(min(ts for ts, _ in stamped), max(ts for ts, _ in stamped), year)
 
 
 # Narrower rows than this are not taken for a wrap (the narrowest wrapped paste in the corpus is 100+).

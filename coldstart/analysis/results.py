@@ -53,7 +53,8 @@ class Provenance:
     def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
         """Keys a row lacks (``boot_id`` before it was recorded; a test's partial provenance) read as None."""
         known = _fields_of(cls, data, "provenance")
-        return cls(**{f.name: known.get(f.name) for f in dataclasses.fields(cls)})
+        kwargs: dict[str, Any] = {f.name: known.get(f.name) for f in dataclasses.fields(cls)}
+        return cls(**kwargs)
 
 
 def _package_version(name: str) -> str | None:
@@ -208,7 +209,8 @@ class ClientResult:
         known = _fields_of(cls, data, "client result")
         if "status" not in known:
             raise SchemaError("client result without a status")
-        return cls(**{f.name: known.get(f.name) for f in dataclasses.fields(cls)})
+        kwargs: dict[str, Any] = {f.name: known.get(f.name) for f in dataclasses.fields(cls)}
+        return cls(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -407,7 +409,7 @@ class ResultRow:
         audit = known.pop("audit", None)
         provenance = known.pop("provenance", None)
         try:
-            promoted = {
+            promoted: dict[str, Any] = {
                 key: None if (value := extra.pop(key, None)) is None else from_json(value)
                 for key, (from_json, _) in _EXTRA_FIELDS.items()
             }

@@ -173,15 +173,16 @@ class Clock:
 
     def epoch(self, stamp: Stamp, year: int | None = None) -> float | None:
         if year is not None:
-            return _naive_epoch(stamp, year) - self.utc_offset_s
-        if self.reference_epoch is not None:
-            ref_year = datetime.fromtimestamp(self.reference_epoch, timezone.utc).year
+            naive = _naive_epoch(stamp, year)  # None: Feb 29 printed with a year that has none
+            return None if naive is None else naive - self.utc_offset_s
+        if (reference := self.reference_epoch) is not None:
+            ref_year = datetime.fromtimestamp(reference, timezone.utc).year
             candidates = [
                 e - self.utc_offset_s
                 for y in (ref_year - 1, ref_year, ref_year + 1)
                 if (e := _naive_epoch(stamp, y)) is not None
             ]
-            return min(candidates, key=lambda e: abs(e - self.reference_epoch)) if candidates else None
+            return min(candidates, key=lambda e: abs(e - reference)) if candidates else None
         naive = _naive_epoch(stamp, self.default_year)
         return None if naive is None else naive - self.utc_offset_s
 
@@ -320,8 +321,8 @@ def detect_clock(raw_lines: Sequence[str], lines: Sequence[LogLine]) -> Clock:
         if near is None or near.ts is None:
             continue
         ref_year = datetime.fromtimestamp(t, timezone.utc).year
-        years = (near.year,) if near.year is not None else (ref_year - 1, ref_year, ref_year + 1)
-        diffs = [e - t for y in years if (e := _naive_epoch(near.ts, y)) is not None]
+        near_years = (near.year,) if near.year is not None else (ref_year - 1, ref_year, ref_year + 1)
+        diffs = [e - t for y in near_years if (e := _naive_epoch(near.ts, y)) is not None]
         if diffs:
             diff = min(diffs, key=abs)
             offsets.append(round(diff / _TZ_STEP_S) * _TZ_STEP_S)
@@ -373,9 +374,9 @@ def _pick_first(name: str, lines: Iterable[LogLine], clock: Clock) -> Milestone 
         elif ln.year is not None and key not in bound:
             bound[key] = w[1]
     found = []
-    for key, (ln, (lo, hi)) in first.items():
-        if key in bound and lo <= bound[key] < hi:
-            hi = bound[key]
+    for rank, (ln, (lo, hi)) in first.items():
+        if rank in bound and lo <= bound[rank] < hi:
+            hi = bound[rank]
         found.append(_window_milestone(name, (lo, hi), ln.text[:160]))
     return min(found, key=lambda m: m.t_epoch) if found else None
 
@@ -595,6 +596,7 @@ def _build(
             unattributed += residual
         elif last_seg is not None:
             i = segments.index(last_seg)
+            assert last_seg.seconds is not None, "picked from the measured segments"
             segments[i] = dataclasses.replace(last_seg, seconds=last_seg.seconds + residual)
 
     if clock.offset_detected:

@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from coldstart.compile_cache.common import (
     _COPY_CHUNK_BYTES,
@@ -158,7 +158,7 @@ def resolve_compression(requested: str = "auto") -> str:
 
 
 @contextlib.contextmanager
-def _compressing(raw: BinaryIO, compression: str) -> Iterator[BinaryIO]:
+def _compressing(raw: io.BufferedIOBase, compression: str) -> Iterator[io.BufferedIOBase]:
     if compression == "none":
         yield raw
     elif compression == "gzip":
@@ -174,7 +174,7 @@ def _compressing(raw: BinaryIO, compression: str) -> Iterator[BinaryIO]:
         raise CaptureError(f"unknown compression {compression!r}")
 
 
-def _decompressing(raw: BinaryIO, compression: str) -> BinaryIO:
+def _decompressing(raw: io.BufferedIOBase, compression: str) -> io.BufferedIOBase:
     if compression == "none":
         return raw
     if compression == "gzip":
@@ -200,7 +200,7 @@ def _corrupt_stream_errors() -> tuple[type[BaseException], ...]:
 class _HashingReader(io.RawIOBase):
     """Hashes the raw archive bytes as the extractor pulls them: one pass instead of hash-then-extract."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: io.BufferedIOBase) -> None:
         self._raw = raw
         self._sha = hashlib.sha256()
         self.size_bytes = 0

@@ -78,7 +78,7 @@ ENGINE_MARKER = "coldstart-engine.json"
 
 
 def write_engine_marker(
-    vllm_cache_root: Path,
+    vllm_cache_root: str | Path,
     *,
     model_name: str,
     model_path: str,

@@ -379,8 +379,8 @@ def check_plausible_root(root: CacheRoot, env: Mapping[str, str], allowed: Seque
 def _symlink_between(top: Path, path: Path) -> Path | None:
     """The first symlink on the way from ``top`` (inclusive) down to ``path`` (inclusive), if any."""
     step = top
-    for part in (top, *path.relative_to(top).parts):
-        step = top if part is top else step / part
+    for part in (None, *path.relative_to(top).parts):
+        step = top if part is None else step / part
         if os.path.islink(step):
             return step
     return None

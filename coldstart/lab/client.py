@@ -97,8 +97,10 @@ def measure_ttft(
     clock = _Clock(monotonic=monotonic)
     t_send = clock.epoch()
     events.emit("client_send", t=t_send, model=model, url=url)
-    first_s = last_s = None
-    first_text = None
+    # Typed: they are set inside the stream loop, after done() reads them.
+    first_s: float | None = None
+    last_s: float | None = None
+    first_text: str | None = None
     pieces: list[str] = []
     chunks = 0
     usage_tokens = None

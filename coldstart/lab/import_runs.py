@@ -45,11 +45,17 @@ def _member_path(name: str) -> PurePosixPath:
     return PurePosixPath(*[part for part in p.parts if part != "."])
 
 
+def _member_bytes(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    f = tar.extractfile(member)
+    assert f is not None, "regular members always have data"
+    return f.read()
+
+
 def _read_archive(archive: Path) -> dict[PurePosixPath, bytes]:
     """Every file of the archive by its normalized path (run archives are logs: a few MB)."""
     try:
         with tarfile.open(archive) as tar:
-            return {_member_path(m.name): tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+            return {_member_path(m.name): _member_bytes(tar, m) for m in tar.getmembers() if m.isfile()}
     except (OSError, tarfile.TarError) as e:
         raise NotARunArchive(f"cannot read {archive}: {e}") from e
 

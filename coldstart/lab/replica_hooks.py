@@ -69,7 +69,13 @@ def engine_model_path(model_loading_config: Any) -> str:
 class ColdStartCallback(CallbackBase):
     """Emits replica-side events, restores the compile cache on every node, fixes #65477."""
 
-    def __init__(self, llm_config: Any, raise_error_on_callback: bool = True, ctx_kwargs=None, **kwargs):
+    def __init__(
+        self,
+        llm_config: Any,
+        raise_error_on_callback: bool = True,
+        ctx_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(llm_config, raise_error_on_callback=raise_error_on_callback, ctx_kwargs=ctx_kwargs, **kwargs)
         self.model_name: str = kwargs.get("model_name", "")
         self.experiment: str = kwargs.get("experiment", "")
@@ -121,6 +127,7 @@ class ColdStartCallback(CallbackBase):
     def _restore_compile_cache(self) -> None:
         from coldstart import compile_cache
 
+        assert self.compile_cache_store, "callers check that a compile cache store is set"
         t0 = time.time()
         self._emit("compile_cache_restore_start", t=t0)
         result = compile_cache.restore_for_replica(

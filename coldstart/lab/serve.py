@@ -186,7 +186,7 @@ def watch_app(
             failing_since = None
         elif failing_since is None:
             failing_since = now
-        if reason is not None and now - failing_since >= grace_s:
+        if reason is not None and failing_since is not None and now - failing_since >= grace_s:
             return reason
         sleep(poll_s)
 

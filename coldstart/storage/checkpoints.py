@@ -268,8 +268,8 @@ def _write_weights(
         pending.put(None)
         thread.join()
         factory.close()
-        for handle in handles:
-            handle.close()
+        for opened in handles:
+            opened.close()
     if writer_error:
         raise writer_error[0]
     if len(shards) > 1:

@@ -66,6 +66,8 @@ def resolve_weights(
     from coldstart.storage import staging
     from coldstart.storage.store import open_store
 
+    if not store_uri:
+        raise SourceError(f"experiment {exp.name!r} reads {model.name!r} from the object store: no store URI given")
     store = open_store(store_uri, endpoint_url=endpoint_url)
     store.check()
     if exp.sharded_state:

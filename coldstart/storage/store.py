@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import boto3
@@ -545,7 +545,7 @@ class S3Store:
             }
         session = boto3.session.Session()
 
-        def client(max_attempts: int, read_timeout_s: float):
+        def client(max_attempts: int, read_timeout_s: float) -> Any:  # boto3 clients are built at runtime, untyped
             cfg = Config(
                 retries={"mode": "standard", "total_max_attempts": max_attempts},
                 connect_timeout=retry.connect_timeout_s,

@@ -33,7 +33,10 @@ class ColdStartLLMServer(LLMServer):
             options["ray_actor_options"]["runtime_env"] = runtime_env
         return options
 
-    async def __init__(self, llm_config: Any, *, engine_cls: Any = None, model_downloader: Any = None) -> None:
+    # Ray Serve awaits an async constructor (LLMServer's own __init__ is async); Python's typing has no such thing.
+    async def __init__(  # type: ignore[misc]
+        self, llm_config: Any, *, engine_cls: Any = None, model_downloader: Any = None
+    ) -> None:
         if engine_cls is None and fast_path_levers(llm_config).get("engine_in_replica"):
             from coldstart.lab.fastpath.engine import InReplicaVLLMEngine
 
