@@ -322,15 +322,44 @@ def _portable(path: Path | None) -> str | None:
         return str(path)
 
 
+def done_rows(rows: Sequence[ResultRow]) -> dict[tuple[str | None, str, str, int | None], ResultRow]:
+    """key -> the newest row that makes the run done: ``ok`` and not failing its audit."""
+    return {
+        (r.campaign, r.model, r.experiment, r.repeat): r
+        for r in rows
+        if r.status is RunStatus.OK and r.audit_passed is not False
+    }
+
+
 def pending(specs: Sequence[RunSpec], results_path: Path) -> list[RunSpec]:
     """Resume: runs with an ``ok`` row that passed its audit are done; failed runs and runs that failed the
     audit (a cache run that did not hit, a cold run that did) are tried again, their flagged rows kept."""
-    done = {
-        (r.campaign, r.model, r.experiment, r.repeat)
-        for r in load_rows(results_path)
-        if r.status is RunStatus.OK and r.audit_passed is not False
-    }
+    done = done_rows(load_rows(results_path))
     return [s for s in specs if s.key not in done]
+
+
+def nothing_to_run(specs: Sequence[RunSpec], rows: Sequence[ResultRow], results_path: Path, repeats: int) -> str:
+    """What a re-run of a finished campaign says instead of "0 ok, 0 failed": which rows already answer
+    it, and the two ways to measure again (resume is per campaign, so the same command measures nothing)."""
+    done = done_rows(rows)
+
+    def run(spec: RunSpec) -> str:
+        row = done[spec.key]
+        ttft = "-" if row.ttft_s is None else f"{row.ttft_s:.1f} s"
+        return f"run {row.run_id}; TTFT {ttft}"
+
+    campaign = f"campaign {specs[0].campaign!r}"
+    if len(specs) == 1:
+        (spec,) = specs
+        what = f"{spec.model} {spec.experiment} #{spec.repeat} of {campaign} is already in {results_path} ({run(spec)})"
+    else:
+        listed = "; ".join(f"{s.model} {s.experiment} #{s.repeat} ({run(s)})" for s in specs[:3])
+        more = f"; and {len(specs) - 3} more" if len(specs) > 3 else ""
+        what = f"the {len(specs)} runs of {campaign} are already in {results_path}: {listed}{more}"
+    return (
+        f"nothing to run: {what}. "
+        f"Pass --campaign NAME for a new measurement, or --repeats {repeats + 1} (or more) for more."
+    )
 
 
 # Clear + service start + shutdown + parse around the TTFT itself: 104-117 s per run on the lent GPUs.
@@ -671,6 +700,16 @@ def main(args: argparse.Namespace) -> int:
         )
         return 2
     specs = plan(args.models, args.experiments, args.repeats, args.campaign, args.node_state)
+    if not specs:
+        # plan() drops pairs that cannot run; with none left the matrix would report "0 ok, 0 failed".
+        print("error: no (model, experiment) pair can run:", file=sys.stderr)
+        for m in args.models:
+            for e in args.experiments:
+                try:
+                    resolve(m, e)
+                except InvalidPairError as exc:
+                    print(f"  {exc}", file=sys.stderr)
+        return 2
     todo = pending(specs, args.results)
     service_args = [a for a in args.service_args if a != "--"]
     # Before the first cold start, not after it: a run costs minutes and its row must have somewhere to go.
@@ -684,6 +723,10 @@ def main(args: argparse.Namespace) -> int:
             state = "todo" if s in todo else "done"
             print(f"{state}  {s.campaign}  {s.model}  {s.experiment}  #{s.repeat}")
         print(f"{len(todo)} of {len(specs)} runs to do; service args: {' '.join(service_args) or '(none)'}")
+        return 0
+    if not todo:
+        # Re-running a finished campaign (a second `make demo`) measures nothing; say so and how to measure.
+        print(nothing_to_run(specs, earlier, args.results, args.repeats))
         return 0
     sut = ServiceSUT(
         service_args,
