@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -439,9 +440,18 @@ def run_matrix(
                     )
                     progress.advance(task)
                     continue
-            progress.update(task, description=f"{spec.model} {spec.experiment} #{spec.repeat}")
+            label = f"{spec.model} {spec.experiment} #{spec.repeat}"
+            progress.update(task, description=label)
+            # A live phase only where a line can be redrawn: piped into a CI log it would be noise.
+            if show_progress and progress.console.is_terminal and hasattr(sut, "on_status"):
+                sut.on_status = lambda text, label=label: progress.update(task, description=f"{label}: {text}")
             reference = reference_answer(earlier, spec.model, device)
-            row = run_one(sut, spec, provenance=provenance, device=device, reference=reference)
+            try:
+                row = run_one(sut, spec, provenance=provenance, device=device, reference=reference)
+            finally:
+                if hasattr(sut, "on_status"):
+                    sut.on_status = None
+                progress.update(task, description=label)
             save_row(results_path, row)  # raises once the row is kept elsewhere: the next run would be lost too
             rows.append(row)
             ttft = "-" if row.ttft_s is None else f"{row.ttft_s:.1f} s"
@@ -490,6 +500,8 @@ class ServiceSUT:
         self.client_timeout_s = client_timeout_s
         self.python = python
         self.workdir = workdir or Path.cwd()
+        # Set by run_matrix on a terminal: gets "<seconds> s since the request: <phase>" while a cold start runs.
+        self.on_status: Callable[[str], None] | None = None
 
     def clear(self, spec: RunSpec) -> dict[str, Any]:
         if not self.clear_enabled:
@@ -569,11 +581,61 @@ class ServiceSUT:
             shutil.rmtree(side, ignore_errors=True)
 
     def measure(self, deployment: Deployment, spec: RunSpec) -> ClientResult:
-        m = measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
+        with live_status(deployment.log_path, self.on_status):
+            m = measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
         if m.ok:
             warm = measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
             m = dataclasses.replace(m, warm_ttft_s=warm.ttft_s)
         return explain_failure(m, deployment.log_path)
+
+
+@contextlib.contextmanager
+def live_status(log_path: Path, on_status: Callable[[str], None] | None, poll_s: float = 0.5) -> Iterator[None]:
+    """While the body runs (the request, for minutes of a cold start), call ``on_status`` every ``poll_s``
+    with the seconds since the request and the phase read from the service's log as it grows."""
+    if on_status is None:
+        yield
+        return
+    from coldstart.analysis.live import PhaseTracker
+
+    tracker = PhaseTracker()
+    t_request = time.monotonic()
+    offset, partial, started = 0, "", False
+    stop = threading.Event()
+
+    def follow() -> None:
+        nonlocal offset, partial, started
+        try:
+            with open(log_path, errors="replace") as log:
+                log.seek(offset)
+                chunk = log.read()
+                offset = log.tell()
+        except OSError:
+            chunk = ""  # no log yet: the phase stays what it was
+        lines = (partial + chunk).split("\n")
+        partial = lines.pop()
+        for line in lines:
+            tracker.feed(line)
+        if not started:
+            # What the log said before the request is history; the request itself is the next milestone.
+            tracker.feed(events.format_event("client_send"))
+            started = True
+        on_status(f"{time.monotonic() - t_request:.0f} s since the request: {tracker.phase}")
+
+    def loop() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a status line must never fail the measurement
+                follow()
+            if stop.wait(poll_s):
+                return
+
+    thread = threading.Thread(target=loop, name="coldstart-live-status", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5.0)
 
 
 class ServiceExited(RuntimeError):
@@ -650,6 +712,12 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ready-timeout", type=positive_seconds, default=600.0)
     parser.add_argument("--client-timeout", type=positive_seconds, default=1800.0)
     parser.add_argument("--dry-run", action="store_true", help="list the runs it would do and exit")
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bar and no live phase line (neither is drawn when the output is not a terminal)",
+    )
     parser.add_argument(
         "--time-budget-s",
         type=float,
@@ -741,6 +809,7 @@ def main(args: argparse.Namespace) -> int:
             specs,
             args.results,
             provenance=collect_provenance(),
+            show_progress=args.progress,
             time_budget_s=args.time_budget_s,
             run_overhead_s=args.run_overhead_s,
         )
