@@ -35,7 +35,7 @@ def _upto(lines: list[str], needle: str) -> list[str]:
         ("Directly load AOT compilation", "torch.compile (from the cache)"),
         ("torch.compile took", "profiling and the KV cache"),
         ("Graph capturing finished", "warming up"),
-        ('"event": "engine_core_ready"', "engine ready: the first token is on its way"),
+        ('"event": "engine_core_ready"', "engine ready, first token next"),
     ],
 )
 def test_the_phase_of_a_fast_run_at_each_milestone(needle: str, phase: str) -> None:
@@ -53,7 +53,7 @@ def test_a_late_progress_bar_never_moves_the_phase_back() -> None:
         "profiling and the KV cache",
         "capturing CUDA graphs",
         "warming up",
-        "engine ready: the first token is on its way",
+        "engine ready, first token next",
     ]
 
 
@@ -78,7 +78,7 @@ def test_the_runner_shows_seconds_since_the_request_and_the_phase_as_the_log_gro
             f.write("\n")
         while "torch.compile" not in seen[-1] and time.monotonic() < deadline:
             time.sleep(0.01)
-    assert seen[0].endswith("s since the request: request sent: Serve scales a replica up")
+    assert seen[0].endswith("s since the request: Serve scaling a replica up")
     assert seen[-1].endswith("s since the request: torch.compile")
 
 

@@ -21,7 +21,7 @@ EVENT_PHASE: Mapping[str, str] = {
     "serve_app_deployed": "app deployed at zero replicas",
     "prestart_wait_start": "waiting for the prestarted workers",
     "prestart_wait_end": "app deployed at zero replicas",
-    "client_send": "request sent: Serve scales a replica up",
+    "client_send": "Serve scaling a replica up",
     "replica_node_init_start": "replica node init",
     "compile_cache_restore_start": "restoring the compile cache",
     "compile_cache_restore_end": "replica node init",
@@ -29,7 +29,7 @@ EVENT_PHASE: Mapping[str, str] = {
     "engine_start": "starting the engine",
     "engine_config_start": "engine config",
     "engine_core_launch_start": "launching the engine core",
-    "engine_core_ready": "engine ready: the first token is on its way",
+    "engine_core_ready": "engine ready, first token next",
     "client_first_token": "first token",
     "serve_app_failed": "the app failed",
     "service_shutdown_start": "shutting down",
@@ -53,7 +53,7 @@ MESSAGE_PHASE: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"torch\.compile took", "profiling and the KV cache"),
         (r"Capturing CUDA graphs?|Capturing cudagraphs", "capturing CUDA graphs"),
         (r"Graph capturing finished", "warming up"),
-        (r"init engine \(profile, create kv cache, warmup model\) took", "engine ready: the first token is on its way"),
+        (r"init engine \(profile, create kv cache, warmup model\) took", "engine ready, first token next"),
     )
 )
 
