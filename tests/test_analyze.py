@@ -505,3 +505,60 @@ def test_ladder_orders_rungs_bottom_to_top_and_names_the_lever_each_adds(tmp_pat
         "fast\n+engine_core_forkserver",
     ]
     assert data["total_s"].tolist() == [190.0, 140.0, 60.0, 40.0]
+
+
+@pytest.fixture
+def repo_with_two_sources(tmp_path: Path, monkeypatch) -> Path:
+    """A checkout (cwd) with its own run tree and a capture folder beside it, as ``make demo`` sees the
+    project's ``experiment_terminal_output`` and ``../shared/fixtures/ancestor-logs``."""
+    repo = tmp_path / "repo"
+    _copy_run(H100_TINY, repo / "experiment_terminal_output")
+    captures = tmp_path / "shared" / "captures"
+    captures.mkdir(parents=True)
+    shutil.copy(H100_TINY.with_suffix(".log"), captures / "llama70b-s3-runai-sharded.txt")
+    monkeypatch.chdir(repo)
+    return repo
+
+
+def _analyze(*argv: str) -> int:
+    from coldstart.cli import run_tool
+
+    return run_tool("analyze", ["--out-graphs", "graphs", *argv])
+
+
+def test_cli_without_logs_uses_the_sources_the_summary_was_made_from(repo_with_two_sources, capsys):
+    repo = repo_with_two_sources
+    assert _analyze("--logs", "experiment_terminal_output", "../shared/captures") == 0
+    first = (repo / "results" / "summary.md").read_text()
+    assert "llama-3-70b" in first and "| tiny |" in first
+    record = json.loads((repo / "results" / analyze.SOURCES_FILE).read_text())
+    assert record == {"logs": ["experiment_terminal_output", "../shared/captures"]}  # relative, as typed
+    capsys.readouterr()
+
+    # `make demo`: no --logs. The capture's rows must not vanish from the summary.
+    assert _analyze() == 0
+    assert (repo / "results" / "summary.md").read_text() == first
+    assert "recorded in" in capsys.readouterr().out
+
+    # A recorded source that is gone: named, the rest analysed, and the record kept for when it comes back.
+    shutil.rmtree(repo.parent / "shared")
+    assert _analyze() == 0
+    err = capsys.readouterr().err
+    assert "../shared/captures" in err and "does not exist" in err and "recorded in" in err
+    assert "llama-3-70b" not in (repo / "results" / "summary.md").read_text()
+    assert json.loads((repo / "results" / analyze.SOURCES_FILE).read_text()) == record
+
+    # --logs given explicitly replaces the record.
+    assert _analyze("--logs", "experiment_terminal_output") == 0
+    assert json.loads((repo / "results" / analyze.SOURCES_FILE).read_text()) == {"logs": ["experiment_terminal_output"]}
+
+
+def test_cli_with_an_unreadable_source_record_fails_and_writes_nothing(repo_with_two_sources, capsys):
+    results = repo_with_two_sources / "results"
+    results.mkdir()
+    (results / analyze.SOURCES_FILE).write_text('{"logs": "experiment_terminal_output"}')
+    (results / "summary.md").write_text("the last good summary\n")
+    assert _analyze() == 2
+    assert analyze.SOURCES_FILE in capsys.readouterr().err
+    assert (results / "summary.md").read_text() == "the last good summary\n"
+    assert not (repo_with_two_sources / "graphs").exists()

@@ -538,6 +538,40 @@ def test_main_runs_the_matrix_through_the_sut(
     assert "0 ok, 1 failed" in capsys.readouterr().out
 
 
+def test_main_rerun_of_a_finished_campaign_says_what_is_done_and_how_to_measure_again(
+    monkeypatch: pytest.MonkeyPatch, sut: FakeSUT, results: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `make demo` twice: the second finds its one run done and must say so, not "0 ok, 0 failed".
+    monkeypatch.setattr(runner, "ServiceSUT", lambda service_args, **kwargs: sut)
+    monkeypatch.setattr(runner, "collect_provenance", lambda: PROVENANCE)
+    argv = ["--models", "tiny", "--repeats", "1", "--campaign", "demo", "--results", str(results)]
+    assert runner.main(_args(argv)) == 0
+    (row,) = load_rows(results)
+    capsys.readouterr()
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("nothing is pending: no system under test may be started")
+
+    monkeypatch.setattr(runner, "ServiceSUT", refuse)
+    monkeypatch.setattr(runner, "run_matrix", refuse)
+    assert runner.main(_args(argv)) == 0
+    out = capsys.readouterr().out
+    assert "0 ok" not in out
+    assert out.startswith(f"nothing to run: tiny baseline #0 of campaign 'demo' is already in {results}")
+    assert f"run {row.run_id}; TTFT 12.0 s" in out
+    assert "--campaign NAME" in out and "--repeats 2" in out
+    assert len(load_rows(results)) == 1
+
+
+def test_main_with_no_pair_that_can_run_exits_2_and_says_why(
+    nothing_starts: None, results: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--models", "tiny", "--experiments", "runai_streamer_sharded", "--results", str(results)]
+    assert runner.main(_args(argv)) == 2
+    err = capsys.readouterr().err
+    assert "no (model, experiment) pair can run" in err and "tensor parallelism" in err
+
+
 @pytest.mark.parametrize("what", ["results", "logs"])
 def test_main_checks_it_can_write_before_the_first_cold_start(
     nothing_starts: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], what

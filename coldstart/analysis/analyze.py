@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -168,6 +169,44 @@ def load_superseded(path: Path) -> dict[str, str]:
             raise ValueError(f'{path}:{n}: expected {{"run_id": "...", "why": "..."}}, got {line[:120]!r}')
         out[entry["run_id"]] = str(entry["why"])
     return out
+
+
+SOURCES_FILE = "analysis_sources.json"
+
+
+def _stored_path(path: Path, base: Path) -> str:
+    # A path the user typed relative (``../shared/fixtures/ancestor-logs``) is stored relative to the folder
+    # that holds the results folder (the repo root), so the record holds in any checkout beside the same
+    # fixtures; an absolute one stays absolute, as typed.
+    if path.is_absolute():
+        return path.as_posix()
+    return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(base))).as_posix()
+
+
+def record_sources(path: Path, logs: Sequence[Path]) -> None:
+    """Write the log sources a summary was made from, so a later ``python -m analysis`` without ``--logs``
+    (``make demo``) remakes the same tables instead of silently dropping the rows of the other sources."""
+    base = path.parent.parent
+    record = {"logs": [_stored_path(p, base) for p in logs]}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)  # never a half-written record in place of a good one
+
+
+def load_sources(path: Path) -> list[Path] | None:
+    """The log sources recorded by ``record_sources``; None when there is no record. A record that cannot
+    be read is an error (ValueError), not a silent fall back to the default source."""
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON ({exc.msg})") from None
+    logs = record.get("logs") if isinstance(record, dict) else None
+    if not (isinstance(logs, list) and logs and all(isinstance(p, str) and p for p in logs)):
+        raise ValueError(f'{path}: expected {{"logs": ["<folder>", ...]}}, got {json.dumps(record)[:120]}')
+    base = path.parent.parent
+    return [Path(p) if Path(p).is_absolute() else base / p for p in logs]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1061,8 +1100,10 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
         "--logs",
         nargs="+",
         type=Path,
-        default=[DEFAULT_LOGS],
-        help="run trees (<model>/<experiment>/<run_id>.log) or flat folders of captures",
+        default=None,
+        help="run trees (<model>/<experiment>/<run_id>.log) or flat folders of captures; recorded in "
+        f"<out-tables>/{SOURCES_FILE}, which a later run without --logs reads "
+        f"(default when nothing is recorded: {DEFAULT_LOGS})",
     )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the matrix runner's results.jsonl")
     parser.add_argument("--out-graphs", type=Path, default=DEFAULT_GRAPHS)
@@ -1097,9 +1138,22 @@ def main(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"error: {exc.name} is missing; pip install -e '.[analysis]'", file=sys.stderr)
         return 2
+    sources_file = args.out_tables / SOURCES_FILE
+    recorded = False
+    if args.logs is None:
+        try:
+            loaded = load_sources(sources_file)
+        except (OSError, ValueError) as exc:
+            print(f"error: cannot read the recorded log sources: {exc}; fix it, or pass --logs", file=sys.stderr)
+            return 2
+        recorded = loaded is not None
+        args.logs = loaded if loaded is not None else [DEFAULT_LOGS]
+        if recorded:
+            print(f"logs: {', '.join(map(str, args.logs))} (recorded in {sources_file}; --logs replaces them)")
     for d in args.logs:
         if not d.exists():
-            print(f"note: {d} does not exist, skipped", file=sys.stderr)
+            where = f" (recorded in {sources_file})" if recorded else ""
+            print(f"note: {d}{where} does not exist: its runs are left out of the tables", file=sys.stderr)
     bad_lines: list[str] = []
     try:
         results = load_results(args.results, bad_lines)
@@ -1130,6 +1184,9 @@ def main(args: argparse.Namespace) -> int:
     summary = args.out_tables / "summary.md"
     summary.write_text(summary_markdown(medians))
     written.append(summary)
+    # Recorded even when a source is missing now: a folder that comes back (a remounted share) counts again.
+    record_sources(sources_file, args.logs)
+    written.append(sources_file)
     print_medians(medians)
     print(
         f"{len(found)} runs ({int(usable(runs).shape[0])} usable) from {', '.join(map(str, args.logs))}"

@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -322,15 +323,44 @@ def _portable(path: Path | None) -> str | None:
         return str(path)
 
 
+def done_rows(rows: Sequence[ResultRow]) -> dict[tuple[str | None, str, str, int | None], ResultRow]:
+    """key -> the newest row that makes the run done: ``ok`` and not failing its audit."""
+    return {
+        (r.campaign, r.model, r.experiment, r.repeat): r
+        for r in rows
+        if r.status is RunStatus.OK and r.audit_passed is not False
+    }
+
+
 def pending(specs: Sequence[RunSpec], results_path: Path) -> list[RunSpec]:
     """Resume: runs with an ``ok`` row that passed its audit are done; failed runs and runs that failed the
     audit (a cache run that did not hit, a cold run that did) are tried again, their flagged rows kept."""
-    done = {
-        (r.campaign, r.model, r.experiment, r.repeat)
-        for r in load_rows(results_path)
-        if r.status is RunStatus.OK and r.audit_passed is not False
-    }
+    done = done_rows(load_rows(results_path))
     return [s for s in specs if s.key not in done]
+
+
+def nothing_to_run(specs: Sequence[RunSpec], rows: Sequence[ResultRow], results_path: Path, repeats: int) -> str:
+    """What a re-run of a finished campaign says instead of "0 ok, 0 failed": which rows already answer
+    it, and the two ways to measure again (resume is per campaign, so the same command measures nothing)."""
+    done = done_rows(rows)
+
+    def run(spec: RunSpec) -> str:
+        row = done[spec.key]
+        ttft = "-" if row.ttft_s is None else f"{row.ttft_s:.1f} s"
+        return f"run {row.run_id}; TTFT {ttft}"
+
+    campaign = f"campaign {specs[0].campaign!r}"
+    if len(specs) == 1:
+        (spec,) = specs
+        what = f"{spec.model} {spec.experiment} #{spec.repeat} of {campaign} is already in {results_path} ({run(spec)})"
+    else:
+        listed = "; ".join(f"{s.model} {s.experiment} #{s.repeat} ({run(s)})" for s in specs[:3])
+        more = f"; and {len(specs) - 3} more" if len(specs) > 3 else ""
+        what = f"the {len(specs)} runs of {campaign} are already in {results_path}: {listed}{more}"
+    return (
+        f"nothing to run: {what}. "
+        f"Pass --campaign NAME for a new measurement, or --repeats {repeats + 1} (or more) for more."
+    )
 
 
 # Clear + service start + shutdown + parse around the TTFT itself: 104-117 s per run on the lent GPUs.
@@ -410,9 +440,18 @@ def run_matrix(
                     )
                     progress.advance(task)
                     continue
-            progress.update(task, description=f"{spec.model} {spec.experiment} #{spec.repeat}")
+            label = f"{spec.model} {spec.experiment} #{spec.repeat}"
+            progress.update(task, description=label)
+            # A live phase only where a line can be redrawn: piped into a CI log it would be noise.
+            if show_progress and progress.console.is_terminal and hasattr(sut, "on_status"):
+                sut.on_status = lambda text, label=label: progress.update(task, description=f"{label}: {text}")
             reference = reference_answer(earlier, spec.model, device)
-            row = run_one(sut, spec, provenance=provenance, device=device, reference=reference)
+            try:
+                row = run_one(sut, spec, provenance=provenance, device=device, reference=reference)
+            finally:
+                if hasattr(sut, "on_status"):
+                    sut.on_status = None
+                progress.update(task, description=label)
             save_row(results_path, row)  # raises once the row is kept elsewhere: the next run would be lost too
             rows.append(row)
             ttft = "-" if row.ttft_s is None else f"{row.ttft_s:.1f} s"
@@ -461,6 +500,8 @@ class ServiceSUT:
         self.client_timeout_s = client_timeout_s
         self.python = python
         self.workdir = workdir or Path.cwd()
+        # Set by run_matrix on a terminal: gets "<seconds> s since the request: <phase>" while a cold start runs.
+        self.on_status: Callable[[str], None] | None = None
 
     def clear(self, spec: RunSpec) -> dict[str, Any]:
         if not self.clear_enabled:
@@ -540,11 +581,61 @@ class ServiceSUT:
             shutil.rmtree(side, ignore_errors=True)
 
     def measure(self, deployment: Deployment, spec: RunSpec) -> ClientResult:
-        m = measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
+        with live_status(deployment.log_path, self.on_status):
+            m = measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
         if m.ok:
             warm = measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
             m = dataclasses.replace(m, warm_ttft_s=warm.ttft_s)
         return explain_failure(m, deployment.log_path)
+
+
+@contextlib.contextmanager
+def live_status(log_path: Path, on_status: Callable[[str], None] | None, poll_s: float = 0.5) -> Iterator[None]:
+    """While the body runs (the request, for minutes of a cold start), call ``on_status`` every ``poll_s``
+    with the seconds since the request and the phase read from the service's log as it grows."""
+    if on_status is None:
+        yield
+        return
+    from coldstart.analysis.live import PhaseTracker
+
+    tracker = PhaseTracker()
+    t_request = time.monotonic()
+    offset, partial, started = 0, "", False
+    stop = threading.Event()
+
+    def follow() -> None:
+        nonlocal offset, partial, started
+        try:
+            with open(log_path, errors="replace") as log:
+                log.seek(offset)
+                chunk = log.read()
+                offset = log.tell()
+        except OSError:
+            chunk = ""  # no log yet: the phase stays what it was
+        lines = (partial + chunk).split("\n")
+        partial = lines.pop()
+        for line in lines:
+            tracker.feed(line)
+        if not started:
+            # What the log said before the request is history; the request itself is the next milestone.
+            tracker.feed(events.format_event("client_send"))
+            started = True
+        on_status(f"{time.monotonic() - t_request:.0f} s since the request: {tracker.phase}")
+
+    def loop() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a status line must never fail the measurement
+                follow()
+            if stop.wait(poll_s):
+                return
+
+    thread = threading.Thread(target=loop, name="coldstart-live-status", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5.0)
 
 
 class ServiceExited(RuntimeError):
@@ -622,6 +713,12 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client-timeout", type=positive_seconds, default=1800.0)
     parser.add_argument("--dry-run", action="store_true", help="list the runs it would do and exit")
     parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bar and no live phase line (neither is drawn when the output is not a terminal)",
+    )
+    parser.add_argument(
         "--time-budget-s",
         type=float,
         default=None,
@@ -671,6 +768,16 @@ def main(args: argparse.Namespace) -> int:
         )
         return 2
     specs = plan(args.models, args.experiments, args.repeats, args.campaign, args.node_state)
+    if not specs:
+        # plan() drops pairs that cannot run; with none left the matrix would report "0 ok, 0 failed".
+        print("error: no (model, experiment) pair can run:", file=sys.stderr)
+        for m in args.models:
+            for e in args.experiments:
+                try:
+                    resolve(m, e)
+                except InvalidPairError as exc:
+                    print(f"  {exc}", file=sys.stderr)
+        return 2
     todo = pending(specs, args.results)
     service_args = [a for a in args.service_args if a != "--"]
     # Before the first cold start, not after it: a run costs minutes and its row must have somewhere to go.
@@ -685,6 +792,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"{state}  {s.campaign}  {s.model}  {s.experiment}  #{s.repeat}")
         print(f"{len(todo)} of {len(specs)} runs to do; service args: {' '.join(service_args) or '(none)'}")
         return 0
+    if not todo:
+        # Re-running a finished campaign (a second `make demo`) measures nothing; say so and how to measure.
+        print(nothing_to_run(specs, earlier, args.results, args.repeats))
+        return 0
     sut = ServiceSUT(
         service_args,
         clear=not args.no_clear,
@@ -698,6 +809,7 @@ def main(args: argparse.Namespace) -> int:
             specs,
             args.results,
             provenance=collect_provenance(),
+            show_progress=args.progress,
             time_budget_s=args.time_budget_s,
             run_overhead_s=args.run_overhead_s,
         )

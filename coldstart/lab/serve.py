@@ -292,24 +292,52 @@ def serve_app(
     ``system_config`` (the fast path's worker preload and prestart) applies to a Ray started here; a cluster's
     nodes take it from `ray start --system-config`.
     """
-    import ray
-
-    import coldstart
-
-    init_kwargs: dict[str, Any] = {"log_to_driver": True}
-    if ray_address:
-        # On a cluster the replica's nodes must import the callback: ship this package with the job.
-        init_kwargs.update(address=ray_address, runtime_env={"py_modules": [coldstart]})
-    else:
-        if num_cpus is not None:
-            init_kwargs["num_cpus"] = num_cpus
-        if system_config:
-            init_kwargs["_system_config"] = dict(system_config)
-    ray.init(**init_kwargs)
-    # ray.init() installs a C++ failure-signal handler that takes SIGTERM over and aborts the driver
-    # (exit 134) halfway through cleanup; put the Python handler back so SIGTERM unwinds like Ctrl-C.
+    # Armed before `import ray` and ray.init(): a SIGTERM while Ray starts (its gcs, raylet and dashboard are
+    # already children then) must unwind through their shutdown too, not kill this process and leave them.
     with signals_as_interrupt():
-        yield from _serve_after_init(app_args, app_name=app_name, host=host, port=port, owns_ray=not ray_address)
+        import ray
+
+        import coldstart
+
+        init_kwargs: dict[str, Any] = {"log_to_driver": True}
+        if ray_address:
+            # On a cluster the replica's nodes must import the callback: ship this package with the job.
+            init_kwargs.update(address=ray_address, runtime_env={"py_modules": [coldstart]})
+        else:
+            if num_cpus is not None:
+                init_kwargs["num_cpus"] = num_cpus
+            if system_config:
+                init_kwargs["_system_config"] = dict(system_config)
+        try:
+            ray.init(**init_kwargs)
+        except BaseException as exc:
+            _undo_init(ray)
+            if isinstance(exc, SystemExit) and exc.code == signal.SIGTERM:
+                # ray.init() first replaces the SIGTERM handler with its own, sys.exit(15): that was our
+                # SIGTERM, and it ends as every other one does, as an interrupt (the service exits 0).
+                raise KeyboardInterrupt(f"signal {signal.SIGTERM} during ray.init") from None
+            raise
+        # ray.init() installs a C++ failure-signal handler that takes SIGTERM over and aborts the driver
+        # (exit 134) halfway through cleanup; put the Python handler back so SIGTERM unwinds like Ctrl-C.
+        with signals_as_interrupt():
+            yield from _serve_after_init(app_args, app_name=app_name, host=host, port=port, owns_ray=not ray_address)
+
+
+def _undo_init(ray: Any) -> None:
+    """After a ray.init() that was interrupted or failed: stop what it started. An init cut short may not
+    have recorded its node yet, so ray.shutdown() can miss processes; those are reaped as our children."""
+    # Whoever handles SIGTERM now (Ray's sys.exit handler, or ours once fired), a second signal must not
+    # cut this cleanup short; signals_as_interrupt() puts the process's own handlers back after it.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    descendants = _descendants()
+    try:
+        ray.shutdown()
+    except Exception as exc:  # the interrupt (or the init's own error) is what the caller must see
+        print(f"warning: ray.shutdown() after an unfinished ray.init() failed: {exc}", file=sys.stderr)
+    # Short grace: a half-started Ray's daemons do not exit by themselves, only their kill is waited for.
+    reap_leftovers(descendants, grace_s=2.0)
+    events.emit("service_stop", after="unfinished ray.init")
 
 
 def _serve_after_init(
