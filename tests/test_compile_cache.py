@@ -420,7 +420,7 @@ def test_mismatch_inside_the_entry_itself(tmp_path):
     assert result.mismatched_fields == ("device_name",)
 
 
-def _published(store: Store, tmp_path: Path) -> tuple[cc.Fingerprint, cc.Manifest, str]:
+def _published(store: Store, tmp_path: Path) -> tuple[cc.Fingerprint, cc.CacheManifest, str]:
     fp = make_fp()
     _, archive, manifest = captured(tmp_path, fp)
     assert cc.publish(store, fp, archive, manifest).status == cc.PublishStatus.SUCCESS
@@ -477,7 +477,7 @@ def _publish_handmade(
     archive.write_bytes(raw)
     sha = hashlib.sha256(raw).hexdigest()
     files = tuple(i.name.split("/", 1)[1] for i, _ in members if i.isreg() and i.name.startswith("vllm/"))
-    manifest = cc.Manifest(
+    manifest = cc.CacheManifest(
         archive_name=f"cache-{sha[:16]}.tar",
         compression="none",
         archive_sha256=sha,
@@ -560,7 +560,7 @@ def test_archive_that_differs_from_its_manifest_layout_is_corrupt(tmp_path):
     archive = tmp_path / "a.tar"
     archive.write_bytes(buf.getvalue())
     sha, size_bytes = cc.sha256_file(archive)
-    manifest = cc.Manifest(
+    manifest = cc.CacheManifest(
         f"cache-{sha[:16]}.tar",
         "none",
         sha,
@@ -690,7 +690,7 @@ def test_publish_over_a_bad_entry_with_another_archive_commits_its_own(tmp_path)
     _corrupt(store, prefix + first.archive_name, "truncated")
     again = cc.publish(store, fp, archive, manifest)
     assert again.status == cc.PublishStatus.SUCCESS and f"left the old archive {first.archive_name}" in again.detail
-    committed = cc.Manifest.from_json(store.get_bytes(prefix + cc.MANIFEST_NAME))
+    committed = cc.CacheManifest.from_json(store.get_bytes(prefix + cc.MANIFEST_NAME))
     assert committed.archive_name == manifest.archive_name and cc.verify_entry(store, prefix).ok
 
 
@@ -726,7 +726,7 @@ def _assert_one_complete_entry(store: Store, fp: cc.Fingerprint, statuses: list,
     assert statuses.count(cc.PublishStatus.SUCCESS) == 1, statuses
     assert statuses.count(cc.PublishStatus.SKIPPED) == len(statuses) - 1, statuses
     prefix = cc.entry_prefix(fp)
-    manifest = cc.Manifest.from_json(store.get_bytes(prefix + "manifest.json"))
+    manifest = cc.CacheManifest.from_json(store.get_bytes(prefix + "manifest.json"))
     assert manifest.archive_name in archives
     assert sorted(o.key for o in store.list(prefix)) == sorted(
         [prefix + manifest.archive_name, prefix + "manifest.json"]

@@ -15,7 +15,7 @@ from coldstart.storage.staging import (
     IntegrityError,
     InvalidInput,
     InvalidManifest,
-    Manifest,
+    ModelManifest,
     add_cli_args,
     download_dir,
     is_complete,
@@ -274,7 +274,7 @@ def test_empty_or_missing_source_dir(store: Store, tmp_path: Path) -> None:
     ],
 )
 def test_manifest_from_store_is_validated(mutate: Callable[[dict], None]) -> None:
-    good = Manifest.from_json_bytes(
+    good = ModelManifest.from_json_bytes(
         json.dumps(
             {
                 "format": 1,
@@ -287,9 +287,9 @@ def test_manifest_from_store_is_validated(mutate: Callable[[dict], None]) -> Non
     body = json.loads(good.to_json_bytes())
     mutate(body)
     with pytest.raises(InvalidManifest):
-        Manifest.from_json_bytes(json.dumps(body).encode())
+        ModelManifest.from_json_bytes(json.dumps(body).encode())
     with pytest.raises(InvalidManifest):
-        Manifest.from_json_bytes(b"not json")
+        ModelManifest.from_json_bytes(b"not json")
 
 
 def test_corrupt_manifest_is_incomplete_and_reupload_fixes_it(store: Store, model_dir: Path) -> None:

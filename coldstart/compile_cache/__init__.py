@@ -46,7 +46,7 @@ only the cache keys (this one and vLLM's).
 # cc.capture(...)`. Patch a name where it is looked up (the submodule), not here.
 
 from coldstart.compile_cache.archive import (
-    Manifest,
+    CacheManifest,
     RootLayout,
     _zstandard,
     entry_prefix,
@@ -124,13 +124,13 @@ __all__ = [
     "VLLM_ARCHIVED_SUBDIRS",
     "VLLM_CACHE_SUBDIR",
     "VLLM_MODELINFO_SUBDIR",
+    "CacheManifest",
     "CaptureError",
     "CompileCacheError",
     "CorruptArchive",
     "DeviceInfo",
     "EntryCheck",
     "Fingerprint",
-    "Manifest",
     "ManifestError",
     "PublishResult",
     "PublishStatus",

@@ -44,7 +44,7 @@ class RootLayout:
 
 
 @dataclass(frozen=True)
-class Manifest:
+class CacheManifest:
     archive_name: str  # the store object name: content-addressed
     compression: str  # zstd | gzip | none
     archive_sha256: str
@@ -75,7 +75,7 @@ class Manifest:
         return (json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n").encode()
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> Manifest:
+    def from_json(cls, data: bytes | str) -> CacheManifest:
         try:
             d = json.loads(data)
             if not isinstance(d, dict):
@@ -122,12 +122,12 @@ def _write_atomically(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_manifest(manifest: Manifest, path: Path) -> None:
+def write_manifest(manifest: CacheManifest, path: Path) -> None:
     _write_atomically(path, manifest.to_json())
 
 
-def read_manifest(path: Path) -> Manifest:
-    return Manifest.from_json(Path(path).read_bytes())
+def read_manifest(path: Path) -> CacheManifest:
+    return CacheManifest.from_json(Path(path).read_bytes())
 
 
 def entry_prefix(fingerprint: Fingerprint) -> str:

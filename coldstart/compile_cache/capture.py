@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from coldstart.compile_cache.archive import (
-    Manifest,
+    CacheManifest,
     RootLayout,
     _compressing,
     _write_atomically,
@@ -153,7 +153,7 @@ def capture(
     *,
     fingerprint: Fingerprint | None = None,
     compression: str = "auto",
-) -> Manifest:
+) -> CacheManifest:
     """Pack ``<vllm_cache_root>/torch_compile_cache`` (AOT tree included) and ``modelinfos``, the Inductor
     cache and the Triton cache into one tar at ``out_archive`` (written atomically), stored as ``vllm/``,
     ``inductor/`` and ``triton/`` so a restore can place each under a different root. A root nested inside
@@ -237,7 +237,7 @@ def capture(
         tmp.unlink(missing_ok=True)
 
     layouts = [dataclasses.replace(r, size_bytes=sizes[r.name]) for r in layouts]
-    return Manifest(
+    return CacheManifest(
         archive_name=f"cache-{archive_sha256[:16]}{_ARCHIVE_SUFFIX[compression]}",
         compression=compression,
         archive_sha256=archive_sha256,

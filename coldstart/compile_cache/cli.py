@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from coldstart import paths
-from coldstart.compile_cache.archive import Manifest, read_manifest, write_manifest
+from coldstart.compile_cache.archive import CacheManifest, read_manifest, write_manifest
 from coldstart.compile_cache.capture import capture
 from coldstart.compile_cache.common import (
     COMPRESSIONS,
@@ -180,7 +180,7 @@ def _show(store: Store, model_name: str | None, *, verify: bool = False) -> int:
             continue
         entry = obj.key[: -len(MANIFEST_NAME)]
         try:
-            m = Manifest.from_json(store.get_bytes(obj.key))
+            m = CacheManifest.from_json(store.get_bytes(obj.key))
         except ManifestError as e:
             failed += 1
             _print_json({"entry": entry, "error": str(e), **({"verified": False} if verify else {})})

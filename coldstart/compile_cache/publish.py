@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from coldstart.compile_cache.archive import Manifest, entry_prefix, sha256_file
+from coldstart.compile_cache.archive import CacheManifest, entry_prefix, sha256_file
 from coldstart.compile_cache.common import (
     _SINGLE_PUT_LIMIT_BYTES,
     KEY_PREFIX,
@@ -38,7 +38,7 @@ class EntryCheck:
 
     entry: str  # the entry prefix
     problems: tuple[str, ...]
-    manifest: Manifest | None = None
+    manifest: CacheManifest | None = None
     manifest_bytes: bytes | None = None  # what was checked: a repair replaces only this manifest
 
     @property
@@ -75,7 +75,7 @@ def verify_entry(store: Store, entry: str, *, checksum: bool = True) -> EntryChe
     except ObjectNotFound:
         return EntryCheck(entry, (f"{manifest_key} is missing",))
     try:
-        manifest = Manifest.from_json(data)
+        manifest = CacheManifest.from_json(data)
     except ManifestError as e:
         return EntryCheck(entry, (f"{manifest_key} is unreadable: {e}",), manifest_bytes=data)
     problem = _object_problem(
@@ -106,7 +106,7 @@ def remove_entry(store: Store, entry: str, *, dry_run: bool = False) -> list[str
     return ordered
 
 
-def publish(store: Store, fingerprint: Fingerprint, archive: Path, manifest: Manifest) -> PublishResult:
+def publish(store: Store, fingerprint: Fingerprint, archive: Path, manifest: CacheManifest) -> PublishResult:
     """Put one captured cache into the store under the fingerprint's key, race-safely.
 
     The archive goes up create-only under its content address, then the manifest create-only: the manifest
@@ -197,11 +197,11 @@ def _old_archive_note(bad: EntryCheck, ours: str) -> str:
     return f"; left the old archive {bad.manifest.archive_name} in place"
 
 
-def _clean_up_lost_race(store: Store, prefix: str, ours: Manifest, created_archive: bool) -> str:
+def _clean_up_lost_race(store: Store, prefix: str, ours: CacheManifest, created_archive: bool) -> str:
     if not created_archive:
         return "another publisher won the race"
     try:
-        winner = Manifest.from_json(store.get_bytes(prefix + MANIFEST_NAME))
+        winner = CacheManifest.from_json(store.get_bytes(prefix + MANIFEST_NAME))
     except (StoreError, ManifestError) as e:
         return f"another publisher won the race; kept our archive {ours.archive_name} (cannot read its: {e})"
     if winner.archive_name == ours.archive_name:

@@ -19,7 +19,7 @@ from typing import Any
 
 from coldstart import paths
 from coldstart.compile_cache.archive import (
-    Manifest,
+    CacheManifest,
     _corrupt_stream_errors,
     _decompressing,
     _HashingReader,
@@ -87,11 +87,11 @@ def _find_near_miss(store: Store, fingerprint: Fingerprint) -> _Outcome:
     if not manifests:
         return _Outcome(RestoreStatus.DOES_NOT_EXIST, f"no compile cache for {fingerprint.model_name!r}")
     want = fingerprint.to_dict()
-    candidates: list[tuple[str, Manifest, tuple[str, ...]]] = []
+    candidates: list[tuple[str, CacheManifest, tuple[str, ...]]] = []
     unreadable = 0
     for key in manifests[:_MAX_NEIGHBOURS]:
         try:
-            m = Manifest.from_json(store.get_bytes(key))
+            m = CacheManifest.from_json(store.get_bytes(key))
         except (ManifestError, ObjectNotFound):  # torn by hand, or deleted since the listing
             unreadable += 1
             continue
@@ -132,7 +132,7 @@ def _check_member(member: tarfile.TarInfo) -> tuple[str, ...]:
     return parts
 
 
-def _extract(archive: Path, manifest: Manifest, dest: Path) -> dict[str, set[str]]:
+def _extract(archive: Path, manifest: CacheManifest, dest: Path) -> dict[str, set[str]]:
     """Stream-extract into ``dest`` (a fresh staging dir), hashing the raw bytes on the way. Returns the files
     per root. Raises CorruptArchive for anything that does not match the manifest or could escape ``dest``."""
     budget_bytes = manifest.content_bytes
@@ -175,7 +175,7 @@ def _extract(archive: Path, manifest: Manifest, dest: Path) -> dict[str, set[str
     return found
 
 
-def _verify_layout(manifest: Manifest, found: Mapping[str, set[str]]) -> None:
+def _verify_layout(manifest: CacheManifest, found: Mapping[str, set[str]]) -> None:
     for root in manifest.roots:
         # The vLLM root's paths are relative to VLLM_CACHE_ROOT; the others to their own dir.
         want = set(root.files)
@@ -333,7 +333,7 @@ def _restore(
     except ObjectNotFound:
         return _find_near_miss(store, fingerprint)
     try:
-        manifest = Manifest.from_json(raw_manifest)
+        manifest = CacheManifest.from_json(raw_manifest)
     except ManifestError as e:
         return _Outcome(RestoreStatus.CORRUPT, f"manifest {prefix}{MANIFEST_NAME}: {e}")
     want = fingerprint.to_dict()

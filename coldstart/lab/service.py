@@ -33,8 +33,9 @@ from coldstart.storage.sources import SourceError, resolve_weights
 from coldstart.storage.store import InvalidStoreURI, StoreError, default_store_uri
 
 
-def detect_device() -> str:
-    """ "cuda" when an NVIDIA GPU answers, else "cpu". Asks nvidia-smi: importing torch here costs ~10 s."""
+def engine_device() -> str:
+    """ "cuda" when an NVIDIA GPU answers, else "cpu": the provenance's own probe (nvidia-smi), not the compile
+    cache's (NVML, else torch: importing torch here costs ~10 s), which also needs the compute capability."""
     gpu, _driver = nvidia_gpus()
     return "cuda" if gpu else "cpu"
 
@@ -162,7 +163,7 @@ class Prepared:
 def prepare(args: argparse.Namespace) -> Prepared:
     """Everything that can fail before Ray: names, pair, store, weights."""
     model, exp = resolve(args.model, args.experiment)
-    device = detect_device() if args.device == "auto" else args.device
+    device = engine_device() if args.device == "auto" else args.device
     store_uri = args.store or default_store_uri()
     endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
     weights = resolve_weights(

@@ -113,7 +113,7 @@ class FileEntry:
 
 
 @dataclass(frozen=True)
-class Manifest:
+class ModelManifest:
     files: tuple[FileEntry, ...]
     created_at: str  # ISO 8601 UTC
     tool_version: str
@@ -123,7 +123,7 @@ class Manifest:
     def total_size_bytes(self) -> int:
         return sum(f.size_bytes for f in self.files)
 
-    def same_files(self, other: Manifest) -> bool:
+    def same_files(self, other: ModelManifest) -> bool:
         return sorted(self.files, key=lambda f: f.path) == sorted(other.files, key=lambda f: f.path)
 
     def to_json_bytes(self) -> bytes:
@@ -138,7 +138,7 @@ class Manifest:
         return (json.dumps(body, indent=1) + "\n").encode()
 
     @classmethod
-    def from_json_bytes(cls, data: bytes, *, source: str = "manifest") -> Manifest:
+    def from_json_bytes(cls, data: bytes, *, source: str = "manifest") -> ModelManifest:
         """Parse and validate; the manifest comes from a store, so its paths are untrusted."""
         try:
             body = json.loads(data)
@@ -240,7 +240,7 @@ def _advance(progress: Progress, task_id: Any) -> Callable[[int], None]:
     return lambda n: progress.update(task_id, advance=n)
 
 
-def _try_read_manifest(store: Store, prefix: str) -> Manifest | None:
+def _try_read_manifest(store: Store, prefix: str) -> ModelManifest | None:
     try:
         return read_manifest(store, prefix)
     except ObjectNotFound:
@@ -255,7 +255,7 @@ def _try_read_manifest(store: Store, prefix: str) -> Manifest | None:
 
 @dataclass(frozen=True)
 class UploadResult:
-    manifest: Manifest
+    manifest: ModelManifest
     uploaded_files: int
     skipped_files: int
     deleted_files: int  # objects under the prefix that are no longer in the local folder
@@ -293,7 +293,7 @@ def upload_dir(
             return FileEntry(path=rel, size_bytes=size_bytes, sha256=sha256_file(path, on_hash))
 
         entries = _run_parallel(entry, files, workers)
-        new = Manifest(files=tuple(entries), created_at=_utc_now_iso(), tool_version=tool_version())
+        new = ModelManifest(files=tuple(entries), created_at=_utc_now_iso(), tool_version=tool_version())
 
         old = _try_read_manifest(store, prefix)
         remote = {o.key: o.size_bytes for o in store.list(prefix + "/")}
@@ -340,7 +340,7 @@ def upload_dir(
     )
 
 
-def read_manifest(store: Store, prefix: str) -> Manifest:
+def read_manifest(store: Store, prefix: str) -> ModelManifest:
     mkey = manifest_key(prefix)
     try:
         data = store.get_bytes(mkey)
@@ -349,7 +349,7 @@ def read_manifest(store: Store, prefix: str) -> Manifest:
             f"{store.url_for(prefix)} is not staged: no {MANIFEST_NAME} (never uploaded, or the upload did not "
             "finish): run `python -m coldstart stage put` again"
         ) from e
-    return Manifest.from_json_bytes(data, source=store.url_for(mkey))
+    return ModelManifest.from_json_bytes(data, source=store.url_for(mkey))
 
 
 def is_complete(store: Store, prefix: str) -> bool:
@@ -430,10 +430,10 @@ def verify(store: Store, prefix: str, *, deep: bool = False, workers: int = 8) -
     )
 
 
-def _local_copy_matches(dest: Path, manifest: Manifest) -> bool:
+def _local_copy_matches(dest: Path, manifest: ModelManifest) -> bool:
     """dest is a finished download of this manifest. Sizes only: sha256 was checked when dest was written."""
     try:
-        local = Manifest.from_json_bytes((dest / MANIFEST_NAME).read_bytes(), source=str(dest))
+        local = ModelManifest.from_json_bytes((dest / MANIFEST_NAME).read_bytes(), source=str(dest))
     except (OSError, InvalidManifest):
         return False
     if not local.same_files(manifest):
