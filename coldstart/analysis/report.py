@@ -1,0 +1,297 @@
+"""A static HTML report of every run: ``python -m analysis report [--out DIR]``.
+
+One folder that opens from disk with no server and no network (inline CSS, no script at all): the median
+table of ``results/summary.md`` (computed the same way, from the same remembered log sources), relative links
+to the graphs ``python -m analysis`` wrote (linked, not copied: they stay the one copy), and each run with
+its timeline segments (± of whole-second vLLM stamps), its cache audit, its provenance, a link to its raw
+log and to its Chrome trace (``trace.py``), which this command writes into ``<out>/traces/``.
+
+It reads result files and logs only and writes nothing outside ``--out``: the tables and graphs stay
+``python -m analysis``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from coldstart.analysis.analyze import (
+    DEFAULT_GRAPHS,
+    DEFAULT_LOGS,
+    DEFAULT_TABLES,
+    SOURCES_FILE,
+    SUPERSEDED_FILE,
+    Run,
+    _device_label,
+    _fmt,
+    _slug,
+    _total_text,
+    collect,
+    load_results,
+    load_sources,
+    load_superseded,
+    median_table,
+    merge_rows,
+    run_table,
+)
+from coldstart.analysis.results import DEFAULT_RESULTS, ResultRow, SchemaError
+from coldstart.analysis.timeline import CATEGORIES, SEGMENT_LABELS, SEGMENT_NAMES, UNATTRIBUTED
+from coldstart.analysis.trace import client_of, write_trace
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+DEFAULT_OUT = Path("report")  # gitignored: regenerated on demand
+# The graphs a reader wants first; the per-run timeline PNGs are linked from each run instead.
+GRAPH_PATTERNS = ("comparison.png", "ttft_spread.png", "ladder_*.png", "phases_*.png")
+
+_CSS = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: right; }
+th:first-child, td:first-child, table.facts td { text-align: left; }
+th { background: #f2f2f2; }
+.bad { color: #b00020; font-weight: bold; }
+.muted { color: #777; }
+details { margin: 0.3em 0 1em; }
+"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape("—" if value is None else str(value))
+
+
+def _rel(target: Path, out_dir: Path) -> str:
+    """A link that works from the opened file: relative, with forward slashes."""
+    return Path(os.path.relpath(target.resolve(), out_dir.resolve())).as_posix()
+
+
+def _resolve(path: str | None, bases: Sequence[Path]) -> Path | None:
+    """A row's path as written (relative to the checkout it ran in), found from here or from the checkout."""
+    if not path:
+        return None
+    p = Path(path)
+    for candidate in (p, *(b / p for b in bases)) if not p.is_absolute() else (p,):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _table(head: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") -> str:
+    out = [
+        f'<table class="{cls}">' if cls else "<table>",
+        "<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + "</tr>",
+    ]
+    out += ["<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows]
+    return "\n".join([*out, "</table>"])
+
+
+def summary_rows(medians: pd.DataFrame) -> list[list[str]]:
+    """The cells of ``summary_markdown``'s table (the same numbers), HTML-escaped."""
+    rows = []
+    for _, r in medians.iterrows():
+        rows.append(
+            [
+                _esc(r["model"]),
+                _esc(r["experiment"]),
+                _esc(_device_label(r["device"])),
+                _esc(r["node_state"]),
+                str(int(r["n"])),
+                _esc(_total_text(r)),
+                *(_esc(_fmt(r[f"cat_{c.name}_s"])) for c in CATEGORIES),
+            ]
+        )
+    return rows
+
+
+SUMMARY_HEAD = (
+    "model",
+    "experiment",
+    "device",
+    "node",
+    "n",
+    "total s, median (min–max)",
+    *(c.short for c in CATEGORIES),
+)
+
+
+def _seconds(value: float | None, error_s: float | None = None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.2f} ±{error_s:.2f}" if error_s else f"{value:.2f}"
+
+
+def _run_section(run: Run, table_row: Mapping[str, Any], out_dir: Path, graphs_dir: Path, bases: Sequence[Path]) -> str:
+    r: ResultRow = run.row
+    anchor = html.escape(r.run_id, quote=True)
+    parts = [f'<h3 id="{anchor}">{_esc(r.model)} · {_esc(r.experiment)} · {_esc(r.run_id)}</h3>']
+    links = []
+    log = _resolve(r.log_path, bases)
+    if log is not None:
+        links.append(f'<a href="{html.escape(_rel(log, out_dir), quote=True)}">raw log</a>')
+        trace = write_trace(log, out_dir / "traces" / f"{r.run_id}.trace.json", client_of(log, r), r.run_id)
+        links.append(
+            f'<a href="{html.escape(_rel(trace, out_dir), quote=True)}">trace JSON</a>'
+            ' <span class="muted">(open in Perfetto or chrome://tracing)</span>'
+        )
+    else:
+        links.append('<span class="muted">no log here</span>')
+    gantt = graphs_dir / f"{_slug(f'timeline_{r.model}_{r.run_id}')}.png"  # as save_figure names it
+    if gantt.is_file():  # `python -m analysis` draws one per run with a request (untracked, so maybe absent)
+        links.append(f'<a href="{html.escape(_rel(gantt, out_dir), quote=True)}">timeline graph</a>')
+    parts.append("<p>" + " · ".join(links) + "</p>")
+
+    audit_passed = table_row.get("audit_passed")
+    flag = {True: "passed", False: '<span class="bad">FAILED</span>', None: "not audited"}[
+        None if audit_passed is None or audit_passed != audit_passed else bool(audit_passed)
+    ]
+    superseded = table_row.get("superseded")
+    facts = [
+        ("status", _esc(r.status.value)),
+        ("TTFT s", _esc(None if r.ttft_s is None else f"{r.ttft_s:.2f}")),
+        ("device", _esc(_device_label(table_row.get("device")))),
+        ("node state", _esc(table_row.get("node_state"))),
+        ("source", _esc(run.source.value)),
+        ("repeat", _esc(r.repeat)),
+        ("campaign", _esc(r.campaign)),
+        ("cache audit", flag),
+        ("compile-cache hit", _esc(table_row.get("compile_cache_hit"))),
+        ("AOT cache hit", _esc(table_row.get("aot_cache_hit"))),
+        ("restore status", _esc(table_row.get("compile_cache_restore_status"))),
+        ("superseded", _esc(superseded if isinstance(superseded, str) else None)),
+    ]
+    p = r.provenance
+    if p is not None:
+        packages = ", ".join(f"{k} {v}" for k, v in (p.packages or {}).items() if v)
+        facts += [
+            ("GPU", _esc(p.gpu)),
+            ("driver", _esc(p.driver)),
+            ("git commit", _esc(p.git_commit) + (" (dirty)" if p.git_dirty else "")),
+            ("packages", _esc(packages or None)),
+            ("host / boot", _esc(f"{p.host} / {p.boot_id}")),
+        ]
+    else:
+        facts.append(("provenance", '<span class="muted">none (a log without a runner row)</span>'))
+    parts.append(_table(("", ""), ([k, v] for k, v in facts), "facts"))
+
+    tl = r.timeline
+    if tl is not None:
+        seg_rows = [
+            [_esc(SEGMENT_LABELS[name]), _seconds(tl.segments.get(name), tl.segment_error_s.get(name))]
+            for name in (*SEGMENT_NAMES, UNATTRIBUTED)
+            if tl.segments.get(name) is not None
+        ]
+        parts.append("<details open><summary>timeline segments (request → first token)</summary>")
+        parts.append(_table(("segment", "seconds ± stamp precision"), seg_rows))
+        if tl.notes:
+            parts.append("<ul>" + "".join(f"<li>{_esc(n)}</li>" for n in tl.notes) + "</ul>")
+        parts.append("</details>")
+    return "\n".join(parts)
+
+
+def build_report(
+    out_dir: Path,
+    runs: Sequence[Run],
+    superseded: Mapping[str, str] | None = None,
+    graphs_dir: Path = DEFAULT_GRAPHS,
+    bases: Sequence[Path] = (),
+) -> Path:
+    """Write ``<out_dir>/index.html`` (and ``traces/``) for these runs; returns the HTML's path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = run_table(runs, superseded)
+    medians = median_table(table)
+    by_id = {str(rec["run_id"]): rec for rec in table.to_dict("records")}
+
+    graphs = sorted(
+        {g for pattern in GRAPH_PATTERNS for g in graphs_dir.glob(pattern) if g.is_file()},
+        key=lambda g: (next(i for i, pat in enumerate(GRAPH_PATTERNS) if g.match(pat)), g.name),
+    )
+    body = [
+        "<h1>Cold-start report</h1>",
+        '<p class="muted">Generated by <code>python -m analysis report</code> from the result rows and logs; '
+        "opens from disk, no network. Medians count usable runs only (finished, cache audit passed, not "
+        "superseded), as in <code>results/summary.md</code>.</p>",
+        "<h2>Median seconds per (model, experiment, device, node state)</h2>",
+        _table(SUMMARY_HEAD, summary_rows(medians), "summary"),
+        "<h2>Graphs</h2>",
+        "<ul>"
+        + "".join(f'<li><a href="{html.escape(_rel(g, out_dir), quote=True)}">{_esc(g.name)}</a></li>' for g in graphs)
+        + "</ul>"
+        if graphs
+        else '<p class="muted">no graphs found; run <code>python -m analysis</code> first</p>',
+        "<h2>Runs</h2>",
+    ]
+    ordered = sorted(runs, key=lambda run: (run.row.model, run.row.experiment, run.row.run_id))
+    body.append(
+        _table(
+            ("run", "model", "experiment", "status", "TTFT s"),
+            (
+                [
+                    f'<a href="#{html.escape(run.row.run_id, quote=True)}">{_esc(run.row.run_id)}</a>',
+                    _esc(run.row.model),
+                    _esc(run.row.experiment),
+                    _esc(run.row.status.value),
+                    _esc(None if run.row.ttft_s is None else f"{run.row.ttft_s:.2f}"),
+                ]
+                for run in ordered
+            ),
+            "runs",
+        )
+    )
+    body += [_run_section(run, by_id.get(run.row.run_id, {}), out_dir, graphs_dir, bases) for run in ordered]
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Cold-start report</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+    index = out_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the report folder (default: {DEFAULT_OUT}/)")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument(
+        "--logs",
+        nargs="+",
+        type=Path,
+        default=None,
+        help=f"log sources (default: those recorded in {DEFAULT_TABLES}/{SOURCES_FILE}, as `python -m analysis`)",
+    )
+    parser.add_argument("--graphs", type=Path, default=DEFAULT_GRAPHS, help="where `python -m analysis` wrote them")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        print("error: pandas is missing; pip install -e '.[analysis]'", file=sys.stderr)
+        return 2
+    logs = args.logs
+    if logs is None:
+        try:
+            logs = load_sources(DEFAULT_TABLES / SOURCES_FILE) or [DEFAULT_LOGS]
+        except (OSError, ValueError) as exc:
+            print(f"error: cannot read the recorded log sources: {exc}; pass --logs", file=sys.stderr)
+            return 2
+    try:
+        results = load_results(args.results)
+        superseded = load_superseded(args.results.parent / SUPERSEDED_FILE)
+    except (OSError, SchemaError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    clients = {r.row.run_id: r.row.client for r in results if r.row.client and r.row.client.t_send_epoch is not None}
+    runs = merge_rows(collect(logs, clients), results)
+    if not runs:
+        print("no runs found: nothing to report", file=sys.stderr)
+        return 1
+    index = build_report(args.out, runs, superseded, args.graphs, bases=[args.results.parent.parent])
+    print(f"wrote {index} ({len(runs)} runs); open it in a browser, no server needed")
+    return 0

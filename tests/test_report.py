@@ -1,0 +1,135 @@
+"""The static HTML report: built from a small synthetic results file and one committed log, then read back
+with html.parser the way a browser would see it from disk."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import html
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+from coldstart.analysis.analyze import Run, Source, load_results, median_table, row_from_log, run_table
+from coldstart.analysis.report import SUMMARY_HEAD, add_cli_args, main, summary_rows
+from coldstart.analysis.results import ClientResult, Provenance, ResultRow, RunStatus, append_row
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_ID = "20261129T185203Z-484a"
+LOG = REPO / "experiment_terminal_output" / "llama-3-8b" / "fast" / f"{RUN_ID}.log"
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.external: list[str] = []
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "a" and a.get("href"):
+            self.links.append(str(a["href"]))
+        if tag in ("script", "link", "img", "iframe"):
+            ref = a.get("src") or a.get("href") or ""
+            if tag == "script" or ref.startswith(("http://", "https://", "//")):
+                self.external.append(f"{tag} {ref}")
+        if tag == "table":
+            self._table = a.get("class") or f"table{len(self.tables)}"
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._table:
+            self.tables[self._table][-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _results(tmp_path: Path) -> Path:
+    """Two runs of the log's row (one ok, one failed without a log) in a results file of their own."""
+    client = ClientResult.from_dict(json.loads(LOG.with_suffix(".client.json").read_text()))
+    parsed = row_from_log(
+        LOG.read_text(errors="replace"),
+        run_id=RUN_ID,
+        model="llama-3-8b",
+        experiment="fast",
+        client=client,
+        log_path=str(LOG),
+    ).row
+    provenance = Provenance({"vllm": "0.25.1"}, "NVIDIA H200 x1", "570.1", "vm", "3.11", "abc123", False, "boot-1")
+    ok = dataclasses.replace(parsed, repeat=1, provenance=provenance, campaign="test", node_state="warm")
+    failed = ResultRow(
+        run_id="20261129T000000Z-dead",
+        model="llama-3-8b",
+        experiment="fast",
+        repeat=2,
+        status=RunStatus.FAILED,
+        ttft_s=None,
+        phases={},
+        audit=None,
+        log_path=None,
+        provenance=provenance,
+        config={},
+        error="service never ready",
+    )
+    path = tmp_path / "results" / "results.jsonl"
+    append_row(path, ok)
+    append_row(path, failed)
+    return path
+
+
+def test_report_table_links_and_no_network(tmp_path: Path) -> None:
+    results = _results(tmp_path)
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    for name in ("ladder_llama-3-8b_H200_x1_warm.png", "phases_llama-3-8b.png", "comparison.png", "unrelated.png"):
+        (graphs / name).write_bytes(b"\x89PNG")
+    out = tmp_path / "report"
+    parser = argparse.ArgumentParser()
+    add_cli_args(parser)
+    empty_logs = tmp_path / "no-logs"
+    empty_logs.mkdir()
+    args = parser.parse_args(
+        ["--out", str(out), "--results", str(results), "--logs", str(empty_logs), "--graphs", str(graphs)]
+    )
+    assert main(args) == 0
+
+    page = _Page()
+    page.feed((out / "index.html").read_text(encoding="utf-8"))
+    assert not page.external, page.external
+    # The summary table is summary.md's: same heading, same cells, one row per usable group.
+    runs = [Run(r.row, Source.RESULTS) for r in load_results(results)]
+    expected = summary_rows(median_table(run_table(runs)))
+    table = page.tables["summary"]
+    assert table[0] == list(SUMMARY_HEAD)
+    assert table[1:] == [[html.unescape(c) for c in row] for row in expected]
+    assert len(table) == 2 and table[1][:5] == ["llama-3-8b", "fast", "H200 x1", "warm", "1"]
+    assert table[1][5] == f"{runs[0].row.ttft_s:.1f}"
+    # Every run is listed; the failed one too.
+    assert {row[0] for row in page.tables["runs"][1:]} == {RUN_ID, "20261129T000000Z-dead"}
+    # Links resolve from the report folder; the graphs are linked, not copied; the trace was written.
+    files = [link for link in page.links if not link.startswith("#")]
+    assert all(not link.startswith(("http:", "https:", "/")) for link in files), files
+    for link in files:
+        assert (out / link).resolve().is_file(), link
+    names = {Path(link).name for link in files}
+    assert {"ladder_llama-3-8b_H200_x1_warm.png", "phases_llama-3-8b.png", "comparison.png"} <= names
+    assert "unrelated.png" not in names
+    assert {LOG.name, f"{RUN_ID}.trace.json"} <= names
+    assert not list(out.glob("*.png"))
+    anchors = {link[1:] for link in page.links if link.startswith("#")}
+    assert anchors == {RUN_ID, "20261129T000000Z-dead"}
+    html_text = (out / "index.html").read_text(encoding="utf-8")
+    assert "abc123" in html_text and "NVIDIA H200 x1" in html_text  # provenance
+    assert "±" in html_text  # the whole-second stamps' precision beside the segments
