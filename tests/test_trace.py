@@ -122,3 +122,10 @@ def test_write_trace_and_cli(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "no log" in proc.stderr
     log = REPO / "experiment_terminal_output" / "llama-3-8b" / "fast" / f"{FAST}.log"
     assert write_trace(log, tmp_path / "sub" / "t.json", None, FAST).is_file()  # no client: the log's own events
+
+
+def test_each_tensor_parallel_rank_has_its_own_track() -> None:
+    log = REPO / "experiment_terminal_output" / "llama-3-8b-tp2" / "baseline" / "20261123T020504Z-1cf6.log"
+    trace = trace_events(log.read_text(errors="replace"), client_of(log, None), log.stem)
+    names = " ".join(_names(trace).values())
+    assert "Worker_TP0" in names and "Worker_TP1" in names
