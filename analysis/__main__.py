@@ -7,6 +7,7 @@ from coldstart.cli import run_tool
 SUBCOMMANDS = {
     "trace": ("coldstart.analysis.trace", "one run's timeline as a Chrome trace-event JSON (Perfetto)"),
     "report": ("coldstart.analysis.report", "a static HTML report of every run, opens from disk"),
+    "startup-json": ("coldstart.analysis.vllm_startup", "the runs as `vllm bench startup --output-json` files"),
 }
 
 if __name__ == "__main__":
