@@ -133,3 +133,5 @@ def test_report_table_links_and_no_network(tmp_path: Path) -> None:
     html_text = (out / "index.html").read_text(encoding="utf-8")
     assert "abc123" in html_text and "NVIDIA H200 x1" in html_text  # provenance
     assert "±" in html_text  # the whole-second stamps' precision beside the segments
+    sums = [t[-1] for t in page.tables.values() if t and t[-1] and t[-1][0] == "sum (= TTFT)"]
+    assert sums == [["sum (= TTFT)", f"{runs[0].row.ttft_s:.2f}"]]  # the segments add up to the run's TTFT

@@ -123,7 +123,8 @@ SUMMARY_HEAD = (
 def _seconds(value: float | None, error_s: float | None = None) -> str:
     if value is None:
         return "—"
-    return f"{value:.2f} ±{error_s:.2f}" if error_s else f"{value:.2f}"
+    # Ray's millisecond stamps (±0.0005 s) would print as "±0.00": the ± is shown where it matters.
+    return f"{value:.2f} ±{error_s:.2f}" if error_s is not None and error_s >= 0.005 else f"{value:.2f}"
 
 
 def _run_section(run: Run, table_row: Mapping[str, Any], out_dir: Path, graphs_dir: Path, bases: Sequence[Path]) -> str:
@@ -177,7 +178,7 @@ def _run_section(run: Run, table_row: Mapping[str, Any], out_dir: Path, graphs_d
         ]
     else:
         facts.append(("provenance", '<span class="muted">none (a log without a runner row)</span>'))
-    parts.append(_table(("", ""), ([k, v] for k, v in facts), "facts"))
+    parts.append(_table(("run", "value"), ([k, v] for k, v in facts), "facts"))
 
     tl = r.timeline
     if tl is not None:
@@ -186,6 +187,10 @@ def _run_section(run: Run, table_row: Mapping[str, Any], out_dir: Path, graphs_d
             for name in (*SEGMENT_NAMES, UNATTRIBUTED)
             if tl.segments.get(name) is not None
         ]
+        measured = [tl.segments[n] for n in (*SEGMENT_NAMES, UNATTRIBUTED) if tl.segments.get(n) is not None]
+        if tl.ttft_s is not None and measured:
+            # They telescope: the sum is the TTFT (a check a reader can do on the page).
+            seg_rows.append(["<b>sum (= TTFT)</b>", f"<b>{sum(v for v in measured if v is not None):.2f}</b>"])
         parts.append("<details open><summary>timeline segments (request → first token)</summary>")
         parts.append(_table(("segment", "seconds ± stamp precision"), seg_rows))
         if tl.notes:
