@@ -402,6 +402,29 @@ def category_seconds(
     return cats
 
 
+def add_source_args(parser: argparse.ArgumentParser) -> None:
+    """``--results`` and ``--logs`` for the tools that read runs the way ``python -m analysis`` does."""
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the matrix runner's results.jsonl")
+    parser.add_argument(
+        "--logs",
+        nargs="+",
+        type=Path,
+        default=None,
+        help=f"log sources (default: those recorded in {DEFAULT_TABLES}/{SOURCES_FILE}, as `python -m analysis`)",
+    )
+
+
+def load_runs(results_path: Path, logs: Sequence[Path] | None) -> tuple[list[Run], dict[str, str]]:
+    """The runs ``python -m analysis`` would see (the results file merged with the logs; the recorded sources
+    when ``logs`` is None) and the superseded ones. Raises OSError, SchemaError or ValueError for a source it
+    cannot read."""
+    sources = list(logs) if logs is not None else (load_sources(DEFAULT_TABLES / SOURCES_FILE) or [DEFAULT_LOGS])
+    results = load_results(results_path)
+    superseded = load_superseded(results_path.parent / SUPERSEDED_FILE)
+    clients = {r.row.run_id: r.row.client for r in results if r.row.client and r.row.client.t_send_epoch is not None}
+    return merge_rows(collect(sources, clients), results), superseded
+
+
 def run_table(runs: Sequence[Run], superseded: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per run: ids, TTFT / total, every phase as logged, every segment, every category."""
     import pandas as pd
@@ -1044,17 +1067,20 @@ def _total_text(r: Mapping[str, Any]) -> str:
     return text + ("" if r["total_kind"] == "ttft" else f" [{r['total_kind']}]")
 
 
+SUMMARY_HEAD: tuple[str, ...] = (
+    "model",
+    "experiment",
+    "device",
+    "node",
+    "n",
+    "total s, median (min–max)",
+    *(c.short for c in CATEGORIES),
+)
+
+
 def summary_markdown(medians: pd.DataFrame) -> str:
     """The median table as Markdown (README, issue notes): total with its range, then each category."""
-    head = [
-        "model",
-        "experiment",
-        "device",
-        "node",
-        "n",
-        "total s, median (min–max)",
-        *(c.short for c in CATEGORIES),
-    ]
+    head = list(SUMMARY_HEAD)
     align = ["---" if i < 4 else "---:" for i in range(len(head))]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
     for _, r in medians.iterrows():

@@ -22,24 +22,18 @@ from typing import TYPE_CHECKING, Any
 
 from coldstart.analysis.analyze import (
     DEFAULT_GRAPHS,
-    DEFAULT_LOGS,
-    DEFAULT_TABLES,
-    SOURCES_FILE,
-    SUPERSEDED_FILE,
+    SUMMARY_HEAD,
     Run,
     _device_label,
     _fmt,
     _slug,
     _total_text,
-    collect,
-    load_results,
-    load_sources,
-    load_superseded,
+    add_source_args,
+    load_runs,
     median_table,
-    merge_rows,
     run_table,
 )
-from coldstart.analysis.results import DEFAULT_RESULTS, ResultRow, SchemaError
+from coldstart.analysis.results import ResultRow, SchemaError
 from coldstart.analysis.timeline import CATEGORIES, SEGMENT_LABELS, SEGMENT_NAMES, UNATTRIBUTED
 from coldstart.analysis.trace import client_of, write_trace
 
@@ -107,17 +101,6 @@ def summary_rows(medians: pd.DataFrame) -> list[list[str]]:
             ]
         )
     return rows
-
-
-SUMMARY_HEAD = (
-    "model",
-    "experiment",
-    "device",
-    "node",
-    "n",
-    "total s, median (min–max)",
-    *(c.short for c in CATEGORIES),
-)
 
 
 def _seconds(value: float | None, error_s: float | None = None) -> str:
@@ -262,14 +245,7 @@ def build_report(
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the report folder (default: {DEFAULT_OUT}/)")
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument(
-        "--logs",
-        nargs="+",
-        type=Path,
-        default=None,
-        help=f"log sources (default: those recorded in {DEFAULT_TABLES}/{SOURCES_FILE}, as `python -m analysis`)",
-    )
+    add_source_args(parser)
     parser.add_argument("--graphs", type=Path, default=DEFAULT_GRAPHS, help="where `python -m analysis` wrote them")
 
 
@@ -279,21 +255,11 @@ def main(args: argparse.Namespace) -> int:
     except ImportError:
         print("error: pandas is missing; pip install -e '.[analysis]'", file=sys.stderr)
         return 2
-    logs = args.logs
-    if logs is None:
-        try:
-            logs = load_sources(DEFAULT_TABLES / SOURCES_FILE) or [DEFAULT_LOGS]
-        except (OSError, ValueError) as exc:
-            print(f"error: cannot read the recorded log sources: {exc}; pass --logs", file=sys.stderr)
-            return 2
     try:
-        results = load_results(args.results)
-        superseded = load_superseded(args.results.parent / SUPERSEDED_FILE)
+        runs, superseded = load_runs(args.results, args.logs)
     except (OSError, SchemaError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    clients = {r.row.run_id: r.row.client for r in results if r.row.client and r.row.client.t_send_epoch is not None}
-    runs = merge_rows(collect(logs, clients), results)
     if not runs:
         print("no runs found: nothing to report", file=sys.stderr)
         return 1

@@ -27,21 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coldstart.analysis.analyze import (
-    DEFAULT_LOGS,
-    DEFAULT_TABLES,
-    SOURCES_FILE,
-    SUPERSEDED_FILE,
     _device_label,
     _slug,
-    collect,
-    load_results,
-    load_sources,
-    load_superseded,
-    merge_rows,
+    add_source_args,
+    load_runs,
     run_table,
     usable,
 )
-from coldstart.analysis.results import DEFAULT_RESULTS, SchemaError
+from coldstart.analysis.results import SchemaError
 from coldstart.registry import EXPERIMENTS
 
 if TYPE_CHECKING:
@@ -125,14 +118,7 @@ def write_startup_json(results: Mapping[tuple[str, str, str, str], dict[str, Any
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT}/")
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument(
-        "--logs",
-        nargs="+",
-        type=Path,
-        default=None,
-        help=f"log sources (default: those recorded in {DEFAULT_TABLES}/{SOURCES_FILE}, as `python -m analysis`)",
-    )
+    add_source_args(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -142,14 +128,10 @@ def main(args: argparse.Namespace) -> int:
         print("error: pandas is missing; pip install -e '.[analysis]'", file=sys.stderr)
         return 2
     try:
-        logs = args.logs or load_sources(DEFAULT_TABLES / SOURCES_FILE) or [DEFAULT_LOGS]
-        results = load_results(args.results)
-        superseded = load_superseded(args.results.parent / SUPERSEDED_FILE)
+        runs, superseded = load_runs(args.results, args.logs)
     except (OSError, SchemaError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    clients = {r.row.run_id: r.row.client for r in results if r.row.client and r.row.client.t_send_epoch is not None}
-    runs = merge_rows(collect(logs, clients), results)
     written = write_startup_json(startup_results(run_table(runs, superseded)), args.out)
     if not written:
         print("no usable run with an engine start-to-ready timeline: nothing written", file=sys.stderr)
