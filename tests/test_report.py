@@ -7,8 +7,12 @@ import argparse
 import dataclasses
 import html
 import json
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
+
+import pytest
 
 from coldstart.analysis.analyze import Run, Source, load_results, median_table, row_from_log, run_table
 from coldstart.analysis.report import SUMMARY_HEAD, add_cli_args, main, summary_rows
@@ -135,3 +139,52 @@ def test_report_table_links_and_no_network(tmp_path: Path) -> None:
     assert "±" in html_text  # the whole-second stamps' precision beside the segments
     sums = [t[-1] for t in page.tables.values() if t and t[-1] and t[-1][0] == "sum (= TTFT)"]
     assert sums == [["sum (= TTFT)", f"{runs[0].row.ttft_s:.2f}"]]  # the segments add up to the run's TTFT
+
+
+def _chromium() -> str | None:
+    return next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium (.ci/run installs it where apt can)")
+def test_a_real_headless_chromium_renders_the_table_and_the_ladder_from_disk(tmp_path: Path) -> None:
+    mpimg = pytest.importorskip("matplotlib.image")
+    np = pytest.importorskip("numpy")
+    results = _results(tmp_path)
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    # A committed ladder graph: the picture the page must show (its bars are the only saturated colour there).
+    shutil.copy(REPO / "graphs" / "ladder_llama-3-8b_H200_x1_warm.png", graphs / "ladder_llama-3-8b_H200_x1_warm.png")
+    out = tmp_path / "report"
+    parser = argparse.ArgumentParser()
+    add_cli_args(parser)
+    (tmp_path / "no-logs").mkdir()
+    args = parser.parse_args(
+        ["--out", str(out), "--results", str(results), "--logs", str(tmp_path / "no-logs"), "--graphs", str(graphs)]
+    )
+    assert main(args) == 0
+    shot = tmp_path / "shot.png"
+    browser = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    page = (out / "index.html").as_uri()
+    proc = subprocess.run(
+        [*browser, f"--screenshot={shot}", "--window-size=1400,1600", page],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    pixels = (mpimg.imread(shot)[..., :3] * 255).astype(int)
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    # The ladder rendered: the page holds thousands of pixels of the graph's own most common bar colour (links
+    # are the browser's blue, the failed status red, the rest grey: none of them a matplotlib bar colour).
+    ladder = (mpimg.imread(graphs / "ladder_llama-3-8b_H200_x1_warm.png")[..., :3] * 255).astype(int)
+    bars = ladder[(ladder.max(axis=-1) - ladder.min(axis=-1)) > 60]
+    colours, counts = np.unique(bars, axis=0, return_counts=True)
+    bar = colours[counts.argmax()]
+    shown = (abs(pixels - bar) <= 12).all(axis=-1).sum()
+    assert shown > 2000, f"{shown} pixels of the ladder's bar colour {bar.tolist()}: no graph on the page"
+    # The table rendered: its 1-px #ccc borders make long grey horizontal runs.
+    border = (abs(red - 204) <= 8) & (abs(green - 204) <= 8) & (abs(blue - 204) <= 8)
+    assert border.sum(axis=1).max() > 300, "no table border on the page"
+    dom = subprocess.run([*browser, "--dump-dom", page], capture_output=True, text=True, timeout=120, check=False)
+    assert 'class="summary"' in dom.stdout and "ladder_llama-3-8b_H200_x1_warm.png" in dom.stdout

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 DEFAULT_OUT = Path("report")  # gitignored: regenerated on demand
 # The graphs a reader wants first; the per-run timeline PNGs are linked from each run instead.
 GRAPH_PATTERNS = ("comparison.png", "ttft_spread.png", "ladder_*.png", "phases_*.png")
+INLINE_GRAPHS = "ladder_*.png"  # shown on the page; the others are one click away
 
 _CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -54,6 +55,14 @@ th { background: #f2f2f2; }
 .muted { color: #777; }
 details { margin: 0.3em 0 1em; }
 """
+
+
+def _graph_item(graph: Path, out_dir: Path, *, inline: bool) -> str:
+    """A graph's list item: its link, and for the ladders the picture itself (an <img> of the same file, so the
+    page shows the fast path at a glance without holding a copy)."""
+    href = html.escape(_rel(graph, out_dir), quote=True)
+    picture = f'<br><img src="{href}" alt="{_esc(graph.name)}" width="900">' if inline else ""
+    return f'<li><a href="{href}">{_esc(graph.name)}</a>{picture}</li>'
 
 
 def _esc(value: Any) -> str:
@@ -207,9 +216,7 @@ def build_report(
         "<h2>Median seconds per (model, experiment, device, node state)</h2>",
         _table(SUMMARY_HEAD, summary_rows(medians), "summary"),
         "<h2>Graphs</h2>",
-        "<ul>"
-        + "".join(f'<li><a href="{html.escape(_rel(g, out_dir), quote=True)}">{_esc(g.name)}</a></li>' for g in graphs)
-        + "</ul>"
+        "<ul>" + "".join(_graph_item(g, out_dir, inline=g.match(INLINE_GRAPHS)) for g in graphs) + "</ul>"
         if graphs
         else '<p class="muted">no graphs found; run <code>python -m analysis</code> first</p>',
         "<h2>Runs</h2>",
