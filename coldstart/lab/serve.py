@@ -328,8 +328,7 @@ def _undo_init(ray: Any) -> None:
     have recorded its node yet, so ray.shutdown() can miss processes; those are reaped as our children."""
     # Whoever handles SIGTERM now (Ray's sys.exit handler, or ours once fired), a second signal must not
     # cut this cleanup short; signals_as_interrupt() puts the process's own handlers back after it.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _ignore_signals()
     descendants = _descendants()
     try:
         ray.shutdown()
@@ -357,24 +356,41 @@ def _serve_after_init(
             t0 = time.time()
             serve.run(app, name=app_name, route_prefix="/", blocking=False)
             events.emit("serve_app_deployed", app=app_name, deploy_s=time.time() - t0)
+            interrupted = False
             try:
                 yield f"http://{host}:{port}"
+            except KeyboardInterrupt:
+                interrupted = True
+                raise
             finally:
+                # From here on a signal must not interrupt: the cleanup it would cut short is what it asks for.
+                # (A run that ends by itself, e.g. Serve giving up on the app, is still shutting down when the
+                # runner's SIGTERM comes: raised inside ray.shutdown(), it left Ray's daemons behind.)
+                _ignore_signals()
                 events.emit("service_shutdown_start")
                 descendants = _descendants()
-                if owns_ray:
-                    # A Ray started here dies with this process, Serve's actors with it. Serve's graceful
-                    # shutdown would first wait on the LLM replica's drain, which with vLLM outlives the
-                    # controller's 30 s limit on every GPU run seen ("Controller failed to shut down within
-                    # 30.0s"): 30 s per run of nothing. The engine's processes are reaped below either way.
+                if owns_ray and interrupted:
+                    # Stopped (the runner's SIGTERM after the measurement, Ctrl-C) on a Ray started here: it dies
+                    # with this process, Serve's actors with it. Serve's graceful shutdown would first wait on
+                    # the LLM replica's drain, which with vLLM outlives the controller's 30 s limit on every GPU
+                    # run seen ("Controller failed to shut down within 30.0s"): 30 s per run of nothing. An app
+                    # that failed on its own still goes through serve.shutdown(): without it, ray.shutdown()
+                    # did not return while Serve was retrying the failed replica (seen in the CPU e2e test).
                     events.emit("serve_shutdown_skipped", reason="local Ray: torn down with ray.shutdown()")
                 else:
                     serve.shutdown()
     finally:
+        _ignore_signals()
         descendants = descendants or _descendants()
         ray.shutdown()
         reap_leftovers(descendants)
         events.emit("service_stop")
+
+
+def _ignore_signals() -> None:
+    """SIGTERM and SIGINT ignored until ``signals_as_interrupt()`` puts the process's handlers back."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _descendants() -> list[Any]:
