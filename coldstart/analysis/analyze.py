@@ -425,6 +425,21 @@ def load_runs(results_path: Path, logs: Sequence[Path] | None) -> tuple[list[Run
     return merge_rows(collect(sources, clients), results), superseded
 
 
+def cli_runs(args: argparse.Namespace) -> tuple[list[Run], dict[str, str]] | None:
+    """``load_runs`` for the tools beside ``python -m analysis`` (report, startup-json): None after saying why
+    on stderr (their exit 2), so each tool does not repeat the checks."""
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        print("error: pandas is missing; pip install -e '.[analysis]'", file=sys.stderr)
+        return None
+    try:
+        return load_runs(args.results, args.logs)
+    except (OSError, SchemaError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
 def run_table(runs: Sequence[Run], superseded: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per run: ids, TTFT / total, every phase as logged, every segment, every category."""
     import pandas as pd

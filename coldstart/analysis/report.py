@@ -29,11 +29,11 @@ from coldstart.analysis.analyze import (
     _slug,
     _total_text,
     add_source_args,
-    load_runs,
+    cli_runs,
     median_table,
     run_table,
 )
-from coldstart.analysis.results import ResultRow, SchemaError
+from coldstart.analysis.results import ResultRow
 from coldstart.analysis.timeline import CATEGORIES, SEGMENT_LABELS, SEGMENT_NAMES, UNATTRIBUTED
 from coldstart.analysis.trace import client_of, write_trace
 
@@ -257,16 +257,10 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        print("error: pandas is missing; pip install -e '.[analysis]'", file=sys.stderr)
+    loaded = cli_runs(args)
+    if loaded is None:
         return 2
-    try:
-        runs, superseded = load_runs(args.results, args.logs)
-    except (OSError, SchemaError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    runs, superseded = loaded
     if not runs:
         print("no runs found: nothing to report", file=sys.stderr)
         return 1

@@ -30,11 +30,10 @@ from coldstart.analysis.analyze import (
     _device_label,
     _slug,
     add_source_args,
-    load_runs,
+    cli_runs,
     run_table,
     usable,
 )
-from coldstart.analysis.results import SchemaError
 from coldstart.registry import EXPERIMENTS
 
 if TYPE_CHECKING:
@@ -122,16 +121,10 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        print("error: pandas is missing; pip install -e '.[analysis]'", file=sys.stderr)
+    loaded = cli_runs(args)
+    if loaded is None:
         return 2
-    try:
-        runs, superseded = load_runs(args.results, args.logs)
-    except (OSError, SchemaError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    runs, superseded = loaded
     written = write_startup_json(startup_results(run_table(runs, superseded)), args.out)
     if not written:
         print("no usable run with an engine start-to-ready timeline: nothing written", file=sys.stderr)
