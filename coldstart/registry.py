@@ -422,3 +422,136 @@ def resolve(model_name: str, experiment_name: str) -> tuple[Model, Experiment]:
 
 def valid_pairs() -> list[tuple[str, str]]:
     return [(m.name, e) for m in MODELS.values() for e in valid_experiments(m)]
+
+
+# --- Scenarios: what traffic a run sends and what it measures. Any experiment runs under any scenario; the
+# matrix crosses them. A scenario is data, a fixed sequence of parts (burst -> after ready -> returns -> sleep and
+# wake), each off unless its field says otherwise, so one deployment can answer several questions at once.
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    """The LLM deployment's Serve autoscaling config (it always starts at zero replicas). None: Serve's default."""
+
+    max_replicas: int = 1
+    target_ongoing_requests: float | None = None  # Serve's default: 2 per replica
+    upscale_delay_s: float | None = None  # Serve's default: 30 s (0 -> 1 is immediate regardless)
+    downscale_delay_s: float | None = None  # Serve's default: 600 s
+    look_back_period_s: float | None = None  # Serve's default: 30 s of averaged load before a decision
+
+    def __post_init__(self) -> None:
+        if self.max_replicas < 1:
+            raise ValueError(f"max_replicas must be at least 1, got {self.max_replicas}")
+
+    def serve_config(self) -> dict[str, Any]:
+        """The ``autoscaling_config`` of the deployment (given fields only: the rest stays Serve's)."""
+        cfg: dict[str, Any] = {"min_replicas": 0, "initial_replicas": 0, "max_replicas": self.max_replicas}
+        for name in ("target_ongoing_requests", "upscale_delay_s", "downscale_delay_s", "look_back_period_s"):
+            if (value := getattr(self, name)) is not None:
+                cfg[name] = value
+        return cfg
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    # Requests sent at the deployment while it is at zero replicas; the first one's TTFT is the row's.
+    burst: int = 1
+    ramp_s: float = 0.0  # the burst's requests spread evenly over this many seconds (0: all at once)
+    # Once the first token arrived: this many requests one after another, then this many at once, to show
+    # warm-up work left after "ready" (vllm-project/vllm#19824: 30-60 s first requests after ready).
+    after_ready: int = 0
+    after_ready_concurrent: int = 0
+    # Wait until Serve has scaled the deployment back to zero, then request again (a second cold start on a
+    # node that kept its page cache, disk caches and prestarted workers); this many times.
+    returns: int = 0
+    # A warm reference, not a scale-from-zero number: the running replica is put to sleep (vLLM sleep mode
+    # through Ray Serve LLM's dev ingress), woken up and asked again. CUDA only (vLLM's sleep mode).
+    sleep_wake: bool = False
+    sleep_level: int = 1  # vLLM: 1 offloads the weights to CPU memory, 2 discards them
+    autoscaling: Autoscaling = field(default_factory=Autoscaling)
+
+    def __post_init__(self) -> None:
+        for name in ("burst", "after_ready", "after_ready_concurrent", "returns"):
+            if getattr(self, name) < (1 if name == "burst" else 0):
+                raise ValueError(f"scenario {self.name!r}: {name} is {getattr(self, name)}")
+        if self.ramp_s < 0:
+            raise ValueError(f"scenario {self.name!r}: ramp_s is {self.ramp_s}")
+        if self.returns and self.autoscaling.downscale_delay_s is None:
+            # With Serve's 600 s default a return would wait ten minutes for the replica to go.
+            raise ValueError(f"scenario {self.name!r}: returns need autoscaling.downscale_delay_s")
+        if self.sleep_level not in (1, 2):
+            raise ValueError(f"scenario {self.name!r}: vLLM sleep levels are 1 and 2, got {self.sleep_level}")
+
+    @property
+    def needs_cuda(self) -> bool:
+        return self.sleep_wake
+
+
+_BURST = Scenario(
+    "burst",
+    "8 concurrent requests at a deployment at zero with max_replicas=1: all of them queue behind one cold start",
+    burst=8,
+)
+_RETURN = Scenario(
+    "return",
+    "one request, Serve scales the replica down to zero (downscale after 5 s idle), then one request again",
+    returns=1,
+    autoscaling=Autoscaling(downscale_delay_s=5.0, look_back_period_s=2.0),
+)
+SCENARIOS: Mapping[str, Scenario] = _frozen(
+    {
+        s.name: s
+        for s in (
+            Scenario("single", "one request at a deployment at zero replicas, then once more at the running replica"),
+            _BURST,
+            # One replica per GPU: replicas starting together share the disk, the CPUs and the imports.
+            dataclasses.replace(
+                _BURST,
+                name="burst_replicas",
+                description="8 concurrent requests at zero with max_replicas=2 (one replica per GPU of a 2-GPU node): "
+                "replicas starting together against one starting alone",
+                autoscaling=Autoscaling(max_replicas=2, target_ongoing_requests=1.0, upscale_delay_s=0.0),
+            ),
+            _RETURN,
+            Scenario(
+                "after_ready",
+                "one request at zero, then 8 requests one after another and 4 at once: warm-up left after ready",
+                after_ready=8,
+                after_ready_concurrent=4,
+            ),
+            # Everything one GPU lease should measure in one deployment: a burst, what follows ready, a return.
+            dataclasses.replace(
+                _RETURN,
+                name="tour",
+                description="burst of 8 at zero, then 8 sequential + 4 concurrent requests, then to zero and back",
+                burst=8,
+                after_ready=8,
+                after_ready_concurrent=4,
+            ),
+            Scenario(
+                "sleep_wake",
+                "warm reference (not scale from zero): the running replica sleeps (vLLM sleep mode, level 1), wakes "
+                "and answers again",
+                sleep_wake=True,
+            ),
+        )
+    }
+)
+
+
+def get_scenario(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown scenario {name!r}; valid scenarios: {', '.join(SCENARIOS)}") from None
+
+
+def with_max_replicas(scenario: Scenario, max_replicas: int | None) -> Scenario:
+    """The scenario with ``max_replicas`` replaced (e.g. one replica per GPU of the node); None: unchanged."""
+    if max_replicas is None:
+        return scenario
+    return dataclasses.replace(
+        scenario, autoscaling=dataclasses.replace(scenario.autoscaling, max_replicas=max_replicas)
+    )

@@ -185,6 +185,9 @@ class ClientResult:
     # The same request once more right after the first one: the already-running replica, the floor that no
     # cold start can beat (not a scale-from-zero number).
     warm_ttft_s: float | None = None
+    # Serve's ``x-request-id`` of the response: the replica's log line for the call names it (which replica
+    # served the request). None: no response, or a client from before it was kept.
+    request_id: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", _enum(ClientStatus, self.status, "client status"))
@@ -202,7 +205,10 @@ class ClientResult:
         return f"{self.status}: {self.error} ({self.url}, {self.model})"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if out["request_id"] is None:  # results written before it was kept keep their shape
+            del out["request_id"]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClientResult:
@@ -312,6 +318,48 @@ class AnswerCheck:
         return cls(**_fields_of(cls, data, "answer"))
 
 
+class RequestGroup(StrEnum):
+    """Which part of a scenario sent a request (``registry.Scenario``'s parts, in the order they run)."""
+
+    BURST = "burst"  # sent at the deployment at zero replicas (a single request is a burst of one)
+    AFTER_READY = "after_ready"  # one after another once the first token arrived
+    AFTER_READY_CONCURRENT = "after_ready_concurrent"  # then a few at once
+    RETURN = "return"  # after Serve scaled the deployment back to zero: a second cold start
+    WAKE = "wake"  # after the replica was put to sleep and woken (a warm reference)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request of a scenario: when it was sent, its first and last token (in ``client``), who served it."""
+
+    index: int  # in send order over the whole run
+    group: RequestGroup
+    client: ClientResult
+    cycle: int = 0  # 0: the first start; n: after the n-th return to zero
+    replica_id: str | None = None  # the Serve replica that served it (its log line); None: not found
+    # Seconds of the control call just before this request (/wakeup for WAKE); None: there was none.
+    control_s: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "group", _enum(RequestGroup, self.group, "request group"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "client": self.client.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RequestRecord:
+        known = _fields_of(cls, data, "request")
+        if not isinstance(known.get("client"), Mapping):
+            raise SchemaError("request without a client result")
+        return cls(**{**known, "client": ClientResult.from_dict(known["client"])})
+
+
+def _requests_from_json(data: Any) -> tuple[RequestRecord, ...]:
+    if not isinstance(data, list):
+        raise SchemaError(f"requests is a {type(data).__name__}, not a list")
+    return tuple(RequestRecord.from_dict(r) for r in data)
+
+
 # Keys of ``extra`` that ResultRow reads back as fields of their own: key -> (from JSON, to JSON). The rest of
 # ``extra`` (the clear report, the levers, notes) stays a mapping.
 _EXTRA_FIELDS: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
@@ -320,6 +368,8 @@ _EXTRA_FIELDS: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] =
     "answer": (AnswerCheck.from_dict, dataclasses.asdict),
     "wall_s": (float, float),
     "node_state": (str, str),
+    "scenario": (str, str),
+    "requests": (_requests_from_json, lambda records: [r.to_dict() for r in records]),
 }
 
 
@@ -347,6 +397,11 @@ class ResultRow:
     wall_s: float | None = None  # clear -> row, the whole run (rows before it was recorded: None)
     # "cold" / "warm" page cache (runner.RunSpec.node_state); None: not recorded (older rows, plain logs)
     node_state: str | None = None
+    # ``registry.SCENARIOS`` name; None: rows from before scenarios, which ran ``single``.
+    scenario: str | None = None
+    # Every request the scenario sent, in send order (None: rows from before scenarios; their one request is
+    # ``client``). ``client`` is the first of them, the one whose TTFT is the row's.
+    requests: tuple[RequestRecord, ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # the rest: clear report, levers, notes
     schema_version: int = SCHEMA_VERSION
 
@@ -354,6 +409,10 @@ class ResultRow:
         object.__setattr__(self, "status", _enum(RunStatus, self.status, "status"))
         if clash := sorted(set(self.extra) & set(_EXTRA_FIELDS)):
             raise ValueError(f"extra must not hold {clash}: they are fields of the row")
+
+    @property
+    def scenario_name(self) -> str:
+        return self.scenario or "single"
 
     @property
     def audit_passed(self) -> bool | None:

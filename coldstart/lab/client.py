@@ -22,6 +22,7 @@ from coldstart.analysis.results import CLIENT_SCHEMA_VERSION as RESULT_SCHEMA_VE
 from coldstart.analysis.results import ClientResult, ClientStatus
 
 DEFAULT_PROMPT = "Say hello in one short sentence."
+REQUEST_ID_HEADER = "x-request-id"  # Serve's; the replica's log line for the call carries the same id
 
 
 # The client's result is a record of the analysis wing (a row nests it, the analysis reads it back); this
@@ -105,6 +106,7 @@ def measure_ttft(
     chunks = 0
     usage_tokens = None
     http_status = None
+    request_id = None
 
     def done(status: ClientStatus, error: str | None) -> ClientResult:
         total_s = clock.elapsed_s()
@@ -124,6 +126,7 @@ def measure_ttft(
             first_text=first_text,
             http_status=http_status,
             text="".join(pieces) if pieces else None,
+            request_id=request_id,
         )
         if last_s is not None:
             events.emit("client_last_token", t=m.t_last_token_epoch, tokens=tokens, total_s=total_s)
@@ -133,6 +136,7 @@ def measure_ttft(
     try:
         with http, http.stream("POST", url, json=body, headers={"Authorization": f"Bearer {api_key}"}) as resp:
             http_status = resp.status_code
+            request_id = resp.headers.get(REQUEST_ID_HEADER)
             if resp.status_code != 200:
                 detail = resp.read().decode(errors="replace")[:500]
                 return done(ClientStatus.HTTP_ERROR, f"HTTP {resp.status_code}: {detail}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from coldstart.registry import Experiment, Model
+from coldstart.registry import Autoscaling, Experiment, Model
 from coldstart.storage.sources import WeightsLocation  # defined where it is resolved; still importable here
 
 CALLBACK_CLASS = "coldstart.replica_hooks.ColdStartCallback"  # the shim: committed YAMLs and result rows name it
@@ -22,6 +22,10 @@ FAST_SERVER_CLASS = "coldstart.lab.fastpath.server.ColdStartLLMServer"
 # What a prestarted Ray worker imports before any request (Ray's preload_python_modules).
 PRELOAD_MODULE = "coldstart.lab.fastpath.preload"
 PRESTART_WORKERS_SOFT_LIMIT = 64
+# The Serve application builders (``import_path`` of a Serve YAML): the OpenAI app, and Ray Serve LLM's dev
+# ingress, the same app plus /sleep, /wakeup and other control endpoints (the sleep/wake warm reference).
+OPENAI_APP = "ray.serve.llm:build_openai_app"
+DEV_APP = "ray.llm._internal.serve.core.ingress.dev_ingress:build_dev_openai_app"
 
 # Settings the runai streamer reads for S3-compatible endpoints. Only names and non-secret values go into
 # the config: credentials reach the replica through the node's own environment / credential chain.
@@ -49,6 +53,13 @@ class RunOptions:
     # For the compile-cache restore hook: where the engine's caches live on each node.
     compile_cache_root: str | None = None
     run_id: str | None = None
+    # The scenario's: how the LLM deployment scales (always from zero), and whether vLLM's sleep mode is on.
+    autoscaling: Autoscaling = field(default_factory=Autoscaling)
+    sleep_mode: bool = False
+
+    @property
+    def app_builder(self) -> str:
+        return DEV_APP if self.sleep_mode else OPENAI_APP
 
 
 def _check_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -78,6 +89,10 @@ def _engine_kwargs(model: Model, exp: Experiment, opts: RunOptions) -> dict[str,
     }
     if opts.enforce_eager:
         kwargs["enforce_eager"] = True
+    if opts.sleep_mode:
+        if opts.device != "cuda":
+            raise ConfigError("vLLM's sleep mode needs CUDA (vLLM's CPU worker ignores sleep and wake)")
+        kwargs["enable_sleep_mode"] = True
     if opts.gpu_memory_utilization is not None:
         kwargs["gpu_memory_utilization"] = opts.gpu_memory_utilization
     if opts.device == "cpu":
@@ -149,7 +164,7 @@ def build_llm_config(model: Model, exp: Experiment, opts: RunOptions) -> dict[st
         },
         "engine_kwargs": _engine_kwargs(model, exp, opts),
         "deployment_config": {
-            "autoscaling_config": {"min_replicas": 0, "initial_replicas": 0, "max_replicas": 1},
+            "autoscaling_config": opts.autoscaling.serve_config(),
         },
         "placement_group_config": {"bundles": bundles, "strategy": "PACK"},
         # A prestarted worker is leased only to work whose runtime_env matches its own (empty): the env then
@@ -212,14 +227,16 @@ def build_app_args(model: Model, llm_config: dict[str, Any], opts: RunOptions) -
     return {"llm_configs": [llm_config], "ingress_deployment_config": ingress}
 
 
-def serve_yaml_config(app_name: str, app_args: dict[str, Any], *, route_prefix: str = "/") -> dict[str, Any]:
+def serve_yaml_config(
+    app_name: str, app_args: dict[str, Any], *, route_prefix: str = "/", import_path: str = OPENAI_APP
+) -> dict[str, Any]:
     """A Serve config file (``serve deploy`` / ``serve run``) for the app: how it scales past one machine."""
     return {
         "applications": [
             {
                 "name": app_name,
                 "route_prefix": route_prefix,
-                "import_path": "ray.serve.llm:build_openai_app",
+                "import_path": import_path,
                 "args": app_args,
             }
         ]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from coldstart.analysis import events
+from coldstart.lab.llm_config import OPENAI_APP
 
 
 @contextlib.contextmanager
@@ -286,6 +287,7 @@ def serve_app(
     ray_address: str | None = None,
     num_cpus: int | None = None,
     system_config: dict[str, Any] | None = None,
+    app_builder: str = OPENAI_APP,
 ) -> Iterator[str]:
     """Start (or join) Ray, deploy the OpenAI app without blocking, yield its base URL, always clean up.
 
@@ -320,7 +322,9 @@ def serve_app(
         # ray.init() installs a C++ failure-signal handler that takes SIGTERM over and aborts the driver
         # (exit 134) halfway through cleanup; put the Python handler back so SIGTERM unwinds like Ctrl-C.
         with signals_as_interrupt():
-            yield from _serve_after_init(app_args, app_name=app_name, host=host, port=port, owns_ray=not ray_address)
+            yield from _serve_after_init(
+                app_args, app_name=app_name, host=host, port=port, owns_ray=not ray_address, app_builder=app_builder
+            )
 
 
 def _undo_init(ray: Any) -> None:
@@ -340,11 +344,15 @@ def _undo_init(ray: Any) -> None:
 
 
 def _serve_after_init(
-    app_args: dict[str, Any], *, app_name: str, host: str, port: int, owns_ray: bool
+    app_args: dict[str, Any], *, app_name: str, host: str, port: int, owns_ray: bool, app_builder: str
 ) -> Iterator[str]:
+    import importlib
+
     import ray
     from ray import serve
-    from ray.serve.llm import build_openai_app
+
+    module_name, _, builder_name = app_builder.partition(":")
+    build_app = getattr(importlib.import_module(module_name), builder_name)
 
     descendants: list[Any] = []
     try:
@@ -352,7 +360,7 @@ def _serve_after_init(
         session_dir = getattr(ctx, "session_dir", None) or ray._private.worker._global_node.get_session_dir_path()
         with ControllerLogFollower(session_dir):
             serve.start(http_options={"host": host, "port": port})
-            app = build_openai_app(app_args)
+            app = build_app(app_args)
             t0 = time.time()
             serve.run(app, name=app_name, route_prefix="/", blocking=False)
             events.emit("serve_app_deployed", app=app_name, deploy_s=time.time() - t0)

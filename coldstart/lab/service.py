@@ -20,6 +20,7 @@ from coldstart import paths
 from coldstart.analysis import events
 from coldstart.analysis.results import nvidia_gpus
 from coldstart.lab.llm_config import (
+    OPENAI_APP,
     ConfigError,
     RunOptions,
     build_app_args,
@@ -28,7 +29,16 @@ from coldstart.lab.llm_config import (
     ray_system_config,
     runai_s3_env,
 )
-from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
+from coldstart.registry import (
+    EXPERIMENTS,
+    MODELS,
+    SCENARIOS,
+    InvalidPairError,
+    UnknownNameError,
+    get_scenario,
+    resolve,
+    with_max_replicas,
+)
 from coldstart.storage.sources import SourceError, resolve_weights
 from coldstart.storage.store import InvalidStoreURI, StoreError, default_store_uri
 
@@ -45,6 +55,16 @@ def _run_id_arg(text: str) -> str:
         return paths.check_run_id(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _max_replicas_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +112,17 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
         default=600.0,
         help="fast path: longest wait for the prestarted Ray workers to import vLLM before "
         "the service says it is ready",
+    )
+    parser.add_argument(
+        "--scenario",
+        default="single",
+        help=f"the traffic the deployment is configured for (autoscaling, sleep mode): {', '.join(SCENARIOS)}",
+    )
+    parser.add_argument(
+        "--max-replicas",
+        type=_max_replicas_arg,
+        default=None,
+        help="replace the scenario's max_replicas (e.g. one replica per GPU of the node)",
     )
     parser.add_argument("--run-id", default=None, type=_run_id_arg)
     parser.add_argument(
@@ -158,11 +189,13 @@ class Prepared:
     # Fast path: environment and Ray system config the node's workers need (a local Ray gets both here).
     node_env: dict[str, str] = field(default_factory=dict)
     ray_system_config: dict[str, Any] = field(default_factory=dict)
+    app_builder: str = OPENAI_APP  # import path of the Serve app builder
 
 
 def prepare(args: argparse.Namespace) -> Prepared:
     """Everything that can fail before Ray: names, pair, store, weights."""
     model, exp = resolve(args.model, args.experiment)
+    scenario = with_max_replicas(get_scenario(args.scenario), args.max_replicas)
     device = engine_device() if args.device == "auto" else args.device
     store_uri = args.store or default_store_uri()
     endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
@@ -185,6 +218,8 @@ def prepare(args: argparse.Namespace) -> Prepared:
         env=env,
         compile_cache_root=env["VLLM_CACHE_ROOT"],
         run_id=run_id,
+        autoscaling=scenario.autoscaling,
+        sleep_mode=scenario.sleep_wake,
     )
     llm_config = build_llm_config(model, exp, opts)
     extra_env = node_env(exp, opts)
@@ -198,6 +233,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
         run_id,
         node_env=extra_env,
         ray_system_config=ray_system_config(exp),
+        app_builder=opts.app_builder,
     )
 
 
@@ -220,7 +256,7 @@ def main(args: argparse.Namespace) -> int:
     if args.dry_run:
         from coldstart.lab.llm_config import serve_yaml_config
 
-        print(yaml.safe_dump(serve_yaml_config(app_name, app_args), sort_keys=False))
+        print(yaml.safe_dump(serve_yaml_config(app_name, app_args, import_path=prepared.app_builder), sort_keys=False))
         if prepared.ray_system_config or prepared.node_env:
             print("# every node of the cluster needs, where `ray start` runs:")
             print(f"#   environment: {json.dumps(prepared.node_env)}")
@@ -268,6 +304,7 @@ def _serve(args: argparse.Namespace, prepared: Prepared) -> int:
                 ray_address=args.ray_address,
                 num_cpus=num_cpus,
                 system_config=prepared.ray_system_config,
+                app_builder=prepared.app_builder,
             ) as url:
                 if prestart:
                     # The request must find the imports paid: wait for the prestarted workers to finish them.
