@@ -20,10 +20,20 @@ from typing import Any
 import pytest
 
 from coldstart.analysis.events import format_event, read_events
-from coldstart.analysis.results import SCHEMA_VERSION, Audit, Provenance, ResultRow, RunStatus, load_rows
+from coldstart.analysis.results import (
+    SCHEMA_VERSION,
+    Audit,
+    Provenance,
+    RequestGroup,
+    RequestRecord,
+    ResultRow,
+    RunStatus,
+    load_rows,
+)
 from coldstart.lab import runner
 from coldstart.lab.client import RESULT_SCHEMA_VERSION, Measurement
 from coldstart.lab.runner import Deployment, RunSpec, plan
+from coldstart.lab.traffic import Traffic
 from coldstart.registry import EXPERIMENTS, MODELS, UnknownNameError
 
 PROVENANCE = Provenance(
@@ -120,7 +130,7 @@ class FakeSUT:
         finally:
             self.calls.append(("teardown", spec.key, run_id))
 
-    def measure(self, deployment: Deployment, spec: RunSpec) -> Measurement:
+    def measure(self, deployment: Deployment, spec: RunSpec) -> Traffic:
         self.calls.append(("measure", spec.key, deployment.run_id))
         # The service is up (its log exists) while the client runs.
         assert deployment.log_path.exists()
@@ -131,7 +141,7 @@ class FakeSUT:
         status = self.client_status.get(spec.key, "ok")
         t_send = self.t_send[deployment.run_id]
         ttft = 12.0 + spec.repeat if status == "ok" else None
-        return Measurement(
+        m = Measurement(
             schema_version=RESULT_SCHEMA_VERSION,
             url=deployment.url + "/v1/chat/completions",
             model=spec.model,
@@ -146,6 +156,7 @@ class FakeSUT:
             first_text="hi" if ttft else None,
             http_status=200,
         )
+        return Traffic(m, (RequestRecord(0, RequestGroup.BURST, m),))
 
 
 @pytest.fixture
@@ -176,7 +187,10 @@ def test_plan_is_repeat_major_and_drops_invalid_pairs() -> None:
         ("llama-3-8b-tp2", "all"),
     ]
     assert specs == [RunSpec(m, e, r, "camp") for r in (0, 1) for m, e in pairs]
-    assert [s.key for s in specs[:2]] == [("camp", "tiny", "baseline", 0), ("camp", "tiny", "all", 0)]
+    assert [s.key for s in specs[:2]] == [
+        ("camp", "tiny", "baseline", "single", 0),
+        ("camp", "tiny", "all", "single", 0),
+    ]
 
 
 def test_plan_only_invalid_pairs_is_empty_and_unknown_names_raise() -> None:
@@ -214,7 +228,7 @@ def test_rows_are_appended_one_per_run_with_schema_and_provenance(sut: FakeSUT, 
         assert disk == row  # read back as the row that was written
         assert disk.schema_version == SCHEMA_VERSION
         assert disk.provenance == PROVENANCE
-        assert (disk.campaign, disk.model, disk.experiment, disk.repeat) == spec.key
+        assert (disk.campaign, disk.model, disk.experiment, disk.scenario_name, disk.repeat) == spec.key
         assert disk.status is RunStatus.OK and disk.error is None
         assert disk.ttft_s == 12.0 + spec.repeat
         assert disk.device == "fake-device"
@@ -291,7 +305,7 @@ def test_a_failed_run_is_a_row_and_the_matrix_goes_on(sut: FakeSUT, results: Pat
 
     assert [r.status for r in rows] == ["ok", "failed", "failed", "ok"]
     assert sut.ran("clear") == [s.key for s in specs]
-    by_key = {(r.campaign, r.model, r.experiment, r.repeat): r for r in rows}
+    by_key = {(r.campaign, r.model, r.experiment, r.scenario_name, r.repeat): r for r in rows}
 
     deploy_failed = by_key[s1.key]
     assert deploy_failed.error == "RuntimeError: service.py exited with 1 before it was ready"
@@ -454,7 +468,7 @@ def test_main_dry_run_lists_runs_and_starts_nothing(
     ]
     assert runner.main(_args(argv)) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[:-1] == [f"todo  dr  tiny  {e}  #{r}" for r in (0, 1) for e in ("baseline", "compile_cache")]
+    assert out[:-1] == [f"todo  dr  tiny  {e}  single  #{r}" for r in (0, 1) for e in ("baseline", "compile_cache")]
     assert out[-1] == "4 of 4 runs to do; service args: --device cpu"
     assert not results.exists()
 
@@ -470,8 +484,8 @@ def test_main_dry_run_marks_done_runs(
     assert runner.main(_args(argv)) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
-        "todo  dr  tiny  baseline  #0",
-        "done  dr  tiny  baseline  #1",
+        "todo  dr  tiny  baseline  single  #0",
+        "done  dr  tiny  baseline  single  #1",
         "1 of 2 runs to do; service args: (none)",
     ]
 
@@ -532,9 +546,9 @@ def test_main_runs_the_matrix_through_the_sut(
 
     # A failed run makes the exit status 1; only the retried run is done again.
     sut.calls.clear()
-    sut.fail_deploy = {("default", "tiny", "baseline", 2)}
+    sut.fail_deploy = {("default", "tiny", "baseline", "single", 2)}
     assert runner.main(_args([*argv[:3], "3", *argv[4:]])) == 1
-    assert sut.ran("clear") == [("default", "tiny", "baseline", 2)]
+    assert sut.ran("clear") == [("default", "tiny", "baseline", "single", 2)]
     assert "0 ok, 1 failed" in capsys.readouterr().out
 
 
@@ -790,7 +804,7 @@ def test_a_run_that_would_not_fit_the_budget_is_not_started(
     # baseline (~100 s) fits 250 s; compile_cache (~300 s) does not fit the 150 s left and is not started;
     # runai_streamer is estimated from tiny's other runs (median of 100 s, 300 s and the fake's instant run).
     assert [r.experiment for r in rows] == ["baseline", "runai_streamer"]
-    assert ("now", "tiny", "compile_cache", 0) not in ticking.ran("clear")
+    assert ("now", "tiny", "compile_cache", "single", 0) not in ticking.ran("clear")
     out = " ".join(capsys.readouterr().out.split())  # rich wraps long lines
     assert "compile_cache #0: not started, needs ~300 s (median wall time of 1 earlier run(s)), 150 s left" in out
     assert all(isinstance(r.wall_s, float) for r in rows)
@@ -833,7 +847,7 @@ def test_a_service_that_exits_early_leaves_its_words_in_the_row_and_the_log(
 _SERVES_THEN_GIVES_UP = """
 import argparse, json, sys, time
 from pathlib import Path
-p = argparse.ArgumentParser(); p.add_argument("model"); p.add_argument("experiment")
+p = argparse.ArgumentParser(); p.add_argument("model"); p.add_argument("experiment"); p.add_argument("--scenario")
 p.add_argument("--run-id"); p.add_argument("--ready-file", type=Path)
 a = p.parse_args()
 log = Path(sys.argv[0]).parent / "out" / a.model / a.experiment / f"{a.run_id}.log"

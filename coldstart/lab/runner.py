@@ -45,7 +45,17 @@ from coldstart.analysis.results import (
     load_rows,
 )
 from coldstart.lab.client import measure_ttft, positive_seconds
-from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, UnknownNameError, resolve
+from coldstart.lab.traffic import Traffic
+from coldstart.registry import (
+    EXPERIMENTS,
+    MODELS,
+    SCENARIOS,
+    InvalidPairError,
+    UnknownNameError,
+    get_scenario,
+    resolve,
+    with_max_replicas,
+)
 
 
 @dataclass(frozen=True)
@@ -58,10 +68,17 @@ class RunSpec:
     # "warm": they are read into it (the node served this model before and scaled to zero). Not in the key: a
     # campaign has one node state (main() refuses to mix them).
     node_state: str = "cold"
+    scenario: str = "single"  # registry.SCENARIOS: the traffic the run sends
 
     @property
-    def key(self) -> tuple[str, str, str, int]:
-        return (self.campaign, self.model, self.experiment, self.repeat)
+    def key(self) -> tuple[str, str, str, str, int]:
+        return (self.campaign, self.model, self.experiment, self.scenario, self.repeat)
+
+    @property
+    def label(self) -> str:
+        """``tiny baseline #0``; a scenario other than ``single`` in brackets: ``tiny fast [burst] #0``."""
+        scenario = "" if self.scenario == "single" else f" [{self.scenario}]"
+        return f"{self.model} {self.experiment}{scenario} #{self.repeat}"
 
 
 @dataclass(frozen=True)
@@ -77,16 +94,22 @@ class SystemUnderTest(Protocol):
 
     def deploy(self, spec: RunSpec, run_id: str) -> contextlib.AbstractContextManager[Deployment]: ...
 
-    def measure(self, deployment: Deployment, spec: RunSpec) -> ClientResult: ...
+    def measure(self, deployment: Deployment, spec: RunSpec) -> Traffic: ...
 
 
 NODE_STATES = ("cold", "warm")
 
 
 def plan(
-    models: Sequence[str], experiments: Sequence[str], repeats: int, campaign: str, node_state: str = "cold"
+    models: Sequence[str],
+    experiments: Sequence[str],
+    repeats: int,
+    campaign: str,
+    node_state: str = "cold",
+    scenarios: Sequence[str] = ("single",),
 ) -> list[RunSpec]:
-    """Valid pairs in a stable order: repeat-major, so a cut-short campaign still covers every pair once."""
+    """Valid pairs under each scenario in a stable order: repeat-major, so a cut-short campaign still covers
+    every pair once."""
     pairs = []
     for m in models:
         for e in experiments:
@@ -95,7 +118,12 @@ def plan(
             except InvalidPairError:
                 continue
             pairs.append((m, e))
-    return [RunSpec(m, e, r, campaign, node_state) for r in range(repeats) for m, e in pairs]
+    return [
+        RunSpec(m, e, r, campaign, node_state, scenario)
+        for r in range(repeats)
+        for scenario in scenarios
+        for m, e in pairs
+    ]
 
 
 def summarize(
@@ -147,22 +175,22 @@ def run_one(
     log_path: Path | None = None
     config: dict[str, Any] = {}
     clear_report: dict[str, Any] = {}
-    m: ClientResult | None = None
+    traffic: Traffic | None = None
     try:
         clear_report = sut.clear(spec)
         with sut.deploy(spec, run_id) as dep:
             log_path, config = dep.log_path, dep.config
-            m = sut.measure(dep, spec)
-        return _measured_row(spec, run_id, t0, m, log_path, config, clear_report, provenance, device, reference)
+            traffic = sut.measure(dep, spec)
+        return _measured_row(spec, run_id, t0, traffic, log_path, config, clear_report, provenance, device, reference)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # one failed run must not end the campaign: record it and go on
         log_path = log_path or getattr(exc, "log_path", None)
         error = f"{type(exc).__name__}: {exc}"
-        if m is not None:
+        if traffic is not None:
             # The cold start was timed; what failed after it (stopping the service) must not cost the number.
             return _measured_row(
-                spec, run_id, t0, m, log_path, config, clear_report, provenance, device, reference, late=[error]
+                spec, run_id, t0, traffic, log_path, config, clear_report, provenance, device, reference, late=[error]
             )
         return ResultRow(
             run_id=run_id,
@@ -181,6 +209,7 @@ def run_one(
             error=error,
             t_start_epoch=t0,
             wall_s=time.time() - t0,
+            scenario=spec.scenario,
         )
 
 
@@ -188,7 +217,7 @@ def _measured_row(
     spec: RunSpec,
     run_id: str,
     t0: float,
-    m: ClientResult,
+    traffic: Traffic,
     log_path: Path | None,
     config: dict[str, Any],
     clear_report: dict[str, Any],
@@ -199,7 +228,8 @@ def _measured_row(
 ) -> ResultRow:
     """The row of a run that was measured. Each step after the measurement (sidecar, log, parse) may fail on
     its own; its error goes into ``extra.late_errors`` and the row keeps the number."""
-    late = list(late or ())
+    m = traffic.client
+    late = [*traffic.errors, *(late or ())]
     try:
         write_client_sidecar(log_path, m)
     except OSError as exc:
@@ -241,6 +271,8 @@ def _measured_row(
         node_state=spec.node_state,
         answer=answer_check(m.text, reference),
         extra=extra,
+        scenario=spec.scenario,
+        requests=traffic.requests,
     )
 
 
@@ -323,10 +355,10 @@ def _portable(path: Path | None) -> str | None:
         return str(path)
 
 
-def done_rows(rows: Sequence[ResultRow]) -> dict[tuple[str | None, str, str, int | None], ResultRow]:
+def done_rows(rows: Sequence[ResultRow]) -> dict[tuple[str | None, str, str, str, int | None], ResultRow]:
     """key -> the newest row that makes the run done: ``ok`` and not failing its audit."""
     return {
-        (r.campaign, r.model, r.experiment, r.repeat): r
+        (r.campaign, r.model, r.experiment, r.scenario_name, r.repeat): r
         for r in rows
         if r.status is RunStatus.OK and r.audit_passed is not False
     }
@@ -352,9 +384,9 @@ def nothing_to_run(specs: Sequence[RunSpec], rows: Sequence[ResultRow], results_
     campaign = f"campaign {specs[0].campaign!r}"
     if len(specs) == 1:
         (spec,) = specs
-        what = f"{spec.model} {spec.experiment} #{spec.repeat} of {campaign} is already in {results_path} ({run(spec)})"
+        what = f"{spec.label} of {campaign} is already in {results_path} ({run(spec)})"
     else:
-        listed = "; ".join(f"{s.model} {s.experiment} #{s.repeat} ({run(s)})" for s in specs[:3])
+        listed = "; ".join(f"{s.label} ({run(s)})" for s in specs[:3])
         more = f"; and {len(specs) - 3} more" if len(specs) > 3 else ""
         what = f"the {len(specs)} runs of {campaign} are already in {results_path}: {listed}{more}"
     return (
@@ -434,13 +466,13 @@ def run_matrix(
                 est = estimate_run_s(spec, earlier, gpu=gpu, overhead_s=run_overhead_s)
                 if est is not None and est.seconds > left_s:
                     progress.console.print(
-                        f"{spec.model} {spec.experiment} #{spec.repeat}: not started, needs "
+                        f"{spec.label}: not started, needs "
                         f"~{est.seconds:.0f} s ({est.basis}), {max(left_s, 0):.0f} s left "
                         f"of the time budget"
                     )
                     progress.advance(task)
                     continue
-            label = f"{spec.model} {spec.experiment} #{spec.repeat}"
+            label = spec.label
             progress.update(task, description=label)
             # A live phase only where a line can be redrawn: piped into a CI log it would be noise.
             if show_progress and progress.console.is_terminal and hasattr(sut, "on_status"):
@@ -457,7 +489,7 @@ def run_matrix(
             ttft = "-" if row.ttft_s is None else f"{row.ttft_s:.1f} s"
             late = (row.extra or {}).get("late_errors")
             progress.console.print(
-                f"{spec.model} {spec.experiment} #{spec.repeat}: {row.status}, TTFT {ttft}"
+                f"{spec.label}: {row.status}, TTFT {ttft}"
                 + (f" ({row.error})" if row.error else "")
                 + (f" [after the measurement: {'; '.join(late)}]" if late else "")
             )
@@ -492,6 +524,7 @@ class ServiceSUT:
         client_timeout_s: float = 1800.0,
         python: str = sys.executable,
         workdir: Path | None = None,
+        max_replicas: int | None = None,
     ):
         self.service_args = list(service_args)
         self.clear_enabled = clear
@@ -500,6 +533,7 @@ class ServiceSUT:
         self.client_timeout_s = client_timeout_s
         self.python = python
         self.workdir = workdir or Path.cwd()
+        self.max_replicas = max_replicas  # replaces each scenario's (service.py --max-replicas)
         # Set by run_matrix on a terminal: gets "<seconds> s since the request: <phase>" while a cold start runs.
         self.on_status: Callable[[str], None] | None = None
 
@@ -549,6 +583,9 @@ class ServiceSUT:
             run_id,
             "--ready-file",
             str(ready),
+            "--scenario",
+            spec.scenario,
+            *(["--max-replicas", str(self.max_replicas)] if self.max_replicas is not None else []),
             *self.service_args,
         ]
         try:
@@ -580,13 +617,27 @@ class ServiceSUT:
             keep_outside_output(outside_tee, log_path)
             shutil.rmtree(side, ignore_errors=True)
 
-    def measure(self, deployment: Deployment, spec: RunSpec) -> ClientResult:
+    def measure(self, deployment: Deployment, spec: RunSpec) -> Traffic:
+        from coldstart.lab.traffic import http_control, log_waiter, run_scenario, with_replicas
+
+        scenario = with_max_replicas(get_scenario(spec.scenario), self.max_replicas)
+        downscale_s = scenario.autoscaling.downscale_delay_s or 0.0
         with live_status(deployment.log_path, self.on_status):
-            m = measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
-        if m.ok:
-            warm = measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s)
-            m = dataclasses.replace(m, warm_ttft_s=warm.ttft_s)
-        return explain_failure(m, deployment.log_path)
+            traffic = run_scenario(
+                scenario,
+                model=spec.model,
+                send=lambda: measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s),
+                control=http_control(deployment.url, timeout_s=self.client_timeout_s),
+                # Serve's decision waits out the delay and its look-back window; the replica then drains and
+                # stops (vLLM's shutdown): minutes at most, far less than a cold start's own limit.
+                wait_until_zero=log_waiter(deployment.log_path, timeout_s=downscale_s + self.ready_timeout_s),
+            )
+        traffic = dataclasses.replace(traffic, client=explain_failure(traffic.client, deployment.log_path))
+        try:
+            text = deployment.log_path.read_text(errors="replace")
+        except OSError:
+            return traffic
+        return with_replicas(traffic, text)
 
 
 @contextlib.contextmanager
@@ -690,6 +741,18 @@ def stop_process_group(proc: subprocess.Popen, grace_s: float = 90.0) -> None:
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", default=["tiny"], help=f"from: {', '.join(MODELS)}")
     parser.add_argument("--experiments", nargs="+", default=["baseline"], help=f"from: {', '.join(EXPERIMENTS)}")
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        default=["single"],
+        help=f"the traffic of each run, from: {', '.join(SCENARIOS)} (each experiment runs under each)",
+    )
+    parser.add_argument(
+        "--max-replicas",
+        type=int,
+        default=None,
+        help="replace each scenario's max_replicas (e.g. one replica per GPU of the node)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--campaign", default="default", help="a name that groups runs (resume works per campaign)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
@@ -747,7 +810,11 @@ def main(args: argparse.Namespace) -> int:
         for e in args.experiments:
             if e not in EXPERIMENTS:
                 raise UnknownNameError(f"unknown experiment {e!r}; valid experiments: {', '.join(EXPERIMENTS)}")
-    except UnknownNameError as exc:
+        for name in args.scenarios:
+            get_scenario(name)
+        if args.max_replicas is not None and args.max_replicas < 1:
+            raise ValueError(f"--max-replicas must be at least 1, got {args.max_replicas}")
+    except (UnknownNameError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -767,7 +834,7 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    specs = plan(args.models, args.experiments, args.repeats, args.campaign, args.node_state)
+    specs = plan(args.models, args.experiments, args.repeats, args.campaign, args.node_state, args.scenarios)
     if not specs:
         # plan() drops pairs that cannot run; with none left the matrix would report "0 ok, 0 failed".
         print("error: no (model, experiment) pair can run:", file=sys.stderr)
@@ -789,7 +856,7 @@ def main(args: argparse.Namespace) -> int:
     if args.dry_run:
         for s in specs:
             state = "todo" if s in todo else "done"
-            print(f"{state}  {s.campaign}  {s.model}  {s.experiment}  #{s.repeat}")
+            print(f"{state}  {s.campaign}  {s.model}  {s.experiment}  {s.scenario}  #{s.repeat}")
         print(f"{len(todo)} of {len(specs)} runs to do; service args: {' '.join(service_args) or '(none)'}")
         return 0
     if not todo:
@@ -802,6 +869,7 @@ def main(args: argparse.Namespace) -> int:
         clear_only=args.clear_only,
         ready_timeout_s=args.ready_timeout,
         client_timeout_s=args.client_timeout,
+        max_replicas=args.max_replicas,
     )
     try:
         rows = run_matrix(

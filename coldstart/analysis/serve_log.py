@@ -1,0 +1,133 @@
+"""What Serve's own lines in a run log say about replicas: which replica served a request, and when the
+controller decided, started and stopped each one. Pure functions over text; the rules are data.
+
+The controller's lines reach a run log twice (Ray's driver forwarding and the lab's controller-log follower),
+so events are de-duplicated by (kind, replica, deployment). Line shapes, Ray 2.57.1 (``deployment_state.py``):
+
+    ... controller 12007 -- Upscaling Deployment(name='LLMServer:tiny', app='a') from 0 to 1 replicas. ...
+    ... controller 12007 -- Starting Replica(id='1jjuggdv', deployment='LLMServer:tiny', app='a').
+    ... controller 12007 -- Replica(id='1jjuggdv', deployment='LLMServer:tiny', app='a') started successfully ...
+    ... controller 12007 -- Downscaling Deployment(name='LLMServer:tiny', app='a') from 1 to 0 replicas. ...
+    ... controller 12007 -- Stopping Replica(id='1jjuggdv', deployment='LLMServer:tiny', app='a') (currently ...
+    ... controller 12007 -- Replica(id='1jjuggdv', deployment='LLMServer:tiny', app='a') is stopped.
+    ... a_LLMServer:tiny 1jjuggdv 333ab388-e39a-4214-98b2-2b0f19ba4045 -- CALL chat OK 141.7ms
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+# The LLM deployment's name holds its server class ("LLMServer:<model>", the fast path's
+# "ColdStartLLMServer:<model>"); the ingress ("OpenAiIngress") does not.
+LLM_DEPLOYMENT_MARK = "LLMServer"
+
+_STAMP = r"(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})"
+_REPLICA = r"Replica\(id='(?P<replica>[^']+)', deployment='(?P<deployment>[^']+)', app='(?P<app>[^']*)'\)"
+_DEPLOYMENT = r"Deployment\(name='(?P<deployment>[^']+)', app='(?P<app>[^']*)'\)"
+
+
+class ReplicaEventKind(StrEnum):
+    UPSCALE = "upscale"  # the autoscaler decided to add replicas (no replica id yet)
+    STARTING = "starting"
+    RUNNING = "running"  # "started successfully": the constructor returned, the replica takes requests
+    DOWNSCALE = "downscale"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class ReplicaRule:
+    kind: ReplicaEventKind
+    pattern: re.Pattern[str]
+
+
+REPLICA_RULES: tuple[ReplicaRule, ...] = (
+    ReplicaRule(
+        ReplicaEventKind.UPSCALE,
+        re.compile(_STAMP + r".* -- Upscaling " + _DEPLOYMENT + r" from (?P<from_n>\d+) to (?P<to_n>\d+) replicas"),
+    ),
+    ReplicaRule(ReplicaEventKind.STARTING, re.compile(_STAMP + r".* -- Starting " + _REPLICA)),
+    ReplicaRule(ReplicaEventKind.RUNNING, re.compile(_STAMP + r".* -- " + _REPLICA + r" started successfully")),
+    ReplicaRule(
+        ReplicaEventKind.DOWNSCALE,
+        re.compile(_STAMP + r".* -- Downscaling " + _DEPLOYMENT + r" from (?P<from_n>\d+) to (?P<to_n>\d+) replicas"),
+    ),
+    ReplicaRule(ReplicaEventKind.STOPPING, re.compile(_STAMP + r".* -- Stopping " + _REPLICA)),
+    ReplicaRule(ReplicaEventKind.STOPPED, re.compile(_STAMP + r".* -- " + _REPLICA + r" is stopped\.")),
+)
+
+# "<app>_<deployment> <replica> <request id> -- CALL <method> OK": the replica's access line for a handle call.
+_CALL = re.compile(
+    r" (?P<component>\S+) (?P<replica>[a-z0-9]{6,16}) (?P<request>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
+    r"[0-9a-f]{12}) -- CALL (?P<method>\w+) (?P<status>\w+)"
+)
+
+
+@dataclass(frozen=True)
+class ReplicaEvent:
+    kind: ReplicaEventKind
+    deployment: str
+    replica_id: str | None  # None for the autoscaler's decisions
+    t_local: datetime  # the controller's own clock, as logged (local time, no zone)
+    to_replicas: int | None = None  # UPSCALE / DOWNSCALE: the target count
+
+    @property
+    def is_llm(self) -> bool:
+        return LLM_DEPLOYMENT_MARK in self.deployment
+
+
+def _stamp(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f")
+
+
+def replica_events(log_text: str) -> list[ReplicaEvent]:
+    """Every controller decision and replica state change in the log, once each, in log order."""
+    seen: set[tuple[ReplicaEventKind, str, str | None, datetime]] = set()
+    out: list[ReplicaEvent] = []
+    for line in log_text.splitlines():
+        if "controller" not in line:
+            continue
+        for rule in REPLICA_RULES:
+            if not (m := rule.pattern.search(line)):
+                continue
+            groups = m.groupdict()
+            event = ReplicaEvent(
+                kind=rule.kind,
+                deployment=groups["deployment"],
+                replica_id=groups.get("replica"),
+                t_local=_stamp(groups["stamp"]),
+                to_replicas=int(groups["to_n"]) if groups.get("to_n") is not None else None,
+            )
+            key = (event.kind, event.deployment, event.replica_id, event.t_local)
+            if key not in seen:
+                seen.add(key)
+                out.append(event)
+            break
+    return out
+
+
+def llm_replicas_alive(log_text: str) -> tuple[int, int]:
+    """(replicas of the LLM deployment started so far, of which not yet stopped)."""
+    started: set[str] = set()
+    stopped: set[str] = set()
+    for e in replica_events(log_text):
+        if not e.is_llm or e.replica_id is None:
+            continue
+        if e.kind is ReplicaEventKind.STARTING:
+            started.add(e.replica_id)
+        elif e.kind is ReplicaEventKind.STOPPED:
+            stopped.add(e.replica_id)
+    return len(started), len(started - stopped)
+
+
+def served_by(log_text: str) -> Mapping[str, str]:
+    """request id -> the LLM replica whose access line answered it (the ingress's own lines are skipped)."""
+    out: dict[str, str] = {}
+    for m in _CALL.finditer(log_text):
+        if LLM_DEPLOYMENT_MARK in m["component"]:
+            out.setdefault(m["request"], m["replica"])
+    return out
