@@ -151,7 +151,20 @@ def test_the_steps_campaign_sh_had():
         "baseline-8b",
         "ladder-8b",
         "ladder-8b-rest",
+        "scenarios-8b-fast",
+        "scenarios-8b-cc",
+        "scenarios-tiny",
     }
+
+
+def test_a_scenario_step_passes_its_scenarios_to_the_matrix(tmp_path: Path) -> None:
+    import dataclasses
+
+    from coldstart.lab.campaign import Matrix, step_problems
+
+    (matrix,) = [a for a in STEPS["scenarios-8b-fast"] if isinstance(a, Matrix)]
+    assert matrix.scenarios == ("tour", "sleep_wake") and matrix.node_state == "warm"
+    assert step_problems({"x": (dataclasses.replace(matrix, scenarios=("nope",)),)}) == ["x: unknown scenario 'nope'"]
 
 
 # ---------------------------------------------------------------- what a step expands to
@@ -416,3 +429,11 @@ def test_subprocess_executor_statuses_env_and_background(tmp_path: Path, capfd):
                   log_path=tmp_path / "bg.log")  # fmt: skip
     bg.stop()
     assert bg.proc.returncode is not None
+
+
+def test_a_scenario_step_expands_to_a_matrix_with_its_scenarios(lease: Path):
+    ex = FakeExecutor()
+    assert run_campaign(make(ex, lease, repeats=2, tag="s7"), ["scenarios-8b-cc"]) == 0
+    (matrix,) = [argv for argv in ex.commands() if "matrix" in argv]
+    assert matrix[-3:] == ["compile_cache", "--scenarios", "tour"]
+    assert matrix[matrix.index("--campaign") + 1] == "NVIDIA-H200-s7-warm"

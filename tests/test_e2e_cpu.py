@@ -63,7 +63,9 @@ def lab(tmp_path_factory) -> dict[str, str]:
     return env
 
 
-def _matrix(env: dict[str, str], experiment: str, campaign: str, *service_args: str, code: int = 0) -> ResultRow:
+def _matrix(
+    env: dict[str, str], experiment: str, campaign: str, *service_args: str, code: int = 0, scenario: str = "single"
+) -> ResultRow:
     results = Path(env["COLDSTART_HOME"]) / "results.jsonl"
     _run(
         [
@@ -82,6 +84,8 @@ def _matrix(env: dict[str, str], experiment: str, campaign: str, *service_args: 
             str(results),
             "--client-timeout",
             "600",
+            "--scenarios",
+            scenario,
             "--",
             "--device",
             "cpu",
@@ -214,4 +218,41 @@ def test_fast_path_starts_fewer_vllm_processes_after_the_request_than_baseline(l
     phases = fast.phases
     segments = [v for k, v in phases.items() if k.startswith("seg_") and v is not None]
     assert sum(segments) + (phases.get("unattributed_s") or 0.0) == pytest.approx(fast.ttft_s, abs=0.01)
+    assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
+
+
+def test_tour_scenario_a_burst_at_zero_the_requests_after_ready_and_back_from_zero(lab):
+    """The registry's `tour` as CI runs it: 8 requests at a deployment at zero (max_replicas=1: all queue behind
+    one cold start), 8 + 4 requests once ready, then Serve scales the replica to zero and a request starts a
+    second replica. Every request is a record; who served it comes from Serve's own access lines."""
+    from coldstart.analysis.results import RequestGroup
+    from coldstart.analysis.serve_log import llm_replicas_alive
+
+    row = _matrix(lab, "baseline", "e2e-tour", scenario="tour")
+    assert row.status == "ok", row.error
+    assert row.scenario == "tour" and row.requests is not None
+    assert not (row.extra or {}).get("late_errors"), row.extra
+    by_group: dict[RequestGroup, list] = {}
+    for r in row.requests:
+        by_group.setdefault(r.group, []).append(r)
+    assert {g: len(v) for g, v in by_group.items()} == {
+        RequestGroup.BURST: 8,
+        RequestGroup.AFTER_READY: 8,
+        RequestGroup.AFTER_READY_CONCURRENT: 4,
+        RequestGroup.RETURN: 1,
+    }
+    assert all(r.client.ok for r in row.requests), [r.client.error for r in row.requests if not r.client.ok]
+    burst = by_group[RequestGroup.BURST]
+    assert row.ttft_s == burst[0].client.ttft_s and row.ttft_s > 1.0
+    # All eight waited for the one cold start, and the one replica served them all.
+    assert min(r.client.ttft_s for r in burst) > 0.5 * row.ttft_s
+    first_replica = {r.replica_id for r in burst}
+    assert len(first_replica) == 1 and None not in first_replica, first_replica
+    later = [r.client.ttft_s for r in by_group[RequestGroup.AFTER_READY]]
+    assert max(later) < row.ttft_s
+    (back,) = by_group[RequestGroup.RETURN]
+    assert back.cycle == 1 and back.client.ttft_s > 1.0  # a second cold start, not a warm replica
+    assert back.replica_id not in first_replica | {None}
+    started, alive = llm_replicas_alive(Path(row.log_path).read_text(errors="replace"))
+    assert started == 2 and alive <= 1
     assert _ray_processes() == [], "Ray or vLLM processes outlived the service"

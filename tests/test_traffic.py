@@ -273,3 +273,28 @@ def test_rows_keep_their_scenario_and_requests_through_a_round_trip() -> None:
     old = {k: v for k, v in row.to_dict().items()}
     old["extra"] = {k: v for k, v in old["extra"].items() if k not in ("scenario", "requests")}
     assert ResultRow.from_dict(old).scenario_name == "single"  # rows from before scenarios ran `single`
+
+
+def test_sleep_wake_is_refused_on_cpu_before_anything_starts_and_asks_for_the_dev_ingress_on_gpu(
+    capsys, tmp_path: Path
+) -> None:
+    import argparse
+    import json
+
+    from coldstart.lab import service
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+
+    def run(*argv: str) -> int:
+        parser = argparse.ArgumentParser()
+        service.add_cli_args(parser)
+        return service.main(parser.parse_args(["tiny", "baseline", "--dry-run", "--weights", str(tmp_path), *argv]))
+
+    assert run("--scenario", "sleep_wake", "--device", "cpu") == 2
+    assert "sleep mode needs CUDA" in capsys.readouterr().err
+    assert run("--scenario", "sleep_wake", "--device", "cuda") == 0
+    out = capsys.readouterr().out
+    assert "import_path: ray.llm._internal.serve.core.ingress.dev_ingress:build_dev_openai_app" in out
+    assert "enable_sleep_mode: true" in out
+    assert run("--scenario", "burst_replicas", "--max-replicas", "4", "--device", "cpu") == 0
+    assert "max_replicas: 4" in capsys.readouterr().out

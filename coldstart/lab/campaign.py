@@ -70,6 +70,7 @@ class Matrix:
     node_state: str = "cold"
     repeats: int | None = None
     service_args: tuple[str, ...] = ()  # after `--`: passed to every service.py
+    scenarios: tuple[str, ...] = ("single",)  # registry.SCENARIOS: each experiment runs under each
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,14 @@ class S3Server:
 Action = Checkpoint | Matrix | Publish | Shard | S3Server
 
 
-def _warm(models: tuple[str, ...], experiments: tuple[str, ...], suffix: str, repeats: int | None = None) -> Matrix:
-    return Matrix(models, experiments, suffix, node_state="warm", repeats=repeats)
+def _warm(
+    models: tuple[str, ...],
+    experiments: tuple[str, ...],
+    suffix: str,
+    repeats: int | None = None,
+    scenarios: tuple[str, ...] = ("single",),
+) -> Matrix:
+    return Matrix(models, experiments, suffix, node_state="warm", repeats=repeats, scenarios=scenarios)
 
 
 _8B = ("llama-3-8b",)
@@ -210,13 +217,26 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
             _warm(_8B, ("baseline",), "-warm", repeats=1),
         ),
         "ladder-8b": (
-            # The rungs below fast, on a warm node: baseline compiles and publishes the stock config's cache.
+            # The rungs below fast, on a warm node: baseline compiles and publishes the stock config's cache
+            # (compile_cache .. cc_prestart share its key; cc_trims shares fast's).
             Checkpoint("llama-3-8b"),
             _warm(_8B, ("baseline",), "-warm"),
             Publish("llama-3-8b", "compile_cache"),
-            _warm(_8B, ("compile_cache", "cc_skip_init"), "-warm"),
+            _warm(_8B, ("compile_cache",), "-warm"),
         ),
-        "ladder-8b-rest": (_warm(_8B, ("cc_in_replica", "cc_prestart", "cc_trims"), "-warm"),),
+        "ladder-8b-rest": (_warm(_8B, ("cc_skip_init", "cc_in_replica", "cc_prestart", "cc_trims"), "-warm"),),
+        # Scenarios (#18) in one deployment each: `tour` = burst of 8 at zero, requests after ready, back from
+        # zero; `sleep_wake` = the woken-replica warm reference. fast needs fast's cache (carried or fast-8b-prep),
+        # compile_cache the stock config's (ladder-8b).
+        "scenarios-8b-fast": (
+            Checkpoint("llama-3-8b"),
+            _warm(_8B, ("fast",), "-warm", scenarios=("tour", "sleep_wake")),
+        ),
+        "scenarios-8b-cc": (_warm(_8B, ("compile_cache",), "-warm", scenarios=("tour",)),),
+        "scenarios-tiny": (
+            Checkpoint("tiny"),
+            _warm(_TINY, ("fast",), "-warm", scenarios=("tour", "sleep_wake")),
+        ),
     }
 )
 
@@ -224,7 +244,7 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
 def step_problems(steps: Mapping[str, Sequence[Action]] = STEPS) -> list[str]:
     """What in ``steps`` would fail on the GPU machine: unknown models or experiments, pairs the matrix would
     silently skip, node states the runner refuses. Empty: every step is valid."""
-    from coldstart.registry import EXPERIMENTS, MODELS, InvalidPairError, resolve
+    from coldstart.registry import EXPERIMENTS, MODELS, SCENARIOS, InvalidPairError, resolve
 
     problems = []
     for name, actions in steps.items():
@@ -247,6 +267,7 @@ def step_problems(steps: Mapping[str, Sequence[Action]] = STEPS) -> list[str]:
                         except InvalidPairError as exc:
                             problems.append(f"{name}: {m} {e}: {exc}")
             if isinstance(action, Matrix):
+                problems += [f"{name}: unknown scenario {s!r}" for s in action.scenarios if s not in SCENARIOS]
                 if action.node_state not in NODE_STATES:
                     problems.append(f"{name}: node state {action.node_state!r} not in {NODE_STATES}")
                 if action.repeats is not None and action.repeats < 1:
@@ -401,6 +422,8 @@ class Campaign:
             "--experiments",
             *m.experiments,
         )
+        if m.scenarios != ("single",):  # the matrix's default: the commands of the steps before scenarios stay
+            argv += ["--scenarios", *m.scenarios]
         return argv + (["--", *m.service_args] if m.service_args else [])
 
     def publish_argv(self, p: Publish) -> list[str]:

@@ -13,6 +13,7 @@
 #        tp2-shard tp2-sharded tp2-rest (the tp2 steps need two GPUs)
 #        fast-tiny fast-8b-prep fast-8b fast-8b-cold fast-8b-mega baseline-8b ladder-8b ladder-8b-rest
 #        (the fast path; warm node unless named)
+#        scenarios-8b-fast scenarios-8b-cc scenarios-tiny (burst / after ready / back from zero, sleep and wake)
 # Home: `python -m coldstart import-runs <the call's runs-*.tgz>` appends the new rows and copies their logs;
 # runs a call's limit cut short have no row and are listed, not imported. Keep $OUT/compile-cache.tgz as
 # .gpu/cc-store/compile-cache.tgz and carry that folder to the next lease's first campaign call.
