@@ -298,3 +298,27 @@ def test_sleep_wake_is_refused_on_cpu_before_anything_starts_and_asks_for_the_de
     assert "enable_sleep_mode: true" in out
     assert run("--scenario", "burst_replicas", "--max-replicas", "4", "--device", "cpu") == 0
     assert "max_replicas: 4" in capsys.readouterr().out
+
+
+def test_the_runner_waits_for_the_access_line_of_the_last_request(tmp_path: Path) -> None:
+    from coldstart.lab.runner import wait_for_access_lines
+
+    rid = "71483b30-b50b-47d5-8fb8-9e48cbed850b"
+    log = tmp_path / "run.log"
+    log.write_text("nothing yet\n")
+    t = traffic.Traffic(
+        _result(1), (RequestRecord(0, RequestGroup.RETURN, dataclasses.replace(_result(1), request_id=rid)),)
+    )
+    line = (
+        "(ServeReplica:a:LLMServer:tiny pid=1) INFO 2026-11-29 22:29:00,000 "
+        f"a_LLMServer:tiny zz9kvais {rid} -- CALL chat OK 1.0ms\n"
+    )
+    timer = threading.Timer(0.3, lambda: log.write_text("nothing yet\n" + line))
+    timer.start()
+    text = wait_for_access_lines(log, t, timeout_s=10.0, poll_s=0.05)
+    timer.join()
+    assert traffic.with_replicas(t, text).requests[0].replica_id == "zz9kvais"
+    log.write_text("never\n")
+    t0 = time.monotonic()
+    assert wait_for_access_lines(log, t, timeout_s=0.2, poll_s=0.05) == "never\n"  # gives up: no replica, no hang
+    assert time.monotonic() - t0 < 5

@@ -633,11 +633,24 @@ class ServiceSUT:
                 wait_until_zero=log_waiter(deployment.log_path, timeout_s=downscale_s + self.ready_timeout_s),
             )
         traffic = dataclasses.replace(traffic, client=explain_failure(traffic.client, deployment.log_path))
+        return with_replicas(traffic, wait_for_access_lines(deployment.log_path, traffic))
+
+
+def wait_for_access_lines(log_path: Path, traffic: Traffic, timeout_s: float = 15.0, poll_s: float = 0.5) -> str:
+    """The run log once it names the replica of every answered request (or after ``timeout_s``): Ray forwards
+    a replica's access line to the driver a moment after the response, so the last request's line can lag it."""
+    from coldstart.analysis.serve_log import served_by
+
+    wanted = {r.client.request_id for r in traffic.requests if r.client.ok and r.client.request_id}
+    deadline = time.monotonic() + timeout_s
+    while True:
         try:
-            text = deployment.log_path.read_text(errors="replace")
+            text = log_path.read_text(errors="replace")
         except OSError:
-            return traffic
-        return with_replicas(traffic, text)
+            return ""
+        if wanted <= set(served_by(text)) or time.monotonic() > deadline:
+            return text
+        time.sleep(poll_s)
 
 
 @contextlib.contextmanager
