@@ -224,7 +224,10 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
             Publish("llama-3-8b", "compile_cache"),
             _warm(_8B, ("compile_cache",), "-warm"),
         ),
-        "ladder-8b-rest": (_warm(_8B, ("cc_skip_init", "cc_in_replica", "cc_prestart", "cc_trims"), "-warm"),),
+        "ladder-8b-rest": (
+            Checkpoint("llama-3-8b"),  # ~10 s when ladder-8b wrote it on this machine; a fresh one needs it
+            _warm(_8B, ("cc_skip_init", "cc_in_replica", "cc_prestart", "cc_trims"), "-warm"),
+        ),
         # Scenarios (#18) in one deployment each: `tour` = burst of 8 at zero, requests after ready, back from
         # zero; `sleep_wake` = the woken-replica warm reference. fast needs fast's cache (carried or fast-8b-prep),
         # compile_cache the stock config's (ladder-8b).
