@@ -322,3 +322,26 @@ def test_the_runner_waits_for_the_access_line_of_the_last_request(tmp_path: Path
     t0 = time.monotonic()
     assert wait_for_access_lines(log, t, timeout_s=0.2, poll_s=0.05) == "never\n"  # gives up: no replica, no hang
     assert time.monotonic() - t0 < 5
+
+
+def test_a_scenario_run_is_labelled_so_that_rich_prints_its_scenario() -> None:
+    import io
+
+    import rich.console
+
+    from coldstart.lab.runner import RunSpec
+
+    out = io.StringIO()
+    rich.console.Console(file=out, width=200).print(f"{RunSpec('tiny', 'fast', 0, scenario='tour').label}: ok")
+    assert out.getvalue().strip() == "tiny fast (tour) #0: ok"
+    assert RunSpec("tiny", "fast", 0).label == "tiny fast #0"
+
+
+def test_a_log_that_went_back_to_zero_is_summarized_up_to_its_second_start() -> None:
+    from coldstart.analysis.serve_log import first_start
+
+    second = _log((50, f"Upscaling Deployment(name='LLMServer:tiny', {_APP}) from 0 to 1 replicas. Current ongoing"))
+    text = _TWO_REPLICAS + "engine line of the first start\n" + second + "engine line of the second start\n"
+    cut = first_start(text)
+    assert cut.endswith("engine line of the first start\n") and "second start" not in cut
+    assert first_start(_TWO_REPLICAS) == _TWO_REPLICAS  # one start from zero (its line twice): whole

@@ -131,3 +131,21 @@ def served_by(log_text: str) -> Mapping[str, str]:
         if LLM_DEPLOYMENT_MARK in m["component"]:
             out.setdefault(m["request"], m["replica"])
     return out
+
+
+def first_start(log_text: str) -> str:
+    """The log up to the second time Serve scaled the LLM deployment up from zero (a scenario's return to
+    zero and back): the part that holds the cold start the row's first request waited for. A log with one
+    start from zero comes back whole."""
+    rule = next(r for r in REPLICA_RULES if r.kind is ReplicaEventKind.UPSCALE)
+    first_stamp: str | None = None
+    offset = 0
+    for line in log_text.splitlines(keepends=True):
+        m = rule.pattern.search(line) if "controller" in line else None
+        if m and m["from_n"] == "0" and LLM_DEPLOYMENT_MARK in m["deployment"]:
+            if first_stamp is None:
+                first_stamp = m["stamp"]
+            elif m["stamp"] != first_stamp:  # the same decision printed twice is not a second start
+                return log_text[:offset]
+        offset += len(line)
+    return log_text

@@ -536,10 +536,23 @@ def _carve(intervals: list[tuple[float, float]], cut: tuple[float, float]) -> li
     return out
 
 
-def _restore_interval(events: Sequence[dict]) -> tuple[float, float] | None:
-    """Wall-clock span during which some node restored the compile cache (nodes restore in parallel)."""
-    starts = [float(e["t"]) for e in events if e.get("event") == "compile_cache_restore_start"]
-    ends = [float(e["t"]) for e in events if e.get("event") == "compile_cache_restore_end"]
+def _restore_interval(events: Sequence[dict], before: float | None = None) -> tuple[float, float] | None:
+    """Wall-clock span during which some node restored the compile cache (nodes restore in parallel).
+    ``before``: only restores that began by then (the first token): a scenario's later replica starts restore
+    again, and the span from the first restore to the last would swallow the whole first start."""
+    starts = [
+        float(e["t"])
+        for e in events
+        if e.get("event") == "compile_cache_restore_start" and (before is None or float(e["t"]) <= before)
+    ]
+    ends = [
+        float(e["t"])
+        for e in events
+        if e.get("event") == "compile_cache_restore_end" and (not starts or float(e["t"]) >= min(starts))
+    ]
+    if starts and before is not None:
+        # The restores of this start end before anything of a later one begins.
+        ends = [t for t in ends if t <= before] or ends[:1]
     if not starts or not ends or max(ends) < min(starts):
         return None
     return (min(starts), max(ends))
@@ -571,7 +584,8 @@ def _build(
         else:
             gaps.append(span)
 
-    restore = _restore_interval(parsed.events)
+    first_token = t_send + ttft_s if t_send is not None and ttft_s is not None else None
+    restore = _restore_interval(parsed.events, before=first_token)
     if restore is not None:
         # Carve the restore out of whatever holds it (the weights fetch, or a gap when a milestone is missing).
         for name, ivs in intervals.items():
@@ -590,7 +604,7 @@ def _build(
     if unattributed is not None and ttft_s is not None:
         # Float rounding of epoch differences (~1e-7 s): the piece that ends last absorbs it, so the sum is TTFT.
         residual = ttft_s - (sum(s.seconds for s in segments if s.seconds is not None) + unattributed)
-        measured = [s for s in segments if s.seconds is not None]
+        measured = [s for s in segments if s.seconds is not None and s.intervals]
         last_seg = max(measured, key=lambda s: s.intervals[-1][1]) if measured else None
         if gaps and (last_seg is None or gaps[-1][1] >= last_seg.intervals[-1][1]):
             unattributed += residual
@@ -642,6 +656,9 @@ def build_timeline(log_text: str, client: ClientResult | None = None) -> Timelin
     ``client``: the client's result (``<run_id>.client.json``, a row's ``client``); without it, the
     ``client_send``/``client_first_token`` events in the log are used.
     """
+    from coldstart.analysis.serve_log import first_start
+
+    log_text = first_start(log_text)
     lines = parse_lines(log_text)
     return _build(log_text.splitlines(), lines, parse_log(log_text, lines), client)
 
@@ -661,7 +678,11 @@ def _restore_audit(events: Sequence[dict]) -> dict[str, Any]:
 
 def summarize_run(log_text: str, client: ClientResult | None = None) -> RunSummary:
     """Phases as logged + the timeline segments, and the audit flags, of one service log (split into lines
-    once: the parser and the timeline read the same lines)."""
+    once: the parser and the timeline read the same lines). A scenario that went back to zero and started
+    again is summarized up to its second start: the row's TTFT is the first start's."""
+    from coldstart.analysis.serve_log import first_start
+
+    log_text = first_start(log_text)
     lines = parse_lines(log_text)
     parsed = parse_log(log_text, lines)
     timeline = _build(log_text.splitlines(), lines, parsed, client)

@@ -76,8 +76,9 @@ class RunSpec:
 
     @property
     def label(self) -> str:
-        """``tiny baseline #0``; a scenario other than ``single`` in brackets: ``tiny fast [burst] #0``."""
-        scenario = "" if self.scenario == "single" else f" [{self.scenario}]"
+        """``tiny baseline #0``; a scenario other than ``single`` in parentheses: ``tiny fast (burst) #0`` (not
+        brackets: rich, which prints these lines, reads ``[burst]`` as markup and drops it)."""
+        scenario = "" if self.scenario == "single" else f" ({self.scenario})"
         return f"{self.model} {self.experiment}{scenario} #{self.repeat}"
 
 
