@@ -11,6 +11,7 @@ import pytest
 
 from coldstart.analysis import scenarios
 from coldstart.analysis.results import (
+    Audit,
     ClientResult,
     ReplicaSpan,
     RequestGroup,
@@ -20,7 +21,8 @@ from coldstart.analysis.results import (
 )
 from coldstart.analysis.serve_log import replica_spans
 
-T0 = 1_800_000_000.0  # the first send of every hand-built run
+# The first send of every hand-built run: just before the upscale decision of CONTROLLER_LOG below.
+T0 = datetime(2026, 11, 29, 19, 1, 32, 700000, tzinfo=timezone.utc).timestamp()
 
 # Real line shapes (experiment_terminal_output/llama-3-8b/fast/20261129T185950Z-9d92.log): each controller line
 # comes twice, once forwarded by Ray's driver (colour prefix, printed late) and once from the follower. Two
@@ -147,8 +149,9 @@ def _row(
         repeat=0,
         status=status,
         ttft_s=first.ttft_s,
-        phases={},
-        audit=None,
+        phases={"ttft_s": first.ttft_s} if first.ttft_s is not None else {},
+        # The cache audit passes: a fast-path run hit its compile cache, a baseline did not look for one.
+        audit=Audit(compile_cache_hit=experiment != "baseline"),
         log_path=None,
         provenance=None,
         config={},
@@ -283,3 +286,108 @@ def test_replica_spans_round_trip_in_the_row_and_old_rows_keep_their_shape():
     assert back.replicas == spans
     assert back.to_json() == with_spans.to_json()
     assert "replicas" not in json.loads(row.to_json())["extra"]  # None is not written: older rows stay as they were
+
+
+# ---------------------------------------------------------------------------------------------------------
+# In `python -m analysis`: tables, graphs, and the ladder kept to single-request rows
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("matplotlib")
+
+from coldstart.analysis import analyze  # noqa: E402
+
+
+def single_row(run_id: str, experiment: str, ttft_s: float) -> ResultRow:
+    parts = [(B, _client(0.0, ttft_s), {}), (AR, _client(ttft_s + 1, 0.2), {})]
+    return _row(run_id, None, _records(*parts), experiment=experiment)  # None: a row from before scenarios
+
+
+def _runs(rows):
+    return [analyze.Run(r, analyze.Source.RESULTS) for r in rows]
+
+
+def scenario_rows() -> list[ResultRow]:
+    spans = replica_spans(CONTROLLER_LOG, 0.0)
+    return [
+        single_row("s1", "fast", 40.0),
+        single_row("s2", "fast", 44.0),
+        single_row("s3", "baseline", 190.0),
+        single_row("s4", "compile_cache", 140.0),
+        dataclasses.replace(burst_row("b1"), replicas=spans),
+        dataclasses.replace(burst_row("b2", scale=3.0), replicas=spans),  # a slow burst: 90 s first TTFT
+        burst_row("b3", experiment="baseline", scale=6.0),
+        _row(
+            "ar1",
+            "after_ready",
+            _records((B, _client(0.0, 20.0), {}), *((AR, _client(30.0 + i, t), {}) for i, t in enumerate((9, 1, 2)))),
+        ),
+        _row("sw1", "sleep_wake", _records((B, _client(0.0, 35.0), {}), (WAKE, _client(50, 0.4), {"control_s": 3.0}))),
+    ]
+
+
+def test_scenario_rows_never_reach_the_phase_or_ladder_medians():
+    rows = scenario_rows()
+    table = analyze.run_table(_runs(rows))
+    assert table.set_index("run_id").loc["b1", "scenario"] == "burst_replicas"
+    assert table.set_index("run_id").loc["s1", "scenario"] == "single"  # scenario None: a single run
+    medians = analyze.median_table(table)
+    fast = medians[medians["experiment"] == "fast"].iloc[0]
+    # 40 and 44 only: with the scenario rows' first TTFTs (the bursts' 30 and 90, after ready's 20, sleep/wake's
+    # 35) it would be n=6 over 20..90.
+    assert (fast["n"], fast["total_s"], fast["total_min_s"], fast["total_max_s"]) == (2, 42.0, 40.0, 44.0)
+    baseline = medians[medians["experiment"] == "baseline"].iloc[0]
+    assert (baseline["n"], baseline["total_s"]) == (1, 190.0)
+    (ladder,) = analyze.ladders(medians)
+    data = analyze.ladder_data(medians, *ladder)
+    assert data["total_s"].tolist() == [190.0, 140.0, 42.0]
+    assert set(analyze.ttft_spread(table)["n"]) <= {1, 2}
+    # Nor are they "left out" runs under the graphs: they have tables of their own.
+    assert analyze.excluded_runs(table) == []
+
+
+def test_scenario_tables_per_run_and_medians(tmp_path):
+    rows = scenario_rows()
+    table = analyze.run_table(_runs(rows))
+    summaries = analyze.scenario_summaries(table, rows)
+    assert [s.run_id for s in summaries] == ["b1", "b2", "b3", "ar1", "sw1"]  # single rows are not scenario rows
+    written = analyze.write_scenario_tables(summaries, tmp_path)
+    assert [p.name for p in written] == ["scenarios.csv", "scenarios_summary.csv", "scenarios.md"]
+    per_run = pd.read_csv(tmp_path / "scenarios.csv").set_index("run_id")
+    assert per_run.loc["b2", "burst_ttft_max_s"] == pytest.approx(123.0)
+    assert per_run.loc["sw1", "wake_s"] == 3.0
+    summary = pd.read_csv(tmp_path / "scenarios_summary.csv")
+    fast_burst = summary[(summary["experiment"] == "fast") & (summary["scenario"] == "burst_replicas")].iloc[0]
+    assert fast_burst["n"] == 2 and fast_burst["first_ttft_s"] == pytest.approx(60.0)
+    md = (tmp_path / "scenarios.md").read_text()
+    assert "| tiny | fast | burst_replicas | GPU | 2 |" in md
+    assert "2 replicas serve s" in md and "TTFT after wake s" in md
+
+
+def test_scenario_graphs_are_drawn_for_scenario_rows_only(tmp_path):
+    rows = scenario_rows()
+    table = analyze.run_table(_runs(rows))
+    written = analyze.render_scenarios(table, rows, tmp_path)
+    names = sorted(p.name for p in written)
+    assert names == sorted(
+        f"scenario_{kind}_tiny_GPU.{ext}" for kind in ("burst", "replicas", "after_ready") for ext in ("png", "svg")
+    )
+    assert all(p.stat().st_size > 0 for p in written)
+    singles = [r for r in rows if r.scenario is None]
+    assert analyze.render_scenarios(analyze.run_table(_runs(singles)), singles, tmp_path / "none") == []
+
+
+def test_burst_graph_has_a_series_per_run_and_marks_missing_tokens():
+    rows = [burst_row("b1"), burst_row("b2", experiment="baseline")]
+    fig = analyze.render_scenario_burst(rows, "t")
+    (ax,) = fig.axes
+    assert len(ax.lines) == 2
+    assert [len(line.get_xdata()) for line in ax.lines] == [7, 7]  # the timed-out request is no TTFT of 0
+    assert ax.collections and len(ax.collections[0].get_offsets()) == 2  # one x per run's timeout
+
+
+def test_replicas_graph_steps_up_and_down_with_the_spans():
+    row = dataclasses.replace(burst_row(), replicas=replica_spans(CONTROLLER_LOG, 0.0))
+    fig = analyze.render_scenario_replicas([row] * 8, "t")
+    assert len(fig.axes) == 6  # capped; the rest are named under it
+    started = fig.axes[0].lines[0]
+    assert max(started.get_ydata()) == 2 and list(started.get_ydata())[-1] == 1  # one of two stopped

@@ -10,7 +10,7 @@ burst of 8 sits between its 7th and 8th TTFT.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from coldstart.analysis.results import ClientResult, ClientStatus, RequestGroup, RequestRecord, ResultRow
@@ -231,3 +231,85 @@ def medians(summaries: Iterable[ScenarioSummary]) -> list[ScenarioMedian]:
             )
         )
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Text tables (the CLI's rich tables, the markdown file, the report): header and cells, no formatting library
+
+_GROUP_HEAD = ("requests", "failed", "timed out", "TTFT p50 s", "TTFT p90 s", "TTFT max s", "tok/s p50")
+
+
+def _cell(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _count(value: float | None) -> str:
+    return "—" if value is None else str(int(value))
+
+
+def _key_cells(m: ScenarioMedian, device_label: str) -> list[str]:
+    return [m.model, m.experiment, m.scenario, device_label, str(m.n)]
+
+
+KEY_HEAD = ("model", "experiment", "scenario", "device", "runs")
+
+
+def group_table(
+    meds: Sequence[ScenarioMedian], device_label: Callable[[str | None], str] = str
+) -> tuple[list[str], list[list[str]]]:
+    """Per request group of each (model, experiment, scenario, device): request counts (totals over the runs)
+    and the medians over runs of each run's TTFT p50 / p90 / max and decode speed."""
+    head = [*KEY_HEAD, "group", *_GROUP_HEAD]
+    rows = []
+    for m in meds:
+        for g in RequestGroup:
+            if m.metrics.get(f"{g.value}_n") is None:
+                continue
+            value = m.metrics.get
+            rows.append(
+                [
+                    *_key_cells(m, device_label(m.device)),
+                    g.value,
+                    _count(value(f"{g.value}_n")),
+                    _count(value(f"{g.value}_failed")),
+                    _count(value(f"{g.value}_timed_out")),
+                    *(_cell(value(f"{g.value}_{stat}")) for stat in ("ttft_p50_s", "ttft_p90_s", "ttft_max_s")),
+                    _cell(value(f"{g.value}_tokens_per_s"), 1),
+                ]
+            )
+    return head, rows
+
+
+# (metric, column title) of the scenario-wide numbers; a column no group has is left out of the table.
+_SCENARIO_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("first_ttft_s", "first TTFT s"),
+    ("after_ready_first_ttft_s", "after ready: 1st s"),
+    ("after_ready_rest_p50_s", "after ready: rest p50 s"),
+    ("return_ttft_s", "return TTFT s"),
+    ("wake_s", "wake s"),
+    ("wake_ttft_s", "TTFT after wake s"),
+)
+
+
+def scenario_table(
+    meds: Sequence[ScenarioMedian], device_label: Callable[[str | None], str] = str
+) -> tuple[list[str], list[list[str]]]:
+    """Per (model, experiment, scenario, device), medians over runs: the first request's TTFT beside the
+    first after ready and the rest, the return's, the time until 1, 2, ... replicas served, and the wake."""
+    replicas = max((int(k.split("_")[1]) for m in meds for k in m.metrics if k.startswith("to_")), default=0)
+    columns = [
+        *_SCENARIO_COLUMNS[:4],
+        *((f"to_{n}_replicas_s", f"{n} replica{'s' if n > 1 else ''} serve s") for n in range(1, replicas + 1)),
+        *_SCENARIO_COLUMNS[4:],
+    ]
+    columns = [(k, t) for k, t in columns if any(m.metrics.get(k) is not None for m in meds)]
+    head = [*KEY_HEAD, *(t for _, t in columns)]
+    rows = [[*_key_cells(m, device_label(m.device)), *(_cell(m.metrics.get(k)) for k, _ in columns)] for m in meds]
+    return head, rows
+
+
+def markdown(head: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    align = ["---" if i < len(KEY_HEAD) or h == "group" else "---:" for i, h in enumerate(head)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
