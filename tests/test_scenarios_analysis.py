@@ -391,3 +391,20 @@ def test_replicas_graph_steps_up_and_down_with_the_spans():
     assert len(fig.axes) == 6  # capped; the rest are named under it
     started = fig.axes[0].lines[0]
     assert max(started.get_ydata()) == 2 and list(started.get_ydata())[-1] == 1  # one of two stopped
+
+
+def test_report_has_a_scenarios_section_with_the_tables_and_graphs(tmp_path):
+    from coldstart.analysis.report import build_report
+
+    rows = scenario_rows()
+    graphs = tmp_path / "graphs"
+    analyze.render_scenarios(analyze.run_table(_runs(rows)), rows, graphs)
+    page = build_report(tmp_path / "report", _runs(rows), graphs_dir=graphs).read_text()
+    assert "<h2>Scenarios</h2>" in page
+    assert '<table class="scenarios">' in page and '<table class="scenario-groups">' in page
+    for kind in ("burst", "replicas", "after_ready"):
+        assert f'<img src="../graphs/scenario_{kind}_tiny_GPU.png"' in page
+    assert "<td>sleep_wake</td>" in page
+    singles = [r for r in rows if r.scenario is None]
+    page = build_report(tmp_path / "single", _runs(singles), graphs_dir=graphs).read_text()
+    assert "<h2>Scenarios</h2>" not in page
