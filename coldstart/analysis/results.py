@@ -360,6 +360,35 @@ def _requests_from_json(data: Any) -> tuple[RequestRecord, ...]:
     return tuple(RequestRecord.from_dict(r) for r in data)
 
 
+@dataclass(frozen=True)
+class ReplicaSpan:
+    """One replica of the LLM deployment as Serve's controller logged it, on the epoch clock (the log's local
+    stamps moved by the run's UTC offset). A state the log does not show is None: a replica still up when the
+    log ended has no stop, one started before the log began no start."""
+
+    replica_id: str
+    deployment: str
+    t_upscale_epoch: float | None  # the autoscaler's decision that preceded the start
+    t_starting_epoch: float | None
+    t_running_epoch: float | None  # "started successfully": it takes requests
+    t_stopping_epoch: float | None
+    t_stopped_epoch: float | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReplicaSpan:
+        known = _fields_of(cls, data, "replica")
+        kwargs: dict[str, Any] = {f.name: known.get(f.name) for f in dataclasses.fields(cls)}
+        if not isinstance(kwargs["replica_id"], str):
+            raise SchemaError(f"replica without an id: {dict(data)!r}")
+        return cls(**kwargs)
+
+
+def _replicas_from_json(data: Any) -> tuple[ReplicaSpan, ...]:
+    if not isinstance(data, list):
+        raise SchemaError(f"replicas is a {type(data).__name__}, not a list")
+    return tuple(ReplicaSpan.from_dict(r) for r in data)
+
+
 # Keys of ``extra`` that ResultRow reads back as fields of their own: key -> (from JSON, to JSON). The rest of
 # ``extra`` (the clear report, the levers, notes) stays a mapping.
 _EXTRA_FIELDS: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
@@ -370,6 +399,7 @@ _EXTRA_FIELDS: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] =
     "node_state": (str, str),
     "scenario": (str, str),
     "requests": (_requests_from_json, lambda records: [r.to_dict() for r in records]),
+    "replicas": (_replicas_from_json, lambda spans: [dataclasses.asdict(s) for s in spans]),
 }
 
 
@@ -402,6 +432,8 @@ class ResultRow:
     # Every request the scenario sent, in send order (None: rows from before scenarios; their one request is
     # ``client``). ``client`` is the first of them, the one whose TTFT is the row's.
     requests: tuple[RequestRecord, ...] | None = None
+    # The LLM deployment's replicas the run log shows (None: no log was parsed, rows from before it was kept).
+    replicas: tuple[ReplicaSpan, ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # the rest: clear report, levers, notes
     schema_version: int = SCHEMA_VERSION
 

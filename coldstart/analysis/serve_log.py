@@ -18,8 +18,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from enum import StrEnum
+
+from coldstart.analysis.results import ReplicaSpan
 
 # The LLM deployment's name holds its server class ("LLMServer:<model>", the fast path's
 # "ColdStartLLMServer:<model>"); the ingress ("OpenAiIngress") does not.
@@ -122,6 +124,43 @@ def llm_replicas_alive(log_text: str) -> tuple[int, int]:
         elif e.kind is ReplicaEventKind.STOPPED:
             stopped.add(e.replica_id)
     return len(started), len(started - stopped)
+
+
+def _epoch(t_local: datetime, utc_offset_s: float) -> float:
+    # ``utc_offset_s`` is local minus UTC (``timeline.Clock``): the naive stamp read as UTC, less the offset.
+    return t_local.replace(tzinfo=timezone.utc).timestamp() - utc_offset_s
+
+
+_SPAN_FIELD: Mapping[ReplicaEventKind, str] = {
+    ReplicaEventKind.STARTING: "t_starting_epoch",
+    ReplicaEventKind.RUNNING: "t_running_epoch",
+    ReplicaEventKind.STOPPING: "t_stopping_epoch",
+    ReplicaEventKind.STOPPED: "t_stopped_epoch",
+}
+
+
+def replica_spans(log_text: str, utc_offset_s: float) -> tuple[ReplicaSpan, ...]:
+    """The LLM deployment's replicas, each from its upscale decision to "is stopped", in order of their first
+    event. ``utc_offset_s``: the run timeline's (``StoredTimeline.utc_offset_s``, local minus UTC)."""
+    # Time order, not log order: the driver's forwarded copies of the controller's lines arrive late and
+    # interleave with the follower's.
+    events = sorted((e for e in replica_events(log_text) if e.is_llm), key=lambda e: e.t_local)
+    last_upscale: dict[str, datetime] = {}
+    spans: dict[str, dict[str, object]] = {}
+    for e in events:
+        if e.kind is ReplicaEventKind.UPSCALE:
+            last_upscale[e.deployment] = e.t_local
+            continue
+        if e.replica_id is None or e.kind not in _SPAN_FIELD:
+            continue  # a downscale decision names no replica: its replicas' own stops say when they went
+        span = spans.setdefault(e.replica_id, {"replica_id": e.replica_id, "deployment": e.deployment})
+        name = _SPAN_FIELD[e.kind]
+        if name in span:
+            continue  # the first of each state counts (a second one is a repeat of the same line)
+        span[name] = _epoch(e.t_local, utc_offset_s)
+        if e.kind is ReplicaEventKind.STARTING and (decided := last_upscale.get(e.deployment)) is not None:
+            span["t_upscale_epoch"] = _epoch(decided, utc_offset_s)
+    return tuple(ReplicaSpan.from_dict(s) for s in spans.values())
 
 
 def served_by(log_text: str) -> Mapping[str, str]:

@@ -44,6 +44,7 @@ from coldstart.analysis.results import (
     collect_provenance,
     load_rows,
 )
+from coldstart.analysis.serve_log import replica_spans
 from coldstart.lab.client import measure_ttft, positive_seconds
 from coldstart.lab.traffic import Traffic
 from coldstart.registry import (
@@ -274,6 +275,7 @@ def _measured_row(
         extra=extra,
         scenario=spec.scenario,
         requests=traffic.requests,
+        replicas=replica_spans(text, timeline.utc_offset_s) if timeline else None,
     )
 
 
