@@ -154,6 +154,7 @@ def test_the_steps_campaign_sh_had():
         "scenarios-8b-fast",
         "scenarios-8b-cc",
         "scenarios-tiny",
+        "ladder-8b-inrep",
     }
 
 
@@ -401,18 +402,39 @@ def test_campaign_is_a_coldstart_tool():
     assert cli.TOOLS["campaign"][0] == "coldstart.lab.campaign"
 
 
-def test_a_carried_store_is_unpacked_once_and_a_bad_one_fails_the_call_not_the_steps(lease: Path):
+def test_a_carried_store_is_merged_into_the_store_and_a_bad_one_fails_the_call_not_the_steps(lease: Path):
     cmp.CARRIED_COMPILE_CACHE.parent.mkdir(parents=True)
     cmp.CARRIED_COMPILE_CACHE.write_bytes(b"not a tarball")
     ex = FakeExecutor(on_run=lambda argv: 2 if argv[0] == "tar" else 0)
     c = make(ex, lease)
     assert run_campaign(c, ["fast-8b"]) == 1
-    assert ex.calls[0].argv == ["tar", "xzf", str(cmp.CARRIED_COMPILE_CACHE), "-C", str(c.store_dir)]
+    unpack = ["tar", "xzf", str(cmp.CARRIED_COMPILE_CACHE), "--skip-old-files", "-C", str(c.store_dir)]
+    assert ex.calls[0].argv == unpack
     assert len(ex.matrices()) == 1  # the steps ran all the same
-    (c.store_dir / "compile-cache").mkdir(parents=True)  # unpacked: a later call leaves it alone
+    # A store that already has entries (this lease's) still gets the carried ones it lacks.
+    (c.store_dir / "compile-cache").mkdir(parents=True)
     ex2 = FakeExecutor()
     assert run_campaign(make(ex2, lease), ["fast-8b"]) == 0
-    assert not any(call.argv[0] == "tar" for call in ex2.calls)
+    assert ex2.calls[0].argv == unpack
+
+
+def test_unpacking_a_carried_store_keeps_the_entries_the_store_has_and_adds_the_rest(tmp_path: Path):
+    import tarfile
+
+    carried = tmp_path / "carried"
+    for name, body in (("compile-cache/m/old/manifest.json", "carried"), ("compile-cache/m/new/manifest.json", "n")):
+        (carried / name).parent.mkdir(parents=True, exist_ok=True)
+        (carried / name).write_text(body)
+    tgz = tmp_path / "cc.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        tar.add(carried / "compile-cache", arcname="compile-cache")
+    store = tmp_path / "store"
+    (store / "compile-cache/m/old").mkdir(parents=True)
+    (store / "compile-cache/m/old/manifest.json").write_text("this lease's")
+    argv = ["tar", "xzf", str(tgz), "--skip-old-files", "-C", str(store)]
+    assert cmp.SubprocessExecutor().run(argv, env={}) == 0
+    assert (store / "compile-cache/m/old/manifest.json").read_text() == "this lease's"
+    assert (store / "compile-cache/m/new/manifest.json").read_text() == "n"
 
 
 def test_subprocess_executor_statuses_env_and_background(tmp_path: Path, capfd):

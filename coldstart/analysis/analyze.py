@@ -50,6 +50,7 @@ from coldstart.analysis.results import (
     SchemaError,
     load_rows,
 )
+from coldstart.analysis.serve_log import replica_spans
 from coldstart.analysis.timeline import (
     CATEGORIES,
     CATEGORY,
@@ -279,6 +280,7 @@ def row_from_log(
         device=infer_device(log_text),
         client=client,
         timeline=summary.timeline.stored(),
+        replicas=replica_spans(log_text, summary.timeline.clock.utc_offset_s),
     )
     return Run(row, source)
 
@@ -356,6 +358,7 @@ def merge_rows(log_runs: Sequence[Run], result_runs: Sequence[Run]) -> list[Run]
             device=log.device or base.device,
             timeline=log.timeline if log.timeline is not None else base.timeline,
             client=log.client or base.client,
+            replicas=log.replicas if log.replicas is not None else base.replicas,
         )
         merged.append(Run(row, Source.RESULTS_AND_LOG))
     return merged + [Run(r, Source.RESULTS) for r in by_id.values()]

@@ -228,6 +228,15 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
             Checkpoint("llama-3-8b"),  # ~10 s when ladder-8b wrote it on this machine; a fresh one needs it
             _warm(_8B, ("cc_skip_init", "cc_in_replica", "cc_prestart", "cc_trims"), "-warm"),
         ),
+        # The in-replica engine's torch.compile hash differs from the stock one although vLLM prints the same
+        # config (lease s7: 88e0df72a5 vs 65764a428e; vLLM's hash ignores the executor backend, so it is
+        # something unprinted), so the stock cache is a miss there: its rungs need a capture of their own.
+        "ladder-8b-inrep": (
+            Checkpoint("llama-3-8b"),
+            _warm(_8B, ("cc_in_replica",), "-warm-miss", repeats=1),
+            Publish("llama-3-8b", "cc_in_replica"),
+            _warm(_8B, ("cc_in_replica", "cc_prestart"), "-warm"),
+        ),
         # Scenarios (#18) in one deployment each: `tour` = burst of 8 at zero, requests after ready, back from
         # zero; `sleep_wake` = the woken-replica warm reference. fast needs fast's cache (carried or fast-8b-prep),
         # compile_cache the stock config's (ladder-8b).
@@ -429,6 +438,10 @@ class Campaign:
             argv += ["--scenarios", *m.scenarios]
         return argv + (["--", *m.service_args] if m.service_args else [])
 
+    def unpack_argv(self) -> list[str]:
+        """The carried compile caches into the store; an entry the store already has is kept (it may be newer)."""
+        return ["tar", "xzf", str(CARRIED_COMPILE_CACHE), "--skip-old-files", "-C", str(self.store_dir)]
+
     def publish_argv(self, p: Publish) -> list[str]:
         return [self.python, "service.py", p.model, p.experiment, "--publish-compile-cache"]
 
@@ -537,9 +550,9 @@ class Campaign:
             say = self.executor.say
             say(f"setup: [ -f {self.results} ] || cp {DEFAULT_RESULTS} {self.results}")
             say(f"setup: [ -d {LEASE_LOGS} ] && cp -rn {LEASE_LOGS}/. {ARCHIVE_LOGS}/")
-            if CARRIED_COMPILE_CACHE.is_file() and not (self.store_dir / "compile-cache").is_dir():
-                say(f"setup: unpack {CARRIED_COMPILE_CACHE} into {self.store_dir}:")
-                self.executor.run(["tar", "xzf", str(CARRIED_COMPILE_CACHE), "-C", str(self.store_dir)], env={})
+            if CARRIED_COMPILE_CACHE.is_file():
+                say(f"setup: unpack {CARRIED_COMPILE_CACHE} into {self.store_dir} (entries there stay):")
+                self.executor.run(self.unpack_argv(), env={})
                 self.executor.run(self.coldstart("compile-cache", "show"), env={})
             return []
         self.out.mkdir(parents=True, exist_ok=True)
@@ -548,9 +561,11 @@ class Campaign:
             shutil.copyfile(DEFAULT_RESULTS, self.results)
         if LEASE_LOGS.is_dir():
             copy_missing(LEASE_LOGS, Path(ARCHIVE_LOGS))
-        if CARRIED_COMPILE_CACHE.is_file() and not (self.store_dir / "compile-cache").is_dir():
+        # Every call, not only into an empty store: a machine given back and lent again has a store of this lease
+        # (lease s7 lost fast's cache that way), and the carried entries it lacks must still arrive.
+        if CARRIED_COMPILE_CACHE.is_file():
             self.store_dir.mkdir(parents=True, exist_ok=True)
-            rc = self.executor.run(["tar", "xzf", str(CARRIED_COMPILE_CACHE), "-C", str(self.store_dir)], env={})
+            rc = self.executor.run(self.unpack_argv(), env={})
             if rc:
                 return [f"cannot unpack {CARRIED_COMPILE_CACHE} into {self.store_dir} (tar exited {rc})"]
             self.executor.run(self.coldstart("compile-cache", "show"), env={})
