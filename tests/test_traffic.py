@@ -345,3 +345,17 @@ def test_a_log_that_went_back_to_zero_is_summarized_up_to_its_second_start() -> 
     cut = first_start(text)
     assert cut.endswith("engine line of the first start\n") and "second start" not in cut
     assert first_start(_TWO_REPLICAS) == _TWO_REPLICAS  # one start from zero (its line twice): whole
+
+
+@pytest.mark.parametrize("module", ["service", "runner"])
+def test_max_replicas_below_one_is_refused_by_the_parser(module: str, capsys) -> None:
+    import argparse
+    import importlib
+
+    parser = argparse.ArgumentParser()
+    importlib.import_module(f"coldstart.lab.{module}").add_cli_args(parser)
+    argv = ["tiny", "baseline"] if module == "service" else []
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args([*argv, "--max-replicas", "0"])
+    assert exc.value.code == 2 and "--max-replicas" in capsys.readouterr().err
+    assert parser.parse_args([*argv, "--max-replicas", "4"]).max_replicas == 4

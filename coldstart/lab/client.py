@@ -194,7 +194,7 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -215,7 +215,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", type=_base_url, default="http://127.0.0.1:8000", help="where service.py serves")
     parser.add_argument("--model", default="tiny", help="the model id the service serves (registry name)")
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
-    parser.add_argument("--max-tokens", type=_positive_int, default=16)
+    parser.add_argument("--max-tokens", type=positive_int, default=16)
     parser.add_argument(
         "--timeout",
         type=positive_seconds,

@@ -45,7 +45,7 @@ from coldstart.analysis.results import (
     load_rows,
 )
 from coldstart.analysis.serve_log import replica_spans
-from coldstart.lab.client import measure_ttft, positive_seconds
+from coldstart.lab.client import measure_ttft, positive_int, positive_seconds
 from coldstart.lab.traffic import Traffic
 from coldstart.registry import (
     EXPERIMENTS,
@@ -765,7 +765,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-replicas",
-        type=int,
+        type=positive_int,
         default=None,
         help="replace each scenario's max_replicas (e.g. one replica per GPU of the node)",
     )
@@ -828,9 +828,7 @@ def main(args: argparse.Namespace) -> int:
                 raise UnknownNameError(f"unknown experiment {e!r}; valid experiments: {', '.join(EXPERIMENTS)}")
         for name in args.scenarios:
             get_scenario(name)
-        if args.max_replicas is not None and args.max_replicas < 1:
-            raise ValueError(f"--max-replicas must be at least 1, got {args.max_replicas}")
-    except (UnknownNameError, ValueError) as exc:
+    except UnknownNameError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:

@@ -19,6 +19,7 @@ import yaml
 from coldstart import paths
 from coldstart.analysis import events
 from coldstart.analysis.results import nvidia_gpus
+from coldstart.lab.client import positive_int
 from coldstart.lab.llm_config import (
     OPENAI_APP,
     ConfigError,
@@ -55,16 +56,6 @@ def _run_id_arg(text: str) -> str:
         return paths.check_run_id(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _max_replicas_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
@@ -120,7 +111,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-replicas",
-        type=_max_replicas_arg,
+        type=positive_int,
         default=None,
         help="replace the scenario's max_replicas (e.g. one replica per GPU of the node)",
     )
