@@ -981,3 +981,29 @@ def test_compile_threads_do_not_split_the_key():
     base = {"VLLM_CACHE_ROOT": "/c", "TORCHINDUCTOR_MAX_AUTOTUNE": "1"}
     assert hashed_env({**base, "TORCHINDUCTOR_COMPILE_THREADS": "1"}) == hashed_env(base)
     assert hashed_env({**base, "TORCHINDUCTOR_MAX_AUTOTUNE": "0"}) != hashed_env(base)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cpu"])
+def test_the_key_follows_the_env_vllm_workers_compile_under_ray_executor_or_in_replica(device: str) -> None:
+    # Lease s7: a cache captured with Ray's executor (GPU workers as Ray actors, which vLLM starts with
+    # RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES=1 and hashes it) missed in the in-replica engine though the
+    # lab's key matched and restored it. The two must have different keys on GPU; on CPU nothing differs.
+    from coldstart.lab.llm_config import RunOptions, build_llm_config
+    from coldstart.registry import resolve
+    from coldstart.storage.sources import WeightsLocation
+
+    opts = RunOptions(weights=WeightsLocation("/w/llama-3-8b", "local"), device=device, store_uri="/store", run_id="r1")
+
+    def key(experiment: str) -> str:
+        cfg = build_llm_config(*resolve("llama-3-8b", experiment), opts)
+        env = cc.worker_environ(ENV, ray_gpu_workers=cc.ray_executor_gpu_workers(cfg["placement_group_config"]))
+        return cc.fingerprint_for_engine("llama-3-8b", "/m", cfg["engine_kwargs"], environ=env, device=DEVICE).key()
+
+    if device == "cuda":
+        assert key("compile_cache") != key("cc_in_replica")
+        assert key("cc_in_replica") == key("cc_prestart")  # both in-replica: one cache serves both
+    else:
+        assert key("compile_cache") == key("cc_in_replica")
+    assert cc.ray_executor_gpu_workers({"bundles": [{"GPU": 1, "CPU": 1}]}) is True
+    assert cc.ray_executor_gpu_workers({"bundles": [{"CPU": 1}]}) is False
+    assert cc.ray_executor_gpu_workers(None) is False

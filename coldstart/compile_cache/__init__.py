@@ -95,7 +95,9 @@ from coldstart.compile_cache.fingerprint import (
     fingerprint_from_environment,
     hashed_env,
     model_slug,
+    ray_executor_gpu_workers,
     stable_model_path,
+    worker_environ,
 )
 from coldstart.compile_cache.publish import (
     EntryCheck,
@@ -153,6 +155,7 @@ __all__ = [
     "main",
     "model_slug",
     "publish",
+    "ray_executor_gpu_workers",
     "read_manifest",
     "remove_entry",
     "resolve_compression",
@@ -161,6 +164,7 @@ __all__ = [
     "sha256_file",
     "stable_model_path",
     "verify_entry",
+    "worker_environ",
     "write_engine_marker",
     "write_manifest",
 ]

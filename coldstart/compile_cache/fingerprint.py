@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from coldstart.compile_cache.common import (
@@ -133,6 +134,25 @@ def hashed_env(environ: Mapping[str, str]) -> dict[str, str]:
         return name.startswith(_HASHED_ENV_PREFIXES) or name in _NON_VLLM_HASHED_ENV
 
     return {k: v for k, v in sorted(environ.items()) if k not in _ENV_NOT_HASHED and hashed(k)}
+
+
+# vLLM's Ray executor starts every GPU worker with these set (vllm/v1/executor/ray_executor.py,
+# ``_update_noset_device_env_vars``), and vLLM hashes them into the torch.compile cache key
+# (``vllm.envs.compile_factors``). Workers inside EngineCore (the fast path's uni / mp executor) lack them: the
+# same config then has another key (lease s7: a cache captured under Ray's executor missed in the replica's).
+RAY_EXECUTOR_GPU_WORKER_ENV: Mapping[str, str] = MappingProxyType({"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"})
+
+
+def ray_executor_gpu_workers(placement_group_config: Mapping[str, Any] | None) -> bool:
+    """Whether Ray Serve LLM runs this config's GPU workers as Ray actors (GPU bundles in its placement
+    group: Ray LLM forces vLLM's ``ray`` executor then) rather than inside the replica's own processes."""
+    bundles = (placement_group_config or {}).get("bundles") or ()
+    return any(float(b.get("GPU", 0) or 0) > 0 for b in bundles)
+
+
+def worker_environ(environ: Mapping[str, str], *, ray_gpu_workers: bool) -> dict[str, str]:
+    """The environment vLLM's engine workers compile under: the replica's, plus what the Ray executor sets."""
+    return {**environ, **(RAY_EXECUTOR_GPU_WORKER_ENV if ray_gpu_workers else {})}
 
 
 @dataclass(frozen=True)

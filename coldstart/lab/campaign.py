@@ -228,9 +228,9 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
             Checkpoint("llama-3-8b"),  # ~10 s when ladder-8b wrote it on this machine; a fresh one needs it
             _warm(_8B, ("cc_skip_init", "cc_in_replica", "cc_prestart", "cc_trims"), "-warm"),
         ),
-        # The in-replica engine's torch.compile hash differs from the stock one although vLLM prints the same
-        # config (lease s7: 88e0df72a5 vs 65764a428e; vLLM's hash ignores the executor backend, so it is
-        # something unprinted), so the stock cache is a miss there: its rungs need a capture of their own.
+        # The in-replica engine's torch.compile hash differs from the stock one (lease s7: 88e0df72a5 vs
+        # 65764a428e): vLLM's Ray executor gives its GPU workers RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES=1,
+        # which vLLM hashes (now in the lab's key too). Its rungs need a capture of their own.
         "ladder-8b-inrep": (
             Checkpoint("llama-3-8b"),
             _warm(_8B, ("cc_in_replica",), "-warm-miss", repeats=1),

@@ -122,7 +122,15 @@ class ColdStartCallback(CallbackBase):
             run_id=self.run_id,
             model_path=engine_model_path(self.llm_config.model_loading_config),
             engine_kwargs=dict(self.llm_config.engine_kwargs),
+            environ=self._worker_environ(),
         )
+
+    def _worker_environ(self) -> dict[str, str]:
+        # The key must be the one vLLM computes in its workers, whose env the Ray executor extends.
+        from coldstart import compile_cache
+
+        gpu_workers = compile_cache.ray_executor_gpu_workers(self.llm_config.placement_group_config)
+        return compile_cache.worker_environ(os.environ, ray_gpu_workers=gpu_workers)
 
     def _restore_compile_cache(self) -> None:
         from coldstart import compile_cache
@@ -136,6 +144,7 @@ class ColdStartCallback(CallbackBase):
             engine_kwargs=dict(self.llm_config.engine_kwargs),
             cache_root=self.compile_cache_root,
             model_path=engine_model_path(self.llm_config.model_loading_config),
+            environ=self._worker_environ(),
         )
         self._emit(
             "compile_cache_restore_end",

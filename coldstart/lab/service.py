@@ -148,7 +148,10 @@ def publish_compile_cache(app_args: dict, node_env: dict[str, str]) -> int:
         print(f"error: this experiment does not use a compile cache (try one of: {users})", file=sys.stderr)
         return 2
     # The replica's env: the config's runtime_env, or the node's where a fast-path config leaves it empty.
-    env = {**os.environ, **node_env, **cfg["runtime_env"].get("env_vars", {})}
+    env = cc.worker_environ(
+        {**os.environ, **node_env, **cfg["runtime_env"].get("env_vars", {})},
+        ray_gpu_workers=cc.ray_executor_gpu_workers(cfg.get("placement_group_config")),
+    )
 
     fingerprint = cc.fingerprint_for_engine(
         hook["model_name"], engine_model_path(cfg["model_loading_config"]), cfg["engine_kwargs"], environ=env
