@@ -255,4 +255,15 @@ def test_tour_scenario_a_burst_at_zero_the_requests_after_ready_and_back_from_ze
     assert back.replica_id not in first_replica | {None}
     started, alive = llm_replicas_alive(Path(row.log_path).read_text(errors="replace"))
     assert started == 2 and alive <= 1
+    # Each replica's own timeline, and the requests fall inside it: decided -> starting -> running, the first
+    # replica stopped before the return's request was sent, the second running before its first token.
+    spans = {s.replica_id: s for s in row.replicas or ()}
+    first, second = spans[burst[0].replica_id], spans[back.replica_id]
+    for s in (first, second):
+        assert s.t_upscale_epoch <= s.t_starting_epoch <= s.t_running_epoch, s
+    tolerance_s = 1.0  # controller stamps are milliseconds of local time; the client's clock is the same host's
+    assert first.t_running_epoch <= burst[0].client.t_first_token_epoch + tolerance_s
+    assert first.t_stopped_epoch is not None and first.t_stopped_epoch <= back.client.t_send_epoch + tolerance_s
+    assert back.client.t_send_epoch <= second.t_starting_epoch + tolerance_s
+    assert second.t_running_epoch <= back.client.t_first_token_epoch + tolerance_s
     assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
