@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from coldstart import cli
+from coldstart.compile_cache.archive import CacheManifest
+from coldstart.compile_cache.common import MANIFEST_NAME
 from coldstart.lab import campaign as cmp
 from coldstart.lab.campaign import STEPS, Campaign, Checkpoint, Matrix, Publish, run_campaign, step_problems
 from coldstart.lab.import_runs import import_archive
@@ -322,18 +324,46 @@ def test_a_failing_step_makes_the_exit_non_zero_and_later_steps_still_archive(le
     assert (lease / "lease-logs" / "tiny" / "baseline" / "20261129T000000Z-0002.log").exists()
 
 
-def test_archive_layout_and_compile_cache(lease: Path):
+def _store_entry(store_dir: Path, model: str, key: str, archive_name: str) -> Path:
+    entry = store_dir / "compile-cache" / model / key
+    entry.mkdir(parents=True)
+    manifest = CacheManifest(archive_name, "gzip", "0" * 64, 1, 1, 1, (), "2026-11-30T00:00:00+00:00")
+    (entry / MANIFEST_NAME).write_bytes(manifest.to_json())
+    (entry / archive_name).write_text("x")
+    return entry
+
+
+def test_archive_layout_one_archive_per_compile_cache_entry(lease: Path):
     ex = FakeExecutor()
     c = make(ex, lease)
-    (c.store_dir / "compile-cache" / "k").mkdir(parents=True)
-    (c.store_dir / "compile-cache" / "k" / "entry.tgz").write_text("x")
+    fast = _store_entry(c.store_dir, "llama-3-8b", "3a4dfd60ae8e3b4b", "cache-new.tar.gz")
+    (fast / "cache-old.tar.gz").write_text("an archive the manifest no longer names")
+    _store_entry(c.store_dir, "tiny", "0123456789abcdef", "cache-t.tar.gz")
+    torn = c.store_dir / "compile-cache" / "tiny" / "fedcba9876543210"
+    torn.mkdir()
+    (torn / "cache-x.tar.gz").write_text("no manifest")
     run_campaign(c, ["fast-8b"])
     with tarfile.open(lease / "out" / "runs.tgz") as tar:
         names = tar.getnames()
     assert "results/results.jsonl" in names and "experiment_terminal_output" in names
-    with tarfile.open(lease / "out" / "compile-cache.tgz") as tar:
-        assert "compile-cache/k/entry.tgz" in tar.getnames()
+    out = sorted(p.name for p in (lease / "out").glob("cc-*.tgz"))
+    assert out == ["cc-llama-3-8b-3a4dfd60ae8e3b4b.tgz", "cc-tiny-0123456789abcdef.tgz", "cc-tiny-fedcba9876543210.tgz"]
+    with tarfile.open(lease / "out" / out[0]) as tar:
+        assert sorted(tar.getnames()) == [
+            "compile-cache/llama-3-8b/3a4dfd60ae8e3b4b/cache-new.tar.gz",
+            "compile-cache/llama-3-8b/3a4dfd60ae8e3b4b/manifest.json",
+        ]
+    with tarfile.open(lease / "out" / out[2]) as tar:  # unreadable: whole, for `show --verify` to judge
+        assert "compile-cache/tiny/fedcba9876543210/cache-x.tar.gz" in tar.getnames()
     assert not list((lease / "out").glob("*.partial"))
+    # What comes back is what the next lease carries: unpacked, it is the same store.
+    carried = lease / "next-store"
+    carried.mkdir()
+    for archive in (lease / "out").glob("cc-*.tgz"):
+        with tarfile.open(archive) as tar:
+            tar.extractall(carried, filter="data")
+    assert (carried / "compile-cache" / "tiny" / "0123456789abcdef" / MANIFEST_NAME).is_file()
+    assert not (carried / "compile-cache" / "llama-3-8b" / "3a4dfd60ae8e3b4b" / "cache-old.tar.gz").exists()
 
 
 def test_setup_seeds_the_lease_results_once_and_brings_back_earlier_logs(lease: Path):
@@ -403,19 +433,21 @@ def test_campaign_is_a_coldstart_tool():
 
 
 def test_a_carried_store_is_merged_into_the_store_and_a_bad_one_fails_the_call_not_the_steps(lease: Path):
-    cmp.CARRIED_COMPILE_CACHE.parent.mkdir(parents=True)
-    cmp.CARRIED_COMPILE_CACHE.write_bytes(b"not a tarball")
-    ex = FakeExecutor(on_run=lambda argv: 2 if argv[0] == "tar" else 0)
+    cmp.CARRIED_CACHES.mkdir(parents=True)
+    bad, good = cmp.CARRIED_CACHES / "cc-a.tgz", cmp.CARRIED_CACHES / "cc-b.tgz"
+    bad.write_bytes(b"not a tarball")
+    good.write_bytes(b"")
+    ex = FakeExecutor(on_run=lambda argv: 2 if argv[0] == "tar" and argv[2] == str(bad) else 0)
     c = make(ex, lease)
     assert run_campaign(c, ["fast-8b"]) == 1
-    unpack = ["tar", "xzf", str(cmp.CARRIED_COMPILE_CACHE), "--skip-old-files", "-C", str(c.store_dir)]
-    assert ex.calls[0].argv == unpack
+    unpack = [["tar", "xzf", str(a), "--skip-old-files", "-C", str(c.store_dir)] for a in (bad, good)]
+    assert [call.argv for call in ex.calls[:2]] == unpack  # one bad archive does not keep the others out
     assert len(ex.matrices()) == 1  # the steps ran all the same
     # A store that already has entries (this lease's) still gets the carried ones it lacks.
     (c.store_dir / "compile-cache").mkdir(parents=True)
     ex2 = FakeExecutor()
     assert run_campaign(make(ex2, lease), ["fast-8b"]) == 0
-    assert ex2.calls[0].argv == unpack
+    assert [call.argv for call in ex2.calls[:2]] == unpack
 
 
 def test_unpacking_a_carried_store_keeps_the_entries_the_store_has_and_adds_the_rest(tmp_path: Path):

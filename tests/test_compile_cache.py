@@ -671,12 +671,34 @@ def test_publish_replaces_an_entry_that_fails_verification(store: Store, tmp_pat
     assert not check.ok and check.problems
     again = cc.publish(store, fp, archive, manifest)
     assert again.status == cc.PublishStatus.SUCCESS, again.detail
-    assert "replaced an entry that failed verification" in again.detail
+    assert "replaced the entry there" in again.detail
     assert cc.verify_entry(store, prefix).ok
     result = cc.restore(store, fp, *fresh_targets(tmp_path / "node"))
     assert result.status == cc.RestoreStatus.SUCCESS, result.detail
     # Once repaired, a publish sees a good entry again.
     assert cc.publish(store, fp, archive, manifest).detail == "already published"
+
+
+def test_a_sound_entry_that_lacks_files_this_node_compiled_is_replaced_not_skipped(tmp_path):
+    # Lease s8: an entry published under a key that missed a hashed env var held another config's graphs;
+    # the node restored it, compiled its own beside them, and the publish after said "already published".
+    store = LocalStore(tmp_path / "store")
+    fp = make_fp()
+    src, first_archive, first = captured(tmp_path, fp, tag="first")
+    assert cc.publish(store, fp, first_archive, first).status == cc.PublishStatus.SUCCESS
+    extra = src / "vllm" / "torch_compile_cache" / "88e0df72a5" / "rank_0_0" / "backbone" / "vllm_compile_cache.py"
+    extra.parent.mkdir(parents=True)
+    extra.write_bytes(b"{(1, 8192): 'def'}\n")
+    grown_archive = tmp_path / "cache-grown.tar"
+    grown = cc.capture(src / "vllm", src / "inductor", src / "triton", grown_archive, fingerprint=fp)
+    result = cc.publish(store, fp, grown_archive, grown)
+    assert result.status == cc.PublishStatus.SUCCESS, result.detail
+    assert "replaced the entry there" in result.detail and "88e0df72a5" in result.detail
+    restored = cc.restore(store, fp, *fresh_targets(tmp_path / "node"))
+    assert restored.status == cc.RestoreStatus.SUCCESS, restored.detail
+    assert (tmp_path / "node" / extra.relative_to(src)).read_bytes() == extra.read_bytes()
+    # The smaller capture (a subset) never replaces the larger one back.
+    assert cc.publish(store, fp, first_archive, first).detail == "already published"
 
 
 def test_publish_over_a_bad_entry_with_another_archive_commits_its_own(tmp_path):

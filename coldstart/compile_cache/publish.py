@@ -1,7 +1,10 @@
 """Publish: archive then manifest into the store, create-only, so exactly one publisher wins.
 
 An entry that fails verification (manifest unreadable, archive missing, of the wrong size or checksum) is
-replaced, not skipped: otherwise one torn upload would make every later restore fail CORRUPT for good.
+replaced, not skipped: otherwise one torn upload would make every later restore fail CORRUPT for good. So is a
+sound entry that holds fewer files than this node's capture, all of which the capture also holds: restoring it
+left vLLM compiling the rest (lease s8: an entry published under a key that lacked a hashed env var held
+another config's graphs, and every run restored it as SUCCESS and then compiled for 20 s).
 """
 
 from __future__ import annotations
@@ -84,6 +87,18 @@ def verify_entry(store: Store, entry: str, *, checksum: bool = True) -> EntryChe
     return EntryCheck(entry, (problem,) if problem else (), manifest, data)
 
 
+def files_missing_from(published: CacheManifest, ours: CacheManifest) -> list[str]:
+    """The files of ``ours`` that ``published`` lacks, as ``root/path``, when ``ours`` holds every file of
+    ``published`` and more; else none. Only a strict superset replaces an entry: two publishers whose captures
+    each hold files the other lacks would otherwise replace each other in turn."""
+
+    def files(m: CacheManifest) -> set[str]:
+        return {f"{root.name}/{path}" for root in m.roots for path in root.files}
+
+    theirs, mine = files(published), files(ours)
+    return sorted(mine - theirs) if theirs < mine else []
+
+
 def check_entry_prefix(entry: str) -> str:
     """``compile-cache/<model>/<key>/`` exactly (as `compile-cache show` prints it); ValueError otherwise."""
     parts = entry.rstrip("/").split("/")
@@ -146,8 +161,17 @@ def publish(store: Store, fingerprint: Fingerprint, archive: Path, manifest: Cac
     try:
         if store.exists(manifest_key):
             check = verify_entry(store, prefix)
-            if check.ok:
-                return PublishResult(PublishStatus.SKIPPED, prefix, "already published")
+            if check.ok and check.manifest is not None:
+                missing = files_missing_from(check.manifest, manifest)
+                if not missing:
+                    return PublishResult(PublishStatus.SKIPPED, prefix, "already published")
+                check = dataclasses.replace(
+                    check,
+                    problems=(
+                        f"it lacks {len(missing)} of the {manifest.file_count} files this node compiled "
+                        f"(e.g. {missing[0]}), so a restore of it left vLLM compiling",
+                    ),
+                )
             bad = check
     except StoreError as e:
         return PublishResult(PublishStatus.ERROR, prefix, f"store error: {e}")
@@ -182,7 +206,7 @@ def publish(store: Store, fingerprint: Fingerprint, archive: Path, manifest: Cac
     if won:
         detail = f"published {manifest.file_count} files, {size_bytes} bytes ({manifest.compression})"
         if bad is not None:
-            detail += f"; replaced an entry that failed verification ({'; '.join(bad.problems)})"
+            detail += f"; replaced the entry there ({'; '.join(bad.problems)})"
             detail += _old_archive_note(bad, manifest.archive_name)
         return PublishResult(PublishStatus.SUCCESS, prefix, detail)
     detail = _clean_up_lost_race(store, prefix, manifest, created_archive)

@@ -5,8 +5,9 @@ serve S3 locally, shard). The campaign expands them into the same commands scrip
 matrix runner, ``service.py --publish-compile-cache``, the checkpoint / stage / shard tools), each in its own
 process so a crash in one ends only that command. One deadline covers the whole call: each matrix gets what is
 left of it as ``--time-budget-s``. After every step the lease's rows and logs are re-packed into
-``$OUT/runs.tgz`` (the layout ``import-runs`` reads) and the store's compile caches into
-``$OUT/compile-cache.tgz``, so a call its limit cuts short still brings home the steps it finished.
+``$OUT/runs.tgz`` (the layout ``import-runs`` reads) and each of the store's compile-cache entries into its
+own ``$OUT/cc-<model>-<key>.tgz`` (one archive comes back only under 16 MiB, and three 8B entries are 22 MB),
+so a call its limit cuts short still brings home the steps it finished.
 
 The exit status is non-zero when any command of any step failed (the bash version lost it); as in bash, a
 failed command does not stop its step (a matrix with one failed run must not skip the publish and the
@@ -31,6 +32,8 @@ from typing import Protocol
 
 from coldstart import paths
 from coldstart.analysis.results import DEFAULT_RESULTS
+from coldstart.compile_cache.archive import CacheManifest
+from coldstart.compile_cache.common import MANIFEST_NAME, ManifestError
 from coldstart.lab.import_runs import ARCHIVE_LOGS, ARCHIVE_RESULTS
 from coldstart.lab.runner import NODE_STATES
 
@@ -41,8 +44,9 @@ LEASE_RESULTS = Path("/tmp/coldstart-lease-results.jsonl")
 # archives lacked the earlier calls' logs, which came fresh with the tree).
 LEASE_LOGS = Path("/tmp/coldstart-lease-logs")
 # Compile caches published on an earlier lease of this GPU kind (their key holds the GPU name and versions):
-# carried as this file, unpacked into the lease's store once.
-CARRIED_COMPILE_CACHE = Path(".gpu/cc-store/compile-cache.tgz")
+# the archives ``archive`` wrote, carried in this folder and unpacked into the lease's store by every call that
+# carries them (with the tree and the last bundle part they may not fit in one call: carry them in their own).
+CARRIED_CACHES = Path(".gpu/cc-store")
 DEFAULT_CALL_BUDGET_S = 560
 MOTO_LOG = Path("/tmp/moto.log")
 
@@ -438,9 +442,9 @@ class Campaign:
             argv += ["--scenarios", *m.scenarios]
         return argv + (["--", *m.service_args] if m.service_args else [])
 
-    def unpack_argv(self) -> list[str]:
-        """The carried compile caches into the store; an entry the store already has is kept (it may be newer)."""
-        return ["tar", "xzf", str(CARRIED_COMPILE_CACHE), "--skip-old-files", "-C", str(self.store_dir)]
+    def unpack_argv(self, archive: Path) -> list[str]:
+        """A carried compile cache into the store; an entry the store already has is kept (it may be newer)."""
+        return ["tar", "xzf", str(archive), "--skip-old-files", "-C", str(self.store_dir)]
 
     def publish_argv(self, p: Publish) -> list[str]:
         return [self.python, "service.py", p.model, p.experiment, "--publish-compile-cache"]
@@ -550,9 +554,10 @@ class Campaign:
             say = self.executor.say
             say(f"setup: [ -f {self.results} ] || cp {DEFAULT_RESULTS} {self.results}")
             say(f"setup: [ -d {LEASE_LOGS} ] && cp -rn {LEASE_LOGS}/. {ARCHIVE_LOGS}/")
-            if CARRIED_COMPILE_CACHE.is_file():
-                say(f"setup: unpack {CARRIED_COMPILE_CACHE} into {self.store_dir} (entries there stay):")
-                self.executor.run(self.unpack_argv(), env={})
+            if carried := carried_caches():
+                say(f"setup: unpack {len(carried)} carried cache(s) into {self.store_dir} (entries there stay):")
+                for archive in carried:
+                    self.executor.run(self.unpack_argv(archive), env={})
                 self.executor.run(self.coldstart("compile-cache", "show"), env={})
             return []
         self.out.mkdir(parents=True, exist_ok=True)
@@ -563,23 +568,27 @@ class Campaign:
             copy_missing(LEASE_LOGS, Path(ARCHIVE_LOGS))
         # Every call, not only into an empty store: a machine given back and lent again has a store of this lease
         # (lease s7 lost fast's cache that way), and the carried entries it lacks must still arrive.
-        if CARRIED_COMPILE_CACHE.is_file():
+        if carried := carried_caches():
             self.store_dir.mkdir(parents=True, exist_ok=True)
-            rc = self.executor.run(self.unpack_argv(), env={})
-            if rc:
-                return [f"cannot unpack {CARRIED_COMPILE_CACHE} into {self.store_dir} (tar exited {rc})"]
+            failures = [
+                f"cannot unpack {archive} into {self.store_dir} (tar exited {rc})"
+                for archive in carried
+                if (rc := self.executor.run(self.unpack_argv(archive), env={}))
+            ]
             self.executor.run(self.coldstart("compile-cache", "show"), env={})
+            return failures
         return []
 
     def archive(self) -> None:
         """The lease so far into ``out``: ``runs.tgz`` (``results/`` with the lease's rows as results.jsonl, and
-        every log) and ``compile-cache.tgz`` (the store's compile caches, for the next lease to carry)."""
-        runs, cc = self.out / "runs.tgz", self.out / "compile-cache.tgz"
+        every log) and one ``cc-<model>-<key>.tgz`` per compile-cache entry of the store, for the next lease to
+        carry in ``CARRIED_CACHES``."""
+        runs = self.out / "runs.tgz"
         if self.executor.dry_run:
             self.executor.say(
                 f"  archive: cp {self.results} {ARCHIVE_RESULTS}; cp -r {ARCHIVE_LOGS}/. {LEASE_LOGS}/; "
-                f"tar czf {runs} results {ARCHIVE_LOGS}; "
-                f"[ -d {self.store_dir}/compile-cache ] && tar czf {cc} -C {self.store_dir} compile-cache"
+                f"tar czf {runs} results {ARCHIVE_LOGS}; for each {self.store_dir}/compile-cache/<model>/<key>/: "
+                f"tar czf {self.out}/cc-<model>-<key>.tgz (its manifest and the archive it names)"
             )
             return
         shutil.copyfile(self.results, ARCHIVE_RESULTS)
@@ -587,8 +596,25 @@ class Campaign:
         if Path(ARCHIVE_LOGS).is_dir():
             shutil.copytree(ARCHIVE_LOGS, LEASE_LOGS, dirs_exist_ok=True)
         write_tgz(runs, [(Path("results"), "results"), (Path(ARCHIVE_LOGS), ARCHIVE_LOGS)])
-        if (self.store_dir / "compile-cache").is_dir():
-            write_tgz(cc, [(self.store_dir / "compile-cache", "compile-cache")])
+        for entry in sorted((self.store_dir / "compile-cache").glob("*/*/")):
+            name = f"cc-{entry.parent.name}-{entry.name}.tgz"
+            write_tgz(self.out / name, entry_members(entry, self.store_dir))
+
+
+def carried_caches() -> list[Path]:
+    return sorted(CARRIED_CACHES.glob("*.tgz"))
+
+
+def entry_members(entry: Path, store_dir: Path) -> list[tuple[Path, str]]:
+    """One compile-cache entry as it lies in the store: its manifest and the archive that manifest names. An
+    archive a manifest no longer names (replaced, or carried back in by an older carried copy) stays home; an
+    entry whose manifest cannot be read goes whole, for ``compile-cache show --verify`` to judge there."""
+    manifest = entry / MANIFEST_NAME
+    try:
+        named = [manifest, entry / CacheManifest.from_json(manifest.read_bytes()).archive_name]
+    except (OSError, ManifestError):
+        named = [entry]
+    return [(path, path.relative_to(store_dir).as_posix()) for path in named]
 
 
 def copy_missing(src: Path, dest: Path) -> None:

@@ -15,8 +15,9 @@
 #        (the fast path; warm node unless named)
 #        scenarios-8b-fast scenarios-8b-cc scenarios-tiny (burst / after ready / back from zero, sleep and wake)
 # Home: `python -m coldstart import-runs <the call's runs-*.tgz>` appends the new rows and copies their logs;
-# runs a call's limit cut short have no row and are listed, not imported. Keep $OUT/compile-cache.tgz as
-# .gpu/cc-store/compile-cache.tgz and carry that folder to the next lease's first campaign call.
+# runs a call's limit cut short have no row and are listed, not imported. Keep the call's $OUT/cc-*.tgz (one
+# per compile-cache entry) in .gpu/cc-store/ and carry that folder to the next lease's first campaign call
+# (stage p04 in a call of its own when the tree, p04 and the caches pass 64 MiB).
 set -uo pipefail
 source /tmp/gpu-site/env.sh
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
