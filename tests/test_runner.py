@@ -775,6 +775,19 @@ def test_estimate_prefers_wall_time_then_ttft_plus_overhead_and_ignores_other_gp
     assert other is not None and other.seconds == 250.0 and "earlier tiny run" in other.basis
 
 
+def test_estimate_of_a_scenario_comes_from_runs_of_that_scenario_first() -> None:
+    # Lease s7: a `tour` (two cold starts, 20 requests) was budgeted like a single start of its experiment.
+    single = [_prior("llama-3-8b", "fast", wall_s=w) for w in (140.0, 150.0)]
+    tour = _prior("llama-3-8b", "fast", wall_s=207.0, campaign="tour")
+    tour["extra"]["scenario"] = "tour"
+    rows = [ResultRow.from_dict(r) for r in (*single, tour)]
+    est = runner.estimate_run_s(RunSpec("llama-3-8b", "fast", 0, "now", scenario="tour"), rows, gpu="GPU-A")
+    assert est is not None and est.seconds == 207.0 and "1 earlier run" in est.basis
+    # No run of that scenario yet: the experiment's runs under any scenario stand in, and say so.
+    burst = runner.estimate_run_s(RunSpec("llama-3-8b", "fast", 0, "now", scenario="burst"), rows, gpu="GPU-A")
+    assert burst is not None and burst.seconds == 150.0 and "3 earlier fast run" in burst.basis
+
+
 def test_a_run_that_would_not_fit_the_budget_is_not_started(
     sut: FakeSUT, results: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -924,3 +937,17 @@ def test_main_refuses_a_timeout_that_is_not_a_wait(nothing_starts: None, flag: s
 def test_main_refuses_a_results_path_it_cannot_read(nothing_starts: None, tmp_path: Path, capsys) -> None:
     assert runner.main(_args(["--models", "tiny", "--results", str(tmp_path)])) == 2  # a folder, not a file
     assert "cannot read the results file" in capsys.readouterr().err
+
+
+def test_a_warm_node_reads_what_vllm_reads_once(tmp_path):
+    store, checkpoints = tmp_path / "store", tmp_path / "checkpoints"
+    for folder in (store / "models" / "tiny", checkpoints / "tiny"):
+        folder.mkdir(parents=True)
+        (folder / "model.safetensors").write_bytes(b"w" * 1000)
+        (folder / "config.json").write_bytes(b"{}")
+    # The staged copy vLLM serves from; not the checkpoint it was staged from as well.
+    assert runner.warm_folders("tiny", [store], checkpoints) == [store / "models" / "tiny"]
+    assert runner.read_into_page_cache(runner.warm_folders("tiny", [store], checkpoints)) == 1002
+    # No local store (S3): the checkpoint is what the node has.
+    assert runner.warm_folders("tiny", [], checkpoints) == [checkpoints / "tiny"]
+    assert runner.read_into_page_cache([tmp_path / "absent"]) == 0
