@@ -16,6 +16,7 @@ import pytest
 
 from coldstart.analysis.events import read_events
 from coldstart.analysis.results import ResultRow, load_rows
+from coldstart.analysis.serve_log import ReplicaEventKind, replica_events
 from coldstart.lab.caches import isolated_env
 
 pytestmark = pytest.mark.e2e
@@ -213,6 +214,11 @@ def test_fast_path_starts_fewer_vllm_processes_after_the_request_than_baseline(l
     assert said["engine_config_start"]["where"] == "replica"
     assert said["engine_core_forked"]["vllm_imported"] is True
     assert said["replica_node_init_start"]["pid"] not in {p.pid for p in after}
+    # The ingress too was leased a prestarted worker: its env went to the node (lease s8: 38 s before each run).
+    log_text = Path(fast.log_path).read_text(errors="replace")
+    preloaded = {e["pid"] for e in _events(fast) if e["event"] == "worker_preloaded"}
+    ingress = [e for e in replica_events(log_text) if e.kind is ReplicaEventKind.RUNNING and not e.is_llm]
+    assert ingress and ingress[0].pid in preloaded, (ingress, preloaded)
     # Same prompt, greedy decoding: the fast start must not change the answer.
     assert fast.answer.matches_baseline is True, fast.answer
     phases = fast.phases

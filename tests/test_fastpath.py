@@ -25,6 +25,7 @@ from coldstart.lab.llm_config import (
     ConfigError,
     RunOptions,
     WeightsLocation,
+    build_app_args,
     build_llm_config,
     node_env,
     ray_system_config,
@@ -82,22 +83,29 @@ def test_in_replica_engine_at_tp4_asks_for_four_gpus_in_one_bundle():
     assert cfg["deployment_config"]["ray_actor_options"]["num_gpus"] == 4
 
 
-def test_prestart_moves_the_env_from_the_replica_to_the_node():
-    exp = get_experiment("cc_prestart")
+def test_prestart_moves_the_env_from_the_replicas_to_the_node():
+    model, exp = get_model("llama-3-8b"), get_experiment("cc_prestart")
     cfg = _cfg("cc_prestart")
     assert cfg["runtime_env"] == {}
-    assert node_env(exp, _opts()) == ENV
+    # The ingress's too: with an env of its own it waited for a fresh worker to import vLLM (38 s, lease s8).
+    ingress = build_app_args(model, exp, cfg, _opts())["ingress_deployment_config"]
+    assert ingress["ray_actor_options"]["runtime_env"] == {}
+    timeout = {"RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT": str(model.request_timeout_s)}
+    assert node_env(model, exp, _opts()) == {**ENV, **timeout}
     assert ray_system_config(exp) == {
         "preload_python_modules": [PRELOAD_MODULE],
         "enable_worker_prestart": True,
         "num_workers_soft_limit": PRESTART_WORKERS_SOFT_LIMIT,
     }
-    assert node_env(get_experiment("cc_in_replica"), _opts()) == {}
+    stock = get_experiment("cc_in_replica")
+    assert node_env(model, stock, _opts()) == {}
+    stock_ingress = build_app_args(model, stock, _cfg("cc_in_replica"), _opts())["ingress_deployment_config"]
+    assert stock_ingress["ray_actor_options"]["runtime_env"] == {"env_vars": timeout}
 
 
 def test_node_env_refuses_secrets_like_the_config_does():
     with pytest.raises(ConfigError, match="AWS_SECRET_ACCESS_KEY"):
-        node_env(get_experiment("fast"), _opts(env={"AWS_SECRET_ACCESS_KEY": "x"}))
+        node_env(get_model("llama-3-8b"), get_experiment("fast"), _opts(env={"AWS_SECRET_ACCESS_KEY": "x"}))
 
 
 def test_trims_set_capture_sizes_and_kv_size_on_gpu_only_the_capture_sizes_on_cpu():

@@ -105,18 +105,18 @@ def test_cpu_config_fits_two_cores():
     assert cfg["placement_group_config"]["bundles"] == [{"CPU": 1}]
     assert cfg["deployment_config"]["ray_actor_options"] == {"num_cpus": 0}
     assert cfg["engine_kwargs"]["kv_cache_memory_bytes"] == 1 << 30
-    ingress = build_app_args(model, cfg, opts)["ingress_deployment_config"]
+    ingress = build_app_args(model, exp, cfg, opts)["ingress_deployment_config"]
     assert ingress["ray_actor_options"]["num_cpus"] == 0
 
 
 def test_ingress_kept_warm_by_default_and_timeout_follows_the_model():
     model, exp = resolve("qwen-3-235b", "baseline")
     cfg = build_llm_config(model, exp, _opts())
-    ingress = build_app_args(model, cfg, _opts())["ingress_deployment_config"]
+    ingress = build_app_args(model, exp, cfg, _opts())["ingress_deployment_config"]
     assert ingress["autoscaling_config"]["min_replicas"] == 1
     env = ingress["ray_actor_options"]["runtime_env"]["env_vars"]
     assert float(env["RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT"]) == model.request_timeout_s
-    cold = build_app_args(model, cfg, _opts(ingress_min_replicas=0))["ingress_deployment_config"]
+    cold = build_app_args(model, exp, cfg, _opts(ingress_min_replicas=0))["ingress_deployment_config"]
     assert cold["autoscaling_config"]["min_replicas"] == 0
 
 
@@ -131,7 +131,7 @@ def test_secrets_never_enter_the_config():
 def test_serve_yaml_is_deployable_shape():
     model, exp = resolve("llama-3-70b", "all")
     cfg = build_llm_config(model, exp, _opts())
-    app = serve_yaml_config("x", build_app_args(model, cfg, _opts()))["applications"][0]
+    app = serve_yaml_config("x", build_app_args(model, exp, cfg, _opts()))["applications"][0]
     assert app["import_path"] == "ray.serve.llm:build_openai_app"
     assert app["args"]["llm_configs"][0]["engine_kwargs"]["load_format"] == "runai_streamer_sharded"
     assert get_experiment("all").compile_cache

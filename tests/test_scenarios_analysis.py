@@ -19,7 +19,7 @@ from coldstart.analysis.results import (
     ResultRow,
     RunStatus,
 )
-from coldstart.analysis.serve_log import replica_spans
+from coldstart.analysis.serve_log import ReplicaEventKind, replica_events, replica_spans
 
 # The first send of every hand-built run: just before the upscale decision of CONTROLLER_LOG below.
 T0 = datetime(2026, 11, 29, 19, 1, 32, 700000, tzinfo=timezone.utc).timestamp()
@@ -79,6 +79,19 @@ def test_replica_spans_of_the_llm_deployment_once_each_from_decision_to_stop():
     assert second.t_running_epoch == _epoch("2026-11-29 19:02:04,500")
     assert second.t_stopping_epoch == _epoch("2026-11-29 19:03:10,001")
     assert second.t_stopped_epoch == _epoch("2026-11-29 19:03:12,250")
+
+
+def test_a_started_replica_names_the_process_it_runs_in():
+    # Which Ray worker a replica was leased: the fast path proves a prestarted one by this pid.
+    running = [e for e in replica_events(CONTROLLER_LOG) if e.kind is ReplicaEventKind.RUNNING]
+    assert [(e.deployment, e.replica_id, e.pid) for e in running] == [
+        ("OpenAiIngress", "v60gpw42", 13347),
+        ("ColdStartLLMServer:tiny", "1jjuggdv", 12012),
+        ("ColdStartLLMServer:tiny", "2kkvhhew", 12013),
+    ]
+    no_pid = _FOLLOWER + _CONTROLLER_LINES[6].split(" on node")[0] + "."
+    (event,) = replica_events(no_pid)
+    assert event.kind is ReplicaEventKind.RUNNING and event.pid is None
 
 
 def test_replica_spans_move_local_stamps_to_epoch_by_the_timelines_offset():

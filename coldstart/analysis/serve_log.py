@@ -6,7 +6,8 @@ so events are de-duplicated by (kind, replica, deployment). Line shapes, Ray 2.5
 
     ... controller 12007 -- Upscaling Deployment(name='LLMServer:tiny', app='a') from 0 to 1 replicas. ...
     ... controller 12007 -- Starting Replica(id='1jjuggdv', deployment='LLMServer:tiny', app='a').
-    ... controller 12007 -- Replica(id='1jjuggdv', deployment='LLMServer:tiny', app='a') started successfully ...
+    ... controller 12007 -- Replica(id='1jjuggdv', deployment='LLMServer:tiny', app='a') started successfully on
+        node '…' after 17.6s (PID: 18464). ...
     ... controller 12007 -- Downscaling Deployment(name='LLMServer:tiny', app='a') from 1 to 0 replicas. ...
     ... controller 12007 -- Stopping Replica(id='1jjuggdv', deployment='LLMServer:tiny', app='a') (currently ...
     ... controller 12007 -- Replica(id='1jjuggdv', deployment='LLMServer:tiny', app='a') is stopped.
@@ -53,7 +54,10 @@ REPLICA_RULES: tuple[ReplicaRule, ...] = (
         re.compile(_STAMP + r".* -- Upscaling " + _DEPLOYMENT + r" from (?P<from_n>\d+) to (?P<to_n>\d+) replicas"),
     ),
     ReplicaRule(ReplicaEventKind.STARTING, re.compile(_STAMP + r".* -- Starting " + _REPLICA)),
-    ReplicaRule(ReplicaEventKind.RUNNING, re.compile(_STAMP + r".* -- " + _REPLICA + r" started successfully")),
+    ReplicaRule(
+        ReplicaEventKind.RUNNING,
+        re.compile(_STAMP + r".* -- " + _REPLICA + r" started successfully(?:.*? \(PID: (?P<pid>\d+)\))?"),
+    ),
     ReplicaRule(
         ReplicaEventKind.DOWNSCALE,
         re.compile(_STAMP + r".* -- Downscaling " + _DEPLOYMENT + r" from (?P<from_n>\d+) to (?P<to_n>\d+) replicas"),
@@ -76,6 +80,7 @@ class ReplicaEvent:
     replica_id: str | None  # None for the autoscaler's decisions
     t_local: datetime  # the controller's own clock, as logged (local time, no zone)
     to_replicas: int | None = None  # UPSCALE / DOWNSCALE: the target count
+    pid: int | None = None  # RUNNING: the replica actor's process (which Ray worker it was leased)
 
     @property
     def is_llm(self) -> bool:
@@ -103,6 +108,7 @@ def replica_events(log_text: str) -> list[ReplicaEvent]:
                 replica_id=groups.get("replica"),
                 t_local=_stamp(groups["stamp"]),
                 to_replicas=int(groups["to_n"]) if groups.get("to_n") is not None else None,
+                pid=int(groups["pid"]) if groups.get("pid") is not None else None,
             )
             key = (event.kind, event.deployment, event.replica_id, event.t_local)
             if key not in seen:

@@ -57,7 +57,9 @@ def render(model: Model, exp: Experiment, store_uri: str, device: str = "cuda") 
     # No cache roots pinned: each node's own defaults apply there (this machine's home means nothing on a
     # cluster), and the restore hook resolves them on the node it runs on.
     opts = RunOptions(weights=weights_for(model, exp, store_uri), device=device, store_uri=store_uri)
-    return serve_yaml_config(f"coldstart-{model.name}", build_app_args(model, build_llm_config(model, exp, opts), opts))
+    return serve_yaml_config(
+        f"coldstart-{model.name}", build_app_args(model, exp, build_llm_config(model, exp, opts), opts)
+    )
 
 
 def _node_notes(exp: Experiment) -> str:

@@ -189,11 +189,16 @@ def build_llm_config(model: Model, exp: Experiment, opts: RunOptions) -> dict[st
     return cfg
 
 
-def node_env(exp: Experiment, opts: RunOptions) -> dict[str, str]:
-    """Environment the nodes' Ray workers must have when the replica's runtime_env is left empty
-    (``prestart_workers``); empty otherwise, since the config carries it. A local Ray gets it from the
-    process that starts it; on a cluster, set it where `ray start` runs."""
-    return _check_env({**opts.env, **exp.engine_env}) if exp.prestart_workers else {}
+def ingress_env(model: Model) -> dict[str, str]:
+    # Read at import time by the ingress; its 600 s default kills a cold 235B baseline.
+    return {"RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT": str(model.request_timeout_s)}
+
+
+def node_env(model: Model, exp: Experiment, opts: RunOptions) -> dict[str, str]:
+    """Environment the nodes' Ray workers must have when the replicas' runtime_envs are left empty
+    (``prestart_workers``): the LLM replica's and the ingress's; empty otherwise, since the config carries
+    them. A local Ray gets it from the process that starts it; on a cluster, set it where `ray start` runs."""
+    return _check_env({**opts.env, **exp.engine_env, **ingress_env(model)}) if exp.prestart_workers else {}
 
 
 def ray_system_config(exp: Experiment) -> dict[str, Any]:
@@ -209,7 +214,7 @@ def ray_system_config(exp: Experiment) -> dict[str, Any]:
     }
 
 
-def build_app_args(model: Model, llm_config: dict[str, Any], opts: RunOptions) -> dict[str, Any]:
+def build_app_args(model: Model, exp: Experiment, llm_config: dict[str, Any], opts: RunOptions) -> dict[str, Any]:
     """Arguments of ``ray.serve.llm.build_openai_app`` (the ``args:`` block of a Serve YAML app)."""
     ingress: dict[str, Any] = {
         "autoscaling_config": {
@@ -217,10 +222,9 @@ def build_app_args(model: Model, llm_config: dict[str, Any], opts: RunOptions) -
             "initial_replicas": opts.ingress_min_replicas,
             "max_replicas": 1,
         },
-        "ray_actor_options": {
-            # Read at import time by the ingress; its 600 s default kills a cold 235B baseline.
-            "runtime_env": {"env_vars": {"RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT": str(model.request_timeout_s)}},
-        },
+        # With prestarted workers the env goes to the nodes (node_env), as the LLM replica's does: an ingress
+        # with an env of its own waited 38 s for a fresh worker to import vLLM (lease s8, before every request).
+        "ray_actor_options": {"runtime_env": {} if exp.prestart_workers else {"env_vars": ingress_env(model)}},
     }
     if opts.device == "cpu":
         ingress["ray_actor_options"]["num_cpus"] = 0

@@ -216,13 +216,13 @@ def prepare(args: argparse.Namespace) -> Prepared:
         sleep_mode=scenario.sleep_wake,
     )
     llm_config = build_llm_config(model, exp, opts)
-    extra_env = node_env(exp, opts)
+    extra_env = node_env(model, exp, opts)
     if exp.engine_core_forkserver:
         from coldstart.lab.fastpath.preload import FORKSERVER_ENV
 
         extra_env[FORKSERVER_ENV] = "1"
     return Prepared(
-        build_app_args(model, llm_config, opts),
+        build_app_args(model, exp, llm_config, opts),
         f"coldstart-{model.name}",
         run_id,
         node_env=extra_env,
