@@ -265,9 +265,13 @@ def test_tour_scenario_a_burst_at_zero_the_requests_after_ready_and_back_from_ze
     # replica stopped before the return's request was sent, the second running before its first token.
     spans = {s.replica_id: s for s in row.replicas or ()}
     first, second = spans[burst[0].replica_id], spans[back.replica_id]
+    tolerance_s = 1.0  # controller stamps are milliseconds of local time; the client's clock is the same host's
     for s in (first, second):
         assert s.t_upscale_epoch <= s.t_starting_epoch <= s.t_running_epoch, s
-    tolerance_s = 1.0  # controller stamps are milliseconds of local time; the client's clock is the same host's
+        # ... and inside it, the replica's own engine: started after Serve started the replica, up before it ran.
+        assert s.t_starting_epoch <= s.t_engine_start_epoch + tolerance_s, s
+        assert s.t_engine_start_epoch <= s.t_engine_ready_epoch <= s.t_running_epoch + tolerance_s, s
+    assert first.pid != second.pid
     assert first.t_running_epoch <= burst[0].client.t_first_token_epoch + tolerance_s
     assert first.t_stopped_epoch is not None and first.t_stopped_epoch <= back.client.t_send_epoch + tolerance_s
     assert back.client.t_send_epoch <= second.t_starting_epoch + tolerance_s

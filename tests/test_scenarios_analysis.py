@@ -94,6 +94,28 @@ def test_a_started_replica_names_the_process_it_runs_in():
     assert event.kind is ReplicaEventKind.RUNNING and event.pid is None
 
 
+def test_each_replica_span_holds_its_own_engine_start_and_ready():
+    # Real shapes (tiny/fast, CPU e2e): the callback's event from the replica's process, Ray LLM's line from its
+    # logger. The second replica (pid 12013) said neither: its engine times stay None, never another's.
+    engine_lines = [
+        "\x1b[36m(ServeReplica:coldstart-tiny:ColdStartLLMServer:tiny pid=12012)\x1b[0m :::COLDSTART "
+        + json.dumps({"event": "engine_start", "t": T0 + 4.0, "pid": 12012}),
+        "\x1b[36m(ServeReplica:coldstart-tiny:ColdStartLLMServer:tiny pid=12012)\x1b[0m INFO 2026-11-29 "
+        "19:01:58,900 coldstart-tiny_ColdStartLLMServer:tiny 1jjuggdv -- Started vLLM engine.",
+    ]
+    first, second = replica_spans(CONTROLLER_LOG + "\n" + "\n".join(engine_lines), 0.0)
+    assert (first.pid, second.pid) == (12012, 12013)
+    assert first.t_engine_start_epoch == T0 + 4.0
+    assert first.t_engine_ready_epoch == _epoch("2026-11-29 19:01:58,900")
+    assert first.t_starting_epoch < first.t_engine_start_epoch < first.t_engine_ready_epoch < first.t_running_epoch
+    assert second.t_engine_start_epoch is None and second.t_engine_ready_epoch is None
+    # A row written before these fields reads back with them unknown.
+    old = ReplicaSpan.from_dict({"replica_id": "x", "deployment": "d", "t_running_epoch": 1.0})
+    assert old.pid is None and old.t_engine_ready_epoch is None
+    assert "pid" not in old.to_dict() and "t_engine_start_epoch" not in old.to_dict()  # written back as it was
+    assert ReplicaSpan.from_dict(first.to_dict()) == first
+
+
 def test_replica_spans_move_local_stamps_to_epoch_by_the_timelines_offset():
     # UTC+2 (local minus UTC = +7200 s): a local 19:01 is 17:01 UTC.
     (first, _) = replica_spans(CONTROLLER_LOG, 7200.0)

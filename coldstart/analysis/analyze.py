@@ -1145,8 +1145,9 @@ def _steps(intervals: Sequence[tuple[float, float | None]]) -> tuple[list[float]
 
 def render_scenario_replicas(rows: Sequence[ResultRow], title: str) -> Figure:
     """Replicas of the LLM deployment over time, seconds since the run's first request, one panel per run
-    (the first ``_MAX_REPLICA_PANELS``): started (Serve's "Starting" to "is stopped") and running ("started
-    successfully" to "Stopping"); the requests' first tokens as ticks."""
+    (the first ``_MAX_REPLICA_PANELS``): started (Serve's "Starting" to "is stopped"), engine starting (the
+    replica's engine start to Ray LLM's "Started vLLM engine") and running ("started successfully" to
+    "Stopping"); the requests' first tokens as ticks."""
     shown = rows[:_MAX_REPLICA_PANELS]
     fig = _figure(9.0, 1.9 * len(shown) + 1.0)
     axes = fig.subplots(len(shown), 1, squeeze=False)[:, 0]
@@ -1168,7 +1169,18 @@ def render_scenario_replicas(rows: Sequence[ResultRow], title: str) -> Figure:
             for s in spans
             if s.t_running_epoch is not None
         ]
-        for intervals, label, colour in ((started, "started", "#f28e2b"), (running, "running", "#4e79a7")):
+        # The replica's own engine start to "Started vLLM engine": where its start went (rows since 2026-11-30).
+        engine = [
+            (s.t_engine_start_epoch - t0, None if s.t_engine_ready_epoch is None else s.t_engine_ready_epoch - t0)
+            for s in spans
+            if s.t_engine_start_epoch is not None
+        ]
+        lines = [
+            (started, "started", "#f28e2b"),
+            *([(engine, "engine starting", "#59a14f")] if engine else []),  # absent from rows before 2026-11-30
+            (running, "running", "#4e79a7"),
+        ]
+        for intervals, label, colour in lines:
             times, counts = _steps(intervals)
             ax.step([*times, end], [*counts, counts[-1]], where="post", label=label, color=colour)
         if tokens:

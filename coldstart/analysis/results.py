@@ -373,6 +373,18 @@ class ReplicaSpan:
     t_running_epoch: float | None  # "started successfully": it takes requests
     t_stopping_epoch: float | None
     t_stopped_epoch: float | None
+    # Inside the replica (rows before 2026-11-30 lack them): its process, the lab callback's engine_start, and
+    # Ray LLM's "Started vLLM engine" line that this replica's logger wrote.
+    pid: int | None = None
+    t_engine_start_epoch: float | None = None
+    t_engine_ready_epoch: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for key in ("pid", "t_engine_start_epoch", "t_engine_ready_epoch"):
+            if out[key] is None:  # rows written before these were kept keep their shape
+                del out[key]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReplicaSpan:
@@ -399,7 +411,7 @@ _EXTRA_FIELDS: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] =
     "node_state": (str, str),
     "scenario": (str, str),
     "requests": (_requests_from_json, lambda records: [r.to_dict() for r in records]),
-    "replicas": (_replicas_from_json, lambda spans: [dataclasses.asdict(s) for s in spans]),
+    "replicas": (_replicas_from_json, lambda spans: [s.to_dict() for s in spans]),
 }
 
 

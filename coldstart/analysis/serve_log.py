@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
 
+from coldstart.analysis.events import read_events
 from coldstart.analysis.results import ReplicaSpan
 
 # The LLM deployment's name holds its server class ("LLMServer:<model>", the fast path's
@@ -65,6 +66,9 @@ REPLICA_RULES: tuple[ReplicaRule, ...] = (
     ReplicaRule(ReplicaEventKind.STOPPING, re.compile(_STAMP + r".* -- Stopping " + _REPLICA)),
     ReplicaRule(ReplicaEventKind.STOPPED, re.compile(_STAMP + r".* -- " + _REPLICA + r" is stopped\.")),
 )
+
+# Ray LLM's line when the replica's engine is up, written by the replica's own logger (it names the replica).
+_ENGINE_READY = re.compile(_STAMP + r" \S+ (?P<replica>[a-z0-9]{6,16}) -- Started vLLM engine\.")
 
 # "<app>_<deployment> <replica> <request id> -- CALL <method> OK": the replica's access line for a handle call.
 _CALL = re.compile(
@@ -166,7 +170,27 @@ def replica_spans(log_text: str, utc_offset_s: float) -> tuple[ReplicaSpan, ...]
         span[name] = _epoch(e.t_local, utc_offset_s)
         if e.kind is ReplicaEventKind.STARTING and (decided := last_upscale.get(e.deployment)) is not None:
             span["t_upscale_epoch"] = _epoch(decided, utc_offset_s)
+        if e.kind is ReplicaEventKind.RUNNING and e.pid is not None:
+            span["pid"] = e.pid
+    _add_engine_times(log_text, spans, utc_offset_s)
     return tuple(ReplicaSpan.from_dict(s) for s in spans.values())
+
+
+def _add_engine_times(log_text: str, spans: Mapping[str, dict[str, object]], utc_offset_s: float) -> None:
+    """Each replica's engine start (the lab callback's ``engine_start``, from the replica's process: the pid the
+    controller named) and engine ready (Ray LLM's line naming the replica), where the log has them."""
+    engine_starts: dict[int, float] = {}
+    for event in read_events(log_text):
+        if event.get("event") == "engine_start" and isinstance(event.get("pid"), int):
+            engine_starts.setdefault(event["pid"], float(event["t"]))
+    ready: dict[str, float] = {}
+    for m in _ENGINE_READY.finditer(log_text):
+        ready.setdefault(m["replica"], _epoch(_stamp(m["stamp"]), utc_offset_s))
+    for replica_id, span in spans.items():
+        if isinstance(pid := span.get("pid"), int) and pid in engine_starts:
+            span["t_engine_start_epoch"] = engine_starts[pid]
+        if replica_id in ready:
+            span["t_engine_ready_epoch"] = ready[replica_id]
 
 
 def served_by(log_text: str) -> Mapping[str, str]:
