@@ -32,3 +32,15 @@ def test_every_config_validates_as_a_ray_llmconfig(model, experiment):
     (cfg,) = app["args"]["llm_configs"]
     llm = LLMConfig(**cfg)
     assert llm.deployment_config["autoscaling_config"]["min_replicas"] == 0
+
+
+def test_a_prestart_config_names_the_env_its_nodes_must_give_the_replicas():
+    # Its replicas' runtime_envs are empty (so prestarted workers are leased to them): a cluster user must set
+    # the ingress's timeout on the nodes, or a cold 235B start is cut at the ingress's 600 s default.
+    fast = (REPO / "experiments" / "qwen-3-235b" / "fast.yaml").read_text()
+    app = yaml.safe_load(fast)["applications"][0]
+    assert app["args"]["ingress_deployment_config"]["ray_actor_options"]["runtime_env"] == {}
+    assert "RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT=3600" in fast.split("applications:")[0]
+    stock = (REPO / "experiments" / "qwen-3-235b" / "baseline.yaml").read_text()
+    env = yaml.safe_load(stock)["applications"][0]["args"]["ingress_deployment_config"]["ray_actor_options"]
+    assert env["runtime_env"]["env_vars"]["RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT"] == "3600"

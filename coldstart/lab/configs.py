@@ -21,6 +21,7 @@ from coldstart.lab.llm_config import (
     WeightsLocation,
     build_app_args,
     build_llm_config,
+    ingress_env,
     ray_system_config,
     serve_yaml_config,
 )
@@ -62,15 +63,18 @@ def render(model: Model, exp: Experiment, store_uri: str, device: str = "cuda") 
     )
 
 
-def _node_notes(exp: Experiment) -> str:
+def _node_notes(model: Model, exp: Experiment) -> str:
     """What a fast-path config needs from each node beyond the package (comment lines under the header)."""
     notes = []
     if exp.skip_node_init and not exp.weights_from_store:
         notes.append(f"# Weights: already on every node under {NODE_WEIGHTS_ROOT}/<model> (no node-init fetch).")
     if system_config := ray_system_config(exp):
+        # The replicas' runtime_envs are empty so that prestarted workers are leased to them: their env is the
+        # node's (the ingress reads its timeout at import).
+        ingress = " ".join(f"{k}={v}" for k, v in ingress_env(model).items())
         notes.append(
             f"# Each node: ray start --system-config='{json.dumps(system_config)}' with the engine-cache "
-            "env (VLLM_CACHE_ROOT, ...) set"
+            f"env (VLLM_CACHE_ROOT, ...) and {ingress} set"
         )
     return "".join(n + "\n" for n in notes)
 
@@ -82,7 +86,9 @@ def write_all(out_dir: Path, store_uri: str) -> list[Path]:
         path = out_dir / model_name / f"{exp_name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         body = yaml.safe_dump(render(model, exp, store_uri), sort_keys=False)
-        path.write_text(HEADER.format(store=store_uri, path=path, callback=CALLBACK_CLASS) + _node_notes(exp) + body)
+        path.write_text(
+            HEADER.format(store=store_uri, path=path, callback=CALLBACK_CLASS) + _node_notes(model, exp) + body
+        )
         written.append(path)
     return written
 
