@@ -149,6 +149,16 @@ def _enum(kind: type[StrEnum], value: Any, what: str) -> Any:
         raise SchemaError(f"{what} {value!r} is not one of {[m.value for m in kind]}") from None
 
 
+def _asdict_keeping_shape(obj: Any, optional: tuple[str, ...]) -> dict[str, Any]:
+    """``dataclasses.asdict`` without the ``optional`` keys that are None: fields added after rows were first
+    written, so those rows read back and are written again with the shape they had."""
+    out = dataclasses.asdict(obj)
+    for key in optional:
+        if out[key] is None:
+            del out[key]
+    return out
+
+
 def _fields_of(cls: type, data: Mapping[str, Any], what: str) -> dict[str, Any]:
     """``data`` as a dict once every key is a field of ``cls``: a key the record does not know is an error,
     not dropped (it would vanish on the next write)."""
@@ -205,10 +215,7 @@ class ClientResult:
         return f"{self.status}: {self.error} ({self.url}, {self.model})"
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        if out["request_id"] is None:  # results written before it was kept keep their shape
-            del out["request_id"]
-        return out
+        return _asdict_keeping_shape(self, ("request_id",))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClientResult:
@@ -234,11 +241,8 @@ class Audit:
     parse_error: str | None = None  # the parser tripped on the log; the flags are then unknown
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
         # Only a row whose log the parser could not read has the key: every other row keeps its shape.
-        if out["parse_error"] is None:
-            del out["parse_error"]
-        return out
+        return _asdict_keeping_shape(self, ("parse_error",))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Audit:
@@ -380,11 +384,7 @@ class ReplicaSpan:
     t_engine_ready_epoch: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        for key in ("pid", "t_engine_start_epoch", "t_engine_ready_epoch"):
-            if out[key] is None:  # rows written before these were kept keep their shape
-                del out[key]
-        return out
+        return _asdict_keeping_shape(self, ("pid", "t_engine_start_epoch", "t_engine_ready_epoch"))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReplicaSpan:
