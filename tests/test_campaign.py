@@ -154,6 +154,8 @@ def test_the_steps_campaign_sh_had():
         "ladder-8b",
         "ladder-8b-rest",
         "scenarios-8b-fast",
+        "scenarios-8b-x2",
+        "fast-tp2",
         "scenarios-8b-cc",
         "scenarios-tiny",
         "ladder-8b-inrep",

@@ -249,6 +249,19 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
             _warm(_8B, ("fast",), "-warm", scenarios=("tour", "sleep_wake")),
         ),
         "scenarios-8b-cc": (_warm(_8B, ("compile_cache",), "-warm", scenarios=("tour",)),),
+        # Two GPUs: one replica per GPU (#18), against the one-replica bursts of scenarios-8b-fast.
+        "scenarios-8b-x2": (
+            Checkpoint("llama-3-8b"),
+            _warm(_8B, ("fast",), "-x2", scenarios=("burst_replicas",)),
+        ),
+        # The fast path above TP1 (#19 on two GPUs): EngineCore runs vLLM's mp executor, its two workers forked
+        # beside it; its capture sizes and KV size key a cache of its own, so one miss run captures it.
+        "fast-tp2": (
+            Checkpoint("llama-3-8b-tp2"),
+            _warm(_TP2, ("cc_trims",), "-x2-miss", repeats=1),
+            Publish("llama-3-8b-tp2", "cc_trims"),
+            _warm(_TP2, ("fast",), "-x2"),
+        ),
         "scenarios-tiny": (
             Checkpoint("tiny"),
             _warm(_TINY, ("fast",), "-warm", scenarios=("tour", "sleep_wake")),
