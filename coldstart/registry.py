@@ -438,15 +438,27 @@ class Autoscaling:
     upscale_delay_s: float | None = None  # Serve's default: 30 s (0 -> 1 is immediate regardless)
     downscale_delay_s: float | None = None  # Serve's default: 600 s
     look_back_period_s: float | None = None  # Serve's default: 30 s of averaged load before a decision
+    # Serve 2.57 starts ceil(1 x upscaling_factor) replicas from zero whatever the queue (its cold-start path,
+    # autoscaling_policy._get_cold_start_scale_up_replicas) and counts only running replicas after that: the
+    # others start once the first runs. None: Serve's default (1.0: one replica from zero).
+    upscaling_factor: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_replicas < 1:
             raise ValueError(f"max_replicas must be at least 1, got {self.max_replicas}")
+        if self.upscaling_factor is not None and self.upscaling_factor <= 0:
+            raise ValueError(f"upscaling_factor must be positive, got {self.upscaling_factor}")
 
     def serve_config(self) -> dict[str, Any]:
         """The ``autoscaling_config`` of the deployment (given fields only: the rest stays Serve's)."""
         cfg: dict[str, Any] = {"min_replicas": 0, "initial_replicas": 0, "max_replicas": self.max_replicas}
-        for name in ("target_ongoing_requests", "upscale_delay_s", "downscale_delay_s", "look_back_period_s"):
+        for name in (
+            "target_ongoing_requests",
+            "upscale_delay_s",
+            "downscale_delay_s",
+            "look_back_period_s",
+            "upscaling_factor",
+        ):
             if (value := getattr(self, name)) is not None:
                 cfg[name] = value
         return cfg
@@ -494,6 +506,13 @@ _BURST = Scenario(
     "8 concurrent requests at a deployment at zero with max_replicas=1: all of them queue behind one cold start",
     burst=8,
 )
+_BURST_REPLICAS = dataclasses.replace(
+    _BURST,
+    name="burst_replicas",
+    description="8 concurrent requests at zero with max_replicas=2 (one replica per GPU of a 2-GPU node), Serve's "
+    "default upscaling: one replica from zero, the second once the first runs",
+    autoscaling=Autoscaling(max_replicas=2, target_ongoing_requests=1.0, upscale_delay_s=0.0),
+)
 _RETURN = Scenario(
     "return",
     "one request, Serve scales the replica down to zero (downscale after 5 s idle), then one request again",
@@ -506,13 +525,16 @@ SCENARIOS: Mapping[str, Scenario] = _frozen(
         for s in (
             Scenario("single", "one request at a deployment at zero replicas, then once more at the running replica"),
             _BURST,
-            # One replica per GPU: replicas starting together share the disk, the CPUs and the imports.
+            # One replica per GPU, as a user would first configure it. Serve starts one replica from zero and the
+            # second only once the first runs (lease s9: after the burst was served), so nothing starts together.
+            _BURST_REPLICAS,
+            # Both replicas from zero at once: they share the disk, the CPUs and the imports while they start.
             dataclasses.replace(
-                _BURST,
-                name="burst_replicas",
-                description="8 concurrent requests at zero with max_replicas=2 (one replica per GPU of a 2-GPU node): "
-                "replicas starting together against one starting alone",
-                autoscaling=Autoscaling(max_replicas=2, target_ongoing_requests=1.0, upscale_delay_s=0.0),
+                _BURST_REPLICAS,
+                name="burst_replicas_together",
+                description="8 concurrent requests at zero with max_replicas=2 and upscaling_factor=2: Serve's "
+                "cold-start path starts both replicas at once (one per GPU of a 2-GPU node)",
+                autoscaling=dataclasses.replace(_BURST_REPLICAS.autoscaling, upscaling_factor=2.0),
             ),
             _RETURN,
             Scenario(
@@ -549,9 +571,17 @@ def get_scenario(name: str) -> Scenario:
 
 
 def with_max_replicas(scenario: Scenario, max_replicas: int | None) -> Scenario:
-    """The scenario with ``max_replicas`` replaced (e.g. one replica per GPU of the node); None: unchanged."""
+    """The scenario with ``max_replicas`` replaced (e.g. one replica per GPU of the node); None: unchanged. A
+    scenario that starts every replica from zero at once (``upscaling_factor`` == ``max_replicas``) still does."""
     if max_replicas is None:
         return scenario
+    auto = scenario.autoscaling
+    together = auto.upscaling_factor is not None and auto.upscaling_factor == auto.max_replicas
     return dataclasses.replace(
-        scenario, autoscaling=dataclasses.replace(scenario.autoscaling, max_replicas=max_replicas)
+        scenario,
+        autoscaling=dataclasses.replace(
+            auto,
+            max_replicas=max_replicas,
+            upscaling_factor=float(max_replicas) if together else auto.upscaling_factor,
+        ),
     )

@@ -206,3 +206,54 @@ def test_experiment_env_is_checked_for_secrets_too():
     exp = dataclasses.replace(get_experiment("baseline"), engine_env={"HF_TOKEN": "x"})
     with pytest.raises(ConfigError, match="HF_TOKEN"):
         build_llm_config(MODELS["tiny"], exp, _opts())
+
+
+# --- how many replicas Serve starts from zero (its real autoscaling policy, not a model of it) ----------------
+
+
+def _replicas_serve_starts_from_zero(scenario_name: str, max_replicas: int | None = None, queued: int = 8) -> int:
+    serve_config = pytest.importorskip("ray.serve.config")
+    policy = pytest.importorskip("ray.serve.autoscaling_policy")
+    from ray.serve._private.common import DeploymentID
+
+    from coldstart.registry import get_scenario, with_max_replicas
+
+    auto = with_max_replicas(get_scenario(scenario_name), max_replicas).autoscaling
+    config = serve_config.AutoscalingConfig(**auto.serve_config())
+    ctx = serve_config.AutoscalingContext(
+        deployment_id=DeploymentID(name="llm", app_name="app"),
+        deployment_name="llm",
+        app_name="app",
+        current_num_replicas=0,
+        target_num_replicas=0,
+        running_replicas=[],
+        total_num_requests=float(queued),
+        total_queued_requests=float(queued),
+        aggregated_metrics={},
+        raw_metrics={},
+        capacity_adjusted_min_replicas=config.min_replicas,
+        capacity_adjusted_max_replicas=config.max_replicas,
+        policy_state={},
+        last_scale_up_time=None,
+        last_scale_down_time=None,
+        current_time=0.0,
+        config=config,
+        total_pending_async_requests=0,
+    )
+    wanted, _ = policy.replica_queue_length_autoscaling_policy(ctx)
+    return min(int(wanted), config.max_replicas)
+
+
+def test_serve_starts_one_replica_from_zero_by_default_and_every_replica_when_together() -> None:
+    # Lease s9 (two H200s, burst_replicas): the second replica was only asked for once the first ran.
+    assert _replicas_serve_starts_from_zero("burst_replicas") == 1
+    assert _replicas_serve_starts_from_zero("burst_replicas_together") == 2
+    assert _replicas_serve_starts_from_zero("burst_replicas_together", max_replicas=4) == 4
+    assert _replicas_serve_starts_from_zero("burst_replicas", max_replicas=4) == 1
+
+
+def test_upscaling_factor_must_be_positive() -> None:
+    from coldstart.registry import Autoscaling
+
+    with pytest.raises(ValueError, match="upscaling_factor"):
+        Autoscaling(upscaling_factor=0.0)

@@ -310,16 +310,38 @@ class StoredTimeline:
             raise SchemaError(f"timeline: {exc!r}") from None
 
 
+class AnswerCompared(StrEnum):
+    """What of a run's answer was held against the baseline's."""
+
+    # The whole greedy answer of a request that decoded alone (the baseline's request did too).
+    ANSWER = "answer"
+    # Only the first token: every request of the run decoded in a batch (a burst). A batch of N runs other
+    # kernels and CUDA graphs than a batch of one, so a near-tie in the logits may break the other way a few
+    # tokens in (lease s9: a burst's request 0 left the baseline's answer at token 10, request 1 kept it);
+    # the first token comes from the prefill of the same prompt and must still agree.
+    FIRST_TOKEN = "first_token"
+
+
 @dataclass(frozen=True)
 class AnswerCheck:
     """Same prompt, greedy decoding: the answer must not depend on how the engine started."""
 
     reference_run_id: str | None  # the newest ok baseline of the model on the device; None: there is none
     matches_baseline: bool | None  # None: nothing to compare (no reference, or no answer)
+    # Which request of the scenario was compared (``RequestRecord.index``) and how. None in rows written
+    # before scenarios had bursts: the run's first request, whole answer.
+    request_index: int | None = None
+    compared: AnswerCompared | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _asdict_keeping_shape(self, ("request_index", "compared"))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AnswerCheck:
-        return cls(**_fields_of(cls, data, "answer"))
+        known = _fields_of(cls, data, "answer")
+        if known.get("compared") is not None:
+            known["compared"] = _enum(AnswerCompared, known["compared"], "answer compared")
+        return cls(**known)
 
 
 class RequestGroup(StrEnum):
@@ -406,7 +428,7 @@ def _replicas_from_json(data: Any) -> tuple[ReplicaSpan, ...]:
 _EXTRA_FIELDS: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "client": (ClientResult.from_dict, ClientResult.to_dict),
     "timeline": (StoredTimeline.from_dict, StoredTimeline.to_dict),
-    "answer": (AnswerCheck.from_dict, dataclasses.asdict),
+    "answer": (AnswerCheck.from_dict, AnswerCheck.to_dict),
     "wall_s": (float, float),
     "node_state": (str, str),
     "scenario": (str, str),

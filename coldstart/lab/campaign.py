@@ -249,10 +249,11 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
             _warm(_8B, ("fast",), "-warm", scenarios=("tour", "sleep_wake")),
         ),
         "scenarios-8b-cc": (_warm(_8B, ("compile_cache",), "-warm", scenarios=("tour",)),),
-        # Two GPUs: one replica per GPU (#18), against the one-replica bursts of scenarios-8b-fast.
+        # Two GPUs (#18): one replica per GPU, as Serve scales by default (one from zero, the second once the
+        # first runs) and both from zero at once; against the one-replica bursts of scenarios-8b-fast.
         "scenarios-8b-x2": (
             Checkpoint("llama-3-8b"),
-            _warm(_8B, ("fast",), "-x2", scenarios=("burst_replicas",)),
+            _warm(_8B, ("fast",), "-x2", scenarios=("burst_replicas", "burst_replicas_together")),
         ),
         # The fast path above TP1 (#19 on two GPUs): EngineCore runs vLLM's mp executor, its two workers forked
         # beside it; its capture sizes and KV size key a cache of its own, so one miss run captures it.

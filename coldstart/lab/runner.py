@@ -32,10 +32,13 @@ from coldstart.analysis.audit import audit
 from coldstart.analysis.results import (
     DEFAULT_RESULTS,
     AnswerCheck,
+    AnswerCompared,
     Audit,
     ClientResult,
     ClientStatus,
     Provenance,
+    RequestGroup,
+    RequestRecord,
     ResultRow,
     RunStatus,
     SchemaError,
@@ -138,22 +141,60 @@ def summarize(
     return dict(summary.phases), audit(experiment, summary.audit), summary.timeline.stored()
 
 
-def reference_answer(rows: Sequence[ResultRow], model: str, device: str | None) -> tuple[str, str] | None:
-    """(run_id, text) of the newest ok ``baseline`` run of ``model`` on this device: what every other
-    experiment's greedy answer must equal."""
+@dataclass(frozen=True)
+class ReferenceAnswer:
+    """The newest ok ``baseline`` run's greedy answer: what every other experiment's must equal."""
+
+    run_id: str
+    text: str
+    first_text: str | None  # its first streamed token
+
+
+def reference_answer(rows: Sequence[ResultRow], model: str, device: str | None) -> ReferenceAnswer | None:
+    """The newest ok ``baseline`` run of ``model`` on this device with an answer; None: there is none."""
     for row in reversed(rows):
         text = row.client.text if row.client else None
         same = (row.model, row.experiment, row.device) == (model, "baseline", device)
-        if same and row.status is RunStatus.OK and text:
-            return row.run_id, text
+        if same and row.status is RunStatus.OK and row.client and text:
+            return ReferenceAnswer(row.run_id, text, row.client.first_text)
     return None
 
 
-def answer_check(text: str | None, reference: tuple[str, str] | None) -> AnswerCheck:
-    """Same prompt, greedy decoding: the answer must not depend on how the engine started."""
-    if reference is None or text is None:
-        return AnswerCheck(reference_run_id=reference[0] if reference else None, matches_baseline=None)
-    return AnswerCheck(reference_run_id=reference[0], matches_baseline=text == reference[1])
+def answer_check(
+    first: ClientResult, requests: Sequence[RequestRecord] | None, reference: ReferenceAnswer | None
+) -> AnswerCheck:
+    """Same prompt, greedy decoding: the answer must not depend on how the engine started. The whole answer
+    of the first request that decoded alone (the run's first when the burst is one; else the first sent after
+    ready one at a time, or a lone return); a run whose every request was batched compares its first token."""
+    alone = _lone_request(requests)
+    if not requests:  # no scenario records: one request, alone
+        index, client, compared = 0, first, AnswerCompared.ANSWER
+    elif alone is not None:
+        index, client, compared = alone.index, alone.client, AnswerCompared.ANSWER
+    else:
+        index, client, compared = 0, first, AnswerCompared.FIRST_TOKEN
+    if reference is None:
+        return AnswerCheck(None, None, index, compared)
+    mine, theirs = (
+        (client.text, reference.text)
+        if compared is AnswerCompared.ANSWER
+        else (client.first_text, reference.first_text)
+    )
+    match = None if mine is None or theirs is None else mine == theirs
+    return AnswerCheck(reference.run_id, match, index, compared)
+
+
+def _lone_request(requests: Sequence[RequestRecord] | None) -> RequestRecord | None:
+    if not requests:
+        return None
+    cycles: dict[tuple[RequestGroup, int], int] = {}
+    for r in requests:
+        cycles[r.group, r.cycle] = cycles.get((r.group, r.cycle), 0) + 1
+    for r in requests:  # in send order
+        sent_alone = r.group is RequestGroup.AFTER_READY or cycles[r.group, r.cycle] == 1
+        if sent_alone and r.group is not RequestGroup.AFTER_READY_CONCURRENT and r.client.text:
+            return r
+    return None
 
 
 def write_client_sidecar(log_path: Path | None, m: ClientResult) -> None:
@@ -170,7 +211,7 @@ def run_one(
     *,
     provenance: Provenance | None,
     device: str | None,
-    reference: tuple[str, str] | None = None,
+    reference: ReferenceAnswer | None = None,
 ) -> ResultRow:
     run_id = paths.new_run_id()
     t0 = time.time()
@@ -225,7 +266,7 @@ def _measured_row(
     clear_report: dict[str, Any],
     provenance: Provenance | None,
     device: str | None,
-    reference: tuple[str, str] | None,
+    reference: ReferenceAnswer | None,
     late: list[str] | None = None,
 ) -> ResultRow:
     """The row of a run that was measured. Each step after the measurement (sidecar, log, parse) may fail on
@@ -271,7 +312,7 @@ def _measured_row(
         timeline=timeline,
         wall_s=time.time() - t0,
         node_state=spec.node_state,
-        answer=answer_check(m.text, reference),
+        answer=answer_check(m, traffic.requests, reference),
         extra=extra,
         scenario=spec.scenario,
         requests=traffic.requests,
