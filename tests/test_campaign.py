@@ -156,6 +156,12 @@ def test_the_steps_campaign_sh_had():
         "scenarios-8b-fast",
         "scenarios-8b-x2",
         "fast-tp2",
+        "70b-prep",
+        "70b-baseline",
+        "70b-rest",
+        "70b-fast",
+        "70b-shard",
+        "70b-sharded",
         "scenarios-8b-cc",
         "scenarios-tiny",
         "ladder-8b-inrep",
@@ -493,3 +499,46 @@ def test_a_scenario_step_expands_to_a_matrix_with_its_scenarios(lease: Path):
     (matrix,) = [argv for argv in ex.commands() if "matrix" in argv]
     assert matrix[-3:] == ["compile_cache", "--scenarios", "tour"]
     assert matrix[matrix.index("--campaign") + 1] == "NVIDIA-H200-s7-warm"
+
+
+# ---------------------------------------------------------------- the 70B on four GPUs: one copy on the disk
+
+
+def test_70b_stages_its_checkpoint_by_hard_links(lease: Path):
+    ex = FakeExecutor()
+    assert run_campaign(make(ex, lease), ["70b-prep"]) == 0
+    ckpt = str(lease / "home" / "checkpoints" / "llama-3-70b")
+    assert ex.commands()[-1] == [PY, "-m", "coldstart", "stage", "put", "llama-3-70b", "--from", ckpt, "--link"]
+
+
+def test_70b_shard_builds_in_ram_evicts_then_stages_the_sharded_copy(lease: Path):
+    built = cmp._70B_SHARDED_BUILD
+    ex = FakeExecutor(on_run=lambda argv: 0)
+    c = make(ex, lease)
+    parent_was_there = Path(built).parent.exists()
+    Path(built).mkdir(parents=True, exist_ok=True)  # what a finished `shard` leaves
+    try:
+        assert run_campaign(c, ["70b-shard"]) == 0
+    finally:
+        Path(built).rmdir()
+        if not parent_was_there:
+            Path(built).parent.rmdir()
+    cmds = [argv for argv in ex.commands() if argv[:1] != ["tar"]]
+    shard = next(i for i, a in enumerate(cmds) if "shard" in a)
+    evict = next(i for i, a in enumerate(cmds) if a[:2] == ["rm", "-rf"] and "checkpoints" in a[2])
+    stage = next(i for i, a in enumerate(cmds) if "--tp" in a)
+    assert shard < evict < stage
+    assert cmds[shard][-4:] == ["--out", built, "--no-upload", "--no-progress"]
+    assert cmds[evict][2:] == [
+        str(lease / "home" / "checkpoints" / "llama-3-70b"),
+        str(c.store_dir / "models" / "llama-3-70b"),
+    ]
+    assert cmds[stage][-4:] == ["--tp", "4", "--from", built]
+    assert cmds[stage + 1] == ["rm", "-rf", built]
+
+
+def test_70b_shard_that_built_nothing_keeps_the_checkpoint(lease: Path):
+    ex = FakeExecutor(on_run=lambda argv: 1 if "shard" in argv else 0)
+    assert not Path(cmp._70B_SHARDED_BUILD).exists()
+    assert run_campaign(make(ex, lease), ["70b-shard"]) == 1
+    assert not any(a[:2] == ["rm", "-rf"] and "checkpoints" in a[2] for a in ex.commands())

@@ -373,3 +373,44 @@ def test_progress_bar_reports_bytes(tmp_path: Path, model_dir: Path, capsys: pyt
     captured = capsys.readouterr()
     assert captured.out == ""  # progress goes to stderr; stdout is for results
     assert "uploading" in captured.err and "5.0 kB" in captured.err
+
+
+# ------------------------------------------------------------------------------- --link (one copy on disk)
+
+
+def test_link_stages_the_same_files_without_a_second_copy(model_dir: Path, tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    r = upload_dir(store, PREFIX, model_dir, show_progress=False, link=True)
+    assert r.uploaded_files == 4 and is_complete(store, PREFIX)
+    staged = tmp_path / "store" / PREFIX / "model-00001-of-00002.safetensors"
+    assert staged.stat().st_ino == (model_dir / "model-00001-of-00002.safetensors").stat().st_ino
+    # The HF-cache symlink is followed: the store holds the blob's bytes, not a link to a link.
+    blob = (tmp_path / "store" / PREFIX / "model-00002-of-00002.safetensors").resolve()
+    assert not blob.is_symlink() and blob.stat().st_ino == (tmp_path / "blobs" / "abc123").stat().st_ino
+    assert verify(store, PREFIX, deep=True).ok
+    again = upload_dir(store, PREFIX, model_dir, show_progress=False, link=True)
+    assert (again.uploaded_files, again.skipped_files) == (0, 4)
+
+
+def test_link_refuses_a_store_that_is_not_a_local_directory(model_dir: Path, tmp_path: Path) -> None:
+    class NotLocal(CountingStore):
+        pass
+
+    with pytest.raises(InvalidInput, match="--link needs a local directory store"):
+        upload_dir(NotLocal(LocalStore(tmp_path / "s")), PREFIX, model_dir, show_progress=False, link=True)  # type: ignore[arg-type]
+
+
+def test_link_across_filesystems_says_to_copy_and_leaves_the_folder_unsealed(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    def exdev(src: object, dst: object, **_: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", exdev)
+    store = LocalStore(tmp_path / "store")
+    assert _cli("put", "tiny", "--from", str(model_dir), "--store", store.uri, "--link", "--no-progress") == 1
+    assert "another filesystem; stage without --link" in capsys.readouterr().err
+    assert not is_complete(store, PREFIX)
+    assert not [p for p in (tmp_path / "store").rglob("*") if p.is_file()]  # no temp names left behind

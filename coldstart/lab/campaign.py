@@ -61,6 +61,9 @@ class Checkpoint:
 
     model: str
     store: str | None = None
+    # Stage by hard links (`stage put --link`): one copy on disk, for a checkpoint near the disk's size (the 70B's
+    # 141 GB on the x4 machine's 235 GiB).
+    link: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,29 @@ class Publish:
 
 @dataclass(frozen=True)
 class Shard:
-    """vLLM sharded state of the model's checkpoint for its TP size, staged into the store."""
+    """vLLM sharded state of the model's checkpoint for its TP size, staged into the store; with ``out``, built
+    there and kept, not staged (``StageSharded`` stages it once ``Evict`` made room)."""
 
     model: str
+    out: str | None = None
+
+
+@dataclass(frozen=True)
+class Evict:
+    """Remove the model's checkpoint and its staged (unsharded) folder from this node: the disk the sharded
+    copy needs. Only once ``built`` exists (``shard`` renames a finished build into place): a failed shard
+    keeps the checkpoint. The experiments that read the unsharded folder need ``Checkpoint`` again after this."""
+
+    model: str
+    built: str
+
+
+@dataclass(frozen=True)
+class StageSharded:
+    """Stage the sharded folder ``Shard(out=...)`` built (a copy into the store), then remove the built one."""
+
+    model: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -114,7 +137,7 @@ class S3Server:
         }
 
 
-Action = Checkpoint | Matrix | Publish | Shard | S3Server
+Action = Checkpoint | Matrix | Publish | Shard | Evict | StageSharded | S3Server
 
 
 def _warm(
@@ -130,6 +153,10 @@ def _warm(
 _8B = ("llama-3-8b",)
 _TINY = ("tiny",)
 _TP2 = ("llama-3-8b-tp2",)
+_70B = ("llama-3-70b",)
+# The 70B's sharded state is built in RAM: on the x4 machine's 235 GiB disk the checkpoint (141 GB, staged by
+# hard links) and a second 141 GB copy do not fit together. Evict frees the disk before the copy is staged.
+_70B_SHARDED_BUILD = "/dev/shm/coldstart-sharded/llama-3-70b-tp4"
 
 # Every step of scripts/gpu/campaign.sh before it moved here, with the same campaign names, node states and
 # miss runs. Each fits one 10-minute call; the machine keeps /tmp between back-to-back calls.
@@ -263,6 +290,27 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
             Publish("llama-3-8b-tp2", "cc_trims"),
             _warm(_TP2, ("fast",), "-x2"),
         ),
+        # llama-3-70b at TP4 on four H200s (#19; plan: README "llama-3-70b on four H200s"). Warm node: the
+        # machine's RAM (512 GiB) holds the checkpoint's pages. 70b-shard evicts the unsharded copy: run it last.
+        "70b-prep": (Checkpoint("llama-3-70b", link=True),),
+        "70b-baseline": (
+            Checkpoint("llama-3-70b", link=True),  # a no-op when 70b-prep wrote it on this lease
+            _warm(_70B, ("baseline",), "-x4"),
+            Publish("llama-3-70b", "compile_cache"),
+        ),
+        "70b-rest": (_warm(_70B, ("runai_streamer", "compile_cache"), "-x4"),),
+        "70b-fast": (
+            _warm(_70B, ("cc_trims",), "-x4-miss", repeats=1),
+            Publish("llama-3-70b", "cc_trims"),
+            _warm(_70B, ("fast",), "-x4"),
+        ),
+        "70b-shard": (
+            Checkpoint("llama-3-70b", link=True),
+            Shard("llama-3-70b", out=_70B_SHARDED_BUILD),
+            Evict("llama-3-70b", built=_70B_SHARDED_BUILD),
+            StageSharded("llama-3-70b", _70B_SHARDED_BUILD),
+        ),
+        "70b-sharded": (_warm(_70B, ("runai_streamer_sharded", "all"), "-x4"),),
         "scenarios-tiny": (
             Checkpoint("tiny"),
             _warm(_TINY, ("fast",), "-warm", scenarios=("tour", "sleep_wake")),
@@ -472,7 +520,8 @@ class Campaign:
                 # `checkpoint && stage put`: nothing to stage when the checkpoint was not written.
                 return [f"checkpoint {action.model} exited {rc}"]
             store = ["--store", action.store] if action.store else []
-            rc = ex.run(self.coldstart("stage", "put", action.model, "--from", str(ckpt), *store), env=env)
+            link = ["--link"] if action.link else []
+            rc = ex.run(self.coldstart("stage", "put", action.model, "--from", str(ckpt), *store, *link), env=env)
             return [f"stage put {action.model} exited {rc}"] if rc else []
         if isinstance(action, Matrix):
             rc = ex.run(self.matrix_argv(action), env=env)
@@ -498,8 +547,34 @@ class Campaign:
             return [f"compile-cache show --model {action.model} exited {rc}"] if rc else []
         if isinstance(action, Shard):
             ckpt = self.home / "checkpoints" / action.model
-            rc = ex.run(self.coldstart("shard", action.model, "--from", str(ckpt), "--no-progress"), env=env)
+            out = ["--out", action.out, "--no-upload"] if action.out else []
+            rc = ex.run(self.coldstart("shard", action.model, "--from", str(ckpt), *out, "--no-progress"), env=env)
             return [f"shard {action.model} exited {rc}"] if rc else []
+        if isinstance(action, Evict):
+            evict = [
+                "rm",
+                "-rf",
+                str(self.home / "checkpoints" / action.model),
+                str(self.store_dir / "models" / action.model),
+            ]
+            if ex.dry_run:
+                ex.say(f"  if [ -d {action.built} ]; then")
+                ex.run(evict, env=env)
+                ex.say("  fi")
+                return []
+            if not Path(action.built).is_dir():
+                return [f"evict {action.model}: refused, no sharded build at {action.built} (the checkpoint stays)"]
+            rc = ex.run(evict, env=env)
+            return [f"evict {action.model} exited {rc}"] if rc else []
+        if isinstance(action, StageSharded):
+            from coldstart.registry import get_model
+
+            tp = str(get_model(action.model).tp_size)
+            rc = ex.run(self.coldstart("stage", "put", action.model, "--tp", tp, "--from", action.source), env=env)
+            if rc:
+                return [f"stage put {action.model} --tp {tp} exited {rc}"]
+            rc = ex.run(["rm", "-rf", action.source], env=env)
+            return [f"rm {action.source} exited {rc}"] if rc else []
         if isinstance(action, S3Server):
             env.update(action.env)  # for every later command of this step, as bash's exports
             stops.append(

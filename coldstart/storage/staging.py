@@ -37,6 +37,7 @@ from coldstart.progress import byte_progress
 from coldstart.storage.store import (
     InvalidKey,
     InvalidStoreURI,
+    LocalStore,
     ObjectNotFound,
     Store,
     StoreError,
@@ -264,17 +265,26 @@ class UploadResult:
 
 
 def upload_dir(
-    store: Store, prefix: str, local_dir: Path, *, workers: int = 8, show_progress: bool = True
+    store: Store,
+    prefix: str,
+    local_dir: Path,
+    *,
+    workers: int = 8,
+    show_progress: bool = True,
+    link: bool = False,
 ) -> UploadResult:
     """Make ``prefix`` in the store mirror ``local_dir``, then seal it with a manifest written last.
 
     Files whose (size, sha256) already match a complete manifest, and whose object is present with that
     size, are skipped. Objects under the prefix that are not in ``local_dir`` are deleted: a stale extra
-    safetensors shard would be loaded by anything that lists the prefix.
+    safetensors shard would be loaded by anything that lists the prefix. ``link``: a local directory store on
+    the folder's filesystem takes hard links instead of copies (``LocalStore.link_file``).
     """
     start_s = time.monotonic()
     local_dir = Path(local_dir)
     check_key(prefix)
+    if link and not isinstance(store, LocalStore):
+        raise InvalidInput(f"--link needs a local directory store, not {store.uri}")
     if not local_dir.is_dir():
         raise InvalidInput(f"source {local_dir} is not a directory")
     files = scan_local_dir(local_dir)
@@ -323,7 +333,12 @@ def upload_dir(
         paths = dict(files)
 
         def upload(e: FileEntry) -> None:
-            store.upload_file(paths[e.path], f"{prefix}/{e.path}", progress=on_upload)
+            if link:
+                assert isinstance(store, LocalStore)
+                store.link_file(paths[e.path], f"{prefix}/{e.path}")
+                on_upload(e.size_bytes)
+            else:
+                store.upload_file(paths[e.path], f"{prefix}/{e.path}", progress=on_upload)
 
         _run_parallel(upload, todo, workers)
         for key in stale:
@@ -590,6 +605,12 @@ def add_cli_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     put = sub.add_parser("put", help="upload a local model folder, sealed by a manifest")
     _folder_args(put)
     put.add_argument("--from", dest="from_dir", type=Path, required=True, help="local model folder")
+    put.add_argument(
+        "--link",
+        action="store_true",
+        help="a local directory store on the folder's filesystem takes hard links, not copies (one copy of a "
+        "70B checkpoint on disk); the folder's files must not be rewritten in place afterwards",
+    )
     _store_args(put)
     _transfer_args(put)
     ls = sub.add_parser("ls", help="list staged model folders")
@@ -613,10 +634,12 @@ def _prefix_for(args: argparse.Namespace) -> str:
 
 def _cmd_put(store: Store, args: argparse.Namespace) -> int:
     prefix = _prefix_for(args)
-    r = upload_dir(store, prefix, args.from_dir, workers=args.workers, show_progress=not args.no_progress)
+    r = upload_dir(
+        store, prefix, args.from_dir, workers=args.workers, show_progress=not args.no_progress, link=args.link
+    )
     print(
         f"staged {store.url_for(prefix)}: {len(r.manifest.files)} files, "
-        f"{format_bytes(r.manifest.total_size_bytes)}; uploaded {r.uploaded_files} "
+        f"{format_bytes(r.manifest.total_size_bytes)}; {'linked' if args.link else 'uploaded'} {r.uploaded_files} "
         f"({format_bytes(r.uploaded_bytes)}), skipped {r.skipped_files}, deleted {r.deleted_files} stale "
         f"in {r.elapsed_s:.1f}s"
     )
