@@ -56,7 +56,6 @@ def lab(tmp_path_factory) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         "XDG_CACHE_HOME": str(home / "xdg"),
         "TMPDIR": str(home / "tmp"),
-        "RAY_DEDUP_LOGS": "0",
     }
     (home / "tmp").mkdir()
     _run(["-m", "coldstart", "checkpoint", "tiny", "--out", str(home / "ckpt" / "tiny"), "--no-progress"], env)
@@ -65,7 +64,13 @@ def lab(tmp_path_factory) -> dict[str, str]:
 
 
 def _matrix(
-    env: dict[str, str], experiment: str, campaign: str, *service_args: str, code: int = 0, scenario: str = "single"
+    env: dict[str, str],
+    experiment: str,
+    campaign: str,
+    *service_args: str,
+    code: int = 0,
+    scenario: str = "single",
+    model: str = "tiny",
 ) -> ResultRow:
     results = Path(env["COLDSTART_HOME"]) / "results.jsonl"
     _run(
@@ -74,7 +79,7 @@ def _matrix(
             "coldstart",
             "matrix",
             "--models",
-            "tiny",
+            model,
             "--experiments",
             experiment,
             "--repeats",
@@ -224,6 +229,22 @@ def test_fast_path_starts_fewer_vllm_processes_after_the_request_than_baseline(l
     phases = fast.phases
     segments = [v for k, v in phases.items() if k.startswith("seg_") and v is not None]
     assert sum(segments) + (phases.get("unattributed_s") or 0.0) == pytest.approx(fast.ttft_s, abs=0.01)
+    assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
+
+
+def test_the_235b_architecture_family_starts_on_the_fast_path(lab):
+    """qwen-3-235b's family (Qwen3-MoE: routed experts) at tiny's size through every fast-path lever: while
+    eight GPUs are not lent, vLLM's MoE model code and the fast path run together end to end here."""
+    home = Path(lab["COLDSTART_HOME"])
+    _run(["-m", "coldstart", "checkpoint", "tiny-moe", "--out", str(home / "ckpt" / "tiny-moe"), "--no-progress"], lab)
+    _run(["-m", "coldstart", "stage", "put", "tiny-moe", "--from", str(home / "ckpt" / "tiny-moe")], lab)
+    row = _matrix(lab, "fast", "e2e-moe-fast", model="tiny-moe")
+    assert row.status == "ok", row.error
+    assert row.client is not None and row.client.text
+    assert "Resolved architecture: Qwen3MoeForCausalLM" in Path(row.log_path).read_text(errors="replace")
+    said = {e["event"]: e for e in _events(row)}
+    assert said["replica_node_init_start"]["worker_preloaded"] is True
+    assert said["engine_core_forked"]["vllm_imported"] is True
     assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
 
 

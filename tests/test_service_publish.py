@@ -220,3 +220,16 @@ def test_ensure_port_free_passes_a_free_port_and_maps_wildcard_hosts():
         s.listen()
         with pytest.raises(PortInUse):
             ensure_port_free("0.0.0.0", port)
+
+
+def test_service_turns_off_rays_log_dedup_before_ray_starts(monkeypatch, capsys):
+    # Ray folds identical lines of several workers into one "[repeated 2x across cluster]": the prestarted
+    # workers' `worker_preloaded` lines vanished and the fast path's wait for them ran to its timeout (CPU, s9).
+    from coldstart.lab import service
+
+    monkeypatch.setenv("RAY_DEDUP_LOGS", "1")  # a user's shell, or Ray's default
+    parser = argparse.ArgumentParser()
+    service.add_cli_args(parser)
+    assert service.main(parser.parse_args(["no-such-model", "fast"])) == 2  # refused before Ray, yet already set
+    assert os.environ["RAY_DEDUP_LOGS"] == "0"
+    assert "unknown model" in capsys.readouterr().err

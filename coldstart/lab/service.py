@@ -232,6 +232,10 @@ def prepare(args: argparse.Namespace) -> Prepared:
 
 
 def main(args: argparse.Namespace) -> int:
+    # The lab reads every process's own lines, and Ray's driver folds identical ones from several processes into
+    # one "[repeated Nx across cluster]": the prestarted workers' `worker_preloaded` lines would be lost and the
+    # wait for them would run to its timeout (seen on CPU, 2026-11-30). Read once, when Ray is first imported.
+    os.environ["RAY_DEDUP_LOGS"] = "0"
     try:
         prepared = prepare(args)
     except (UnknownNameError, InvalidPairError, ConfigError) as exc:
