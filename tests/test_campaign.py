@@ -162,6 +162,7 @@ def test_the_steps_campaign_sh_had():
         "70b-fast",
         "70b-shard",
         "70b-sharded",
+        "moe-tiny",
         "scenarios-8b-cc",
         "scenarios-tiny",
         "ladder-8b-inrep",

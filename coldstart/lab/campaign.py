@@ -154,6 +154,7 @@ _8B = ("llama-3-8b",)
 _TINY = ("tiny",)
 _TP2 = ("llama-3-8b-tp2",)
 _70B = ("llama-3-70b",)
+_TINY_MOE = ("tiny-moe",)
 # The 70B's sharded state is built in RAM: on the x4 machine's 235 GiB disk the checkpoint (141 GB, staged by
 # hard links) and a second 141 GB copy do not fit together. Evict frees the disk before the copy is staged.
 _70B_SHARDED_BUILD = "/dev/shm/coldstart-sharded/llama-3-70b-tp4"
@@ -311,6 +312,17 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
             StageSharded("llama-3-70b", _70B_SHARDED_BUILD),
         ),
         "70b-sharded": (_warm(_70B, ("runai_streamer_sharded", "all"), "-x4"),),
+        # The 235B's architecture family at tiny's size through every experiment on one GPU (#20, while eight
+        # are not lent): the stock rungs, then fast with its own cache captured by its miss run.
+        "moe-tiny": (
+            Checkpoint("tiny-moe"),
+            _warm(_TINY_MOE, ("baseline",), "-warm"),
+            Publish("tiny-moe", "compile_cache"),
+            _warm(_TINY_MOE, ("runai_streamer", "compile_cache", "all"), "-warm"),
+            _warm(_TINY_MOE, ("cc_trims",), "-warm-miss", repeats=1),
+            Publish("tiny-moe", "cc_trims"),
+            _warm(_TINY_MOE, ("fast",), "-warm"),
+        ),
         "scenarios-tiny": (
             Checkpoint("tiny"),
             _warm(_TINY, ("fast",), "-warm", scenarios=("tour", "sleep_wake")),
