@@ -155,6 +155,7 @@ def test_the_steps_campaign_sh_had():
         "ladder-8b-rest",
         "scenarios-8b-fast",
         "scenarios-8b-x2",
+        "scenarios-8b-x2-default",
         "fast-tp2",
         "70b-prep",
         "70b-baseline",

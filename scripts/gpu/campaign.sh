@@ -10,7 +10,7 @@
 #   (any `python -m coldstart campaign` option goes after the steps; --dry-run prints every command, runs none)
 # steps: tiny-lease tiny-cache tiny-s3 tiny-cc tiny-cc-mismatch tiny-mega-miss tiny-mega-hit llama8b-lease llama8b-baseline llama8b-rest
 #        llama8b-hit llama8b-runai
-#        tp2-shard tp2-sharded tp2-rest fast-tp2 scenarios-8b-x2 (these need two GPUs)
+#        tp2-shard tp2-sharded tp2-rest fast-tp2 scenarios-8b-x2 scenarios-8b-x2-default (these need two GPUs)
 #        70b-prep 70b-baseline 70b-rest 70b-fast 70b-shard 70b-sharded (four GPUs; 70b-shard evicts the unsharded copy)
 #        fast-tiny fast-8b-prep fast-8b fast-8b-cold fast-8b-mega baseline-8b ladder-8b ladder-8b-rest ladder-8b-inrep
 #        (the fast path; warm node unless named)
