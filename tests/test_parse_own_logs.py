@@ -107,3 +107,14 @@ def test_mismatch_is_recorded_with_the_differing_fields():
     assert summary.audit.compile_cache_hit is False  # it fell back to a normal compile
     restore = next(line for line in text.splitlines() if '"compile_cache_restore_end"' in line)
     assert "max_model_len" in restore and "2048" in restore
+
+
+def test_a_prestart_runs_own_workers_give_its_host_speed_probe():
+    # s9, the same node minutes apart: 18.8 s of import before a 14.5 s start, 24.5 s before a 22.5 s one.
+    quick = summarize_run((LOGS / "llama-3-8b/fast/20261130T051626Z-1ab9.log").read_text(errors="replace"))
+    slow = summarize_run((LOGS / "llama-3-8b/fast/20261130T053427Z-4b8a.log").read_text(errors="replace"))
+    assert quick.phases["prestart_import_s"] == pytest.approx(18.81, abs=0.01)
+    assert slow.phases["prestart_import_s"] == pytest.approx(24.49, abs=0.01)
+    # No prestarted workers, no probe: None, never 0.
+    stock = summarize_run((LOGS / "llama-3-8b/baseline/20261130T015823Z-bc40.log").read_text(errors="replace"))
+    assert stock.phases["prestart_import_s"] is None

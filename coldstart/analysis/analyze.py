@@ -54,6 +54,7 @@ from coldstart.analysis.serve_log import replica_spans
 from coldstart.analysis.timeline import (
     CATEGORIES,
     CATEGORY,
+    PRESTART_IMPORT,
     SEGMENT_CATEGORY,
     SEGMENT_LABELS,
     SEGMENT_NAMES,
@@ -100,6 +101,7 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     *SEGMENT_NAMES,
     UNATTRIBUTED,
     *CATEGORY_COLUMNS,
+    PRESTART_IMPORT,  # not a phase: the host-speed probe of a prestart run (timeline.PRESTART_IMPORT)
 )
 RUN_COLUMNS: tuple[str, ...] = (
     *ID_COLUMNS,
@@ -485,6 +487,7 @@ def run_table(runs: Sequence[Run], superseded: Mapping[str, str] | None = None) 
                 "total_s": total,
                 **{c: phases.get(c) for c in (*PHASE_COLUMNS, *SEGMENT_NAMES, UNATTRIBUTED)},
                 **{f"cat_{c.name}_s": cats.get(c.name) for c in CATEGORIES},
+                PRESTART_IMPORT: phases.get(PRESTART_IMPORT),
                 "compile_cache_hit": audit.compile_cache_hit,
                 "aot_cache_hit": audit.aot_cache_hit,
                 "compile_cache_restore_status": audit.compile_cache_restore_status,

@@ -676,6 +676,18 @@ def _restore_audit(events: Sequence[dict]) -> dict[str, Any]:
     }
 
 
+# Not a phase of the wait: the median seconds the run's prestarted Ray workers took to import vLLM, before the
+# request and in the same conditions. A speed probe of the host at that moment, which the measurement does not
+# touch (s9: runs whose workers imported in 17-19 s took 14.5-15.8 s; one at 24.5 s took 22.5 s).
+PRESTART_IMPORT = "prestart_import_s"
+
+
+def prestart_import_s(events: Sequence[Mapping[str, Any]]) -> float | None:
+    """Median ``import_s`` of the run's ``worker_preloaded`` events; None without prestarted workers."""
+    seconds = [float(e["import_s"]) for e in events if e.get("event") == "worker_preloaded" and "import_s" in e]
+    return statistics.median(seconds) if seconds else None
+
+
 def summarize_run(log_text: str, client: ClientResult | None = None) -> RunSummary:
     """Phases as logged + the timeline segments, and the audit flags, of one service log (split into lines
     once: the parser and the timeline read the same lines). A scenario that went back to zero and started
@@ -686,7 +698,11 @@ def summarize_run(log_text: str, client: ClientResult | None = None) -> RunSumma
     lines = parse_lines(log_text)
     parsed = parse_log(log_text, lines)
     timeline = _build(log_text.splitlines(), lines, parsed, client)
-    phases: dict[str, float | None] = {**to_phase_table(parsed), **timeline.segment_seconds()}
+    phases: dict[str, float | None] = {
+        **to_phase_table(parsed),
+        **timeline.segment_seconds(),
+        PRESTART_IMPORT: prestart_import_s(parsed.events),
+    }
     audit = Audit(
         compile_cache_hit=parsed.vllm.compile_cache_hit,
         aot_cache_hit=parsed.vllm.aot_cache_hit,
