@@ -166,10 +166,9 @@ def answer_check(
     """Same prompt, greedy decoding: the answer must not depend on how the engine started. The whole answer
     of the first request that decoded alone (the run's first when the burst is one; else the first sent after
     ready one at a time, or a lone return); a run whose every request was batched compares its first token."""
-    alone = _lone_request(requests)
     if not requests:  # no scenario records: one request, alone
         index, client, compared = 0, first, AnswerCompared.ANSWER
-    elif alone is not None:
+    elif (alone := _lone_request(requests)) is not None:
         index, client, compared = alone.index, alone.client, AnswerCompared.ANSWER
     else:
         index, client, compared = 0, first, AnswerCompared.FIRST_TOKEN
@@ -184,9 +183,7 @@ def answer_check(
     return AnswerCheck(reference.run_id, match, index, compared)
 
 
-def _lone_request(requests: Sequence[RequestRecord] | None) -> RequestRecord | None:
-    if not requests:
-        return None
+def _lone_request(requests: Sequence[RequestRecord]) -> RequestRecord | None:
     cycles: dict[tuple[RequestGroup, int], int] = {}
     for r in requests:
         cycles[r.group, r.cycle] = cycles.get((r.group, r.cycle), 0) + 1
