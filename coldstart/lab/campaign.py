@@ -486,6 +486,10 @@ class Campaign:
     def store_dir(self) -> Path:
         return self.home / "store"
 
+    def checkpoint_dir(self, model: str) -> Path:
+        """Where ``Checkpoint`` writes the model's synthetic checkpoint on this node (``Shard`` reads it)."""
+        return self.home / "checkpoints" / model
+
     def engine_caches(self) -> Path:
         # Where service.py's engines write vLLM's compile cache (its VLLM_CACHE_ROOT, pinned under the home).
         return Path(paths.engine_cache_env()["VLLM_CACHE_ROOT"]) / "torch_compile_cache"
@@ -532,7 +536,7 @@ class Campaign:
         """Run one action; returns its failures (empty: it succeeded). ``env`` and ``stops`` belong to the step."""
         ex = self.executor
         if isinstance(action, Checkpoint):
-            ckpt = self.home / "checkpoints" / action.model
+            ckpt = self.checkpoint_dir(action.model)
             if rc := ex.run(self.coldstart("checkpoint", action.model, "--no-progress"), env=env, discard="stdout"):
                 # `checkpoint && stage put`: nothing to stage when the checkpoint was not written.
                 return [f"checkpoint {action.model} exited {rc}"]
@@ -563,7 +567,7 @@ class Campaign:
             rc = ex.run(show, env=env)
             return [f"compile-cache show --model {action.model} exited {rc}"] if rc else []
         if isinstance(action, Shard):
-            ckpt = self.home / "checkpoints" / action.model
+            ckpt = self.checkpoint_dir(action.model)
             out = ["--out", action.out, "--no-upload"] if action.out else []
             rc = ex.run(self.coldstart("shard", action.model, "--from", str(ckpt), *out, "--no-progress"), env=env)
             return [f"shard {action.model} exited {rc}"] if rc else []
@@ -571,7 +575,7 @@ class Campaign:
             evict = [
                 "rm",
                 "-rf",
-                str(self.home / "checkpoints" / action.model),
+                str(self.checkpoint_dir(action.model)),
                 str(self.store_dir / "models" / action.model),
             ]
             if ex.dry_run:
