@@ -194,7 +194,7 @@ def test_fast_8b_prep_expands_to_the_bash_commands(lease: Path):
         [PY, "-m", "coldstart", "stage", "put", "llama-3-8b", "--from", ckpt],
         [PY, "-m", "coldstart", "matrix", "--results", str(lease / "lease-results.jsonl"), "--repeats", "1",
          "--time-budget-s", "560", "--node-state", "warm", "--campaign", "NVIDIA-H200-s7-warm-miss",
-         "--models", "llama-3-8b", "--experiments", "cc_trims"],
+         "--models", "llama-3-8b", "--experiments", "cc_trims", "--capture"],
         [PY, "service.py", "llama-3-8b", "cc_trims", "--publish-compile-cache"],
     ]  # fmt: skip
     assert ex.calls[2].discard == "stdout"  # `checkpoint ... >/dev/null`, its errors still shown
@@ -251,6 +251,15 @@ def test_a_miss_run_is_one_run_whatever_repeats_says(lease: Path, step: str):
     assert opt(miss, "--campaign").endswith("-warm-miss") and opt(miss, "--repeats") == "1"
     assert opt(hit, "--campaign").endswith("-warm") and opt(hit, "--repeats") == "5"
     assert miss.count("--repeats") == 1  # one value, not a later one overriding an earlier
+    # Its miss fails the cache audit by design: resumed, the step must not run it again (lease s10 did).
+    assert "--capture" in miss and "--capture" not in hit
+
+
+def test_every_miss_campaign_is_a_capture():
+    misses = [(name, a) for name, actions in STEPS.items() for a in actions if isinstance(a, Matrix)]
+    misses = [(name, a) for name, a in misses if a.campaign_suffix.endswith("-miss")]
+    assert len(misses) >= 8
+    assert [name for name, a in misses if not a.capture] == []
 
 
 def test_service_args_follow_a_double_dash(lease: Path):

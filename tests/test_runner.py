@@ -297,6 +297,20 @@ def test_pending_retries_a_run_that_failed_its_audit_and_keeps_the_flagged_row(s
     assert runner.pending(specs, results) == []
 
 
+def test_a_capture_run_is_done_once_it_ran_ok_whatever_its_audit(sut: FakeSUT, results: Path) -> None:
+    # Lease s10: a resumed step re-ran its capture (miss) run, because its miss failed the cache audit.
+    specs = plan(["tiny"], ["cc_trims"], 1, "c-miss")
+    sut.hit = {specs[0].key: False}
+    runner.run_matrix(sut, specs, results, provenance=PROVENANCE, show_progress=False, capture=True)
+    assert load_rows(results)[0].audit.passed is False
+    assert runner.pending(specs, results, capture=True) == []
+    assert "nothing to run" in runner.nothing_to_run(specs, load_rows(results), results, 1, capture=True)
+    again = FakeSUT(root=sut.root)
+    assert runner.run_matrix(again, specs, results, provenance=PROVENANCE, show_progress=False, capture=True) == []
+    assert again.calls == []
+    assert runner.pending(specs, results) == specs  # the same rows, judged as measurements: the miss is retried
+
+
 # ---------------------------------------------------------------------------------------------------------
 # failure isolation
 

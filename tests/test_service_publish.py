@@ -151,7 +151,17 @@ def test_publish_refuses_caches_another_config_left(staged_home, tmp_path, monke
 
     # The same caches, left by a baseline of this very config, are what compile_cache restores: accepted.
     _engine_run_marks(env, "baseline", monkeypatch)
-    assert _published_key(_publish(env, "compile_cache"))
+    key = _published_key(_publish(env, "compile_cache"))
+    # A resumed campaign step publishes again after another config's run (lease s10): the key's entry is
+    # good, so nothing is packed and the step goes on; its manifest is the one published above.
+    manifest = next(Path(env["COLDSTART_HOME"], "store").glob(f"{key}manifest.json"))
+    before = manifest.read_bytes()
+    _engine_run_marks(env, "baseline", monkeypatch, "--max-model-len", "256")
+    proc = _publish(env, "compile_cache")
+    assert proc.returncode == 0, proc.stderr
+    assert f"SKIPPED {key} already published; nothing added" in proc.stdout and "left by tiny baseline" in proc.stdout
+    assert manifest.read_bytes() == before
+    _engine_run_marks(env, "baseline", monkeypatch)
     Path(env["VLLM_CACHE_ROOT"], "coldstart-engine.json").write_text("{not json")
     proc = _publish(env, "compile_cache")
     assert proc.returncode == 1 and "unreadable" in proc.stderr and "clear_cache.py" in proc.stderr

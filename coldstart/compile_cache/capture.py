@@ -29,6 +29,7 @@ from coldstart.compile_cache.common import (
     VLLM_CACHE_SUBDIR,
     VLLM_MODELINFO_SUBDIR,
     CaptureError,
+    OtherConfigCaches,
 )
 from coldstart.compile_cache.fingerprint import (
     DeviceInfo,
@@ -136,7 +137,7 @@ def check_engine_marker(vllm_cache_root: Path, fingerprint: Fingerprint) -> dict
     fields = _diff_dicts(fingerprint.to_dict(), left_by.to_dict())
     if fields:
         detail = _describe_diff(fingerprint.to_dict(), left_by.to_dict(), fields, have_label="on node")
-        raise CaptureError(
+        raise OtherConfigCaches(
             f"the engine caches in {vllm_cache_root} were left by {marker['model_name']} "
             f"{marker.get('experiment') or ''} (run {marker.get('run_id')}), another config: {detail}. "
             f"Publishing them would poison this key; run `service.py {fingerprint.model_name} <experiment>` "

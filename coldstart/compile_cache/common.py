@@ -206,6 +206,10 @@ class CaptureError(CompileCacheError):
     """The caches cannot be captured (nothing to capture, a file vanished, an unknown compression)."""
 
 
+class OtherConfigCaches(CaptureError):
+    """The node's engine caches were left by another model or config than the one being published."""
+
+
 class ManifestError(CompileCacheError, ValueError):
     """A manifest is not valid JSON or lacks required fields."""
 

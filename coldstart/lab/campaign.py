@@ -78,6 +78,7 @@ class Matrix:
     repeats: int | None = None
     service_args: tuple[str, ...] = ()  # after `--`: passed to every service.py
     scenarios: tuple[str, ...] = ("single",)  # registry.SCENARIOS: each experiment runs under each
+    capture: bool = False  # the runs fill a compile cache: done once ok, their miss being the point (--capture)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,11 @@ def _warm(
     return Matrix(models, experiments, suffix, node_state="warm", repeats=repeats, scenarios=scenarios)
 
 
+def _capture(models: tuple[str, ...], experiments: tuple[str, ...], suffix: str) -> Matrix:
+    """One warm miss run that exists to capture a cache (a publish follows): one, whatever --repeats says."""
+    return Matrix(models, experiments, suffix, node_state="warm", repeats=1, capture=True)
+
+
 _8B = ("llama-3-8b",)
 _TINY = ("tiny",)
 _TP2 = ("llama-3-8b-tp2",)
@@ -182,7 +188,7 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
         ),
         "tiny-cc": (
             Checkpoint("tiny"),
-            Matrix(_TINY, ("compile_cache",), "-cc-miss"),
+            Matrix(_TINY, ("compile_cache",), "-cc-miss", capture=True),
             Publish("tiny", "compile_cache", if_engine_caches=False),
             Matrix(_TINY, ("compile_cache",), "-cc-hit"),
         ),
@@ -193,7 +199,7 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
         "tiny-mega-miss": (
             # vLLM's whole-model mega AOT artifact: its cache has its own key, so a miss run captures it first.
             Checkpoint("tiny"),
-            Matrix(_TINY, ("compile_cache_mega",), "-mega-miss"),
+            Matrix(_TINY, ("compile_cache_mega",), "-mega-miss", capture=True),
             Publish("tiny", "compile_cache_mega", if_engine_caches=False),
         ),
         "tiny-mega-hit": (Matrix(_TINY, ("compile_cache_mega",), "-mega-hit"),),
@@ -224,14 +230,14 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
         "fast-tiny": (
             # The fast path's cache key holds its capture sizes and KV size: a miss run of its config captures it.
             Checkpoint("tiny"),
-            _warm(_TINY, ("cc_trims",), "-warm-miss", repeats=1),
+            _capture(_TINY, ("cc_trims",), "-warm-miss"),
             Publish("tiny", "cc_trims"),
             _warm(_TINY, ("fast",), "-warm"),
         ),
         "fast-8b-prep": (
             # One miss run whatever --repeats says: it exists to capture the cache.
             Checkpoint("llama-3-8b"),
-            _warm(_8B, ("cc_trims",), "-warm-miss", repeats=1),
+            _capture(_8B, ("cc_trims",), "-warm-miss"),
             Publish("llama-3-8b", "cc_trims"),
         ),
         "fast-8b": (_warm(_8B, ("fast",), "-warm"),),
@@ -239,7 +245,7 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
         "fast-8b-mega": (
             # fast + the whole-model AOT artifact: its own cache key, so one miss run captures it, then the hits.
             Checkpoint("llama-3-8b"),
-            _warm(_8B, ("fast_mega",), "-warm-miss", repeats=1),
+            _capture(_8B, ("fast_mega",), "-warm-miss"),
             Publish("llama-3-8b", "fast_mega"),
             _warm(_8B, ("fast_mega",), "-warm"),
         ),
@@ -265,7 +271,7 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
         # which vLLM hashes (now in the lab's key too). Its rungs need a capture of their own.
         "ladder-8b-inrep": (
             Checkpoint("llama-3-8b"),
-            _warm(_8B, ("cc_in_replica",), "-warm-miss", repeats=1),
+            _capture(_8B, ("cc_in_replica",), "-warm-miss"),
             Publish("llama-3-8b", "cc_in_replica"),
             _warm(_8B, ("cc_in_replica", "cc_prestart"), "-warm"),
         ),
@@ -292,7 +298,7 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
         # beside it; its capture sizes and KV size key a cache of its own, so one miss run captures it.
         "fast-tp2": (
             Checkpoint("llama-3-8b-tp2"),
-            _warm(_TP2, ("cc_trims",), "-x2-miss", repeats=1),
+            _capture(_TP2, ("cc_trims",), "-x2-miss"),
             Publish("llama-3-8b-tp2", "cc_trims"),
             _warm(_TP2, ("fast",), "-x2"),
         ),
@@ -306,7 +312,7 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
         ),
         "70b-rest": (_warm(_70B, ("runai_streamer", "compile_cache"), "-x4"),),
         "70b-fast": (
-            _warm(_70B, ("cc_trims",), "-x4-miss", repeats=1),
+            _capture(_70B, ("cc_trims",), "-x4-miss"),
             Publish("llama-3-70b", "cc_trims"),
             _warm(_70B, ("fast",), "-x4"),
         ),
@@ -324,7 +330,7 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
             _warm(_TINY_MOE, ("baseline",), "-warm"),
             Publish("tiny-moe", "compile_cache"),
             # fast before the middle rungs: a call cut short by its budget still has both ends of the ladder
-            _warm(_TINY_MOE, ("cc_trims",), "-warm-miss", repeats=1),
+            _capture(_TINY_MOE, ("cc_trims",), "-warm-miss"),
             Publish("tiny-moe", "cc_trims"),
             _warm(_TINY_MOE, ("fast",), "-warm"),
             _warm(_TINY_MOE, ("runai_streamer", "compile_cache", "all"), "-warm"),
@@ -524,6 +530,8 @@ class Campaign:
         )
         if m.scenarios != ("single",):  # the matrix's default: the commands of the steps before scenarios stay
             argv += ["--scenarios", *m.scenarios]
+        if m.capture:
+            argv.append("--capture")
         return argv + (["--", *m.service_args] if m.service_args else [])
 
     def unpack_argv(self, archive: Path) -> list[str]:

@@ -396,26 +396,32 @@ def _portable(path: Path | None) -> str | None:
         return str(path)
 
 
-def done_rows(rows: Sequence[ResultRow]) -> dict[tuple[str | None, str, str, str, int | None], ResultRow]:
-    """key -> the newest row that makes the run done: ``ok`` and not failing its audit."""
+def done_rows(
+    rows: Sequence[ResultRow], *, capture: bool = False
+) -> dict[tuple[str | None, str, str, str, int | None], ResultRow]:
+    """key -> the newest row that makes the run done: ``ok`` and not failing its audit. ``capture``: the runs
+    exist to fill a compile cache, so their miss is the point; ``ok`` alone makes them done."""
     return {
         (r.campaign, r.model, r.experiment, r.scenario_name, r.repeat): r
         for r in rows
-        if r.status is RunStatus.OK and r.audit_passed is not False
+        if r.status is RunStatus.OK and (capture or r.audit_passed is not False)
     }
 
 
-def pending(specs: Sequence[RunSpec], results_path: Path) -> list[RunSpec]:
+def pending(specs: Sequence[RunSpec], results_path: Path, *, capture: bool = False) -> list[RunSpec]:
     """Resume: runs with an ``ok`` row that passed its audit are done; failed runs and runs that failed the
-    audit (a cache run that did not hit, a cold run that did) are tried again, their flagged rows kept."""
-    done = done_rows(load_rows(results_path))
+    audit (a cache run that did not hit, a cold run that did) are tried again, their flagged rows kept.
+    ``capture``: see ``done_rows`` (lease s10 re-ran a resumed step's capture run, which then hit)."""
+    done = done_rows(load_rows(results_path), capture=capture)
     return [s for s in specs if s.key not in done]
 
 
-def nothing_to_run(specs: Sequence[RunSpec], rows: Sequence[ResultRow], results_path: Path, repeats: int) -> str:
+def nothing_to_run(
+    specs: Sequence[RunSpec], rows: Sequence[ResultRow], results_path: Path, repeats: int, *, capture: bool = False
+) -> str:
     """What a re-run of a finished campaign says instead of "0 ok, 0 failed": which rows already answer
     it, and the two ways to measure again (resume is per campaign, so the same command measures nothing)."""
-    done = done_rows(rows)
+    done = done_rows(rows, capture=capture)
 
     def run(spec: RunSpec) -> str:
         row = done[spec.key]
@@ -485,6 +491,7 @@ def run_matrix(
     time_budget_s: float | None = None,
     run_overhead_s: float = DEFAULT_RUN_OVERHEAD_S,
     clock: Callable[[], float] = time.monotonic,
+    capture: bool = False,
 ) -> list[ResultRow]:
     """Run what is pending. With ``time_budget_s`` (a lent machine's call limit), a run whose estimate no
     longer fits what is left is not started: a run killed halfway costs its time and leaves no row."""
@@ -492,7 +499,7 @@ def run_matrix(
 
     t_start = clock()
     gpu = provenance.gpu if provenance is not None else None
-    todo = pending(specs, results_path)
+    todo = pending(specs, results_path, capture=capture)
     rows = []
     columns = (
         TextColumn("{task.description}"),
@@ -842,6 +849,12 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client-timeout", type=positive_seconds, default=1800.0)
     parser.add_argument("--dry-run", action="store_true", help="list the runs it would do and exit")
     parser.add_argument(
+        "--capture",
+        action="store_true",
+        help="the runs exist to fill a compile cache (their miss is the point): a run that ended ok is done "
+        "on resume even though its cache audit failed",
+    )
+    parser.add_argument(
         "--no-progress",
         dest="progress",
         action="store_false",
@@ -909,7 +922,7 @@ def main(args: argparse.Namespace) -> int:
                 except InvalidPairError as exc:
                     print(f"  {exc}", file=sys.stderr)
         return 2
-    todo = pending(specs, args.results)
+    todo = pending(specs, args.results, capture=args.capture)
     service_args = [a for a in args.service_args if a != "--"]
     # Before the first cold start, not after it: a run costs minutes and its row must have somewhere to go.
     if todo and (problems := check_writable(args.results, todo)):
@@ -925,7 +938,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not todo:
         # Re-running a finished campaign (a second `make demo`) measures nothing; say so and how to measure.
-        print(nothing_to_run(specs, earlier, args.results, args.repeats))
+        print(nothing_to_run(specs, earlier, args.results, args.repeats, capture=args.capture))
         return 0
     sut = ServiceSUT(
         service_args,
@@ -944,6 +957,7 @@ def main(args: argparse.Namespace) -> int:
             show_progress=args.progress,
             time_budget_s=args.time_budget_s,
             run_overhead_s=args.run_overhead_s,
+            capture=args.capture,
         )
     except ResultsNotWritable as exc:
         print(f"error: {exc}; the campaign stopped there", file=sys.stderr)

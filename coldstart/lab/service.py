@@ -158,11 +158,21 @@ def publish_compile_cache(app_args: dict, node_env: dict[str, str]) -> int:
     )
     vllm_root, inductor_dir, triton_dir = cc.default_cache_dirs(env)
     try:
+        store = open_store(hook["compile_cache_store"])
         with tempfile.TemporaryDirectory() as tmp:
             archive = Path(tmp) / "compile-cache.tar"
             manifest = cc.capture(vllm_root, inductor_dir, triton_dir, archive, fingerprint=fingerprint)
-            cc.check_engine_marker(vllm_root, fingerprint)  # after capture, whose "nothing here" error comes first
-            result = cc.publish(open_store(hook["compile_cache_store"]), fingerprint, archive, manifest)
+            try:
+                cc.check_engine_marker(vllm_root, fingerprint)  # after capture: its "nothing here" comes first
+            except cc.OtherConfigCaches as other:
+                # A resumed campaign step publishes after a later run left another config's caches: when this
+                # key's entry is already good there is nothing of this config here to add, so nothing to refuse.
+                prefix = cc.entry_prefix(fingerprint)
+                if not cc.verify_entry(store, prefix).ok:
+                    raise
+                print(f"compile cache publish: SKIPPED {prefix} already published; nothing added ({other})")
+                return 0
+            result = cc.publish(store, fingerprint, archive, manifest)
     except (cc.CompileCacheError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
