@@ -116,6 +116,31 @@ def test_each_replica_span_holds_its_own_engine_start_and_ready():
     assert ReplicaSpan.from_dict(first.to_dict()) == first
 
 
+def test_a_replica_never_marked_running_is_found_by_its_own_lines():
+    # Real lines (llama-3-8b/fast/20261130T084613Z-88c9, two replicas started together): the run ended before
+    # the controller said 02ar21jh "started successfully", so only the replica's own lines name its pid.
+    log = "\n".join(
+        [
+            _FOLLOWER + f"19:01:32,861 controller 12007 -- Starting Replica(id='02ar21jh', {_LLM}).",
+            "\x1b[36m(ServeReplica:coldstart-tiny:ColdStartLLMServer:tiny pid=9940)\x1b[0m :::COLDSTART "
+            + json.dumps({"event": "engine_start", "t": T0 + 4.0, "pid": 9940}),
+            "\x1b[36m(ServeReplica:coldstart-tiny:ColdStartLLMServer:tiny pid=9941)\x1b[0m :::COLDSTART "
+            + json.dumps({"event": "engine_start", "t": T0 + 3.0, "pid": 9941}),
+            "\x1b[36m(ServeReplica:coldstart-tiny:ColdStartLLMServer:tiny pid=9940)\x1b[0m INFO 2026-11-29 "
+            "19:01:33,498 coldstart-tiny_ColdStartLLMServer:tiny 02ar21jh -- Clearing the current platform cache ...",
+            "\x1b[36m(ServeReplica:coldstart-tiny:ColdStartLLMServer:tiny pid=9940)\x1b[0m INFO 2026-11-29 "
+            "19:01:50,136 coldstart-tiny_ColdStartLLMServer:tiny 02ar21jh -- Started vLLM engine.",
+        ]
+    )
+    (span,) = replica_spans(log, 0.0)
+    assert span.t_running_epoch is None
+    assert (span.pid, span.t_engine_start_epoch) == (9940, T0 + 4.0)  # its own process's, not 9941's
+    assert span.t_engine_ready_epoch == _epoch("2026-11-29 19:01:50,136")
+    # The controller's pid, when it gave one, is kept over anything else.
+    (first, _) = replica_spans(CONTROLLER_LOG + "\n" + log.replace("02ar21jh", "1jjuggdv").split("\n", 1)[1], 0.0)
+    assert first.pid == 12012
+
+
 def test_replica_spans_move_local_stamps_to_epoch_by_the_timelines_offset():
     # UTC+2 (local minus UTC = +7200 s): a local 19:01 is 17:01 UTC.
     (first, _) = replica_spans(CONTROLLER_LOG, 7200.0)

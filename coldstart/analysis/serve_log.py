@@ -70,6 +70,9 @@ REPLICA_RULES: tuple[ReplicaRule, ...] = (
 # Ray LLM's line when the replica's engine is up, written by the replica's own logger (it names the replica).
 _ENGINE_READY = re.compile(_STAMP + r" \S+ (?P<replica>[a-z0-9]{6,16}) -- Started vLLM engine\.")
 
+# Any line of a replica's own logger, as Ray forwards it: the worker's pid, then the replica it hosts.
+_OWN_LINE = re.compile(r"\(ServeReplica:\S+ pid=(?P<pid>\d+)\)\S* \w+ " + _STAMP + r" \S+ (?P<replica>[a-z0-9]{6,16}) ")
+
 # "<app>_<deployment> <replica> <request id> -- CALL <method> OK": the replica's access line for a handle call.
 _CALL = re.compile(
     r" (?P<component>\S+) (?P<replica>[a-z0-9]{6,16}) (?P<request>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
@@ -178,7 +181,14 @@ def replica_spans(log_text: str, utc_offset_s: float) -> tuple[ReplicaSpan, ...]
 
 def _add_engine_times(log_text: str, spans: Mapping[str, dict[str, object]], utc_offset_s: float) -> None:
     """Each replica's engine start (the lab callback's ``engine_start``, from the replica's process: the pid the
-    controller named) and engine ready (Ray LLM's line naming the replica), where the log has them."""
+    controller named) and engine ready (Ray LLM's line naming the replica), where the log has them. A replica
+    the run ended before Serve marked it running has no pid from the controller (lease s10, two replicas
+    started together: the burst was served by the first, the log stopped 0.3 s before the second ran); its own
+    lines then name the process."""
+    for m in _OWN_LINE.finditer(log_text):
+        span = spans.get(m["replica"])
+        if span is not None and "pid" not in span:
+            span["pid"] = int(m["pid"])
     engine_starts: dict[int, float] = {}
     for event in read_events(log_text):
         if event.get("event") == "engine_start" and isinstance(event.get("pid"), int):
