@@ -8,7 +8,7 @@ Variants are made with ``dataclasses.replace`` rather than copied entries.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -116,6 +116,54 @@ def _frozen(d: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
 
 
 @dataclass(frozen=True)
+class Quantization:
+    """Block-wise FP8 weights, laid out as the public FP8 checkpoints hold them (Qwen/Qwen3-235B-A22B-FP8): each
+    linear layer's weight in float8 e4m3 beside one float32 ``weight_scale_inv`` per block; embeddings, norms,
+    the MoE router (``mlp.gate``) and ``lm_head`` stay bf16 (the config lists them as not converted)."""
+
+    method: str = "fp8"
+    fmt: str = "e4m3"
+    activation_scheme: str = "dynamic"
+    weight_block_size: tuple[int, int] = (128, 128)
+
+    def hf_config(self, not_converted: Sequence[str]) -> dict[str, Any]:
+        """``config.json``'s ``quantization_config`` (what vLLM's ``Fp8Config.from_config`` reads)."""
+        return {
+            "quant_method": self.method,
+            "fmt": self.fmt,
+            "activation_scheme": self.activation_scheme,
+            "weight_block_size": list(self.weight_block_size),
+            "modules_to_not_convert": list(not_converted),
+        }
+
+    def tp_problems(self, arch: Architecture, tp_size: int, *, expert_parallel: bool) -> list[str]:
+        """Per-rank widths that are not whole blocks: vLLM refuses such a model at start-up, after minutes of
+        loading on a big one (vllm-project/vllm#17569: Qwen3-235B-A22B-FP8 at TP8, whose experts split to 192)."""
+        block_n, block_k = self.weight_block_size
+        hd = arch.head_dim_resolved
+        # (what, per-rank width, the block side it must be a multiple of)
+        widths = [
+            ("q_proj output", arch.num_attention_heads * hd // tp_size, block_n),
+            ("o_proj input", arch.num_attention_heads * hd // tp_size, block_k),
+        ]
+        if arch.is_moe:
+            assert arch.moe_intermediate_size is not None
+            # With expert parallelism each rank holds whole experts: their width is not split.
+            expert = arch.moe_intermediate_size // (1 if expert_parallel else tp_size)
+            widths += [("experts' gate/up output", expert, block_n), ("experts' down_proj input", expert, block_k)]
+        else:
+            widths += [
+                ("gate/up output", arch.intermediate_size // tp_size, block_n),
+                ("down_proj input", arch.intermediate_size // tp_size, block_k),
+            ]
+        return [
+            f"{what} per rank is {width}, not a multiple of the {block} of the FP8 blocks"
+            for what, width, block in widths
+            if tp_size > 1 and width % block
+        ]
+
+
+@dataclass(frozen=True)
 class Model:
     name: str
     hub_id: str | None  # None: synthetic only (no public checkpoint of this shape)
@@ -126,10 +174,14 @@ class Model:
     request_timeout_s: float = 600.0
     small: bool = False  # fits a laptop / CPU / CI
     engine_overrides: Mapping[str, Any] = field(default_factory=_frozen)
+    quantization: Quantization | None = None  # None: bf16 weights
 
-    @property
-    def checkpoint_gb(self) -> float:
-        return self.arch.checkpoint_bytes() / 1e9
+    def quantization_problems(self) -> list[str]:
+        """Why vLLM would refuse this model's quantized weights at its TP size (empty: it loads them)."""
+        if self.quantization is None:
+            return []
+        ep = bool(self.engine_overrides.get("enable_expert_parallel"))
+        return self.quantization.tp_problems(self.arch, self.tp_size, expert_parallel=ep)
 
 
 @dataclass(frozen=True)
@@ -296,6 +348,20 @@ MODELS: Mapping[str, Model] = _frozen(
             dataclasses.replace(_LLAMA_8B, name="llama-3-8b-tp2", tp_size=2),
             Model("llama-3-70b", "meta-llama/Meta-Llama-3-70B-Instruct", 4, _LLAMA3_70B, request_timeout_s=1800),
             Model("qwen-3-235b", "Qwen/Qwen3-235B-A22B", 8, _QWEN3_235B, request_timeout_s=3600),
+            # What eight H200s can hold (README "The big models"): the same architecture in block-wise FP8, ~236 GB.
+            # Its experts (1536 wide) split over 8 ranks are 192 wide, not whole 128-blocks: vLLM refuses that,
+            # so each rank holds 16 whole experts instead (expert parallelism; attention stays TP8).
+            Model(
+                "qwen-3-235b-fp8",
+                "Qwen/Qwen3-235B-A22B-FP8",
+                8,
+                _QWEN3_235B,
+                request_timeout_s=3600,
+                engine_overrides=_frozen({"enable_expert_parallel": True}),
+                quantization=Quantization(),
+            ),
+            # Its layout at tiny-moe's size, for the writer's tests and a one-GPU run (FP8 needs a GPU: not CPU).
+            Model("tiny-moe-fp8", None, 1, _TINY_MOE, max_model_len=512, quantization=Quantization()),
         )
     }
 )

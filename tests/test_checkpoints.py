@@ -294,3 +294,77 @@ def test_every_model_id_decodes_to_text(tmp_path):
     assert vocab == len(tok) == 3000
     assert all(tok.decode([i]) for i in (4, 511, 512, 1999, 2999))
     assert tok("hello world")["input_ids"] == AutoTokenizer.from_pretrained(tmp_path)("hello world")["input_ids"]
+
+
+# ---------------------------------------------------------------- block-wise FP8 (the 235B on eight H200s)
+
+
+@pytest.mark.parametrize("name", [n for n, m in MODELS.items() if m.quantization is not None])
+def test_fp8_plan_quantizes_every_projection_with_one_scale_per_block(name):
+    model = MODELS[name]
+    assert model.quantization is not None
+    block_n, block_k = model.quantization.weight_block_size
+    specs = checkpoint_tensors(model.arch, model.quantization)
+    by_name = {s.name: s for s in specs}
+    weights = [s for s in specs if not s.is_scale]
+    assert [(s.name, s.shape) for s in weights] == [(s.name, s.shape) for s in checkpoint_tensors(model.arch)]
+    assert sum(s.numel for s in weights) == model.arch.param_count()
+    for s in weights:
+        scale = by_name.get(s.name.removesuffix(".weight") + ".weight_scale_inv")
+        if s.name.endswith("_proj.weight"):
+            assert s.dtype == "F8_E4M3" and scale is not None, s.name
+            rows, cols = s.shape
+            assert scale.dtype == "F32" and scale.shape == (-(-rows // block_n), -(-cols // block_k)), s.name
+        else:
+            assert s.dtype == "BF16" and scale is None, s.name
+    # Half the bf16 bytes, plus the bf16 embeddings, routers and lm_head (most of tiny's bytes) and the scales.
+    fp8_bytes = sum(s.size_bytes for s in specs)
+    kept_bytes = sum(s.size_bytes for s in specs if s.dtype != "F8_E4M3")
+    assert fp8_bytes - kept_bytes == sum(s.numel for s in specs if s.dtype == "F8_E4M3")
+    if name == "qwen-3-235b-fp8":  # the public Qwen3-235B-A22B-FP8 is 48 shards of ~4.98 GB
+        assert fp8_bytes / sum(s.size_bytes for s in checkpoint_tensors(model.arch)) < 0.51
+        assert 230e9 < fp8_bytes < 240e9
+    routers = [f"model.layers.{i}.mlp.gate" for i in range(model.arch.num_hidden_layers)]
+    assert checkpoints.not_converted(specs) == [*routers, "lm_head"]
+
+
+@pytest.fixture(scope="module")
+def fp8_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_checkpoint(get_model("tiny-moe-fp8"), tmp_path_factory.mktemp("fp8") / "ck", progress=False).path
+
+
+def test_fp8_files_hold_e4m3_weights_that_dequantize_to_the_bf16_init(fp8_folder):
+    model = get_model("tiny-moe-fp8")
+    tensors = _file_tensors(fp8_folder)
+    specs = checkpoint_tensors(model.arch, model.quantization)
+    dtypes = {"BF16": torch.bfloat16, "F8_E4M3": torch.float8_e4m3fn, "F32": torch.float32}
+    assert {k: (tuple(v.shape), v.dtype) for k, v in tensors.items()} == {
+        s.name: (s.shape, dtypes[s.dtype]) for s in specs
+    }
+    expert = "model.layers.1.mlp.experts.7.down_proj"
+    scale = tensors[f"{expert}.weight_scale_inv"]
+    # Dequantize as vLLM does: each 128 x 128 block times its scale.
+    dequant = tensors[f"{expert}.weight"].float() * scale.repeat_interleave(128, 0).repeat_interleave(128, 1)
+    assert abs(dequant.std().item() - 0.02) < 0.002 and dequant.abs().max().item() < 448 * 0.02
+    assert tensors["model.layers.1.mlp.gate.weight"].dtype == torch.bfloat16
+    marker = json.loads((fp8_folder / MARKER_NAME).read_text())
+    assert marker["quantization"]["weight_block_size"] == [128, 128]
+    assert marker["weights_size_bytes"] == sum(s.size_bytes for s in specs)
+
+
+def test_fp8_config_is_what_vllm_reads_and_bf16_markers_stay_as_they_were(fp8_folder, written):
+    config = json.loads((fp8_folder / "config.json").read_text())
+    assert config["quantization_config"] == {
+        "quant_method": "fp8",
+        "fmt": "e4m3",
+        "activation_scheme": "dynamic",
+        "weight_block_size": [128, 128],
+        "modules_to_not_convert": ["model.layers.0.mlp.gate", "model.layers.1.mlp.gate", "lm_head"],
+    }
+    # A bf16 checkpoint's identity is unchanged, so the folders written before FP8 existed still match.
+    assert "quantization" not in json.loads((written["tiny"] / MARKER_NAME).read_text())
+    assert "quantization_config" not in json.loads((written["tiny"] / "config.json").read_text())
+    fp8 = pytest.importorskip("vllm.model_executor.layers.quantization.fp8")
+    parsed = fp8.Fp8Config.from_config(config["quantization_config"])
+    assert parsed.weight_block_size == [128, 128] and parsed.is_checkpoint_fp8_serialized
+    assert parsed.ignored_layers == config["quantization_config"]["modules_to_not_convert"]

@@ -85,6 +85,25 @@ def test_registry_shapes_are_the_public_configs():
     assert MODELS["qwen-3-235b"].request_timeout_s > 600
 
 
+def test_fp8_235b_holds_whole_experts_per_rank_because_split_ones_are_not_whole_blocks():
+    # vllm-project/vllm#17569: Qwen3-235B-A22B-FP8 at TP8 fails its load (experts 1536 / 8 = 192 wide).
+    fp8 = MODELS["qwen-3-235b-fp8"]
+    assert (fp8.arch, fp8.tp_size, fp8.hub_id) == (MODELS["qwen-3-235b"].arch, 8, "Qwen/Qwen3-235B-A22B-FP8")
+    split = dataclasses.replace(fp8, engine_overrides={})
+    assert split.quantization_problems() == [
+        "experts' gate/up output per rank is 192, not a multiple of the 128 of the FP8 blocks",
+        "experts' down_proj input per rank is 192, not a multiple of the 128 of the FP8 blocks",
+    ]
+    assert fp8.quantization_problems() == []  # expert parallelism: 16 whole experts a rank
+    assert [m.name for m in MODELS.values() if m.quantization_problems()] == []
+    # The same split on bf16 weights is no problem; nor is one rank (tiny's 256-wide experts are two blocks).
+    assert dataclasses.replace(split, quantization=None).quantization_problems() == []
+    assert dataclasses.replace(split, tp_size=1).quantization_problems() == []
+    cfg = build_llm_config(fp8, get_experiment("baseline"), _opts())
+    assert cfg["engine_kwargs"]["enable_expert_parallel"] is True
+    assert cfg["engine_kwargs"]["tensor_parallel_size"] == 8
+
+
 def test_registry_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         MODELS["tiny"].tp_size = 2  # type: ignore[misc]

@@ -160,6 +160,8 @@ _8B = ("llama-3-8b",)
 _TINY = ("tiny",)
 _TP2 = ("llama-3-8b-tp2",)
 _70B = ("llama-3-70b",)
+_TINY_MOE_FP8 = ("tiny-moe-fp8",)
+_235B_FP8 = ("qwen-3-235b-fp8",)
 _TINY_MOE = ("tiny-moe",)
 # The 70B's sharded state is built in RAM: on the x4 machine's 235 GiB disk the checkpoint (141 GB, staged by
 # hard links) and a second 141 GB copy do not fit together. Evict frees the disk before the copy is staged.
@@ -334,6 +336,30 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
             Publish("tiny-moe", "cc_trims"),
             _warm(_TINY_MOE, ("fast",), "-warm"),
             _warm(_TINY_MOE, ("runai_streamer", "compile_cache", "all"), "-warm"),
+        ),
+        # The FP8 layout the 235B needs on eight H200s (block-wise e4m3 + float32 scales), proven at tiny-moe's
+        # size on one GPU first: the stock rung and the fast path. `fast` needs its own capture (its key).
+        "moe-tiny-fp8": (
+            Checkpoint("tiny-moe-fp8"),
+            _warm(_TINY_MOE_FP8, ("baseline",), "-warm"),
+            _capture(_TINY_MOE_FP8, ("cc_trims",), "-warm-miss"),
+            Publish("tiny-moe-fp8", "cc_trims"),
+            _warm(_TINY_MOE_FP8, ("fast",), "-warm"),
+        ),
+        # qwen-3-235b-fp8 on eight H200s (#20; plan: README "The big models"). Run with
+        # COLDSTART_HOME=/dev/shm/coldstart-home: the ~236 GB checkpoint and its store are one linked copy in RAM.
+        # A stock baseline may outlast a 10-minute command (the ancestor's bf16 one took ~1016 s): fast first.
+        "235b-prep": (Checkpoint("qwen-3-235b-fp8", link=True),),
+        "235b-fast": (
+            Checkpoint("qwen-3-235b-fp8", link=True),  # a no-op when 235b-prep wrote it on this lease
+            _capture(_235B_FP8, ("cc_trims",), "-x8-miss"),
+            Publish("qwen-3-235b-fp8", "cc_trims"),
+            _warm(_235B_FP8, ("fast",), "-x8"),
+        ),
+        "235b-stock": (
+            _warm(_235B_FP8, ("baseline",), "-x8"),
+            Publish("qwen-3-235b-fp8", "compile_cache"),
+            _warm(_235B_FP8, ("compile_cache",), "-x8"),
         ),
         "scenarios-tiny": (
             Checkpoint("tiny"),

@@ -14,7 +14,8 @@
 #        70b-prep 70b-baseline 70b-rest 70b-fast 70b-shard 70b-sharded (four GPUs; 70b-shard evicts the unsharded copy)
 #        fast-tiny fast-8b-prep fast-8b fast-8b-cold fast-8b-mega baseline-8b ladder-8b ladder-8b-rest ladder-8b-inrep
 #        (the fast path; warm node unless named)
-#        moe-tiny (the 235B's family at tiny's size, every experiment)
+#        moe-tiny (the 235B's family at tiny's size, every experiment) moe-tiny-fp8 (its FP8 layout: baseline, fast)
+#        235b-prep 235b-fast 235b-stock (eight GPUs, COLDSTART_HOME=/dev/shm/coldstart-home)
 #        scenarios-8b-fast scenarios-8b-cc scenarios-tiny (burst / after ready / back from zero, sleep and wake)
 # Home: `python -m coldstart import-runs <the call's runs-*.tgz>` appends the new rows and copies their logs;
 # runs a call's limit cut short have no row and are listed, not imported. Keep the call's $OUT/cc-*.tgz (one
