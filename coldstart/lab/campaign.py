@@ -156,6 +156,16 @@ def _capture(models: tuple[str, ...], experiments: tuple[str, ...], suffix: str)
     return Matrix(models, experiments, suffix, node_state="warm", repeats=1, capture=True)
 
 
+def _fast_captured(model: str, suffix: str) -> tuple[Action, ...]:
+    """The fast path where its cache is not yet in the store: one capture (miss) run of ``cc_trims``, whose
+    key is fast's (same capture sizes and KV size), its publish, then fast's measured runs."""
+    return (
+        _capture((model,), ("cc_trims",), f"{suffix}-miss"),
+        Publish(model, "cc_trims"),
+        _warm((model,), ("fast",), suffix),
+    )
+
+
 _8B = ("llama-3-8b",)
 _TINY = ("tiny",)
 _TP2 = ("llama-3-8b-tp2",)
@@ -232,9 +242,7 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
         "fast-tiny": (
             # The fast path's cache key holds its capture sizes and KV size: a miss run of its config captures it.
             Checkpoint("tiny"),
-            _capture(_TINY, ("cc_trims",), "-warm-miss"),
-            Publish("tiny", "cc_trims"),
-            _warm(_TINY, ("fast",), "-warm"),
+            *_fast_captured("tiny", "-warm"),
         ),
         "fast-8b-prep": (
             # One miss run whatever --repeats says: it exists to capture the cache.
@@ -300,9 +308,7 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
         # beside it; its capture sizes and KV size key a cache of its own, so one miss run captures it.
         "fast-tp2": (
             Checkpoint("llama-3-8b-tp2"),
-            _capture(_TP2, ("cc_trims",), "-x2-miss"),
-            Publish("llama-3-8b-tp2", "cc_trims"),
-            _warm(_TP2, ("fast",), "-x2"),
+            *_fast_captured("llama-3-8b-tp2", "-x2"),
         ),
         # llama-3-70b at TP4 on four H200s (#19; plan: README "llama-3-70b on four H200s"). Warm node: the
         # machine's RAM (512 GiB) holds the checkpoint's pages. 70b-shard evicts the unsharded copy: run it last.
@@ -313,11 +319,7 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
             Publish("llama-3-70b", "compile_cache"),
         ),
         "70b-rest": (_warm(_70B, ("runai_streamer", "compile_cache"), "-x4"),),
-        "70b-fast": (
-            _capture(_70B, ("cc_trims",), "-x4-miss"),
-            Publish("llama-3-70b", "cc_trims"),
-            _warm(_70B, ("fast",), "-x4"),
-        ),
+        "70b-fast": _fast_captured("llama-3-70b", "-x4"),
         "70b-shard": (
             Checkpoint("llama-3-70b", link=True),
             Shard("llama-3-70b", out=_70B_SHARDED_BUILD),
@@ -332,9 +334,7 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
             _warm(_TINY_MOE, ("baseline",), "-warm"),
             Publish("tiny-moe", "compile_cache"),
             # fast before the middle rungs: a call cut short by its budget still has both ends of the ladder
-            _capture(_TINY_MOE, ("cc_trims",), "-warm-miss"),
-            Publish("tiny-moe", "cc_trims"),
-            _warm(_TINY_MOE, ("fast",), "-warm"),
+            *_fast_captured("tiny-moe", "-warm"),
             _warm(_TINY_MOE, ("runai_streamer", "compile_cache", "all"), "-warm"),
         ),
         # The FP8 layout the 235B needs on eight H200s (block-wise e4m3 + float32 scales), proven at tiny-moe's
@@ -342,9 +342,7 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
         "moe-tiny-fp8": (
             Checkpoint("tiny-moe-fp8"),
             _warm(_TINY_MOE_FP8, ("baseline",), "-warm"),
-            _capture(_TINY_MOE_FP8, ("cc_trims",), "-warm-miss"),
-            Publish("tiny-moe-fp8", "cc_trims"),
-            _warm(_TINY_MOE_FP8, ("fast",), "-warm"),
+            *_fast_captured("tiny-moe-fp8", "-warm"),
         ),
         # qwen-3-235b-fp8 on eight H200s (#20; plan: README "The big models"). Run with
         # COLDSTART_HOME=/dev/shm/coldstart-home: the ~236 GB checkpoint and its store are one linked copy in RAM.
@@ -352,9 +350,7 @@ STEPS: Mapping[str, tuple[Action, ...]] = MappingProxyType(
         "235b-prep": (Checkpoint("qwen-3-235b-fp8", link=True),),
         "235b-fast": (
             Checkpoint("qwen-3-235b-fp8", link=True),  # a no-op when 235b-prep wrote it on this lease
-            _capture(_235B_FP8, ("cc_trims",), "-x8-miss"),
-            Publish("qwen-3-235b-fp8", "cc_trims"),
-            _warm(_235B_FP8, ("fast",), "-x8"),
+            *_fast_captured("qwen-3-235b-fp8", "-x8"),
         ),
         "235b-stock": (
             _warm(_235B_FP8, ("baseline",), "-x8"),
