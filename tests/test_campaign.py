@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import tarfile
 from collections.abc import Callable, Mapping, Sequence
@@ -87,6 +88,7 @@ def lease(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("COLDSTART_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("VLLM_CACHE_ROOT", raising=False)
     monkeypatch.setattr(cmp, "LEASE_LOGS", tmp_path / "lease-logs")
+    monkeypatch.setattr(cmp, "LEASE_HOME_CACHES", tmp_path / "home-caches.txt")
     return tmp_path
 
 
@@ -387,6 +389,32 @@ def test_archive_layout_one_archive_per_compile_cache_entry(lease: Path):
             tar.extractall(carried, filter="data")
     assert (carried / "compile-cache" / "tiny" / "0123456789abcdef" / MANIFEST_NAME).is_file()
     assert not (carried / "compile-cache" / "llama-3-8b" / "3a4dfd60ae8e3b4b" / "cache-old.tar.gz").exists()
+
+
+def test_entries_carried_in_unchanged_stay_out_of_every_call_s_archives(lease: Path):
+    # Lease s10: seven carried entries + runs.tgz + the call's log passed the 8 files a call returns.
+    ex = FakeExecutor()
+    c = make(ex, lease)
+    kept = _store_entry(c.store_dir, "llama-3-8b", "3a4dfd60ae8e3b4b", "cache-a.tar.gz")
+    changed = _store_entry(c.store_dir, "tiny", "0123456789abcdef", "cache-t.tar.gz")
+    cmp.CARRIED_CACHES.mkdir(parents=True)
+    for entry in (kept, changed):
+        with tarfile.open(cmp.CARRIED_CACHES / f"cc-{entry.parent.name}-{entry.name}.tgz", "w:gz") as tar:
+            for path, arcname in cmp.entry_members(entry, c.store_dir):
+                tar.add(path, arcname=arcname)
+    (cmp.CARRIED_CACHES / "cc-broken.tgz").write_bytes(b"not a tarball")
+    # This lease: the tiny entry was replaced (another manifest), and a new entry was published.
+    (changed / MANIFEST_NAME).write_bytes((changed / MANIFEST_NAME).read_bytes().replace(b"cache-t", b"cache-u"))
+    (changed / "cache-u.tar.gz").write_text("y")
+    _store_entry(c.store_dir, "tiny-moe", "d55a384e27a5ed30", "cache-m.tar.gz")
+    run_campaign(c, ["fast-8b"])
+    expected = ["cc-tiny-0123456789abcdef.tgz", "cc-tiny-moe-d55a384e27a5ed30.tgz"]
+    assert sorted(p.name for p in (lease / "out").glob("cc-*.tgz")) == expected
+    # A later call of the lease carries nothing, and still leaves home's entries out.
+    shutil.rmtree(cmp.CARRIED_CACHES)
+    shutil.rmtree(lease / "out")
+    run_campaign(make(FakeExecutor(), lease), ["fast-8b"])
+    assert sorted(p.name for p in (lease / "out").glob("cc-*.tgz")) == expected
 
 
 def test_setup_seeds_the_lease_results_once_and_brings_back_earlier_logs(lease: Path):

@@ -5,9 +5,9 @@ serve S3 locally, shard). The campaign expands them into the same commands scrip
 matrix runner, ``service.py --publish-compile-cache``, the checkpoint / stage / shard tools), each in its own
 process so a crash in one ends only that command. One deadline covers the whole call: each matrix gets what is
 left of it as ``--time-budget-s``. After every step the lease's rows and logs are re-packed into
-``$OUT/runs.tgz`` (the layout ``import-runs`` reads) and each of the store's compile-cache entries into its
-own ``$OUT/cc-<model>-<key>.tgz`` (one archive comes back only under 16 MiB, and three 8B entries are 22 MB),
-so a call its limit cuts short still brings home the steps it finished.
+``$OUT/runs.tgz`` (the layout ``import-runs`` reads) and each compile-cache entry home lacks (all but those
+carried in unchanged) into its own ``$OUT/cc-<model>-<key>.tgz`` (one archive comes back only under 16 MiB, and
+three 8B entries are 22 MB), so a call its limit cuts short still brings home the steps it finished.
 
 The exit status is non-zero when any command of any step failed (the bash version lost it); as in bash, a
 failed command does not stop its step (a matrix with one failed run must not skip the publish and the
@@ -17,6 +17,7 @@ matrices after it), and a failed step does not stop the call.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shlex
 import shutil
@@ -47,6 +48,10 @@ LEASE_LOGS = Path("/tmp/coldstart-lease-logs")
 # the archives ``archive`` wrote, carried in this folder and unpacked into the lease's store by every call that
 # carries them (with the tree and the last bundle part they may not fit in one call: carry them in their own).
 CARRIED_CACHES = Path(".gpu/cc-store")
+# The compile-cache entries home already has (carried in by this lease's first call, as "<entry> <manifest
+# sha256>" lines): calls send back only entries that are new or changed. A call returns at most 8 files (lease
+# s10: seven carried entries, the call's log and runs.tgz made nine, and runs.tgz stayed behind).
+LEASE_HOME_CACHES = Path("/tmp/coldstart-lease-home-caches.txt")
 DEFAULT_CALL_BUDGET_S = 560
 MOTO_LOG = Path("/tmp/moto.log")
 
@@ -717,19 +722,21 @@ class Campaign:
                 if (rc := self.executor.run(self.unpack_argv(archive), env={}))
             ]
             self.executor.run(self.coldstart("compile-cache", "show"), env={})
+            remember_home_caches(carried, LEASE_HOME_CACHES)
             return failures
         return []
 
     def archive(self) -> None:
         """The lease so far into ``out``: ``runs.tgz`` (``results/`` with the lease's rows as results.jsonl, and
-        every log) and one ``cc-<model>-<key>.tgz`` per compile-cache entry of the store, for the next lease to
-        carry in ``CARRIED_CACHES``."""
+        every log) and one ``cc-<model>-<key>.tgz`` per compile-cache entry of the store that home lacks, for the
+        next lease to carry in ``CARRIED_CACHES``."""
         runs = self.out / "runs.tgz"
         if self.executor.dry_run:
             self.executor.say(
                 f"  archive: cp {self.results} {ARCHIVE_RESULTS}; cp -r {ARCHIVE_LOGS}/. {LEASE_LOGS}/; "
                 f"tar czf {runs} results {ARCHIVE_LOGS}; for each {self.store_dir}/compile-cache/<model>/<key>/: "
-                f"tar czf {self.out}/cc-<model>-<key>.tgz (its manifest and the archive it names)"
+                f"tar czf {self.out}/cc-<model>-<key>.tgz (its manifest and the archive it names) unless it was "
+                "carried in unchanged"
             )
             return
         shutil.copyfile(self.results, ARCHIVE_RESULTS)
@@ -737,13 +744,50 @@ class Campaign:
         if Path(ARCHIVE_LOGS).is_dir():
             shutil.copytree(ARCHIVE_LOGS, LEASE_LOGS, dirs_exist_ok=True)
         write_tgz(runs, [(Path("results"), "results"), (Path(ARCHIVE_LOGS), ARCHIVE_LOGS)])
+        home = home_caches(LEASE_HOME_CACHES)
         for entry in sorted((self.store_dir / "compile-cache").glob("*/*/")):
+            if entry_id(entry, self.store_dir) in home:
+                continue  # carried in unchanged: home has it
             name = f"cc-{entry.parent.name}-{entry.name}.tgz"
             write_tgz(self.out / name, entry_members(entry, self.store_dir))
 
 
 def carried_caches() -> list[Path]:
     return sorted(CARRIED_CACHES.glob("*.tgz"))
+
+
+def entry_id(entry: Path, store_dir: Path) -> str:
+    """``compile-cache/<model>/<key> <sha256 of its manifest>`` (``-`` when it has none): the entry as home has it."""
+    try:
+        digest = hashlib.sha256((entry / MANIFEST_NAME).read_bytes()).hexdigest()
+    except OSError:
+        digest = "-"
+    return f"{entry.relative_to(store_dir).as_posix()} {digest}"
+
+
+def remember_home_caches(carried: Sequence[Path], lines_file: Path) -> None:
+    """Add the entries of the carried archives to ``lines_file`` (they are home). An archive that cannot be
+    read adds nothing: its unpack already failed the call, and its entries are then sent back."""
+    known = home_caches(lines_file)
+    for archive in carried:
+        try:
+            with tarfile.open(archive) as tar:
+                for member in tar.getmembers():
+                    if member.isfile() and member.name.endswith("/" + MANIFEST_NAME):
+                        body = tar.extractfile(member)
+                        if body is not None:
+                            entry = member.name.removesuffix("/" + MANIFEST_NAME)
+                            known.add(f"{entry} {hashlib.sha256(body.read()).hexdigest()}")
+        except (OSError, tarfile.TarError):
+            continue
+    lines_file.write_text("".join(f"{line}\n" for line in sorted(known)))
+
+
+def home_caches(lines_file: Path) -> set[str]:
+    try:
+        return set(lines_file.read_text().splitlines())
+    except FileNotFoundError:
+        return set()
 
 
 def entry_members(entry: Path, store_dir: Path) -> list[tuple[Path, str]]:
