@@ -756,13 +756,18 @@ def carried_caches() -> list[Path]:
     return sorted(CARRIED_CACHES.glob("*.tgz"))
 
 
+def _home_line(entry: str, manifest: bytes | None) -> str:
+    """``compile-cache/<model>/<key> <sha256 of its manifest>`` (``-`` without one): an entry as home has it."""
+    return f"{entry} {'-' if manifest is None else hashlib.sha256(manifest).hexdigest()}"
+
+
 def entry_id(entry: Path, store_dir: Path) -> str:
-    """``compile-cache/<model>/<key> <sha256 of its manifest>`` (``-`` when it has none): the entry as home has it."""
+    """The store's entry as a ``LEASE_HOME_CACHES`` line."""
     try:
-        digest = hashlib.sha256((entry / MANIFEST_NAME).read_bytes()).hexdigest()
+        manifest: bytes | None = (entry / MANIFEST_NAME).read_bytes()
     except OSError:
-        digest = "-"
-    return f"{entry.relative_to(store_dir).as_posix()} {digest}"
+        manifest = None
+    return _home_line(entry.relative_to(store_dir).as_posix(), manifest)
 
 
 def remember_home_caches(carried: Sequence[Path], lines_file: Path) -> None:
@@ -776,8 +781,7 @@ def remember_home_caches(carried: Sequence[Path], lines_file: Path) -> None:
                     if member.isfile() and member.name.endswith("/" + MANIFEST_NAME):
                         body = tar.extractfile(member)
                         if body is not None:
-                            entry = member.name.removesuffix("/" + MANIFEST_NAME)
-                            known.add(f"{entry} {hashlib.sha256(body.read()).hexdigest()}")
+                            known.add(_home_line(member.name.removesuffix("/" + MANIFEST_NAME), body.read()))
         except (OSError, tarfile.TarError):
             continue
     lines_file.write_text("".join(f"{line}\n" for line in sorted(known)))
