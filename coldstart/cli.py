@@ -14,7 +14,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "client": ("coldstart.lab.client", "time one streamed request to the first token"),
     "clear-cache": ("coldstart.lab.caches", "reset the node's caches between cold runs"),
     "checkpoint": ("coldstart.storage.checkpoints", "write a synthetic HF checkpoint of a registry model"),
-    "stage": ("coldstart.storage.staging", "put models into the object store, list and verify them"),
+    "stage": ("coldstart.storage.staging_cli", "put models into the object store, list and verify them"),
     "shard": ("coldstart.storage.sharding", "make vLLM sharded state for a TP size and stage it"),
     "compile-cache": ("coldstart.compile_cache", "capture, publish, restore torch.compile caches"),
     "configs": ("coldstart.lab.configs", "write one Serve YAML per (model, experiment) into experiments/"),

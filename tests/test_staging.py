@@ -16,17 +16,16 @@ from coldstart.storage.staging import (
     InvalidInput,
     InvalidManifest,
     ModelManifest,
-    add_cli_args,
     download_dir,
     is_complete,
     list_staged,
-    main,
     model_prefix,
     read_manifest,
     sharded_prefix,
     upload_dir,
     verify,
 )
+from coldstart.storage.staging_cli import add_cli_args, main
 from coldstart.storage.store import LocalStore, ObjectNotFound, Store
 
 PREFIX = "models/tiny"

@@ -443,7 +443,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--store",
         default=None,
         help="store URI: s3://bucket[/prefix], file:///abs/path or a path "
-        "(default: $COLDSTART_STORE, else ~/.cache/coldstart/store)",
+        "(default: $COLDSTART_STORE, else store/ in $COLDSTART_HOME, ~/.cache/coldstart)",
     )
     parser.add_argument(
         "--endpoint-url", default=None, help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)"

@@ -1,24 +1,14 @@
-"""Model folders in a store, each sealed by a manifest.
+"""Model folders in a store, each sealed by a manifest (``coldstart.storage.manifest``): upload a local
+folder, verify a staged one, download it back (sha256-checked, atomic), list what is staged.
 
-Layout: ``models/<model_name>/...`` holds a Hugging Face-format folder, ``sharded/<model_name>/tp<N>/...``
-holds vLLM sharded state for tensor-parallel size N. Each folder's ``coldstart-manifest.json`` (relative
-path, size, sha256 of every file) is written last and removed first on re-upload, so a folder without it is
-by definition incomplete: a half-uploaded model is never mistaken for a staged one.
-
-CLI (vLLM benchmarks style: ``add_cli_args`` + ``main``; mounted as ``python -m coldstart stage``)::
-
-    put <model_name> --from <dir>    ls    verify <model_name> [--deep]    get <model_name> --to <dir>
+The CLI is ``coldstart.storage.staging_cli`` (``python -m coldstart stage``). The layout and manifest names are
+re-exported here: ``staging.model_prefix``, ``staging.MANIFEST_NAME`` and the rest stay importable from here.
 """
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import os
-import re
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -26,183 +16,30 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.progress import Progress
 
 from coldstart.progress import byte_progress
-from coldstart.storage.store import (
-    InvalidKey,
-    InvalidStoreURI,
-    LocalStore,
-    ObjectNotFound,
-    Store,
-    StoreError,
-    check_key,
-    default_store_uri,
-    open_store,
+from coldstart.storage.manifest import (
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    FileEntry,
+    IntegrityError,
+    InvalidInput,
+    InvalidManifest,
+    ModelManifest,
+    check_model_name,
+    manifest_key,
+    model_prefix,
+    scan_local_dir,
+    sha256_file,
+    sharded_prefix,
+    tool_version,
+    utc_now_iso,
 )
-
-MANIFEST_NAME = "coldstart-manifest.json"
-MANIFEST_FORMAT = 1
-_HASH_CHUNK_BYTES = 8 * 1024 * 1024
-# Top-level directories that are tooling metadata, not model content: git, and the .cache/huggingface
-# folder that `huggingface-cli download --local-dir` leaves behind.
-_SKIPPED_TOP_DIRS = frozenset({".git", ".cache"})
-_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-class InvalidInput(ValueError):
-    """Bad user input (model name, source or destination directory); the CLI maps it to exit code 2."""
-
-
-class InvalidManifest(StoreError):
-    """A manifest exists but cannot be parsed or names unsafe paths."""
-
-
-class IntegrityError(StoreError):
-    """Downloaded bytes do not match the manifest (size or sha256)."""
-
-
-# -------------------------------------------------------------------------------------------------- layout
-
-
-def check_model_name(name: str) -> str:
-    """A model name is one key segment (the registry decides which names exist; this only keeps keys safe)."""
-    if not isinstance(name, str) or not _MODEL_NAME_RE.match(name) or name in (".", ".."):
-        raise InvalidInput(
-            f"invalid model name {name!r}: use letters, digits, '.', '_' and '-' only (no '/'), "
-            "starting with a letter or digit"
-        )
-    return name
-
-
-def model_prefix(name: str) -> str:
-    return f"models/{check_model_name(name)}"
-
-
-def sharded_prefix(name: str, tp: int) -> str:
-    if not isinstance(tp, int) or isinstance(tp, bool) or tp < 1:
-        raise InvalidInput(f"tensor-parallel size must be a positive integer, got {tp!r}")
-    return f"sharded/{check_model_name(name)}/tp{tp}"
-
-
-def manifest_key(prefix: str) -> str:
-    return f"{check_key(prefix)}/{MANIFEST_NAME}"
-
-
-# ------------------------------------------------------------------------------------------------ manifest
-
-
-def tool_version() -> str:
-    try:
-        return metadata.version("coldstart")
-    except metadata.PackageNotFoundError:
-        # Running from a source checkout on PYTHONPATH: the manifest still records which tool wrote it.
-        return "0+unknown"
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    path: str  # relative, '/'-separated
-    size_bytes: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class ModelManifest:
-    files: tuple[FileEntry, ...]
-    created_at: str  # ISO 8601 UTC
-    tool_version: str
-    format: int = MANIFEST_FORMAT
-
-    @property
-    def total_size_bytes(self) -> int:
-        return sum(f.size_bytes for f in self.files)
-
-    def same_files(self, other: ModelManifest) -> bool:
-        return sorted(self.files, key=lambda f: f.path) == sorted(other.files, key=lambda f: f.path)
-
-    def to_json_bytes(self) -> bytes:
-        body = {
-            "format": self.format,
-            "tool": "coldstart",
-            "tool_version": self.tool_version,
-            "created_at": self.created_at,
-            "total_size_bytes": self.total_size_bytes,
-            "files": [{"path": f.path, "size_bytes": f.size_bytes, "sha256": f.sha256} for f in self.files],
-        }
-        return (json.dumps(body, indent=1) + "\n").encode()
-
-    @classmethod
-    def from_json_bytes(cls, data: bytes, *, source: str = "manifest") -> ModelManifest:
-        """Parse and validate; the manifest comes from a store, so its paths are untrusted."""
-        try:
-            body = json.loads(data)
-            if not isinstance(body, dict):
-                raise TypeError("top level is not an object")
-            if body.get("format") != MANIFEST_FORMAT:
-                raise ValueError(f"unsupported format {body.get('format')!r} (this tool reads {MANIFEST_FORMAT})")
-            files = []
-            for item in body["files"]:
-                path, size_bytes, sha = item["path"], item["size_bytes"], item["sha256"]
-                check_key(path)
-                if not isinstance(size_bytes, int) or isinstance(size_bytes, bool) or size_bytes < 0:
-                    raise ValueError(f"bad size_bytes {size_bytes!r} for {path}")
-                if not isinstance(sha, str) or not _SHA256_RE.match(sha):
-                    raise ValueError(f"bad sha256 for {path}")
-                files.append(FileEntry(path=path, size_bytes=size_bytes, sha256=sha))
-            if len({f.path for f in files}) != len(files):
-                raise ValueError("duplicate paths")
-            return cls(
-                files=tuple(files),
-                created_at=str(body["created_at"]),
-                tool_version=str(body["tool_version"]),
-                format=MANIFEST_FORMAT,
-            )
-        except (ValueError, TypeError, KeyError, InvalidKey) as e:
-            raise InvalidManifest(f"{source} is not a valid coldstart manifest: {e}") from e
-
-
-def _utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def sha256_file(path: Path, progress: Callable[[int], None] | None = None) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK_BYTES):
-            h.update(chunk)
-            if progress is not None:
-                progress(len(chunk))
-    return h.hexdigest()
-
-
-def scan_local_dir(local_dir: Path) -> list[tuple[str, Path]]:
-    """(relative key, path) of every file to stage, sorted. Symlinks are followed: a Hugging Face cache
-    snapshot is a tree of symlinks into blobs/, and the store must hold the bytes."""
-    out: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(local_dir, followlinks=True):
-        here = Path(dirpath)
-        if here == local_dir:
-            dirnames[:] = [d for d in dirnames if d not in _SKIPPED_TOP_DIRS]
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = here / name
-            rel = path.relative_to(local_dir).as_posix()
-            if rel == MANIFEST_NAME or not path.is_file():
-                continue
-            try:
-                check_key(rel)
-            except InvalidKey as e:
-                raise InvalidInput(f"cannot stage {path}: {e}") from e
-            out.append((rel, path))
-    return out
-
+from coldstart.storage.store import LocalStore, ObjectNotFound, Store, check_key
 
 # ------------------------------------------------------------------------------------------------ helpers
 
@@ -303,7 +140,7 @@ def upload_dir(
             return FileEntry(path=rel, size_bytes=size_bytes, sha256=sha256_file(path, on_hash))
 
         entries = _run_parallel(entry, files, workers)
-        new = ModelManifest(files=tuple(entries), created_at=_utc_now_iso(), tool_version=tool_version())
+        new = ModelManifest(files=tuple(entries), created_at=utc_now_iso(), tool_version=tool_version())
 
         old = _try_read_manifest(store, prefix)
         remote = {o.key: o.size_bytes for o in store.list(prefix + "/")}
@@ -572,124 +409,29 @@ def format_bytes(size_bytes: float) -> str:
     return f"{size_bytes:.1f} TiB"
 
 
-# --------------------------------------------------------------------------------------------------- CLI
-
-
-def _store_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--store",
-        default=None,
-        help="store URI: s3://bucket[/prefix], file:///abs/path or a path "
-        "(default: $COLDSTART_STORE, else ~/.cache/coldstart/store)",
-    )
-    p.add_argument("--endpoint-url", default=None, help="S3-compatible endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
-
-
-def _folder_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model_name", help="model name (one path segment, e.g. qwen2.5-0.5b-instruct)")
-    p.add_argument(
-        "--tp",
-        type=int,
-        default=None,
-        help="use the vLLM sharded-state folder for this tensor-parallel size instead of the HF folder",
-    )
-
-
-def _transfer_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=8, help="files transferred in parallel (default: 8)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def add_cli_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    put = sub.add_parser("put", help="upload a local model folder, sealed by a manifest")
-    _folder_args(put)
-    put.add_argument("--from", dest="from_dir", type=Path, required=True, help="local model folder")
-    put.add_argument(
-        "--link",
-        action="store_true",
-        help="a local directory store on the folder's filesystem takes hard links, not copies (one copy of a "
-        "70B checkpoint on disk); the folder's files must not be rewritten in place afterwards",
-    )
-    _store_args(put)
-    _transfer_args(put)
-    ls = sub.add_parser("ls", help="list staged model folders")
-    _store_args(ls)
-    ver = sub.add_parser("verify", help="check a staged folder against its manifest")
-    _folder_args(ver)
-    ver.add_argument("--deep", action="store_true", help="also download and re-hash every file")
-    ver.add_argument("--workers", type=int, default=8, help="files re-hashed in parallel (default: 8)")
-    _store_args(ver)
-    get = sub.add_parser("get", help="download a staged folder (sha256-checked, atomic)")
-    _folder_args(get)
-    get.add_argument("--to", dest="to_dir", type=Path, required=True, help="local destination folder")
-    _store_args(get)
-    _transfer_args(get)
-    return parser
-
-
-def _prefix_for(args: argparse.Namespace) -> str:
-    return model_prefix(args.model_name) if args.tp is None else sharded_prefix(args.model_name, args.tp)
-
-
-def _cmd_put(store: Store, args: argparse.Namespace) -> int:
-    prefix = _prefix_for(args)
-    r = upload_dir(
-        store, prefix, args.from_dir, workers=args.workers, show_progress=not args.no_progress, link=args.link
-    )
-    print(
-        f"staged {store.url_for(prefix)}: {len(r.manifest.files)} files, "
-        f"{format_bytes(r.manifest.total_size_bytes)}; {'linked' if args.link else 'uploaded'} {r.uploaded_files} "
-        f"({format_bytes(r.uploaded_bytes)}), skipped {r.skipped_files}, deleted {r.deleted_files} stale "
-        f"in {r.elapsed_s:.1f}s"
-    )
-    return 0
-
-
-def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
-    folders = list_staged(store)
-    if not folders:
-        print(f"no models staged in {store.uri}")
-        return 0
-    width = max(len(f.model_name) for f in folders)
-    print(f"{'MODEL':<{width}}  {'LAYOUT':<6}  {'STATUS':<10}  {'FILES':>5}  SIZE")
-    for f in folders:
-        status = "complete" if f.complete else "incomplete"
-        print(f"{f.model_name:<{width}}  {f.layout:<6}  {status:<10}  {f.files:>5}  {format_bytes(f.size_bytes)}")
-    return 0
-
-
-def _cmd_verify(store: Store, args: argparse.Namespace) -> int:
-    report = verify(store, _prefix_for(args), deep=args.deep, workers=args.workers)
-    print(f"{store.url_for(report.prefix)}: {report.summary()}")
-    return 0 if report.ok else 1
-
-
-def _cmd_get(store: Store, args: argparse.Namespace) -> int:
-    path = download_dir(store, _prefix_for(args), args.to_dir, workers=args.workers, show_progress=not args.no_progress)
-    print(path)
-    return 0
-
-
-_COMMANDS: dict[str, Callable[[Store, argparse.Namespace], int]] = {
-    "put": _cmd_put,
-    "ls": _cmd_ls,
-    "verify": _cmd_verify,
-    "get": _cmd_get,
-}
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run one subcommand: 0 ok, 2 bad input, 1 store error (or a failed verify)."""
-    try:
-        if getattr(args, "model_name", None) is not None:
-            _prefix_for(args)  # reject a bad name or --tp before touching the store
-        store = open_store(args.store or default_store_uri(), endpoint_url=args.endpoint_url)
-        store.check()
-        return _COMMANDS[args.command](store, args)
-    except (InvalidInput, InvalidStoreURI, InvalidKey) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except StoreError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+__all__ = [
+    "MANIFEST_FORMAT",
+    "MANIFEST_NAME",
+    "FileEntry",
+    "IntegrityError",
+    "InvalidInput",
+    "InvalidManifest",
+    "ModelManifest",
+    "StagedFolder",
+    "UploadResult",
+    "VerifyReport",
+    "check_model_name",
+    "download_dir",
+    "format_bytes",
+    "is_complete",
+    "list_staged",
+    "manifest_key",
+    "model_prefix",
+    "read_manifest",
+    "scan_local_dir",
+    "sha256_file",
+    "sharded_prefix",
+    "tool_version",
+    "upload_dir",
+    "verify",
+]
