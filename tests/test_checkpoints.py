@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from coldstart.registry import MODELS, Model, get_model
-from coldstart.storage import checkpoints
+from coldstart.storage import checkpoints, safetensors_writer
 from coldstart.storage.checkpoints import (
     CHAT_TEMPLATE,
     MARKER_NAME,
@@ -199,7 +199,7 @@ def test_failure_midway_leaves_nothing_behind(tmp_path, monkeypatch):
     def broken_header(specs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoints, "_safetensors_header", broken_header)
+    monkeypatch.setattr(safetensors_writer, "safetensors_header", broken_header)
     with pytest.raises(OSError, match="disk full"):
         write_checkpoint(get_model("tiny"), tmp_path / "ck", progress=False)
     assert list(tmp_path.iterdir()) == []
@@ -287,9 +287,9 @@ def test_every_model_id_decodes_to_text(tmp_path):
     # text at all on the GPU (qwen-3-0.6b). Every id must decode to something printable.
     from transformers import AutoTokenizer
 
-    from coldstart.storage.checkpoints import _write_tokenizer
+    from coldstart.storage.synth_tokenizer import write_tokenizer
 
-    vocab, _, _ = _write_tokenizer(tmp_path, 512, 0, 256, model_vocab=3000)
+    vocab, _, _ = write_tokenizer(tmp_path, 512, 0, 256, model_vocab=3000)
     tok = AutoTokenizer.from_pretrained(tmp_path)
     assert vocab == len(tok) == 3000
     assert all(tok.decode([i]) for i in (4, 511, 512, 1999, 2999))
