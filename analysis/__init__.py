@@ -1,1 +1,1 @@
-"""``python -m analysis``: the lab's analysis CLI (``coldstart.analysis.analyze``) under the name the ancestor used."""
+"""``python -m analysis``: the lab's analysis CLI (``coldstart.analysis.cli``) under the name the ancestor used."""

@@ -18,8 +18,8 @@ TOOLS: dict[str, tuple[str, str]] = {
     "shard": ("coldstart.storage.sharding", "make vLLM sharded state for a TP size and stage it"),
     "compile-cache": ("coldstart.compile_cache", "capture, publish, restore torch.compile caches"),
     "configs": ("coldstart.lab.configs", "write one Serve YAML per (model, experiment) into experiments/"),
-    "matrix": ("coldstart.lab.runner", "run (model, experiment, repeat) cold starts and record results"),
-    "analyze": ("coldstart.analysis.analyze", "parse logs into results, tables and graphs"),
+    "matrix": ("coldstart.lab.matrix.cli", "run (model, experiment, repeat) cold starts and record results"),
+    "analyze": ("coldstart.analysis.cli", "parse logs into results, tables and graphs"),
     "campaign": ("coldstart.lab.campaign", "run GPU campaign steps (checkpoint, matrix, publish) and archive each"),
     "import-runs": ("coldstart.lab.import_runs", "append runs made on another machine (a campaign archive)"),
 }

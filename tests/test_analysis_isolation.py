@@ -61,7 +61,7 @@ def _run(body: str) -> subprocess.CompletedProcess[str]:
 def test_every_analysis_module_imports_without_the_serving_stack() -> None:
     proc = _run(_IMPORT_ALL)
     assert proc.returncode == 0, proc.stderr
-    assert "coldstart.analysis.analyze" in proc.stdout
+    assert "coldstart.analysis.cli" in proc.stdout
 
 
 def test_python_m_analysis_help_runs_without_the_serving_stack() -> None:

@@ -16,7 +16,7 @@ import pytest
 pd = pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
-from coldstart.analysis import analyze  # noqa: E402
+from coldstart.analysis import cli, collect, plots, tables  # noqa: E402
 from coldstart.analysis.parse import PHASE_COLUMNS  # noqa: E402
 from coldstart.analysis.results import (  # noqa: E402
     Audit,
@@ -51,8 +51,8 @@ def run_tree(tmp_path: Path) -> Path:
     root = tmp_path / "logs"
     for stem in (H100_TINY, CPU_TINY, QWEN_FAILED):
         _copy_run(stem, root)
-    (root / "_gpu_sessions").mkdir()
-    (root / "_gpu_sessions" / "session.txt").write_text("INFO 11-22 19:00:00 [x.py:1] not a run\n")
+    (root / "_campaign").mkdir()
+    (root / "_campaign" / "notes.txt").write_text("INFO 11-22 19:00:00 [x.py:1] not a run\n")
     (root / "tiny" / "notes.md").write_text("# not a log\n")
     return root
 
@@ -77,12 +77,12 @@ def run_tree(tmp_path: Path) -> Path:
     ],
 )
 def test_infer_model_experiment_from_file_names(name, model, experiment):
-    assert analyze.infer_model_experiment(name) == (model, experiment)
+    assert collect.infer_model_experiment(name) == (model, experiment)
 
 
 def test_experiments_sort_in_registry_order_with_unknown_ones_last():
     names = ["all", "mystery", "compile_cache_mega", "baseline", "compile_cache"]
-    assert sorted(names, key=analyze._experiment_order) == [
+    assert sorted(names, key=tables.experiment_order) == [
         "baseline",
         "compile_cache",
         "compile_cache_mega",
@@ -96,8 +96,8 @@ def _by_id(runs) -> dict:
 
 
 def test_collect_walks_a_run_tree_and_reads_the_client_sidecars(run_tree):
-    found = analyze.collect([run_tree])
-    assert {r.source for r in found} == {analyze.Source.LOG}
+    found = collect.collect([run_tree])
+    assert {r.source for r in found} == {collect.Source.LOG}
     rows = _by_id(found)
     assert set(rows) == {H100_TINY.name, CPU_TINY.name, QWEN_FAILED.name}
     h100 = rows[H100_TINY.name]
@@ -112,10 +112,10 @@ def test_collect_walks_a_run_tree_and_reads_the_client_sidecars(run_tree):
 
 def test_collect_without_a_sidecar_uses_a_client_from_the_results(run_tree):
     (run_tree / "tiny" / "baseline" / f"{H100_TINY.name}.client.json").unlink()
-    bare = _by_id(analyze.collect([run_tree]))[H100_TINY.name]
-    assert bare.status == analyze.LOG_ONLY and bare.ttft_s is None
+    bare = _by_id(collect.collect([run_tree]))[H100_TINY.name]
+    assert bare.status == collect.LOG_ONLY and bare.ttft_s is None
     client = ClientResult.from_dict(json.loads(H100_TINY.with_suffix(".client.json").read_text()))
-    rows = _by_id(analyze.collect([run_tree], clients={H100_TINY.name: client}))
+    rows = _by_id(collect.collect([run_tree], clients={H100_TINY.name: client}))
     assert rows[H100_TINY.name].ttft_s == pytest.approx(client.ttft_s)
 
 
@@ -123,27 +123,27 @@ def test_collect_flat_folder_of_captures(tmp_path):
     flat = tmp_path / "captures"
     flat.mkdir()
     shutil.copy(H100_TINY.with_suffix(".log"), flat / "llama70b-s3-runai-sharded.txt")
-    (run,) = analyze.collect([flat])
+    (run,) = collect.collect([flat])
     assert (run.row.model, run.row.experiment, run.source) == ("llama-3-70b", "runai_streamer_sharded", "capture")
     assert run.row.ttft_s is None  # no client beside a capture
 
 
 @pytest.mark.skipif(not ANCESTOR_DIR.is_dir(), reason="ancestor logs not available")
 def test_collect_ancestor_logs():
-    rows = {(r.row.model, r.row.experiment): r for r in analyze.collect([ANCESTOR_DIR])}
+    rows = {(r.row.model, r.row.experiment): r for r in collect.collect([ANCESTOR_DIR])}
     assert set(rows) == {
         ("llama-3-70b", e) for e in ("baseline", "runai_streamer", "runai_streamer_sharded", "compile_cache", "all")
     } | {("qwen-3-235b", e) for e in ("baseline", "runai_streamer_sharded", "compile_cache", "all")}
     base = rows[("llama-3-70b", "baseline")].row
     assert base.phases["model_load_s"] == pytest.approx(213.54, abs=0.01)  # the slowest of the 4 ranks
-    assert base.ttft_s is None and base.status == analyze.LOG_ONLY
-    runs = analyze.run_table(list(rows.values()))
+    assert base.ttft_s is None and base.status == collect.LOG_ONLY
+    runs = tables.run_table(list(rows.values()))
     llama = runs[(runs["model"] == "llama-3-70b") & (runs["experiment"] == "baseline")].iloc[0]
     # A capture's total is its log span; the categories fill it exactly, the rest being unattributed.
     assert llama["total_kind"] == "log_span"
     assert llama["cat_weights_download_s"] == pytest.approx(196.465363)
     assert llama["cat_model_load_s"] == pytest.approx(213.541107 - 196.465363)
-    assert sum(llama[c] for c in analyze.CATEGORY_COLUMNS if llama[c] == llama[c]) == pytest.approx(llama["total_s"])
+    assert sum(llama[c] for c in tables.CATEGORY_COLUMNS if llama[c] == llama[c]) == pytest.approx(llama["total_s"])
 
 
 def test_merge_prefers_the_reparsed_log_but_keeps_what_only_the_result_row_knows(run_tree, tmp_path):
@@ -151,7 +151,7 @@ def test_merge_prefers_the_reparsed_log_but_keeps_what_only_the_result_row_knows
     append_row(
         results, _result_row(H100_TINY.name, "tiny", "baseline", 183.241, repeat=2, phases={"model_load_s": 999.0})
     )
-    merged = {r.row.run_id: r for r in analyze.merge_rows(analyze.collect([run_tree]), analyze.load_results(results))}
+    merged = {r.row.run_id: r for r in collect.merge_rows(collect.collect([run_tree]), collect.load_results(results))}
     row = merged[H100_TINY.name].row
     assert row.repeat == 2 and row.campaign == "test"
     assert row.phases["model_load_s"] == pytest.approx(1.740497)  # from the log, not the stale row
@@ -233,11 +233,11 @@ def results_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def runs(results_file: Path) -> pd.DataFrame:
-    return analyze.run_table(analyze.load_results(results_file))
+    return tables.run_table(collect.load_results(results_file))
 
 
 def test_median_table(runs):
-    med = analyze.median_table(runs).set_index(["model", "experiment"])
+    med = tables.median_table(runs).set_index(["model", "experiment"])
     assert med.loc[("m1", "baseline"), "n"] == 3
     assert med.loc[("m1", "baseline"), "total_s"] == pytest.approx(110.0)
     assert med.loc[("m1", "compile_cache"), "total_s"] == pytest.approx(85.0)
@@ -245,10 +245,10 @@ def test_median_table(runs):
     assert med.loc[("m1", "baseline"), "cat_ray_serve_s"] == pytest.approx(21.0)  # actor start + first token
     assert med.loc[("m1", "compile_cache"), "n"] == 2
     assert med.loc[("m1", "baseline"), ["total_min_s", "total_max_s"]].tolist() == [100.0, 130.0]
-    excluded = analyze.excluded_runs(runs)
+    excluded = tables.excluded_runs(runs)
     assert excluded == [
-        analyze.ExcludedRun("m1", "compile_cache", "m1-c-2", RunStatus.OK, failed_audit=True),
-        analyze.ExcludedRun("m2", "baseline", "m2-b-1", RunStatus.TIMEOUT, failed_audit=False),
+        tables.ExcludedRun("m1", "compile_cache", "m1-c-2", RunStatus.OK, failed_audit=True),
+        tables.ExcludedRun("m2", "baseline", "m2-b-1", RunStatus.TIMEOUT, failed_audit=False),
     ]
     # How the graphs name them, unchanged:
     assert [str(e) for e in excluded] == [
@@ -269,7 +269,7 @@ def test_median_table(runs):
     ],
 )
 def test_device_kind_names_the_gpu_the_row_ran_on(device, gpu, kind):
-    assert analyze.device_kind(device, gpu) == kind
+    assert tables.device_kind(device, gpu) == kind
 
 
 def test_medians_never_mix_gpu_kinds(tmp_path):
@@ -279,19 +279,19 @@ def test_medians_never_mix_gpu_kinds(tmp_path):
     ):
         row = _result_row(f"r{i}", "m1", "baseline", ttft, repeat=i)
         append_row(path, dataclasses.replace(row, provenance=Provenance.from_dict({"gpu": gpu})))
-    med = analyze.median_table(analyze.run_table(analyze.load_results(path))).set_index("device")
+    med = tables.median_table(tables.run_table(collect.load_results(path))).set_index("device")
     assert med.loc["cuda:H100 x1", ["n", "total_s"]].tolist() == [2, 105.0]
     assert med.loc["cuda:H200 x1", ["n", "total_s"]].tolist() == [1, 60.0]
-    assert "| m1 | baseline | H200 x1 | cold | 1 | 60.0 |" in analyze.summary_markdown(med.reset_index())
+    assert "| m1 | baseline | H200 x1 | cold | 1 | 60.0 |" in tables.summary_markdown(med.reset_index())
     # One experiment, one color; the two kinds are written on their bars.
-    ax = analyze.render_comparison(analyze.comparison_data(med.reset_index())).axes[0]
+    ax = plots.render_comparison(tables.comparison_data(med.reset_index())).axes[0]
     assert len({p.get_facecolor() for p in ax.patches}) == 1
     assert sorted(t.get_text() for t in ax.texts) == ["105\nH100 x1", "60\nH200 x1"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["m1"]
 
 
 def test_summary_markdown_gives_the_range_where_there_are_several_runs(runs):
-    lines = analyze.summary_markdown(analyze.median_table(runs)).splitlines()
+    lines = tables.summary_markdown(tables.median_table(runs)).splitlines()
     assert lines[0].startswith("| model | experiment | device | node | n | total s, median (min–max) |")
     by_pair = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in lines[2:]}
     assert "| 3 | 110.0 (100.0–130.0) |" in by_pair[("m1", "baseline")]
@@ -301,16 +301,16 @@ def test_summary_markdown_gives_the_range_where_there_are_several_runs(runs):
 
 
 def test_category_seconds_from_segments_sum_to_ttft():
-    cats = analyze.category_seconds(_phases(100.0))
+    cats = tables.category_seconds(_phases(100.0))
     assert sum(v for v in cats.values() if v is not None) == pytest.approx(100.0)
     assert cats["torch_compile"] == pytest.approx(59.0)
     assert cats["cuda_graphs"] is None  # not measured: None, not 0
 
 
 def test_stacked_bars_one_per_experiment_one_stack_per_legend_entry(runs):
-    data = analyze.stacked_data(analyze.median_table(runs), "m1")
+    data = tables.stacked_data(tables.median_table(runs), "m1")
     assert list(data.index) == ["baseline", "compile_cache"]
-    fig = analyze.render_stacked(data, "m1", analyze.excluded_runs(runs)[:1])
+    fig = plots.render_stacked(data, "m1", tables.excluded_runs(runs)[:1])
     assert any("m1-c-2" in t.get_text() for t in fig.texts)  # the flagged run is named, not hidden
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -328,8 +328,8 @@ def test_stacked_bars_one_per_experiment_one_stack_per_legend_entry(runs):
 
 
 def test_comparison_one_bar_per_model_and_experiment(runs):
-    data = analyze.comparison_data(analyze.median_table(runs))
-    fig = analyze.render_comparison(data, analyze.excluded_runs(runs))
+    data = tables.comparison_data(tables.median_table(runs))
+    fig = plots.render_comparison(data, tables.excluded_runs(runs))
     ax = fig.axes[0]
     assert len(ax.patches) == 3  # m1 baseline, m1 compile_cache, m2 baseline
     assert sorted(p.get_height() for p in ax.patches) == pytest.approx([85.0, 110.0, 200.0])
@@ -348,10 +348,10 @@ def test_comparison_one_bar_per_model_and_experiment(runs):
 
 
 def test_ttft_spread_median_whiskers_and_n(runs):
-    data = analyze.ttft_spread(runs)
+    data = tables.ttft_spread(runs)
     row = data[(data["model"] == "m1") & (data["experiment"] == "baseline")].iloc[0]
     assert (row["n"], row["median_s"], row["min_s"], row["max_s"]) == (3, 110.0, 100.0, 130.0)
-    fig = analyze.render_ttft_spread(data)
+    fig = plots.render_ttft_spread(data)
     ax = fig.axes[0]
     texts = [t.get_text() for t in ax.texts]
     assert sorted(t.split("\n")[0] for t in texts) == ["n=1", "n=2", "n=3"]
@@ -359,30 +359,30 @@ def test_ttft_spread_median_whiskers_and_n(runs):
 
 
 def test_gantt_from_a_result_row_without_stored_spans_lays_segments_end_to_end():
-    data = analyze.gantt_data(_result_row("r", "m1", "baseline", 100.0))
+    data = tables.gantt_data(_result_row("r", "m1", "baseline", 100.0))
     assert list(data["name"]) == [*SEGS, UNATTRIBUTED]  # chain order; the 0 s unattributed (position unknown) last
     assert data["end_s"].max() == pytest.approx(100.0)
-    fig = analyze.render_gantt(data, "r", 100.0, "first token")
+    fig = plots.render_gantt(data, "r", 100.0, "first token")
     ax = fig.axes[0]
     assert len(ax.collections) == len(data)  # one bar (row) per segment present
     assert [t.get_text() for t in ax.get_yticklabels()] == list(data["label"])
 
 
 def test_gantt_of_a_real_run_has_one_bar_per_segment_present(run_tree):
-    rows = _by_id(analyze.collect([run_tree]))
-    h100 = analyze.gantt_data(rows[H100_TINY.name])
+    rows = _by_id(collect.collect([run_tree]))
+    h100 = tables.gantt_data(rows[H100_TINY.name])
     assert len(h100) == 16  # every segment but the compile-cache restore (a baseline run has none)
-    fig = analyze.render_gantt(h100, "h100", 183.24)
+    fig = plots.render_gantt(h100, "h100", 183.24)
     assert len(fig.axes[0].collections) == 16
-    cpu = analyze.gantt_data(rows[CPU_TINY.name])
+    cpu = tables.gantt_data(rows[CPU_TINY.name])
     # No CUDA graphs on CPU: those two segments are absent and one unattributed bar covers their time.
     assert "seg_cuda_graph_s" not in set(cpu["name"]) and "seg_warmup_s" not in set(cpu["name"])
     assert list(cpu["name"]).count(UNATTRIBUTED) == 1
-    assert len(analyze.render_gantt(cpu, "cpu").axes[0].collections) == 15
+    assert len(plots.render_gantt(cpu, "cpu").axes[0].collections) == 15
 
 
 def test_write_tables_csv_long_and_parquet(runs, tmp_path):
-    written, skipped = analyze.write_tables(runs, analyze.long_table(runs), tmp_path / "tables")
+    written, skipped = tables.write_tables(runs, tables.long_table(runs), tmp_path / "tables")
     names = {p.name for p in written}
     assert {"phases.csv", "phases_long.csv", "phases.parquet", "phases_long.parquet"} <= names
     assert skipped == []
@@ -397,15 +397,15 @@ def test_write_tables_csv_long_and_parquet(runs, tmp_path):
 
 def test_write_tables_without_pyarrow_skips_parquet_and_says_so(runs, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
-    written, skipped = analyze.write_tables(runs, analyze.long_table(runs), tmp_path / "tables")
+    written, skipped = tables.write_tables(runs, tables.long_table(runs), tmp_path / "tables")
     assert {p.name for p in written} == {"phases.csv", "phases_long.csv"}
     assert skipped and "pyarrow" in skipped[0]
 
 
 def test_cli_writes_tables_and_every_graph(run_tree, results_file, tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    analyze.add_cli_args(parser)
-    graphs, tables = tmp_path / "graphs", tmp_path / "tables"
+    cli.add_cli_args(parser)
+    graphs, tables_dir = tmp_path / "graphs", tmp_path / "tables"
     args = parser.parse_args(
         [
             "--logs",
@@ -415,10 +415,10 @@ def test_cli_writes_tables_and_every_graph(run_tree, results_file, tmp_path, cap
             "--out-graphs",
             str(graphs),
             "--out-tables",
-            str(tables),
+            str(tables_dir),
         ]
     )
-    assert analyze.main(args) == 0
+    assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "m1" in out and "tiny" in out and "median seconds" in out
     pngs = {p.stem for p in graphs.glob("*.png")}
@@ -432,12 +432,12 @@ def test_cli_writes_tables_and_every_graph(run_tree, results_file, tmp_path, cap
         f"timeline_qwen-3-0.6b_{QWEN_FAILED.name}",
     } <= pngs
     assert {p.stem for p in graphs.glob("*.svg")} == pngs
-    assert len(pd.read_csv(tables / "phases.csv")) == 8 + 3
+    assert len(pd.read_csv(tables_dir / "phases.csv")) == 8 + 3
 
 
 def test_cli_with_nothing_to_analyze_fails(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    analyze.add_cli_args(parser)
+    cli.add_cli_args(parser)
     args = parser.parse_args(
         [
             "--logs",
@@ -450,7 +450,7 @@ def test_cli_with_nothing_to_analyze_fails(tmp_path, capsys):
             str(tmp_path / "t"),
         ]
     )
-    assert analyze.main(args) == 1
+    assert cli.main(args) == 1
     assert "no runs found" in capsys.readouterr().err
 
 
@@ -466,7 +466,7 @@ def test_saved_graphs_are_byte_identical_when_redrawn(tmp_path):
     # Regenerating graphs must not rewrite unchanged files (timestamps, random SVG ids) in every commit.
     from matplotlib.figure import Figure
 
-    from coldstart.analysis.analyze import save_figure
+    from coldstart.analysis.plots import save_figure
 
     def draw(out):
         fig = Figure()
@@ -483,7 +483,7 @@ def test_warm_and_cold_node_runs_never_share_a_median_and_older_rows_count_as_co
     for i, (ttft, node) in enumerate(((40.0, "warm"), (44.0, "warm"), (50.0, "cold"), (60.0, None))):
         row = _result_row(f"r{i}", "m1", "fast", ttft, repeat=i, cache_hit=True)
         append_row(path, dataclasses.replace(row, node_state=node))  # None: a row from before the field
-    med = analyze.median_table(analyze.run_table(analyze.load_results(path))).set_index("node_state")
+    med = tables.median_table(tables.run_table(collect.load_results(path))).set_index("node_state")
     assert med.loc["warm", ["n", "total_s"]].tolist() == [2, 42.0]
     assert med.loc["cold", ["n", "total_s"]].tolist() == [2, 55.0]
 
@@ -495,9 +495,9 @@ def test_ladder_orders_rungs_bottom_to_top_and_names_the_lever_each_adds(tmp_pat
     ):
         row = _result_row(f"r{i}", "m1", exp, ttft, cache_hit=exp != "baseline")
         append_row(path, dataclasses.replace(row, node_state="warm"))
-    medians = analyze.median_table(analyze.run_table(analyze.load_results(path)))
-    assert analyze.ladders(medians) == [("m1", "cuda", "warm")]
-    data = analyze.ladder_data(medians, "m1", "cuda", "warm")
+    medians = tables.median_table(tables.run_table(collect.load_results(path)))
+    assert tables.ladders(medians) == [("m1", "cuda", "warm")]
+    data = tables.ladder_data(medians, "m1", "cuda", "warm")
     assert list(data.index) == [
         "baseline",
         "compile_cache\n+compile_cache",
@@ -531,7 +531,7 @@ def test_cli_without_logs_uses_the_sources_the_summary_was_made_from(repo_with_t
     assert _analyze("--logs", "experiment_terminal_output", "../shared/captures") == 0
     first = (repo / "results" / "summary.md").read_text()
     assert "llama-3-70b" in first and "| tiny |" in first
-    record = json.loads((repo / "results" / analyze.SOURCES_FILE).read_text())
+    record = json.loads((repo / "results" / collect.SOURCES_FILE).read_text())
     assert record == {"logs": ["experiment_terminal_output", "../shared/captures"]}  # relative, as typed
     capsys.readouterr()
 
@@ -546,19 +546,19 @@ def test_cli_without_logs_uses_the_sources_the_summary_was_made_from(repo_with_t
     err = capsys.readouterr().err
     assert "../shared/captures" in err and "does not exist" in err and "recorded in" in err
     assert "llama-3-70b" not in (repo / "results" / "summary.md").read_text()
-    assert json.loads((repo / "results" / analyze.SOURCES_FILE).read_text()) == record
+    assert json.loads((repo / "results" / collect.SOURCES_FILE).read_text()) == record
 
     # --logs given explicitly replaces the record.
     assert _analyze("--logs", "experiment_terminal_output") == 0
-    assert json.loads((repo / "results" / analyze.SOURCES_FILE).read_text()) == {"logs": ["experiment_terminal_output"]}
+    assert json.loads((repo / "results" / collect.SOURCES_FILE).read_text()) == {"logs": ["experiment_terminal_output"]}
 
 
 def test_cli_with_an_unreadable_source_record_fails_and_writes_nothing(repo_with_two_sources, capsys):
     results = repo_with_two_sources / "results"
     results.mkdir()
-    (results / analyze.SOURCES_FILE).write_text('{"logs": "experiment_terminal_output"}')
+    (results / collect.SOURCES_FILE).write_text('{"logs": "experiment_terminal_output"}')
     (results / "summary.md").write_text("the last good summary\n")
     assert _analyze() == 2
-    assert analyze.SOURCES_FILE in capsys.readouterr().err
+    assert collect.SOURCES_FILE in capsys.readouterr().err
     assert (results / "summary.md").read_text() == "the last good summary\n"
     assert not (repo_with_two_sources / "graphs").exists()

@@ -1,4 +1,4 @@
-"""Golden phase tables for startup logs this lab never produced (issue #15).
+"""Golden phase tables for startup logs this lab never produced.
 
 ``tests/fixtures/real_logs/`` holds real logs pasted into public vLLM issues, each with a golden table
 written by reading the log (README.md there says how). A parser change that moves any value, turns an absent
@@ -83,7 +83,7 @@ def test_explain_names_the_lines_behind_each_phase_and_the_unread_timing_lines()
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The six failures of issue #15, each on the wording the issue quotes
+# Six ways the parser once misread real logs, each on the wording those logs use
 
 W = "INFO 07-21 19:37:06 [default_loader.py:272] Loading weights took {} seconds"
 
@@ -224,7 +224,7 @@ def test_every_rank_prefix_style_yields_header_and_stamp(prefix, rank):
 def test_analysis_cli_explain_prints_the_report(capsys):
     import argparse
 
-    from coldstart.analysis.analyze import add_cli_args, main
+    from coldstart.analysis.cli import add_cli_args, main
 
     parser = argparse.ArgumentParser()
     add_cli_args(parser)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from coldstart.analysis.analyze import Run, Source, load_results, median_table, row_from_log, run_table
+from coldstart.analysis.collect import Run, Source, load_results, row_from_log
 from coldstart.analysis.report import SUMMARY_HEAD, add_cli_args, main, summary_rows
 from coldstart.analysis.results import ClientResult, Provenance, ResultRow, RunStatus, append_row
+from coldstart.analysis.tables import median_table, run_table
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_ID = "20261129T185203Z-484a"

@@ -14,7 +14,7 @@ from coldstart.analysis.results import SCHEMA_VERSION, ResultRow, parse_rows, ro
 pd = pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
-from coldstart.analysis import analyze  # noqa: E402
+from coldstart.analysis import cli, collect, plots, tables  # noqa: E402
 
 
 def _row(run_id: str, **kw) -> dict:
@@ -42,7 +42,7 @@ def _runs(*rows: dict) -> list:
     for row in rows:
         data = {"schema_version": SCHEMA_VERSION, "repeat": None, "log_path": None, "provenance": None, "config": {}}
         data.update({k: v for k, v in row.items() if k != "source"})
-        runs.append(analyze.Run(ResultRow.from_dict(data), analyze.Source(row.get("source", "results"))))
+        runs.append(collect.Run(ResultRow.from_dict(data), collect.Source(row.get("source", "results"))))
     return runs
 
 
@@ -81,7 +81,7 @@ def test_a_good_row_has_no_problem():
 
 def _cli(tmp_path: Path, results: Path) -> int:
     parser = argparse.ArgumentParser()
-    analyze.add_cli_args(parser)
+    cli.add_cli_args(parser)
     args = parser.parse_args(
         [
             "--logs",
@@ -94,7 +94,7 @@ def _cli(tmp_path: Path, results: Path) -> int:
             str(tmp_path / "t"),
         ]
     )
-    return analyze.main(args)
+    return cli.main(args)
 
 
 def test_the_analysis_cli_survives_malformed_rows_and_names_them(tmp_path, capsys):
@@ -113,7 +113,7 @@ def _log_only(run_id: str, ttft_s: float, span_s: float) -> dict:
         "run_id": run_id,
         "model": "m1",
         "experiment": "baseline",
-        "status": analyze.LOG_ONLY,
+        "status": collect.LOG_ONLY,
         "ttft_s": ttft_s,
         "phases": {},
         "audit": {},
@@ -143,14 +143,14 @@ def _by_hand(run_id: str, ttft_s: float) -> dict:
 
 def test_rows_without_a_client_result_never_enter_a_ttft_median():
     rows = [_by_hand("a", 100.0), _by_hand("b", 120.0), _log_only("cap", 5.0, 300.0)]
-    med = analyze.median_table(analyze.run_table(_runs(*rows)))
+    med = tables.median_table(tables.run_table(_runs(*rows)))
     by_kind = med.set_index("total_kind")
     assert by_kind.loc["ttft", ["n", "total_s", "ttft_s"]].tolist() == [2, 110.0, 110.0]
     assert by_kind.loc["log_span", ["n", "total_s"]].tolist() == [1, 300.0]
     assert pd.isna(by_kind.loc["log_span", "ttft_s"])
-    series = analyze.comparison_data(med)["series"].tolist()
+    series = tables.comparison_data(med)["series"].tolist()
     assert series == ["baseline", "baseline [log_span]"]
-    assert list(analyze.stacked_data(med, "m1").index) == ["baseline", "baseline\n[log_span]"]
+    assert list(tables.stacked_data(med, "m1").index) == ["baseline", "baseline\n[log_span]"]
 
 
 @pytest.mark.parametrize(
@@ -163,18 +163,18 @@ def test_rows_without_a_client_result_never_enter_a_ttft_median():
     ],
 )
 def test_a_rows_device_comes_from_its_log_or_provenance(device, provenance, kind):
-    runs = analyze.run_table(_runs(_row("r", device=device, provenance=provenance)))
+    runs = tables.run_table(_runs(_row("r", device=device, provenance=provenance)))
     got = runs.loc[0, "device"]
     assert (None if pd.isna(got) else got) == kind
 
 
 def test_an_unknown_device_is_never_merged_with_a_known_one():
     rows = [_row("known", ttft_s=100.0), _row("unknown", ttft_s=10.0, device=None, provenance=None)]
-    med = analyze.median_table(analyze.run_table(_runs(*rows)))
+    med = tables.median_table(tables.run_table(_runs(*rows)))
     assert sorted(med["device"]) == ["?", "cuda"] and med["n"].tolist() == [1, 1]
-    data = analyze.comparison_data(med)
+    data = tables.comparison_data(med)
     assert sorted(data["series"]) == ["baseline", "baseline (?)"]
-    ax = analyze.render_comparison(data).axes[0]
+    ax = plots.render_comparison(data).axes[0]
     assert sorted(t.get_text() for t in ax.texts) == ["10\n?", "100"]
 
 
@@ -188,18 +188,18 @@ def test_the_analysis_cli_refuses_a_results_path_it_cannot_read(tmp_path, capsys
 
 def test_a_superseded_run_stays_in_the_table_but_never_in_a_median(tmp_path):
     (tmp_path / "superseded.jsonl").write_text(json.dumps({"run_id": "old", "why": "before the fix"}) + "\n")
-    superseded = analyze.load_superseded(tmp_path / "superseded.jsonl")
-    runs = analyze.run_table(_runs(_row("old", ttft_s=40.0), _row("new", ttft_s=15.0)), superseded)
+    superseded = collect.load_superseded(tmp_path / "superseded.jsonl")
+    runs = tables.run_table(_runs(_row("old", ttft_s=40.0), _row("new", ttft_s=15.0)), superseded)
     assert runs.set_index("run_id").loc["old", "superseded"] == "before the fix"
-    med = analyze.median_table(runs)
+    med = tables.median_table(runs)
     assert med["n"].tolist() == [1] and med["total_s"].tolist() == [15.0]
-    (gone,) = analyze.excluded_runs(runs)
+    (gone,) = tables.excluded_runs(runs)
     assert gone.run_id == "old" and "superseded: before the fix" in str(gone)
 
 
 def test_a_malformed_superseded_file_is_an_error_not_an_empty_list(tmp_path):
     path = tmp_path / "superseded.jsonl"
-    assert analyze.load_superseded(path) == {}  # no file: nothing superseded
+    assert collect.load_superseded(path) == {}  # no file: nothing superseded
     path.write_text('{"run_id": "x"}\n')
     with pytest.raises(ValueError, match=r"superseded\.jsonl:1"):
-        analyze.load_superseded(path)
+        collect.load_superseded(path)

@@ -354,7 +354,7 @@ def test_replica_spans_round_trip_in_the_row_and_old_rows_keep_their_shape():
 pd = pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
-from coldstart.analysis import analyze  # noqa: E402
+from coldstart.analysis import collect, scenario_report, tables  # noqa: E402
 
 
 def single_row(run_id: str, experiment: str, ttft_s: float) -> ResultRow:
@@ -363,7 +363,7 @@ def single_row(run_id: str, experiment: str, ttft_s: float) -> ResultRow:
 
 
 def _runs(rows):
-    return [analyze.Run(r, analyze.Source.RESULTS) for r in rows]
+    return [collect.Run(r, collect.Source.RESULTS) for r in rows]
 
 
 def scenario_rows() -> list[ResultRow]:
@@ -387,30 +387,30 @@ def scenario_rows() -> list[ResultRow]:
 
 def test_scenario_rows_never_reach_the_phase_or_ladder_medians():
     rows = scenario_rows()
-    table = analyze.run_table(_runs(rows))
+    table = tables.run_table(_runs(rows))
     assert table.set_index("run_id").loc["b1", "scenario"] == "burst_replicas"
     assert table.set_index("run_id").loc["s1", "scenario"] == "single"  # scenario None: a single run
-    medians = analyze.median_table(table)
+    medians = tables.median_table(table)
     fast = medians[medians["experiment"] == "fast"].iloc[0]
     # 40 and 44 only: with the scenario rows' first TTFTs (the bursts' 30 and 90, after ready's 20, sleep/wake's
     # 35) it would be n=6 over 20..90.
     assert (fast["n"], fast["total_s"], fast["total_min_s"], fast["total_max_s"]) == (2, 42.0, 40.0, 44.0)
     baseline = medians[medians["experiment"] == "baseline"].iloc[0]
     assert (baseline["n"], baseline["total_s"]) == (1, 190.0)
-    (ladder,) = analyze.ladders(medians)
-    data = analyze.ladder_data(medians, *ladder)
+    (ladder,) = tables.ladders(medians)
+    data = tables.ladder_data(medians, *ladder)
     assert data["total_s"].tolist() == [190.0, 140.0, 42.0]
-    assert set(analyze.ttft_spread(table)["n"]) <= {1, 2}
+    assert set(tables.ttft_spread(table)["n"]) <= {1, 2}
     # Nor are they "left out" runs under the graphs: they have tables of their own.
-    assert analyze.excluded_runs(table) == []
+    assert tables.excluded_runs(table) == []
 
 
 def test_scenario_tables_per_run_and_medians(tmp_path):
     rows = scenario_rows()
-    table = analyze.run_table(_runs(rows))
-    summaries = analyze.scenario_summaries(table, rows)
+    table = tables.run_table(_runs(rows))
+    summaries = scenario_report.scenario_summaries(table, rows)
     assert [s.run_id for s in summaries] == ["b1", "b2", "b3", "ar1", "sw1"]  # single rows are not scenario rows
-    written = analyze.write_scenario_tables(summaries, tmp_path)
+    written = scenario_report.write_scenario_tables(summaries, tmp_path)
     assert [p.name for p in written] == ["scenarios.csv", "scenarios_summary.csv", "scenarios.md"]
     per_run = pd.read_csv(tmp_path / "scenarios.csv").set_index("run_id")
     assert per_run.loc["b2", "burst_ttft_max_s"] == pytest.approx(123.0)
@@ -425,20 +425,20 @@ def test_scenario_tables_per_run_and_medians(tmp_path):
 
 def test_scenario_graphs_are_drawn_for_scenario_rows_only(tmp_path):
     rows = scenario_rows()
-    table = analyze.run_table(_runs(rows))
-    written = analyze.render_scenarios(table, rows, tmp_path)
+    table = tables.run_table(_runs(rows))
+    written = scenario_report.render_scenarios(table, rows, tmp_path)
     names = sorted(p.name for p in written)
     assert names == sorted(
         f"scenario_{kind}_tiny_GPU.{ext}" for kind in ("burst", "replicas", "after_ready") for ext in ("png", "svg")
     )
     assert all(p.stat().st_size > 0 for p in written)
     singles = [r for r in rows if r.scenario is None]
-    assert analyze.render_scenarios(analyze.run_table(_runs(singles)), singles, tmp_path / "none") == []
+    assert scenario_report.render_scenarios(tables.run_table(_runs(singles)), singles, tmp_path / "none") == []
 
 
 def test_burst_graph_has_a_series_per_run_and_marks_missing_tokens():
     rows = [burst_row("b1"), burst_row("b2", experiment="baseline")]
-    fig = analyze.render_scenario_burst(rows, "t")
+    fig = scenario_report.render_scenario_burst(rows, "t")
     (ax,) = fig.axes
     assert len(ax.lines) == 2
     assert [len(line.get_xdata()) for line in ax.lines] == [7, 7]  # the timed-out request is no TTFT of 0
@@ -447,7 +447,7 @@ def test_burst_graph_has_a_series_per_run_and_marks_missing_tokens():
 
 def test_replicas_graph_steps_up_and_down_with_the_spans():
     row = dataclasses.replace(burst_row(), replicas=replica_spans(CONTROLLER_LOG, 0.0))
-    fig = analyze.render_scenario_replicas([row] * 8, "t")
+    fig = scenario_report.render_scenario_replicas([row] * 8, "t")
     assert len(fig.axes) == 6  # capped; the rest are named under it
     started = fig.axes[0].lines[0]
     assert max(started.get_ydata()) == 2 and list(started.get_ydata())[-1] == 1  # one of two stopped
@@ -458,7 +458,7 @@ def test_report_has_a_scenarios_section_with_the_tables_and_graphs(tmp_path):
 
     rows = scenario_rows()
     graphs = tmp_path / "graphs"
-    analyze.render_scenarios(analyze.run_table(_runs(rows)), rows, graphs)
+    scenario_report.render_scenarios(tables.run_table(_runs(rows)), rows, graphs)
     page = build_report(tmp_path / "report", _runs(rows), graphs_dir=graphs).read_text()
     assert "<h2>Scenarios</h2>" in page
     assert '<table class="scenarios">' in page and '<table class="scenario-groups">' in page

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coldstart.analysis.analyze import Run, Source, row_from_log, run_table
+from coldstart.analysis.collect import Run, Source, row_from_log
 from coldstart.analysis.results import ClientResult
+from coldstart.analysis.tables import run_table
 from coldstart.analysis.vllm_startup import (
     ENGINE_SEGMENTS,
     PERCENTAGES,

@@ -21,22 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coldstart.analysis import scenarios
-from coldstart.analysis.analyze import (
-    DEFAULT_GRAPHS,
-    SUMMARY_HEAD,
-    Run,
-    _device_label,
-    _fmt,
-    _slug,
-    _total_text,
-    add_source_args,
-    cli_runs,
-    median_table,
-    run_table,
-    scenario_summaries,
-)
+from coldstart.analysis.collect import Run, add_source_args, cli_runs
+from coldstart.analysis.plots import DEFAULT_GRAPHS, slug
 from coldstart.analysis.results import ResultRow
-from coldstart.analysis.timeline import CATEGORIES, SEGMENT_LABELS, SEGMENT_NAMES, UNATTRIBUTED
+from coldstart.analysis.scenario_report import scenario_summaries
+from coldstart.analysis.tables import SUMMARY_HEAD, device_label, median_table, run_table, summary_cells
+from coldstart.analysis.timeline import SEGMENT_LABELS, SEGMENT_NAMES, UNATTRIBUTED
 from coldstart.analysis.trace import client_of, write_trace
 
 if TYPE_CHECKING:
@@ -99,20 +89,7 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") ->
 
 def summary_rows(medians: pd.DataFrame) -> list[list[str]]:
     """The cells of ``summary_markdown``'s table (the same numbers), HTML-escaped."""
-    rows = []
-    for _, r in medians.iterrows():
-        rows.append(
-            [
-                _esc(r["model"]),
-                _esc(r["experiment"]),
-                _esc(_device_label(r["device"])),
-                _esc(r["node_state"]),
-                str(int(r["n"])),
-                _esc(_total_text(r)),
-                *(_esc(_fmt(r[f"cat_{c.name}_s"])) for c in CATEGORIES),
-            ]
-        )
-    return rows
+    return [[_esc(cell) for cell in cells] for cells in summary_cells(medians)]
 
 
 def _seconds(value: float | None, error_s: float | None = None) -> str:
@@ -137,7 +114,7 @@ def _run_section(run: Run, table_row: Mapping[str, Any], out_dir: Path, graphs_d
         )
     else:
         links.append('<span class="muted">no log here</span>')
-    gantt = graphs_dir / f"{_slug(f'timeline_{r.model}_{r.run_id}')}.png"  # as save_figure names it
+    gantt = graphs_dir / f"{slug(f'timeline_{r.model}_{r.run_id}')}.png"  # as save_figure names it
     if gantt.is_file():  # `python -m analysis` draws one per run with a request (untracked, so maybe absent)
         links.append(f'<a href="{html.escape(_rel(gantt, out_dir), quote=True)}">timeline graph</a>')
     parts.append("<p>" + " · ".join(links) + "</p>")
@@ -150,7 +127,7 @@ def _run_section(run: Run, table_row: Mapping[str, Any], out_dir: Path, graphs_d
     facts = [
         ("status", _esc(r.status.value)),
         ("TTFT s", _esc(None if r.ttft_s is None else f"{r.ttft_s:.2f}")),
-        ("device", _esc(_device_label(table_row.get("device")))),
+        ("device", _esc(device_label(table_row.get("device")))),
         ("node state", _esc(table_row.get("node_state"))),
         ("scenario", _esc(r.scenario_name)),
         ("source", _esc(run.source.value)),
@@ -210,8 +187,8 @@ def scenario_section(runs: Sequence[Run], table: pd.DataFrame, out_dir: Path, gr
         "request and failure counts are totals over the runs.</p>",
     ]
     for title, (head, cells), cls in (
-        ("Medians over runs (seconds)", scenarios.scenario_table(meds, _device_label), "scenarios"),
-        ("Per request group", scenarios.group_table(meds, _device_label), "scenario-groups"),
+        ("Medians over runs (seconds)", scenarios.scenario_table(meds, device_label), "scenarios"),
+        ("Per request group", scenarios.group_table(meds, device_label), "scenario-groups"),
     ):
         parts.append(f"<h3>{_esc(title)}</h3>")
         parts.append(_table(head, ([_esc(c) for c in row] for row in cells), cls))

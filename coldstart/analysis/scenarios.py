@@ -153,7 +153,7 @@ def _time_to_replicas(row: ResultRow, records: Sequence[RequestRecord]) -> tuple
 
 def summarize(row: ResultRow, device: str | None = None) -> ScenarioSummary | None:
     """The row's scenario numbers; None for a row without request records (before scenarios). ``device``: the
-    device kind the medians group by (``analyze.device_kind``), the row's own device when not given."""
+    device kind the medians group by (``tables.device_kind``), the row's own device when not given."""
     records = row.requests
     if not records:
         return None

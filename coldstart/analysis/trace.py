@@ -312,7 +312,7 @@ def find_log(run_id: str, rows: Sequence[ResultRow], logs_root: Path = DEFAULT_L
 
 
 def client_of(log: Path, row: ResultRow | None) -> ClientResult | None:
-    """The run's client result: its sidecar beside the log, else its row's (as ``analyze.collect`` does)."""
+    """The run's client result: its sidecar beside the log, else its row's (as ``collect.collect`` does)."""
     sidecar = log.with_suffix(".client.json")
     if sidecar.is_file():
         return ClientResult.from_dict(json.loads(sidecar.read_text()))

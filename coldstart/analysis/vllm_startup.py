@@ -26,14 +26,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from coldstart.analysis.analyze import (
-    _device_label,
-    _slug,
-    add_source_args,
-    cli_runs,
-    run_table,
-    usable,
-)
+from coldstart.analysis.collect import add_source_args, cli_runs
+from coldstart.analysis.plots import slug
+from coldstart.analysis.tables import device_label, run_table, usable
 from coldstart.registry import EXPERIMENTS
 
 if TYPE_CHECKING:
@@ -109,7 +104,7 @@ def write_startup_json(results: Mapping[tuple[str, str, str, str], dict[str, Any
     written = []
     for (model, experiment, device, node), body in results.items():
         node_text = "unknown-node" if node in ("?", "nan", "None") else node  # a log without a runner row
-        path = out_dir / f"{_slug(f'{model}_{experiment}_{_device_label(device)}_{node_text}')}.startup.json"
+        path = out_dir / f"{slug(f'{model}_{experiment}_{device_label(device)}_{node_text}')}.startup.json"
         path.write_text(json.dumps(body, indent=4) + "\n", encoding="utf-8")
         written.append(path)
     return written
