@@ -440,8 +440,9 @@ def test_categories_are_one_record_each_and_every_segment_has_one():
 
 
 def test_summarize_run_splits_the_log_into_lines_once(monkeypatch):
-    import coldstart.analysis.parse
-    import coldstart.analysis.timeline as timeline_mod
+    import coldstart.analysis.parse.engine
+    import coldstart.analysis.parse.log
+    import coldstart.analysis.timeline.summary as summary_mod
 
     calls = []
     real = coldstart.analysis.parse.parse_lines
@@ -450,8 +451,9 @@ def test_summarize_run_splits_the_log_into_lines_once(monkeypatch):
         calls.append(len(text))
         return real(text)
 
-    monkeypatch.setattr(coldstart.analysis.parse, "parse_lines", counting)
-    monkeypatch.setattr(timeline_mod, "parse_lines", counting)
+    # Every module that could split the text again counts too.
+    for module in (coldstart.analysis.parse.log, coldstart.analysis.parse.engine, summary_mod):
+        monkeypatch.setattr(module, "parse_lines", counting)
     summary = summarize_run(synthetic_log(), CLIENT)
     assert summary.timeline.ttft_s == pytest.approx(TTFT)
     assert len(calls) == 1
