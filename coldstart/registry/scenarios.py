@@ -1,0 +1,171 @@
+"""Scenarios: what traffic a run sends and what it measures. Any experiment runs under any scenario; the
+matrix crosses them. A scenario is data, a fixed sequence of parts (burst -> after ready -> returns -> sleep and
+wake), each off unless its field says otherwise, so one deployment can answer several questions at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from coldstart.registry.base import UnknownNameError, frozen
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    """The LLM deployment's Serve autoscaling config (it always starts at zero replicas). None: Serve's default."""
+
+    max_replicas: int = 1
+    target_ongoing_requests: float | None = None  # Serve's default: 2 per replica
+    upscale_delay_s: float | None = None  # Serve's default: 30 s (0 -> 1 is immediate regardless)
+    downscale_delay_s: float | None = None  # Serve's default: 600 s
+    look_back_period_s: float | None = None  # Serve's default: 30 s of averaged load before a decision
+    # Serve 2.57 starts ceil(1 x upscaling_factor) replicas from zero whatever the queue (its cold-start path,
+    # autoscaling_policy._get_cold_start_scale_up_replicas) and counts only running replicas after that: the
+    # others start once the first runs. None: Serve's default (1.0: one replica from zero).
+    upscaling_factor: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_replicas < 1:
+            raise ValueError(f"max_replicas must be at least 1, got {self.max_replicas}")
+        if self.upscaling_factor is not None and self.upscaling_factor <= 0:
+            raise ValueError(f"upscaling_factor must be positive, got {self.upscaling_factor}")
+
+    def serve_config(self) -> dict[str, Any]:
+        """The ``autoscaling_config`` of the deployment (given fields only: the rest stays Serve's)."""
+        cfg: dict[str, Any] = {"min_replicas": 0, "initial_replicas": 0, "max_replicas": self.max_replicas}
+        for name in (
+            "target_ongoing_requests",
+            "upscale_delay_s",
+            "downscale_delay_s",
+            "look_back_period_s",
+            "upscaling_factor",
+        ):
+            if (value := getattr(self, name)) is not None:
+                cfg[name] = value
+        return cfg
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    # Requests sent at the deployment while it is at zero replicas; the first one's TTFT is the row's.
+    burst: int = 1
+    ramp_s: float = 0.0  # the burst's requests spread evenly over this many seconds (0: all at once)
+    # Once the first token arrived: this many requests one after another, then this many at once, to show
+    # warm-up work left after "ready" (vllm-project/vllm#19824: 30-60 s first requests after ready).
+    after_ready: int = 0
+    after_ready_concurrent: int = 0
+    # Wait until Serve has scaled the deployment back to zero, then request again (a second cold start on a
+    # node that kept its page cache, disk caches and prestarted workers); this many times.
+    returns: int = 0
+    # A warm reference, not a scale-from-zero number: the running replica is put to sleep (vLLM sleep mode
+    # through Ray Serve LLM's dev ingress), woken up and asked again. CUDA only (vLLM's sleep mode).
+    sleep_wake: bool = False
+    sleep_level: int = 1  # vLLM: 1 offloads the weights to CPU memory, 2 discards them
+    autoscaling: Autoscaling = field(default_factory=Autoscaling)
+
+    def __post_init__(self) -> None:
+        for name in ("burst", "after_ready", "after_ready_concurrent", "returns"):
+            if getattr(self, name) < (1 if name == "burst" else 0):
+                raise ValueError(f"scenario {self.name!r}: {name} is {getattr(self, name)}")
+        if self.ramp_s < 0:
+            raise ValueError(f"scenario {self.name!r}: ramp_s is {self.ramp_s}")
+        if self.returns and self.autoscaling.downscale_delay_s is None:
+            # With Serve's 600 s default a return would wait ten minutes for the replica to go.
+            raise ValueError(f"scenario {self.name!r}: returns need autoscaling.downscale_delay_s")
+        if self.sleep_level not in (1, 2):
+            raise ValueError(f"scenario {self.name!r}: vLLM sleep levels are 1 and 2, got {self.sleep_level}")
+
+    @property
+    def needs_cuda(self) -> bool:
+        return self.sleep_wake
+
+
+_BURST = Scenario(
+    "burst",
+    "8 concurrent requests at a deployment at zero with max_replicas=1: all of them queue behind one cold start",
+    burst=8,
+)
+_BURST_REPLICAS = dataclasses.replace(
+    _BURST,
+    name="burst_replicas",
+    description="8 concurrent requests at zero with max_replicas=2 (one replica per GPU of a 2-GPU node), Serve's "
+    "default upscaling: one replica from zero, the second once the first runs",
+    autoscaling=Autoscaling(max_replicas=2, target_ongoing_requests=1.0, upscale_delay_s=0.0),
+)
+_RETURN = Scenario(
+    "return",
+    "one request, Serve scales the replica down to zero (downscale after 5 s idle), then one request again",
+    returns=1,
+    autoscaling=Autoscaling(downscale_delay_s=5.0, look_back_period_s=2.0),
+)
+SCENARIOS: Mapping[str, Scenario] = frozen(
+    {
+        s.name: s
+        for s in (
+            Scenario("single", "one request at a deployment at zero replicas, then once more at the running replica"),
+            _BURST,
+            # One replica per GPU, as a user would first configure it. Serve starts one replica from zero and the
+            # second only once the first runs (lease s9: after the burst was served), so nothing starts together.
+            _BURST_REPLICAS,
+            # Both replicas from zero at once: they share the disk, the CPUs and the imports while they start.
+            dataclasses.replace(
+                _BURST_REPLICAS,
+                name="burst_replicas_together",
+                description="8 concurrent requests at zero with max_replicas=2 and upscaling_factor=2: Serve's "
+                "cold-start path starts both replicas at once (one per GPU of a 2-GPU node)",
+                autoscaling=dataclasses.replace(_BURST_REPLICAS.autoscaling, upscaling_factor=2.0),
+            ),
+            _RETURN,
+            Scenario(
+                "after_ready",
+                "one request at zero, then 8 requests one after another and 4 at once: warm-up left after ready",
+                after_ready=8,
+                after_ready_concurrent=4,
+            ),
+            # Everything one GPU lease should measure in one deployment: a burst, what follows ready, a return.
+            dataclasses.replace(
+                _RETURN,
+                name="tour",
+                description="burst of 8 at zero, then 8 sequential + 4 concurrent requests, then to zero and back",
+                burst=8,
+                after_ready=8,
+                after_ready_concurrent=4,
+            ),
+            Scenario(
+                "sleep_wake",
+                "warm reference (not scale from zero): the running replica sleeps (vLLM sleep mode, level 1), wakes "
+                "and answers again",
+                sleep_wake=True,
+            ),
+        )
+    }
+)
+
+
+def get_scenario(name: str) -> Scenario:
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown scenario {name!r}; valid scenarios: {', '.join(SCENARIOS)}") from None
+
+
+def with_max_replicas(scenario: Scenario, max_replicas: int | None) -> Scenario:
+    """The scenario with ``max_replicas`` replaced (e.g. one replica per GPU of the node); None: unchanged. A
+    scenario that starts every replica from zero at once (``upscaling_factor`` == ``max_replicas``) still does."""
+    if max_replicas is None:
+        return scenario
+    auto = scenario.autoscaling
+    together = auto.upscaling_factor is not None and auto.upscaling_factor == auto.max_replicas
+    return dataclasses.replace(
+        scenario,
+        autoscaling=dataclasses.replace(
+            auto,
+            max_replicas=max_replicas,
+            upscaling_factor=float(max_replicas) if together else auto.upscaling_factor,
+        ),
+    )
