@@ -7,6 +7,8 @@ import ctypes
 import ctypes.util
 import mmap
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +20,10 @@ from coldstart.lab.caches import (
     UnknownRootError,
     cache_roots,
     clear,
+    cli,
     drop_caches,
     evict_page_cache,
+    page_cache,
     select_roots,
 )
 
@@ -48,7 +52,7 @@ def os_env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, st
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(caches, "DROP_CACHES_PATH", Path(env["TMPDIR"]) / "drop_caches")
+    monkeypatch.setattr(page_cache, "DROP_CACHES_PATH", Path(env["TMPDIR"]) / "drop_caches")
     return env
 
 
@@ -242,6 +246,7 @@ def test_a_root_moved_onto_a_system_folder_is_refused_even_in_a_dry_run(env, whe
 
 
 def test_a_root_in_the_repo_or_holding_it_is_refused(env):
+    assert (caches.REPO_ROOT / "coldstart" / "lab" / "caches").is_dir()  # the checkout, not a folder in it
     for where in (caches.REPO_ROOT / "results", caches.REPO_ROOT, caches.REPO_ROOT.parent):
         env["TRITON_CACHE_DIR"] = str(where)
         # Which refusal depends on where the checkout lies: in a clone under /tmp the repo's parent (/tmp) also
@@ -292,7 +297,7 @@ def _make_unremovable(monkeypatch: pytest.MonkeyPatch, stuck: Path) -> None:
             raise PermissionError(13, "Permission denied", str(path))
         return real_unlink(path, *args, **kwargs)
 
-    monkeypatch.setattr(caches.os, "unlink", unlink)
+    monkeypatch.setattr(os, "unlink", unlink)
 
 
 def test_unremovable_entry_makes_the_report_not_ok(env, monkeypatch):
@@ -385,7 +390,7 @@ def test_evict_reports_missing_paths(env):
 def test_evict_refuses_paths_outside_every_known_root(env, victim, monkeypatch):
     path = Path(env["HOME"]) / victim.removeprefix("home").lstrip("/") if victim.startswith("home") else Path(victim)
     opened = []
-    monkeypatch.setattr(caches.os, "open", lambda *a, **k: opened.append(a) or -1)
+    monkeypatch.setattr(os, "open", lambda *a, **k: opened.append(a) or -1)
     with pytest.raises(OutsideCacheRootError, match="refusing"):
         evict_page_cache([path], env=env)
     with pytest.raises(OutsideCacheRootError, match="refusing"):
@@ -420,26 +425,26 @@ def test_evict_skips_symlinked_files_pointing_outside_the_roots(env, tmp_path, m
 
 def test_drop_caches_writes_when_root_and_never_fails_otherwise(tmp_path, monkeypatch):
     synced = []
-    monkeypatch.setattr(caches.os, "sync", lambda: synced.append(True))
+    monkeypatch.setattr(os, "sync", lambda: synced.append(True))
     proc = tmp_path / "drop_caches"
     proc.write_text("")
-    monkeypatch.setattr(caches.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     result = drop_caches(proc)
     assert result.done and proc.read_text() == "3\n" and synced
     unwritable = drop_caches(tmp_path / "no-such-dir" / "drop_caches")
     assert not unwritable.done and "cannot write" in unwritable.detail
-    monkeypatch.setattr(caches.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     proc.write_text("")
     result = drop_caches(proc)
     assert not result.done and "not root" in result.detail and proc.read_text() == ""
 
 
 def _cli(*argv: str) -> int:
-    return caches.main(caches.add_cli_args(argparse.ArgumentParser()).parse_args(list(argv)))
+    return cli.main(cli.add_cli_args(argparse.ArgumentParser()).parse_args(list(argv)))
 
 
 def test_cli_clears_and_prints_a_table(os_env, capsys, monkeypatch):
-    monkeypatch.setattr(caches.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     sizes = _populate(os_env)
     assert _cli("--all", "--dry-run") == 0
     out = capsys.readouterr().out
@@ -453,8 +458,8 @@ def test_cli_clears_and_prints_a_table(os_env, capsys, monkeypatch):
 
 def test_cli_does_only_what_it_is_told(os_env, capsys, monkeypatch):
     """--evict alone evicts: it clears no root and leaves the machine's page cache alone."""
-    monkeypatch.setattr(caches.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(caches.os, "sync", lambda: None)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "sync", lambda: None)
     proc = Path(os_env["TMPDIR"]) / "drop_caches"
     proc.write_text("")
     _populate(os_env)
@@ -493,3 +498,21 @@ def test_cli_exit_codes_for_bad_input_and_failures(os_env, capsys, monkeypatch):
     assert "stuck.bin" in capsys.readouterr().err
     monkeypatch.setenv("TRITON_CACHE_DIR", os_env["HOME"])
     assert _cli("--only", "triton") == 2
+
+
+@pytest.mark.parametrize(
+    "entry", [["clear_cache.py"], ["-m", "coldstart", "clear-cache"], ["-m", "coldstart.lab.caches"]]
+)
+def test_every_entry_point_runs_the_same_tool(os_env, entry):
+    _populate(os_env)
+    proc = subprocess.run(
+        [sys.executable, *entry, "--all", "--dry-run"],
+        cwd=caches.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "would remove" in proc.stdout and "hf-hub" in proc.stdout
+    assert all((path / "top.bin").exists() for path in _roots(os_env).values())  # a dry run removes nothing

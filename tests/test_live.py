@@ -63,7 +63,7 @@ def test_nothing_yet_is_starting_and_unrelated_lines_change_nothing() -> None:
 
 
 def test_the_runner_shows_seconds_since_the_request_and_the_phase_as_the_log_grows(tmp_path: Path) -> None:
-    from coldstart.lab.runner import live_status
+    from coldstart.lab.matrix.live import live_status
 
     lines = _lines(FAST)
     log = tmp_path / "run.log"
@@ -85,7 +85,7 @@ def test_the_runner_shows_seconds_since_the_request_and_the_phase_as_the_log_gro
 def test_no_status_callback_no_thread(tmp_path: Path) -> None:
     import threading
 
-    from coldstart.lab.runner import live_status
+    from coldstart.lab.matrix.live import live_status
 
     with live_status(tmp_path / "none.log", None):
         assert not any(t.name == "coldstart-live-status" for t in threading.enumerate())
@@ -93,9 +93,10 @@ def test_no_status_callback_no_thread(tmp_path: Path) -> None:
 
 def test_run_matrix_draws_no_live_line_when_the_output_is_not_a_terminal(tmp_path: Path) -> None:
     # Under pytest stdout is captured: not a terminal, as in CI. The SUT must get no status callback.
-    from test_runner import PROVENANCE, FakeSUT
+    from fake_sut import PROVENANCE, FakeSUT
 
-    from coldstart.lab import runner
+    from coldstart.lab.matrix.loop import run_matrix
+    from coldstart.lab.matrix.plan import plan
 
     class Recording(FakeSUT):
         on_status = None
@@ -105,15 +106,16 @@ def test_run_matrix_draws_no_live_line_when_the_output_is_not_a_terminal(tmp_pat
             return super().measure(deployment, spec)
 
     sut = Recording(root=tmp_path)
-    runner.run_matrix(sut, runner.plan(["tiny"], ["baseline"], 1, "c"), tmp_path / "r.jsonl", provenance=PROVENANCE)
+    run_matrix(sut, plan(["tiny"], ["baseline"], 1, "c"), tmp_path / "r.jsonl", provenance=PROVENANCE)
     assert [c[2] for c in sut.calls if c[0] == "status"] == ["None"]
 
 
 def test_run_matrix_on_a_terminal_hands_the_sut_a_status_line_and_takes_it_back(tmp_path: Path, monkeypatch) -> None:
     import rich.console
-    from test_runner import PROVENANCE, FakeSUT
+    from fake_sut import PROVENANCE, FakeSUT
 
-    from coldstart.lab import runner
+    from coldstart.lab.matrix.loop import run_matrix
+    from coldstart.lab.matrix.plan import plan
 
     monkeypatch.setattr(rich.console.Console, "is_terminal", property(lambda self: True))
 
@@ -127,14 +129,14 @@ def test_run_matrix_on_a_terminal_hands_the_sut_a_status_line_and_takes_it_back(
             return super().measure(deployment, spec)
 
     sut = Recording(root=tmp_path)
-    specs = runner.plan(["tiny"], ["baseline"], 1, "c")
-    runner.run_matrix(sut, specs, tmp_path / "r.jsonl", provenance=PROVENANCE)
+    specs = plan(["tiny"], ["baseline"], 1, "c")
+    run_matrix(sut, specs, tmp_path / "r.jsonl", provenance=PROVENANCE)
     assert [c[2] for c in sut.calls if c[0] == "status"] == [True]
     assert sut.on_status is None
     sut.calls.clear()
-    runner.run_matrix(
+    run_matrix(
         sut,
-        runner.plan(["tiny"], ["baseline"], 2, "d"),
+        plan(["tiny"], ["baseline"], 2, "d"),
         tmp_path / "r.jsonl",
         provenance=PROVENANCE,
         show_progress=False,

@@ -301,7 +301,7 @@ def test_sleep_wake_is_refused_on_cpu_before_anything_starts_and_asks_for_the_de
 
 
 def test_the_runner_waits_for_the_access_line_of_the_last_request(tmp_path: Path) -> None:
-    from coldstart.lab.runner import wait_for_access_lines
+    from coldstart.lab.matrix.service_sut import wait_for_access_lines
 
     rid = "71483b30-b50b-47d5-8fb8-9e48cbed850b"
     log = tmp_path / "run.log"
@@ -329,7 +329,7 @@ def test_a_scenario_run_is_labelled_so_that_rich_prints_its_scenario() -> None:
 
     import rich.console
 
-    from coldstart.lab.runner import RunSpec
+    from coldstart.lab.matrix.plan import RunSpec
 
     out = io.StringIO()
     rich.console.Console(file=out, width=200).print(f"{RunSpec('tiny', 'fast', 0, scenario='tour').label}: ok")
@@ -347,7 +347,7 @@ def test_a_log_that_went_back_to_zero_is_summarized_up_to_its_second_start() -> 
     assert first_start(_TWO_REPLICAS) == _TWO_REPLICAS  # one start from zero (its line twice): whole
 
 
-@pytest.mark.parametrize("module", ["service", "runner"])
+@pytest.mark.parametrize("module", ["service", "matrix.cli"])
 def test_max_replicas_below_one_is_refused_by_the_parser(module: str, capsys) -> None:
     import argparse
     import importlib

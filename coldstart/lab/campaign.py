@@ -36,7 +36,7 @@ from coldstart.analysis.results import DEFAULT_RESULTS
 from coldstart.compile_cache.archive import CacheManifest
 from coldstart.compile_cache.common import MANIFEST_NAME, ManifestError
 from coldstart.lab.import_runs import ARCHIVE_LOGS, ARCHIVE_RESULTS
-from coldstart.lab.runner import NODE_STATES
+from coldstart.lab.matrix.plan import NODE_STATES
 
 # The lease's results file: each call brings a fresh copy of the tree, results file included, so the matrix
 # appends to a file of this lease (seeded from the tree's once) and resumes where the last call stopped.

@@ -1,0 +1,274 @@
+"""The real system under test: ``clear_cache.py`` before, ``service.py`` in a subprocess (its own process
+group, so a stop reaches Ray's and vLLM's children), the client in this process. Each lifecycle is a context
+manager: the side folder is removed and the process group stopped however the run ends."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from coldstart import paths
+from coldstart.analysis import events
+from coldstart.analysis.results import ClientResult, ClientStatus
+from coldstart.lab.client import measure_ttft
+from coldstart.lab.matrix.live import live_status
+from coldstart.lab.matrix.plan import RunSpec
+from coldstart.lab.matrix.sut import Deployment
+from coldstart.lab.traffic import Traffic
+from coldstart.registry import get_scenario, with_max_replicas
+
+
+def warm_folders(model: str, local_stores: Sequence[Path], checkpoints: Path) -> list[Path]:
+    """What a warm node holds in its page cache: the model's files as vLLM reads them, from the local store.
+    The checkpoint they were staged from only when there is no local store (an S3 store's weights live
+    elsewhere): reading both doubled a warm run's preparation (32 GB for the 8B, ~12 s) for files vLLM never
+    opens."""
+    staged = [store / "models" / model for store in local_stores]
+    return staged if staged else [checkpoints / model]
+
+
+def read_into_page_cache(folders: Sequence[Path], chunk_bytes: int = 16 << 20) -> int:
+    """Read every file under ``folders`` once (what serving the model before left in the page cache)."""
+    total = 0
+    buf = bytearray(chunk_bytes)
+    for folder in folders:
+        for path in sorted(folder.rglob("*")) if folder.is_dir() else ():
+            if path.is_file() and not path.is_symlink():
+                with open(path, "rb", buffering=0) as f:
+                    while n := f.readinto(buf):
+                        total += n
+    return total
+
+
+class ServiceSUT:
+    """The real system: ``service.py`` in a subprocess (its own process group, so a stop reaches Ray and
+    vLLM children), ``clear_cache`` before, the client in this process."""
+
+    def __init__(
+        self,
+        service_args: Sequence[str],
+        *,
+        clear: bool = True,
+        clear_only: Sequence[str] = (),
+        ready_timeout_s: float = 600.0,
+        client_timeout_s: float = 1800.0,
+        python: str = sys.executable,
+        workdir: Path | None = None,
+        max_replicas: int | None = None,
+    ):
+        self.service_args = list(service_args)
+        self.clear_enabled = clear
+        self.clear_only = list(clear_only)
+        self.ready_timeout_s = ready_timeout_s
+        self.client_timeout_s = client_timeout_s
+        self.python = python
+        self.workdir = workdir or Path.cwd()
+        self.max_replicas = max_replicas  # replaces each scenario's (service.py --max-replicas)
+        # Set by run_matrix on a terminal: gets "<seconds> s since the request: <phase>" while a cold start runs.
+        self.on_status: Callable[[str], None] | None = None
+
+    def clear(self, spec: RunSpec) -> dict[str, Any]:
+        if not self.clear_enabled:
+            return {"skipped": True}
+        # Weights read from the lab's local store or checkpoints must come from disk, not the page cache.
+        from coldstart.storage.store import default_store_uri, parse_store_uri
+
+        store = parse_store_uri(default_store_uri())
+        local = [store.path] if store.path is not None else []
+        weights = [p for p in (*local, paths.coldstart_home() / "checkpoints") if p.exists()]
+        evict = [str(p) for p in weights] if spec.node_state == "cold" else []
+        # Every action named: clear_cache.py does only what it is told (and drops the page cache as before).
+        cmd = [
+            self.python,
+            "clear_cache.py",
+            *(["--only", *self.clear_only] if self.clear_only else ["--all"]),
+            *(["--evict", *evict] if evict else []),
+            "--drop-caches",
+        ]
+        proc = subprocess.run(cmd, cwd=self.workdir, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"clear_cache.py failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+        report: dict[str, Any] = {"ok": True, "node_state": spec.node_state}
+        if spec.node_state == "warm":
+            report["page_cache_read_bytes"] = read_into_page_cache(
+                warm_folders(spec.model, local, paths.coldstart_home() / "checkpoints")
+            )
+        return report
+
+    def service_command(self, spec: RunSpec, run_id: str, ready: Path) -> list[str]:
+        return [
+            self.python,
+            "service.py",
+            spec.model,
+            spec.experiment,
+            "--run-id",
+            run_id,
+            "--ready-file",
+            str(ready),
+            "--scenario",
+            spec.scenario,
+            *(["--max-replicas", str(self.max_replicas)] if self.max_replicas is not None else []),
+            *self.service_args,
+        ]
+
+    @contextlib.contextmanager
+    def deploy(self, spec: RunSpec, run_id: str) -> Iterator[Deployment]:
+        log_path = self.workdir / paths.run_log_path(spec.model, spec.experiment, run_id)
+        # The ready file and what service.py says outside its tee go to a temp dir, not the work tree.
+        with side_folder(run_id) as side:
+            ready = side / "ready.json"
+            # service.py tees into the run log only once its checks passed: what it says before (a refused port,
+            # a missing checkpoint) or after the tee is caught here instead of vanishing.
+            outside_tee = side / "stderr.txt"
+            cmd = self.service_command(spec, run_id, ready)
+            try:
+                with started_service(cmd, cwd=self.workdir, stderr_path=outside_tee) as proc:
+                    info = wait_until_ready(
+                        proc, ready, self.ready_timeout_s, outside_tee=outside_tee, log_path=log_path
+                    )
+                    yield Deployment(
+                        url=info["url"],
+                        run_id=run_id,
+                        log_path=self.workdir / info["log"],
+                        config=info.get("config", {}),
+                    )
+            finally:
+                # After the stop, so what it said on its way down is kept too.
+                keep_outside_output(outside_tee, log_path)
+
+    def measure(self, deployment: Deployment, spec: RunSpec) -> Traffic:
+        from coldstart.lab.traffic import http_control, log_waiter, run_scenario, with_replicas
+
+        scenario = with_max_replicas(get_scenario(spec.scenario), self.max_replicas)
+        downscale_s = scenario.autoscaling.downscale_delay_s or 0.0
+        with live_status(deployment.log_path, self.on_status):
+            traffic = run_scenario(
+                scenario,
+                model=spec.model,
+                send=lambda: measure_ttft(deployment.url, spec.model, timeout_s=self.client_timeout_s),
+                control=http_control(deployment.url, timeout_s=self.client_timeout_s),
+                # Serve's decision waits out the delay and its look-back window; the replica then drains and
+                # stops (vLLM's shutdown): minutes at most, far less than a cold start's own limit.
+                wait_until_zero=log_waiter(deployment.log_path, timeout_s=downscale_s + self.ready_timeout_s),
+            )
+        traffic = dataclasses.replace(traffic, client=explain_failure(traffic.client, deployment.log_path))
+        return with_replicas(traffic, wait_for_access_lines(deployment.log_path, traffic))
+
+
+@contextlib.contextmanager
+def side_folder(run_id: str) -> Iterator[Path]:
+    """A fresh temp folder for one run's side files, removed on exit."""
+    side = Path(tempfile.mkdtemp(prefix=f"coldstart-{run_id}-"))
+    try:
+        yield side
+    finally:
+        shutil.rmtree(side, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def started_service(cmd: Sequence[str], *, cwd: Path, stderr_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``cmd`` in a new process group, its stderr into ``stderr_path``; on exit the whole group is stopped
+    (``stop_process_group``), however the body ended."""
+    with open(stderr_path, "wb") as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        yield proc
+    finally:
+        stop_process_group(proc)
+
+
+def wait_until_ready(
+    proc: subprocess.Popen[bytes], ready: Path, timeout_s: float, *, outside_tee: Path, log_path: Path
+) -> dict[str, Any]:
+    """What service.py wrote into its ready file ({url, log, config}), once it has; ServiceExited (its last
+    words folded into the run log) when it ended first, TimeoutError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not ready.exists():
+        if proc.poll() is not None:
+            said = keep_outside_output(outside_tee, log_path)
+            raise ServiceExited(
+                f"service.py exited with {proc.returncode} before it was ready: {said or 'it said nothing'}",
+                log_path=log_path,
+            )
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"service.py not ready after {timeout_s:.0f} s")
+        time.sleep(0.5)
+    info: dict[str, Any] = json.loads(ready.read_text())
+    return info
+
+
+def wait_for_access_lines(log_path: Path, traffic: Traffic, timeout_s: float = 15.0, poll_s: float = 0.5) -> str:
+    """The run log once it names the replica of every answered request (or after ``timeout_s``): Ray forwards
+    a replica's access line to the driver a moment after the response, so the last request's line can lag it."""
+    from coldstart.analysis.serve_log import served_by
+
+    wanted = {r.client.request_id for r in traffic.requests if r.client.ok and r.client.request_id}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            text = log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        if wanted <= set(served_by(text)) or time.monotonic() > deadline:
+            return text
+        time.sleep(poll_s)
+
+
+class ServiceExited(RuntimeError):
+    """service.py ended before it served; ``log_path`` holds what it said."""
+
+    def __init__(self, message: str, *, log_path: Path):
+        super().__init__(message)
+        self.log_path = log_path
+
+
+def keep_outside_output(outside: Path, log_path: Path) -> str | None:
+    """Fold what service.py wrote outside its tee into the run log (the log is created when there is none,
+    so the row's log path always exists) and return its last line."""
+    if not outside.exists():
+        return None
+    text = outside.read_text(errors="replace")
+    outside.unlink()
+    if not text.strip():
+        return None
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log:
+        log.write(text if text.endswith("\n") else text + "\n")
+    return text.strip().splitlines()[-1]
+
+
+def explain_failure(m: ClientResult, log_path: Path) -> ClientResult:
+    """A client that lost its stream because service.py gave up on the app gets Serve's reason, not the
+    connection error it saw."""
+    if m.ok or not log_path.exists():
+        return m
+    failed = [e for e in events.read_events(log_path.read_text(errors="replace")) if e["event"] == "serve_app_failed"]
+    if not failed:
+        return m
+    return dataclasses.replace(m, status=ClientStatus.SERVE_FAILED, error=f"{failed[-1]['reason']} (client: {m.error})")
+
+
+def stop_process_group(proc: subprocess.Popen[Any], grace_s: float = 90.0) -> None:
+    """SIGTERM first (service.py shuts Serve and Ray down), SIGKILL the whole group if it hangs."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            events.emit("service_killed", pid=proc.pid, grace_s=grace_s)
+    # Anything the service left in its group (an engine process that ignored the shutdown) goes too.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
