@@ -146,6 +146,29 @@ def test_collect_ancestor_logs():
     assert sum(llama[c] for c in tables.CATEGORY_COLUMNS if llama[c] == llama[c]) == pytest.approx(llama["total_s"])
 
 
+def _summary_records(markdown: str) -> list[dict[str, str]]:
+    """summary.md's rows as {header: cell}."""
+    lines = markdown.splitlines()
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(head, (c.strip() for c in line.strip("|").split("|")), strict=True)) for line in lines[2:]]
+
+
+@pytest.mark.skipif(not ANCESTOR_DIR.is_dir(), reason="ancestor logs not available (../shared/fixtures/ancestor-logs)")
+def test_the_ancestors_published_logs_are_labelled_theirs_not_an_unknown_gpu_of_ours(run_tree):
+    found = collect.collect([ANCESTOR_DIR, run_tree])
+    runs = tables.run_table(found)
+    theirs = runs[runs["model"].isin(["llama-3-70b", "qwen-3-235b"])]
+    assert len(theirs) == 9 and set(theirs["source"]) == {"ancestor (published logs)"}
+    assert "ancestor (published logs)" not in set(runs.loc[runs["model"] == "tiny", "source"])
+    records = _summary_records(tables.summary_markdown(tables.median_table(runs)))
+    ancestor = [r for r in records if r["model"] in ("llama-3-70b", "qwen-3-235b")]
+    assert len(ancestor) == 9
+    # Their host and their name, never "GPU" and node "?" as if they were a log of ours on an unknown card.
+    assert {(r["source"], r["hardware"], r["node"]) for r in ancestor} == {("ancestor (published logs)", "8×H100", "—")}
+    ours = [r for r in records if r["model"] == "tiny"]
+    assert ours and {r["source"] for r in ours} == {"ours"}
+
+
 def test_merge_prefers_the_reparsed_log_but_keeps_what_only_the_result_row_knows(run_tree, tmp_path):
     results = tmp_path / "results.jsonl"
     append_row(
@@ -282,7 +305,7 @@ def test_medians_never_mix_gpu_kinds(tmp_path):
     med = tables.median_table(tables.run_table(collect.load_results(path))).set_index("device")
     assert med.loc["cuda:H100 x1", ["n", "total_s"]].tolist() == [2, 105.0]
     assert med.loc["cuda:H200 x1", ["n", "total_s"]].tolist() == [1, 60.0]
-    assert "| m1 | baseline | H200 x1 | cold | 1 | 60.0 |" in tables.summary_markdown(med.reset_index())
+    assert "| m1 | baseline | ours | H200 x1 | cold | 1 | 60.0 |" in tables.summary_markdown(med.reset_index())
     # One experiment, one color; the two kinds are written on their bars.
     ax = plots.render_comparison(tables.comparison_data(med.reset_index())).axes[0]
     assert len({p.get_facecolor() for p in ax.patches}) == 1
@@ -292,7 +315,7 @@ def test_medians_never_mix_gpu_kinds(tmp_path):
 
 def test_summary_markdown_gives_the_range_where_there_are_several_runs(runs):
     lines = tables.summary_markdown(tables.median_table(runs)).splitlines()
-    assert lines[0].startswith("| model | experiment | device | node | n | total s, median (min–max) |")
+    assert lines[0].startswith("| model | experiment | source | hardware | node | n | total s, median (min–max) |")
     by_pair = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in lines[2:]}
     assert "| 3 | 110.0 (100.0–130.0) |" in by_pair[("m1", "baseline")]
     assert "| 2 | 85.0 (80.0–90.0) |" in by_pair[("m1", "compile_cache")]

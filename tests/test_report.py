@@ -119,8 +119,8 @@ def test_report_table_links_and_no_network(tmp_path: Path) -> None:
     table = page.tables["summary"]
     assert table[0] == list(SUMMARY_HEAD)
     assert table[1:] == [[html.unescape(c) for c in row] for row in expected]
-    assert len(table) == 2 and table[1][:5] == ["llama-3-8b", "fast", "H200 x1", "warm", "1"]
-    assert table[1][5] == f"{runs[0].row.ttft_s:.1f}"
+    assert len(table) == 2 and table[1][:6] == ["llama-3-8b", "fast", "ours", "H200 x1", "warm", "1"]
+    assert table[1][6] == f"{runs[0].row.ttft_s:.1f}"
     # Every run is listed; the failed one too.
     assert {row[0] for row in page.tables["runs"][1:]} == {RUN_ID, "20261129T000000Z-dead"}
     # Links resolve from the report folder; the graphs are linked, not copied; the trace was written.

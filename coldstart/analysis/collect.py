@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from coldstart.analysis.ancestor_logs import ANCESTOR_SOURCE, is_ancestor_capture
 from coldstart.analysis.results import DEFAULT_RESULTS, ClientResult, ResultRow, RunStatus, SchemaError, load_rows
 from coldstart.analysis.serve_log import replica_spans
 from coldstart.analysis.timeline import summarize_run
@@ -52,8 +53,9 @@ class Source(StrEnum):
 
     RESULTS = "results"  # a runner row whose log is not here
     LOG = "log"  # a run tree's log (``<model>/<experiment>/<run_id>.log``) without a runner row
-    CAPTURE = "capture"  # a flat capture (the ancestor's ``llama70b-s3-runai-sharded.txt``)
+    CAPTURE = "capture"  # a flat capture that is not the ancestor's (``tiny-baseline.log``: <model>-<experiment>)
     RESULTS_AND_LOG = "results+log"  # a runner row, its log re-parsed now
+    ANCESTOR = ANCESTOR_SOURCE  # a capture the ancestor published (``ancestor_logs``), 8×H100, not ours
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,8 @@ def collect(log_dirs: Iterable[Path], clients: Mapping[str, ClientResult] | None
             else:
                 (model, experiment), run_id, source = infer_model_experiment(path.name), path.stem, Source.CAPTURE
             log_text = path.read_text(errors="replace")
+            if source is Source.CAPTURE and is_ancestor_capture(path, log_text):
+                source = Source.ANCESTOR
             sidecar = path.with_suffix(".client.json")
             client: ClientResult | None
             if sidecar.exists():

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from coldstart.analysis.ancestor_logs import ANCESTOR_HARDWARE, ANCESTOR_NODE_STATE, ANCESTOR_SOURCE
 from coldstart.analysis.audit import audit as run_audit
 from coldstart.analysis.collect import LOG_ONLY, Run, Source
 from coldstart.analysis.parse import PHASE_COLUMNS
@@ -67,8 +68,11 @@ RUN_COLUMNS: tuple[str, ...] = (
     "superseded",
     "log_path",
 )
-# A warm node (weights in the page cache) and a cold one are different measurements: never one median.
-GROUP = ["model", "experiment", "device", "node_state"]
+# A warm node (weights in the page cache) and a cold one are different measurements: never one median. In the
+# medians ``source`` says whose measurement a group is (``whose``): ours, or the ancestor's published logs.
+GROUP = ["model", "experiment", "source", "device", "node_state"]
+SOURCE_OURS = "ours"
+ANCESTOR_DEVICE = f"cuda:{ANCESTOR_HARDWARE}"  # labelled "8×H100" (``device_label``)
 SINGLE = "single"  # the scenario of the phase and ladder medians (``ResultRow.scenario_name``)
 NODE_STATE_UNKNOWN = "?"  # a log without a row (a capture, the ancestor's logs)
 
@@ -166,7 +170,9 @@ def run_table(runs: Sequence[Run], superseded: Mapping[str, str] | None = None) 
                 "run_id": r.run_id,
                 "model": r.model,
                 "experiment": r.experiment,
-                "device": device_kind(device_of(r), r.provenance.gpu if r.provenance else None),
+                "device": ANCESTOR_DEVICE
+                if run.source is Source.ANCESTOR
+                else device_kind(device_of(r), r.provenance.gpu if r.provenance else None),
                 "source": run.source.value,
                 "status": r.status.value,
                 "campaign": r.campaign,
@@ -195,7 +201,10 @@ def run_table(runs: Sequence[Run], superseded: Mapping[str, str] | None = None) 
 
 def node_state_of(run: Run) -> str:
     """The run's node state; runner rows from before it was recorded ran on a cold node (the runner evicted
-    the weights before every run); a log without a runner row (a capture, a by-hand run) is unknown."""
+    the weights before every run); a log without a runner row (a capture, a by-hand run) is unknown; the
+    ancestor never published theirs."""
+    if run.source is Source.ANCESTOR:
+        return ANCESTOR_NODE_STATE
     if run.source in (Source.LOG, Source.CAPTURE):
         return NODE_STATE_UNKNOWN
     return run.row.node_state or "cold"
@@ -270,12 +279,19 @@ def device_label(device: Any) -> str:
     return {"cuda": "GPU", "cpu": "CPU"}.get(device, "?") if isinstance(device, str) else "?"
 
 
+def whose(runs: pd.DataFrame) -> pd.Series:
+    """Per run, whose measurement it is: the ancestor's published logs, or ours (however the analysis found it:
+    a runner row, a log, both)."""
+    return runs["source"].where(runs["source"].eq(ANCESTOR_SOURCE), SOURCE_OURS)
+
+
 def median_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, experiment, device): n, median total (and which kind) with its min and max, median of every
-    category."""
+    """Per (model, experiment, whose, device, node state): n, median total (and which kind) with its min and max,
+    median of every category."""
     import pandas as pd
 
     ok = usable(runs).copy()
+    ok["source"] = whose(ok)
     ok["device"] = ok["device"].fillna("?")
     ok["node_state"] = ok["node_state"].fillna(NODE_STATE_UNKNOWN)
     if ok.empty:
@@ -306,6 +322,10 @@ def stacked_data(medians: pd.DataFrame, model: str) -> pd.DataFrame:
         f"{label}\n{n} node" if n in ("warm",) else label for label, n in zip(labels, sub["node_state"], strict=True)
     ]
     labels = [label if k == "ttft" else f"{label}\n[{k}]" for label, k in zip(labels, sub["total_kind"], strict=True)]
+    labels = [
+        label if src == SOURCE_OURS else f"{label}\n(ancestor)"
+        for label, src in zip(labels, sub["source"], strict=True)
+    ]
     data = sub[list(CATEGORY_COLUMNS)].copy()
     data.columns = [c.label for c in CATEGORIES]
     data = data.loc[:, data.notna().any() & (data.fillna(0) != 0).any()]
@@ -396,11 +416,12 @@ def gantt_data(row: ResultRow) -> pd.DataFrame:
 
 
 def ttft_spread(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, experiment, device) with a TTFT: n, median, min, max, quartiles, and the values."""
+    """Per group (``GROUP``) with a TTFT: n, median, min, max, quartiles, and the values."""
     import pandas as pd
 
     ok = usable(runs)
     ok = ok[(ok["status"] == "ok") & ok["ttft_s"].notna()].copy()
+    ok["source"] = whose(ok)
     ok["device"] = ok["device"].fillna("?")
     cols = [*GROUP, "n", "median_s", "min_s", "max_s", "q1_s", "q3_s", "values"]
     if ok.empty:
@@ -453,7 +474,8 @@ def total_text(r: Mapping[str, Any]) -> str:
 SUMMARY_HEAD: tuple[str, ...] = (
     "model",
     "experiment",
-    "device",
+    "source",  # whose measurement: ours, or the ancestor's published logs
+    "hardware",
     "node",
     "n",
     "total s, median (min–max)",
@@ -468,6 +490,7 @@ def summary_cells(medians: pd.DataFrame) -> list[list[str]]:
         [
             r["model"],
             r["experiment"],
+            r["source"],
             device_label(r["device"]),
             r["node_state"],
             str(int(r["n"])),
