@@ -25,6 +25,8 @@ from coldstart.lab.matrix.service_sut import (
     ServiceSUT,
     explain_failure,
     read_into_page_cache,
+    side_folder,
+    started_service,
     stop_process_group,
     warm_folders,
 )
@@ -103,6 +105,20 @@ def test_stop_process_group_on_an_exited_process_is_harmless() -> None:
         proc.wait(timeout=30)
         stop_process_group(proc, grace_s=0.1)
         assert proc.returncode == 0
+
+
+def test_a_started_service_and_its_side_folder_are_gone_however_the_body_ends(tmp_path: Path) -> None:
+    code = "import sys, time; print('up', file=sys.stderr, flush=True); time.sleep(120)"
+    with pytest.raises(RuntimeError, match="the body failed"), side_folder("r1") as side:
+        err = side / "stderr.txt"
+        with started_service([sys.executable, "-c", code], cwd=tmp_path, stderr_path=err) as proc:
+            deadline = time.monotonic() + 30.0
+            while "up" not in err.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert proc.poll() is None
+            raise RuntimeError("the body failed")
+    assert proc.returncode == -signal.SIGTERM  # stopped on the way out, not left running
+    assert not side.exists()
 
 
 # --- the real system's process handling, with a stand-in service.py -------------------------------------------
