@@ -10,10 +10,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from coldstart.registry.base import UnknownNameError, frozen
+
+# What vLLM is asked to hold unless a model says otherwise (one request needs far less than a long context).
+DEFAULT_MAX_MODEL_LEN = 4096
 
 
 @dataclass(frozen=True)
@@ -156,15 +160,17 @@ class Quantization:
 @dataclass(frozen=True)
 class Model:
     name: str
-    hub_id: str | None  # None: synthetic only (no public checkpoint of this shape)
+    hub_id: str | None  # None: no Hub checkpoint (a synthetic shape, or a user's own folder)
     tp_size: int
     arch: Architecture
-    max_model_len: int = 4096
+    max_model_len: int = DEFAULT_MAX_MODEL_LEN
     # The Serve LLM ingress times out requests after 600 s by default; a cold 235B baseline needs more.
     request_timeout_s: float = 600.0
     small: bool = False  # fits a laptop / CPU / CI
     engine_overrides: Mapping[str, Any] = field(default_factory=frozen)
     quantization: Quantization | None = None  # None: bf16 weights
+    # A user model's own Hugging Face folder on this node (``registry.user_models``); registry models: None.
+    local_dir: Path | None = None
 
     def quantization_problems(self) -> list[str]:
         """Why vLLM would refuse this model's quantized weights at its TP size (empty: it loads them)."""
