@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from coldstart.analysis.collect import Run, Source, load_results, row_from_log
-from coldstart.analysis.report import SUMMARY_HEAD, add_cli_args, main, summary_rows
+from coldstart.analysis.collect import Run, Source, collect, load_results, row_from_log
+from coldstart.analysis.headline import HEAD
+from coldstart.analysis.report import SUMMARY_HEAD, add_cli_args, build_report, main, summary_rows
 from coldstart.analysis.results import ClientResult, Provenance, ResultRow, RunStatus, append_row
 from coldstart.analysis.tables import median_table, run_table
 
 REPO = Path(__file__).resolve().parents[1]
+ANCESTOR_DIR = REPO.parent / "shared" / "fixtures" / "ancestor-logs"
 RUN_ID = "20261129T185203Z-484a"
 LOG = REPO / "experiment_terminal_output" / "llama-3-8b" / "fast" / f"{RUN_ID}.log"
 
@@ -30,6 +32,7 @@ class _Page(HTMLParser):
         self.links: list[str] = []
         self.external: list[str] = []
         self.tables: dict[str, list[list[str]]] = {}
+        self.order: list[str] = []  # "img <src>" and "table <class>", in page order
         self._table: str | None = None
         self._cell: list[str] | None = None
 
@@ -41,9 +44,12 @@ class _Page(HTMLParser):
             ref = a.get("src") or a.get("href") or ""
             if tag == "script" or ref.startswith(("http://", "https://", "//")):
                 self.external.append(f"{tag} {ref}")
+        if tag == "img":
+            self.order.append(f"img {a.get('src')}")
         if tag == "table":
             self._table = a.get("class") or f"table{len(self.tables)}"
             self.tables[self._table] = []
+            self.order.append(f"table {self._table}")
         elif tag == "tr" and self._table:
             self.tables[self._table].append([])
         elif tag in ("td", "th"):
@@ -113,6 +119,15 @@ def test_report_table_links_and_no_network(tmp_path: Path) -> None:
     page = _Page()
     page.feed((out / "index.html").read_text(encoding="utf-8"))
     assert not page.external, page.external
+    # It opens with the headline: the run's ladder, then the ancestor's figures beside ours, before any detail.
+    ladder = "ladder_llama-3-8b_H200_x1_warm.png"
+    assert page.order[0].startswith("img ") and page.order[0].endswith(ladder), page.order
+    assert page.order[1] == "table headline", page.order
+    headline = {(row[0], row[1]): row for row in page.tables["headline"][1:]}
+    assert page.tables["headline"][0] == list(HEAD)
+    assert headline[("llama-3-8b", "fast")][3:] == [f"{_ttft(results):.1f}", "H200 x1, warm node", "2026-11-29", "1"]
+    assert headline[("llama-3-8b", "baseline")][2:4] == ["≈ 98", "not run yet"]  # theirs, and none of ours yet
+    assert sum(entry.endswith(ladder) for entry in page.order) == 1  # shown once; the Graphs list links it
     # The summary table is summary.md's: same heading, same cells, one row per usable group.
     runs = [Run(r.row, Source.RESULTS) for r in load_results(results)]
     expected = summary_rows(median_table(run_table(runs)))
@@ -140,6 +155,26 @@ def test_report_table_links_and_no_network(tmp_path: Path) -> None:
     assert "±" in html_text  # the whole-second stamps' precision beside the segments
     sums = [t[-1] for t in page.tables.values() if t and t[-1] and t[-1][0] == "sum (= TTFT)"]
     assert sums == [["sum (= TTFT)", f"{runs[0].row.ttft_s:.2f}"]]  # the segments add up to the run's TTFT
+
+
+def _ttft(results: Path) -> float:
+    (ok,) = [run.row.ttft_s for run in load_results(results) if run.row.ttft_s is not None]
+    return ok
+
+
+@pytest.mark.skipif(not ANCESTOR_DIR.is_dir(), reason="ancestor logs not available (../shared/fixtures/ancestor-logs)")
+def test_the_report_labels_the_ancestors_published_logs_theirs(tmp_path: Path) -> None:
+    runs = [run for run in collect([ANCESTOR_DIR]) if run.row.model == "llama-3-70b"]
+    index = build_report(tmp_path / "report", runs, graphs_dir=tmp_path / "no-graphs")
+    page = _Page()
+    page.feed(index.read_text(encoding="utf-8"))
+    summary = [dict(zip(page.tables["summary"][0], row, strict=True)) for row in page.tables["summary"][1:]]
+    assert len(summary) == 5
+    assert {(r["source"], r["hardware"], r["node"]) for r in summary} == {("ancestor (published logs)", "8×H100", "—")}
+    assert {row[3] for row in page.tables["runs"][1:]} == {"ancestor (published logs)"}
+    facts = dict(row for row in page.tables["facts"][1:])  # the last run's: no runner row, their publication
+    assert facts["hardware"] == "8×H100" and facts["source"] == "ancestor (published logs)"
+    assert facts["ancestor: date"] == "2025-10-21" and "provenance" not in facts
 
 
 def _chromium() -> str | None:

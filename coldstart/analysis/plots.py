@@ -311,7 +311,13 @@ def render_ttft_spread(data: pd.DataFrame) -> Figure:
 
 
 def slug(text: str) -> str:
+    """``text`` as a file name: every run of other characters becomes one ``_``."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def ladder_stem(model: str, hardware: str, node_state: str) -> str:
+    """The file name (no suffix) of a fast-path ladder; ``hardware`` as ``device_label`` prints it (``H200 x1``)."""
+    return slug(f"ladder_{model}_{slug(hardware)}_{node_state}")
 
 
 def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
@@ -342,7 +348,7 @@ def render_all(runs: pd.DataFrame, rows: Sequence[ResultRow], out_dir: Path) -> 
         mine = [e for e in excluded if e.model == model]
         title = f"{model} on {device_label(device)}, {node_state} node: the fast-path ladder (rungs not run are absent)"
         fig = render_stacked(data, model, mine, title=title)
-        written += save_figure(fig, out_dir, f"ladder_{model}_{slug(device_label(device))}_{node_state}")
+        written += save_figure(fig, out_dir, ladder_stem(model, device_label(device), node_state))
     if not medians.empty:
         written += save_figure(render_comparison(comparison_data(medians), excluded), out_dir, "comparison")
     spread = ttft_spread(runs)

@@ -1,10 +1,12 @@
 """A static HTML report of every run: ``python -m analysis report [--out DIR]``.
 
-One folder that opens from disk with no server and no network (inline CSS, no script at all): the median
-table of ``results/summary.md`` (computed the same way, from the same remembered log sources), relative links
-to the graphs ``python -m analysis`` wrote (linked, not copied: they stay the one copy), and each run with
-its timeline segments (± of whole-second vLLM stamps), its cache audit, its provenance, a link to its raw
-log and to its Chrome trace (``trace.py``), which this command writes into ``<out>/traces/``.
+One folder that opens from disk with no server and no network (inline CSS, no script at all). It opens with
+the headline: the fast-path ladder graph and the ancestor's published figures beside our medians
+(``headline.headline_rows``, the table of the README). Then the median table of ``results/summary.md``
+(computed the same way, from the same remembered log sources), relative links to the graphs
+``python -m analysis`` wrote (linked, not copied: they stay the one copy), and each run with its timeline
+segments (± of whole-second vLLM stamps), its cache audit, its provenance, a link to its raw log and to its
+Chrome trace (``trace.py``), which this command writes into ``<out>/traces/``.
 
 It reads result files and logs only and writes nothing outside ``--out``: the tables and graphs stay
 ``python -m analysis``'s.
@@ -21,11 +23,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coldstart.analysis import scenarios
-from coldstart.analysis.collect import Run, add_source_args, cli_runs
-from coldstart.analysis.plots import DEFAULT_GRAPHS, slug
+from coldstart.analysis.ancestor_logs import ancestor_facts
+from coldstart.analysis.collect import Run, Source, add_source_args, cli_runs
+from coldstart.analysis.headline import FIGURES_PATH_IN_REPO, HEAD, HeadlineRow, headline_rows, load_ancestor_figures
+from coldstart.analysis.plots import DEFAULT_GRAPHS, ladder_stem, slug
 from coldstart.analysis.results import ResultRow
 from coldstart.analysis.scenario_report import scenario_summaries
-from coldstart.analysis.tables import SUMMARY_HEAD, device_label, median_table, run_table, summary_cells
+from coldstart.analysis.tables import (
+    FAST_RUNGS,
+    SUMMARY_HEAD,
+    device_label,
+    median_table,
+    run_table,
+    summary_cells,
+)
 from coldstart.analysis.timeline import SEGMENT_LABELS, SEGMENT_NAMES, UNATTRIBUTED
 from coldstart.analysis.trace import client_of, write_trace
 
@@ -127,7 +138,7 @@ def _run_section(run: Run, table_row: Mapping[str, Any], out_dir: Path, graphs_d
     facts = [
         ("status", _esc(r.status.value)),
         ("TTFT s", _esc(None if r.ttft_s is None else f"{r.ttft_s:.2f}")),
-        ("device", _esc(device_label(table_row.get("device")))),
+        ("hardware", _esc(device_label(table_row.get("device")))),
         ("node state", _esc(table_row.get("node_state"))),
         ("scenario", _esc(r.scenario_name)),
         ("source", _esc(run.source.value)),
@@ -149,6 +160,8 @@ def _run_section(run: Run, table_row: Mapping[str, Any], out_dir: Path, graphs_d
             ("packages", _esc(packages or None)),
             ("host / boot", _esc(f"{p.host} / {p.boot_id}")),
         ]
+    elif run.source is Source.ANCESTOR:
+        facts += [(f"ancestor: {k}", _esc(v)) for k, v in ancestor_facts().items()]
     else:
         facts.append(("provenance", '<span class="muted">none (a log without a runner row)</span>'))
     parts.append(_table(("run", "value"), ([k, v] for k, v in facts), "facts"))
@@ -200,6 +213,54 @@ def scenario_section(runs: Sequence[Run], table: pd.DataFrame, out_dir: Path, gr
     return parts
 
 
+def _headline_cells(row: HeadlineRow) -> list[str]:
+    """One headline row as the README's table writes it: theirs ≈ the chart's bar, ours the median (min–max)."""
+    theirs = "—" if row.theirs is None else f"≈ {row.theirs.startup_s:.0f}"
+    if row.ours is None:
+        return [row.model, row.experiment, theirs, "not run yet", "—", "—", "—"]
+    ttfts = row.ours.ttft_s
+    ours = f"{row.ours.median_s:.1f}" + (f" ({min(ttfts):.1f}–{max(ttfts):.1f})" if row.ours.n > 1 else "")
+    dates = row.ours.dates
+    when = dates[0] if len(dates) == 1 else f"{dates[0]} – {dates[-1]}"
+    hardware = f"{row.ours.device}, {row.ours.node_state} node"
+    return [row.model, row.experiment, theirs, ours, hardware, when, str(row.ours.n)]
+
+
+def headline_ladders(rows: Sequence[HeadlineRow], graphs_dir: Path) -> list[Path]:
+    """The ladder graphs of the headline's measurements: the (model, hardware, node state) its fast-path rungs
+    come from, drawn by ``python -m analysis`` (absent ones are left out)."""
+    groups = dict.fromkeys(
+        (r.model, r.ours.device, r.ours.node_state) for r in rows if r.ours is not None and r.experiment in FAST_RUNGS
+    )
+    return [p for g in groups if (p := graphs_dir / f"{ladder_stem(*g)}.png").is_file()]
+
+
+def headline_section(
+    runs: Sequence[Run], superseded: Mapping[str, str], out_dir: Path, graphs_dir: Path
+) -> tuple[list[str], list[Path]]:
+    """The page's opening: the fast-path ladder and the headline table (the ancestor's figures beside our
+    medians of the result rows that count, as README.md's headline). Returns the HTML and the ladders shown."""
+    # Result rows only, as the README's table: a log without a runner row has no node state or repeat.
+    rows = [run.row for run in runs if run.source in (Source.RESULTS, Source.RESULTS_AND_LOG)]
+    heads = headline_rows(rows, load_ancestor_figures(), superseded.keys())
+    ladders = headline_ladders(heads, graphs_dir)
+    published = sorted({h.theirs.published for h in heads if h.theirs is not None})
+    parts = [
+        "<h2>Headline: the fast path, and the ancestor's published figures beside ours</h2>",
+        *(
+            f'<p><img src="{html.escape(_rel(g, out_dir), quote=True)}" alt="{_esc(g.name)}" width="900"></p>'
+            for g in ladders
+        ),
+        "" if ladders else '<p class="muted">no ladder graph found; run <code>python -m analysis</code> first</p>',
+        _table(HEAD, ([_esc(c) for c in _headline_cells(h)] for h in heads), "headline"),
+        f'<p class="muted"><i>theirs</i>: the ancestor\'s replica startup time read off their published charts '
+        f"({_esc(', '.join(published))}; H100s, one run per bar; <code>{_esc(FIGURES_PATH_IN_REPO)}</code> names "
+        "each chart). <i>ours</i>: seconds from the request to the first token, median (min–max) of the result "
+        "rows that count; hardware, date and n are ours.</p>",
+    ]
+    return parts, ladders
+
+
 def build_report(
     out_dir: Path,
     runs: Sequence[Run],
@@ -217,15 +278,20 @@ def build_report(
         {g for pattern in GRAPH_PATTERNS for g in graphs_dir.glob(pattern) if g.is_file()},
         key=lambda g: (next(i for i, pat in enumerate(GRAPH_PATTERNS) if g.match(pat)), g.name),
     )
+    headline, shown = headline_section(runs, superseded or {}, out_dir, graphs_dir)
     body = [
         "<h1>Cold-start report</h1>",
+        *headline,
         '<p class="muted">Generated by <code>python -m analysis report</code> from the result rows and logs; '
         "opens from disk, no network. Medians count usable single-request runs only (finished, cache audit passed, "
         "not superseded), as in <code>results/summary.md</code>.</p>",
-        "<h2>Median seconds per (model, experiment, device, node state)</h2>",
+        "<h2>Median seconds per (model, experiment, source, hardware, node state)</h2>",
         _table(SUMMARY_HEAD, summary_rows(medians), "summary"),
         "<h2>Graphs</h2>",
-        "<ul>" + "".join(_graph_item(g, out_dir, inline=g.match(INLINE_GRAPHS)) for g in graphs) + "</ul>"
+        "<ul>"
+        # A ladder the headline shows is only linked here: one copy of the picture on the page.
+        + "".join(_graph_item(g, out_dir, inline=g.match(INLINE_GRAPHS) and g not in shown) for g in graphs)
+        + "</ul>"
         if graphs
         else '<p class="muted">no graphs found; run <code>python -m analysis</code> first</p>',
         *scenario_section(runs, table, out_dir, graphs_dir),
@@ -234,12 +300,13 @@ def build_report(
     ordered = sorted(runs, key=lambda run: (run.row.model, run.row.experiment, run.row.run_id))
     body.append(
         _table(
-            ("run", "model", "experiment", "status", "TTFT s"),
+            ("run", "model", "experiment", "source", "status", "TTFT s"),
             (
                 [
                     f'<a href="#{html.escape(run.row.run_id, quote=True)}">{_esc(run.row.run_id)}</a>',
                     _esc(run.row.model),
                     _esc(run.row.experiment),
+                    _esc(run.source.value),
                     _esc(run.row.status.value),
                     _esc(None if run.row.ttft_s is None else f"{run.row.ttft_s:.2f}"),
                 ]

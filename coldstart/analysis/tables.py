@@ -72,6 +72,8 @@ RUN_COLUMNS: tuple[str, ...] = (
 # medians ``source`` says whose measurement a group is (``whose``): ours, or the ancestor's published logs.
 GROUP = ["model", "experiment", "source", "device", "node_state"]
 SOURCE_OURS = "ours"
+# The rungs past the compile cache: a (model, hardware, node state) with one of them gets a ladder graph.
+FAST_RUNGS: frozenset[str] = frozenset(LADDER[2:])
 ANCESTOR_DEVICE = f"cuda:{ANCESTOR_HARDWARE}"  # labelled "8×H100" (``device_label``)
 SINGLE = "single"  # the scenario of the phase and ladder medians (``ResultRow.scenario_name``)
 NODE_STATE_UNKNOWN = "?"  # a log without a row (a capture, the ancestor's logs)
@@ -358,8 +360,7 @@ def ladder_data(medians: pd.DataFrame, model: str, device: str, node_state: str)
 
 def ladders(medians: pd.DataFrame) -> list[tuple[str, str, str]]:
     """(model, device, node state) groups with a fast-path rung beyond the compile cache: those get a ladder."""
-    fast_rungs = set(LADDER[2:])
-    groups = medians[medians["experiment"].isin(fast_rungs)][["model", "device", "node_state"]]
+    groups = medians[medians["experiment"].isin(FAST_RUNGS)][["model", "device", "node_state"]]
     return [tuple(g) for g in groups.drop_duplicates().itertuples(index=False)]
 
 
