@@ -61,9 +61,7 @@ def check_user_model_name(name: str) -> str:
             "starting with a letter or digit"
         )
     if name in MODELS:
-        raise UserModelError(
-            f"{name!r} is a registry model; give your model another name, or drop --model-id to run the registry's"
-        )
+        raise UserModelError(f"{name!r} is a registry model's name: give your model another one")
     return name
 
 

@@ -1,4 +1,4 @@
-"""Synthetic Hugging Face checkpoints of registry models, written offline.
+"""Synthetic Hugging Face checkpoints of registry models or of a user's config.json, written offline.
 
 Cold start depends on shapes and bytes, not on what the weights mean, so a random bf16 checkpoint with the
 exact tensor names and shapes of the real model loads, compiles and serves like it. Nothing here touches the
@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from coldstart.paths import coldstart_home
-from coldstart.registry import MODELS, Model, UnknownNameError, get_model
+from coldstart.registry import MODELS, Model, UnknownNameError, UserModelError, get_model, model_from_hf_config
 from coldstart.storage.safetensors_writer import write_weights
+from coldstart.storage.sources import read_config_json
 from coldstart.storage.synth_tokenizer import (
     CHAT_TEMPLATE,
     MAX_TOKENIZER_VOCAB,
@@ -245,7 +246,17 @@ def _move_into_place(tmp: Path, out_dir: Path, identity: dict[str, Any], overwri
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("model", help=f"registry model name: {', '.join(MODELS)}")
+    parser.add_argument(
+        "model",
+        nargs="?",
+        help=f"registry model name ({', '.join(MODELS)}); with --config, your model's name (default: --out's name)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="write the shape of this config.json (or of the HF folder holding it) instead of a registry model's",
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: coldstart cache)")
     parser.add_argument("--seed", type=int, default=0, help="weight and tokenizer seed (default: 0)")
     parser.add_argument(
@@ -256,10 +267,21 @@ def add_cli_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def _model_to_write(args: argparse.Namespace) -> Model:
+    if args.config is None:
+        if args.model is None:
+            raise UserModelError("name a registry model, or give --config CONFIG --out DIR")
+        return get_model(args.model)
+    if args.out is None:
+        raise UserModelError("--config needs --out DIR: the cache's folders are named after registry models")
+    # TP plays no part in a checkpoint on disk: any shape the registry can lay out is written whole.
+    return model_from_hf_config(args.model or args.out.resolve().name, read_config_json(args.config), tp_size=1)
+
+
 def main(args: argparse.Namespace) -> int:
     try:
-        model = get_model(args.model)
-    except UnknownNameError as exc:
+        model = _model_to_write(args)
+    except (UnknownNameError, UserModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out_dir = args.out if args.out is not None else default_checkpoint_dir(model.name)

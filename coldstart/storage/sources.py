@@ -190,6 +190,15 @@ def read_config_file(folder: Path) -> dict[str, Any]:
     return _config_body(path.read_bytes(), str(path))
 
 
+def read_config_json(path: Path) -> dict[str, Any]:
+    """A ``config.json`` body from the file itself or from the Hugging Face folder that holds it."""
+    if path.is_dir():
+        return read_config_file(path)
+    if not path.is_file():
+        raise UserModelError(f"{path}: no such file (give a config.json or the folder that holds one)")
+    return _config_body(path.read_bytes(), str(path))
+
+
 def _config_body(data: bytes, where: str) -> dict[str, Any]:
     try:
         body = json.loads(data)
