@@ -35,12 +35,15 @@ from coldstart.registry import (
     MODELS,
     SCENARIOS,
     InvalidPairError,
+    Model,
     UnknownNameError,
+    UserModelError,
+    get_experiment,
+    get_model,
     get_scenario,
-    resolve,
     with_max_replicas,
 )
-from coldstart.storage.sources import SourceError, resolve_weights
+from coldstart.storage.sources import SourceError, load_user_model, resolve_weights
 from coldstart.storage.store import InvalidStoreURI, StoreError, default_store_uri
 
 
@@ -59,7 +62,9 @@ def _run_id_arg(text: str) -> str:
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help=f"registry model: {', '.join(MODELS)}")
+    parser.add_argument(
+        "model", help=f"registry model ({', '.join(MODELS)}), or the name of your own model given with --model-id"
+    )
     parser.add_argument("experiment", help=f"experiment: {', '.join(EXPERIMENTS)}")
     parser.add_argument(
         "--store",
@@ -75,6 +80,14 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
         help="where non-streamed weights come from (auto: the store if staged there, else the Hub)",
     )
     parser.add_argument("--weights", type=Path, default=None, help="serve this local HF folder instead")
+    parser.add_argument(
+        "--model-id",
+        default=None,
+        metavar="HUB_ID_OR_PATH",
+        help="your own model instead of a registry one: a Hub id (org/name) or a local Hugging Face folder; "
+        "its shape comes from its config.json",
+    )
+    parser.add_argument("--tp", type=positive_int, default=None, help="tensor parallel size of --model-id (default 1)")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     parser.add_argument(
         "--cold-ingress",
@@ -198,11 +211,13 @@ class Prepared:
 
 def prepare(args: argparse.Namespace) -> Prepared:
     """Everything that can fail before Ray: names, pair, store, weights."""
-    model, exp = resolve(args.model, args.experiment)
-    scenario = with_max_replicas(get_scenario(args.scenario), args.max_replicas)
-    device = engine_device() if args.device == "auto" else args.device
     store_uri = args.store or default_store_uri()
     endpoint = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    experiment = get_experiment(args.experiment)  # a bad name fails before a user model's config is read
+    model = _model(args, store_uri, endpoint)
+    exp = experiment.for_model(model)
+    scenario = with_max_replicas(get_scenario(args.scenario), args.max_replicas)
+    device = engine_device() if args.device == "auto" else args.device
     weights = resolve_weights(
         model, exp, store_uri=store_uri, endpoint_url=endpoint, source=args.source, local_weights=args.weights
     )
@@ -241,6 +256,17 @@ def prepare(args: argparse.Namespace) -> Prepared:
     )
 
 
+def _model(args: argparse.Namespace, store_uri: str, endpoint: str | None) -> Model:
+    """The registry's model, or with --model-id the user's, named by the positional (as stage put names it)."""
+    if args.model_id is None:
+        if args.tp is not None:
+            raise UserModelError("--tp sets the TP size of a --model-id; a registry model has its own")
+        return get_model(args.model)
+    if args.weights is not None:
+        raise UserModelError("--weights and --model-id both name the weights; pass the folder as --model-id")
+    return load_user_model(args.model, args.model_id, tp_size=args.tp or 1, store_uri=store_uri, endpoint_url=endpoint)
+
+
 def main(args: argparse.Namespace) -> int:
     # The lab reads every process's own lines, and Ray's driver folds identical ones from several processes into
     # one "[repeated Nx across cluster]": the prestarted workers' `worker_preloaded` lines would be lost and the
@@ -248,7 +274,7 @@ def main(args: argparse.Namespace) -> int:
     os.environ["RAY_DEDUP_LOGS"] = "0"
     try:
         prepared = prepare(args)
-    except (UnknownNameError, InvalidPairError, ConfigError) as exc:
+    except (UnknownNameError, InvalidPairError, ConfigError, UserModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except InvalidStoreURI as exc:
