@@ -42,8 +42,8 @@ def test_boot_id_names_the_machine_boot_and_is_none_where_there_is_none(tmp_path
     from coldstart.analysis import results as res
 
     f = tmp_path / "boot_id"
-    f.write_text("5f1c-lease\n")
-    assert res.boot_id(f) == "5f1c-lease"
+    f.write_text("5f1c-boot\n")
+    assert res.boot_id(f) == "5f1c-boot"
     assert res.boot_id(tmp_path / "absent") is None
 
 

@@ -43,7 +43,7 @@ from coldstart.analysis.trace import client_of, write_trace
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_OUT = Path("report")  # gitignored: regenerated on demand
+DEFAULT_OUT = Path("report")  # committed with the tables and graphs it shows; regenerated on demand
 # The graphs a reader wants first; the per-run timeline PNGs are linked from each run instead.
 GRAPH_PATTERNS = ("comparison.png", "ttft_spread.png", "ladder_*.png", "phases_*.png")
 INLINE_GRAPHS = "ladder_*.png"  # shown on the page; the others are one click away
