@@ -10,8 +10,16 @@ KV cache sizing or CUDA graph capture, else the last one); the others are report
 Models: with a draft model (speculative decoding, MTP, Medusa) one start loads two models. A rank switches
 to the draft at ``Loading drafter model`` or at its second ``Starting to load model``, and back to the main
 model at the engine-wide ``Model loading took`` line; a torch.compile cache directory other than
-``backbone`` (``eagle_head``) marks the draft's compile. Weights, torch.compile and compile-cache lines
-count for the model in force on their rank; memory, KV cache, CUDA graphs and engine init are engine-wide.
+``backbone`` (``eagle_head``) marks the draft's compile. Weights, torch.compile, compile-cache and
+profiling-run lines count for the model in force on their rank (a draft compiles and profiles on its own,
+after the main model); memory, KV cache, CUDA graphs and engine init are engine-wide. ``EngineStart.total``
+is the engine's own: each model's durations added up per rank (the engine waited for both), and the phase
+table and the timeline count it. Before vLLM's torch.compile monitor timed each module on its own, its
+"torch.compile takes X s in total" was the process's running total, so that line counts once per engine.
+
+Stated before derived: a value a line states is taken as stated. The compile-cache load is the "Directly
+load the compiled graph(s) ... took X s" lines; only where none states it (an AOT artifact loaded whole) is
+it derived from the torch.compile monitor's total minus the Dynamo pass before the load.
 
 Multi-rank rule (tensor/pipeline parallel: one worker process per rank, each logging its own timings):
 
@@ -34,9 +42,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from coldstart.analysis.parse.collect import Collector, apply_rules
+from coldstart.analysis.parse.collect import ENGINE, Collector, apply_rules
 from coldstart.analysis.parse.lines import LogLine, Stamp, parse_lines, unwrapped
-from coldstart.analysis.parse.rules import PP_RE, START_RE, TP_RE
+from coldstart.analysis.parse.rules import MAIN, PP_RE, START_RE, TP_RE
 
 
 @dataclass(frozen=True)
@@ -96,11 +104,14 @@ class EngineStart:
     vllm_version: str | None
     ranks: tuple[object, ...]
     models: dict[str, VllmPhases]
+    # The engine's own figures: each model's weights load, torch.compile, cache load and profiling run added
+    # up per rank (main + draft, where a draft loads); equal to the main model's phases where none does.
+    total: VllmPhases
     evidence: tuple[Evidence, ...] = ()
 
     @property
     def phases(self) -> VllmPhases:
-        return self.models["main"]
+        return self.models[MAIN]
 
     @property
     def reached_init(self) -> bool:
@@ -157,7 +168,24 @@ def split_starts(lines: Sequence[LogLine]) -> list[_StartLines]:
     return starts
 
 
-def _model_phases(col: Collector, model: str, start: _StartLines | None) -> VllmPhases:
+def _cache_load_s(col: Collector, model: str | None, aot_cache_hit: bool | None) -> float | None:
+    """The compile-cache load as vLLM states it ("Directly load the compiled graph(s) ... took X s", summed
+    over compile ranges). Only where no line states it (an AOT artifact loaded with no per-range line) is it
+    derived, per rank: the torch.compile monitor's total minus the Dynamo pass that ran before the load."""
+    stated = col.rank_sum_max("compile_cache_load_s", model)
+    if stated is not None or not aot_cache_hit:
+        return stated
+    dynamo = col.per_rank("dynamo_s", model)
+    derived = [
+        round(total - dynamo[rank], 6) if rank in dynamo and dynamo[rank] < total else total
+        for rank, total in col.per_rank("torch_compile_s", model).items()
+    ]
+    return max(derived) if derived else None
+
+
+def _model_phases(col: Collector, model: str | None, start: _StartLines | None) -> VllmPhases:
+    """One model's phases, or with ``model`` ``ENGINE`` the engine's: every model's lines added up per rank."""
+
     def s(quantity: str) -> float | None:
         return col.rank_sum_max(quantity, model)
 
@@ -175,15 +203,8 @@ def _model_phases(col: Collector, model: str, start: _StartLines | None) -> Vllm
     if torch_compile_s is None and (together := s("torch_compile_with_profiling_s")) is not None:
         torch_compile_s, includes_profiling = together, True
 
-    # An AOT hit still runs Dynamo first when the compiled graphs are loaded by range; the torch.compile
-    # monitor's total minus that Dynamo pass is the time spent loading the artifact (and graphs).
-    cache_load_s = s("compile_cache_load_s")
-    if aot_cache_hit and (total := s("torch_compile_s")) is not None:
-        dynamo = s("dynamo_s")
-        after_dynamo = round(total - dynamo, 6) if dynamo is not None and dynamo < total else total
-        cache_load_s = max(v for v in (cache_load_s, after_dynamo) if v is not None)
-
-    engine = model == "main"
+    # Engine-wide lines are the main model's; the engine's view reads them too.
+    engine = model in (MAIN, ENGINE)
 
     def e(quantity: str) -> float | None:
         return s(quantity) if engine else None
@@ -195,7 +216,8 @@ def _model_phases(col: Collector, model: str, start: _StartLines | None) -> Vllm
     world = col.extreme("world_size", max) if engine else None
     if world is None and engine and start is not None:
         world = start.world_from_config
-    gib = col.extreme("model_load_gib", max, model)
+    # One weights figure per model and rank (V0 logs the draft's apart): a rank holds both, so they add up.
+    gib = s("model_load_gib")
     return VllmPhases(
         vllm_version=start.version if start else None,
         world_size=int(world) if world is not None else None,
@@ -208,10 +230,10 @@ def _model_phases(col: Collector, model: str, start: _StartLines | None) -> Vllm
         model_load_gib=gib,
         dynamo_s=s("dynamo_s"),
         inductor_s=s("inductor_s"),
-        compile_cache_load_s=cache_load_s,
+        compile_cache_load_s=_cache_load_s(col, model, aot_cache_hit),
         torch_compile_s=torch_compile_s,
         torch_compile_includes_profiling=includes_profiling,
-        profiling_s=e("profiling_s"),
+        profiling_s=s("profiling_s"),
         kv_cache_gib=col.extreme("kv_cache_gib", min) if engine else None,
         kv_cache_tokens=int(kv_tokens) if kv_tokens is not None else None,
         cuda_graph_s=e("cuda_graph_s"),
@@ -229,6 +251,7 @@ def engine_start(index: int, part: _StartLines, matched: set[int] | None = None)
     for line in unwrapped(part.lines):
         apply_rules(col, line, matched)
     models = {model: _model_phases(col, model, part) for model in col.models()}
+    total = _model_phases(col, ENGINE, part)
     evidence = tuple(
         Evidence(h.rule, h.quantity, h.value, h.line.number, h.line.raw, h.model, h.key)
         for slot in col.hits.values()
@@ -241,6 +264,7 @@ def engine_start(index: int, part: _StartLines, matched: set[int] | None = None)
         vllm_version=part.version,
         ranks=tuple(col.ranks),
         models=models,
+        total=total,
         evidence=tuple(sorted(evidence, key=lambda ev: ev.line_number)),
     )
     return start, col

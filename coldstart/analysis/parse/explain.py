@@ -9,8 +9,8 @@ from coldstart.analysis.parse.engine import engine_start, served_index, split_st
 from coldstart.analysis.parse.lines import PROGRESS_RE, clean_line, parse_lines
 from coldstart.analysis.parse.log import SPAN_SOURCES
 
-# A number with a time unit, or "took"/"takes"/"finished in": what explain lists when no rule read it.
-# tqdm bars time themselves ("[00:14<00:00, 6.39s/it]"); they are progress, not a phase.
+# A number with a time unit, or "took"/"takes"/"finished in": what explain lists when no rule read it
+# (tqdm bars, which time themselves, are left out by PROGRESS_RE).
 _TIMING_RE = re.compile(r"\b(?:took|takes|finished in|elapsed)\b|\d(?:\.\d+)?\s*(?:s|secs?|seconds|ms)\b")
 
 
@@ -46,6 +46,14 @@ def explain(text: str, max_unmatched: int = 200) -> str:
                 for ev in start.evidence:
                     if ev.model == model and (ev.quantity == f.name or SPAN_SOURCES.get(f.name, ()).count(ev.quantity)):
                         out.append(f"      line {ev.line_number}: {clean_line(ev.text)}")
+        if len(start.models) > 1:
+            # The phase table's figures: each model's lines added up per rank (the lines are listed above).
+            out.append(f"  engine ({' + '.join(start.models)}):")
+            out += [
+                f"    {f.name} = {_fmt(value)}"
+                for f in fields(start.total)
+                if f.name.endswith("_s") and (value := getattr(start.total, f.name)) is not None
+            ]
     unmatched = [
         line
         for line in lines

@@ -13,7 +13,9 @@ from coldstart.analysis.parse.ray import RayPhases, ray_events, ray_phases
 
 @dataclass(frozen=True)
 class ParsedLog:
-    """``vllm`` is the main model of the start that served (``starts[served]``); see the module docstring."""
+    """``vllm`` is the main model of the start that served (``starts[served]``), ``engine`` that start's
+    engine as a whole (main + draft, ``EngineStart.total``); ``spans`` are the engine's (every model's lines).
+    See ``coldstart.analysis.parse.engine`` for the rules."""
 
     vllm: VllmPhases
     ray: RayPhases
@@ -22,10 +24,8 @@ class ParsedLog:
     year: int | None = None
     starts: tuple[EngineStart, ...] = ()
     served: int | None = None
+    engine: VllmPhases = field(default_factory=VllmPhases)
 
-
-# ---------------------------------------------------------------------------------------------------------
-# Both, plus the harness's own events
 
 # Stable phase-table columns, in startup order.
 PHASE_COLUMNS: tuple[str, ...] = (
@@ -87,6 +87,7 @@ def parse_log(text: str, lines: Sequence[LogLine] | None = None) -> ParsedLog:
     years = [line.year for line in lines if line.year is not None]
     return ParsedLog(
         vllm=starts[served].phases if served is not None else VllmPhases(),
+        engine=starts[served].total if served is not None else VllmPhases(),
         ray=ray,
         events=tuple(events),
         spans=spans,
@@ -97,8 +98,12 @@ def parse_log(text: str, lines: Sequence[LogLine] | None = None) -> ParsedLog:
 
 
 def to_phase_table(parsed: ParsedLog) -> dict[str, float | None]:
-    """One row of durations (seconds), keyed by ``PHASE_COLUMNS``; an absent phase stays ``None``."""
-    values = {f.name: getattr(parsed.vllm, f.name) for f in fields(parsed.vllm)}
+    """One row of durations (seconds), keyed by ``PHASE_COLUMNS``; an absent phase stays ``None``.
+
+    The engine's durations, not the main model's: where a draft model loads, compiles and profiles too, the
+    engine waited for both, so each phase is main + draft (``ParsedLog.engine``).
+    """
+    values = {f.name: getattr(parsed.engine, f.name) for f in fields(parsed.engine)}
     values.update(
         cloud_download_s=parsed.ray.cloud_download_s,
         replica_init_s=parsed.ray.replica_init_s,

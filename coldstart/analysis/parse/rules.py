@@ -11,6 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 NUM = r"(-?\d+(?:\.\d+)?)"
+# The models one engine start can load: the model it serves, and a draft model for speculative decoding.
+MAIN = "main"
+DRAFT = "draft"
 _UNIT_GIB = {"B": 2**-30, "Bytes": 2**-30, "KiB": 2**-20, "MiB": 2**-10, "GiB": 1.0, "TiB": 2**10, "PiB": 2**20}
 
 
@@ -85,7 +88,7 @@ VLLM_RULES: tuple[Rule, ...] = (
         convert=_runai_tqdm,
     ),
     # Which model a rank is loading: the draft from the drafter marker or the second load on.
-    Rule("drafter", "Loading drafter model", _r(r"Loading drafter model"), (), sets_model="draft"),
+    Rule("drafter", "Loading drafter model", _r(r"Loading drafter model"), (), sets_model=DRAFT),
     Rule("start_load", "Starting to load model", _r(r"Starting to load model (\S+?)(?:\.\.\.)?$"), (), "model"),
     Rule(
         "compile_dir",
@@ -115,7 +118,7 @@ VLLM_RULES: tuple[Rule, ...] = (
         _r(rf"Model loading took {NUM} G(?:i)?B(?:(?: memory)? and {NUM} sec)?"),
         (("model_load_gib", 1), ("model_load_s", 2)),
         # The engine-wide total, drafter included: whatever this rank compiles next is the main model's.
-        sets_model="main",
+        sets_model=MAIN,
     ),
     Rule("dynamo", "Dynamo", _r(rf"Dynamo bytecode transform time: {NUM} s"), (("dynamo_s", 1),), "model"),
     Rule(
@@ -163,12 +166,21 @@ VLLM_RULES: tuple[Rule, ...] = (
         (("aot_miss", None),),
         "model",
     ),
+    # 0.2x's monitor times each compiled module on its own: the main model's line, then the draft's.
     Rule(
         "torch_compile",
-        "torch.compile",
-        _r(rf"torch\.compile (?:takes|took) {NUM} s in total"),
+        "torch.compile took",
+        _r(rf"torch\.compile took {NUM} s in total"),
         (("torch_compile_s", 1),),
         "model",
+    ),
+    # Before, the monitor printed the process's running total: a draft's line already holds the main
+    # model's compile, so the line counts for the engine (the rank's largest, i.e. last, value), not per model.
+    Rule(
+        "torch_compile_running",
+        "torch.compile takes",
+        _r(rf"torch\.compile takes {NUM} s in total"),
+        (("torch_compile_s", 1),),
     ),
     Rule(
         "torch_compile_with_profiling",
@@ -177,11 +189,14 @@ VLLM_RULES: tuple[Rule, ...] = (
         (("torch_compile_with_profiling_s", 1),),
         "model",
     ),
+    # Timed per compiled module (vLLM's monitor_profiling_run wraps each one's first run): a draft model
+    # logs its own profiling run after its own compile, and that run is the draft's.
     Rule(
         "profiling",
         "profiling/warmup run took",
         _r(rf"Initial profiling/warmup run took {NUM} s"),
         (("profiling_s", 1),),
+        "model",
     ),
     # V0 (0.6-0.9) times its profiling run in the worker: "Memory profiling takes X seconds", and from 0.6.5
     # "Memory profiling results: duration=X seconds, ...".

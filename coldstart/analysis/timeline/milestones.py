@@ -148,6 +148,9 @@ def find_milestones(
             _span_milestone("model_loaded", spans.get("weights_load_s"), clock, "vLLM: Loading weights took"),
             _span_milestone("model_loaded", spans.get("runai_stream_s"), clock, "vLLM: RunAI streamer done"),
         ),
+        # A phase's milestone is its engine's end: with a draft model, when the draft's line comes (it loads,
+        # compiles and profiles after the main model, so the main model's profiling run falls in the
+        # torch.compile segment; the phase table has each phase's own total).
         "torch_compile_done": _first_of(
             _span_milestone("torch_compile_done", spans.get("torch_compile_s"), clock, "vLLM: torch.compile took"),
             _span_milestone("torch_compile_done", spans.get("compile_cache_load_s"), clock, "vLLM: cache load"),
