@@ -10,7 +10,7 @@ from fakes import FakeClock
 from coldstart.lab.serve import app_failure, watch_app
 
 APP = "coldstart-llama-3-8b-tp2"
-# The controller's message on the lent H200 (trimmed): three constructor failures, then the traceback.
+# The controller's message on an H200 (trimmed): three constructor failures, then the traceback.
 CONTROLLER_MESSAGE = """The deployment failed to start 3 times in a row. This may be due to a problem with its \
 constructor or initial health check failing. See controller logs for details. Error:
 ray::ServeReplica:coldstart-llama-3-8b-tp2:LLMServer:llama-3-8b-tp2.initialize_and_get_metadata()

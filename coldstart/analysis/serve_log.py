@@ -182,9 +182,9 @@ def replica_spans(log_text: str, utc_offset_s: float) -> tuple[ReplicaSpan, ...]
 def _add_engine_times(log_text: str, spans: Mapping[str, dict[str, object]], utc_offset_s: float) -> None:
     """Each replica's engine start (the lab callback's ``engine_start``, from the replica's process: the pid the
     controller named) and engine ready (Ray LLM's line naming the replica), where the log has them. A replica
-    the run ended before Serve marked it running has no pid from the controller (lease s10, two replicas
-    started together: the burst was served by the first, the log stopped 0.3 s before the second ran); its own
-    lines then name the process."""
+    the run ended before Serve marked it running has no pid from the controller (in the campaign
+    2026-11-30-h200x2, two replicas started together: the burst was served by the first, the log stopped 0.3 s
+    before the second ran); its own lines then name the process."""
     for m in _OWN_LINE.finditer(log_text):
         span = spans.get(m["replica"])
         if span is not None and "pid" not in span:
