@@ -16,14 +16,20 @@ REPO = Path(__file__).resolve().parents[1]
 def test_committed_configs_match_the_registry(tmp_path):
     # A registry change without `python -m coldstart configs` would leave users deploying stale configs.
     fresh = {p.relative_to(tmp_path) for p in write_all(tmp_path, "s3://YOUR-BUCKET/coldstart")}
-    committed = {p.relative_to(REPO / "experiments") for p in (REPO / "experiments").rglob("*.yaml")}
+    generated = ("*.yaml", "*.node-setup.sh")
+    committed = {p.relative_to(REPO / "experiments") for g in generated for p in (REPO / "experiments").rglob(g)}
     assert committed == fresh
+    assert Path("llama-3-8b/fast.node-setup.sh") in fresh and Path("llama-3-8b/fast.rayservice.yaml") in fresh
     for rel in fresh:
         body = (tmp_path / rel).read_text().splitlines()[2:]  # below the header, which names the path
         assert (REPO / "experiments" / rel).read_text().splitlines()[2:] == body
 
 
-@pytest.mark.parametrize(("model", "experiment"), valid_pairs())
+def _serve_configs() -> list[tuple[str, str]]:
+    return valid_pairs()
+
+
+@pytest.mark.parametrize(("model", "experiment"), _serve_configs())
 def test_every_config_validates_as_a_ray_llmconfig(model, experiment):
     LLMConfig = pytest.importorskip("ray.serve.llm").LLMConfig
 
@@ -41,6 +47,18 @@ def test_a_prestart_config_names_the_env_its_nodes_must_give_the_replicas():
     app = yaml.safe_load(fast)["applications"][0]
     assert app["args"]["ingress_deployment_config"]["ray_actor_options"]["runtime_env"] == {}
     assert "RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT=3600" in fast.split("applications:")[0]
+    # ... and the forkserver switch of the last lever, which only the service used to set.
+    assert "COLDSTART_ENGINE_CORE_FORKSERVER=1" in fast.split("applications:")[0]
     stock = (REPO / "experiments" / "qwen-3-235b" / "baseline.yaml").read_text()
     env = yaml.safe_load(stock)["applications"][0]["args"]["ingress_deployment_config"]["ray_actor_options"]
     assert env["runtime_env"]["env_vars"]["RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT"] == "3600"
+
+
+def test_the_rayservice_deploys_the_very_serve_config_beside_it():
+    folder = REPO / "experiments" / "llama-3-8b"
+    serve_config = yaml.safe_load((folder / "fast.yaml").read_text())
+    rayservice = yaml.safe_load((folder / "fast.rayservice.yaml").read_text())
+    assert yaml.safe_load(rayservice["spec"]["serveConfigV2"]) == serve_config
+    head = rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["rayStartParams"]
+    script = (folder / "fast.node-setup.sh").read_text()
+    assert f"--system-config={head['system-config']}" in script  # one record: the same flag in both renderings

@@ -10,18 +10,19 @@ import pytest
 from fakes import FakeClock
 
 from coldstart.analysis import events
+from coldstart.fastpath.levers import levers_of
+from coldstart.fastpath.node_setup import FORKSERVER_ENV, WORKERS_SOFT_LIMIT
 from coldstart.lab.fastpath.prestart import (
     MAX_PRESTARTED_WORKERS,
     MIN_PRESTARTED_WORKERS,
-    is_task_worker,
+    NodesNotReady,
     preloaded_pids,
     prestart_num_cpus,
-    wait_for_preloaded_workers,
+    wait_for_ready_nodes,
 )
 from coldstart.lab.llm_config import (
     FAST_SERVER_CLASS,
     PRELOAD_MODULE,
-    PRESTART_WORKERS_SOFT_LIMIT,
     ConfigError,
     RunOptions,
     WeightsLocation,
@@ -30,6 +31,7 @@ from coldstart.lab.llm_config import (
     node_env,
     ray_system_config,
 )
+from coldstart.lab.node_status import NodeView, WorkerView
 from coldstart.registry import EXPERIMENTS, LADDER, get_experiment, get_model
 
 LOCAL = WeightsLocation("/data/store/models/llama-3-8b", "local")
@@ -72,7 +74,7 @@ def test_in_replica_engine_gives_the_replica_the_gpus_and_the_fast_server():
     assert cfg["server_cls"] == FAST_SERVER_CLASS
     assert cfg["placement_group_config"]["bundles"] == [{"CPU": 1}]
     assert cfg["deployment_config"]["ray_actor_options"] == {"num_cpus": 0, "num_gpus": 1}
-    assert cfg["callback_config"]["callback_kwargs"]["engine_in_replica"] is True
+    assert levers_of(cfg).engine_in_replica is True
     # Not yet prestarted: the env still travels in the replica's runtime_env.
     assert cfg["runtime_env"] == {"env_vars": ENV}
 
@@ -87,7 +89,7 @@ def test_prestart_moves_the_env_from_the_replicas_to_the_node():
     model, exp = get_model("llama-3-8b"), get_experiment("cc_prestart")
     cfg = _cfg("cc_prestart")
     assert cfg["runtime_env"] == {}
-    # The ingress's too: with an env of its own it waited for a fresh worker to import vLLM (38 s, lease s8).
+    # The ingress's too: with an env of its own it waited for a fresh worker to import vLLM (38 s, 2026-11-30).
     ingress = build_app_args(model, exp, cfg, _opts())["ingress_deployment_config"]
     assert ingress["ray_actor_options"]["runtime_env"] == {}
     timeout = {"RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT": str(model.request_timeout_s)}
@@ -95,8 +97,10 @@ def test_prestart_moves_the_env_from_the_replicas_to_the_node():
     assert ray_system_config(exp) == {
         "preload_python_modules": [PRELOAD_MODULE],
         "enable_worker_prestart": True,
-        "num_workers_soft_limit": PRESTART_WORKERS_SOFT_LIMIT,
+        "num_workers_soft_limit": WORKERS_SOFT_LIMIT,
     }
+    # The last lever's switch is the node's too (a generated config once lost it: only the service set it).
+    assert node_env(model, get_experiment("fast"), _opts())[FORKSERVER_ENV] == "1"
     stock = get_experiment("cc_in_replica")
     assert node_env(model, stock, _opts()) == {}
     stock_ingress = build_app_args(model, stock, _cfg("cc_in_replica"), _opts())["ingress_deployment_config"]
@@ -122,7 +126,8 @@ def test_skip_node_init_refuses_weights_that_node_init_would_fetch():
         _cfg("cc_skip_init", weights=WeightsLocation("s3://b/lab/models/llama-3-8b", "s3"))
     with pytest.raises(ConfigError, match="node-init task"):
         _cfg("cc_skip_init", weights=WeightsLocation("meta-llama/Meta-Llama-3-8B-Instruct", "hub"))
-    assert _cfg("cc_skip_init")["callback_config"]["callback_kwargs"]["skip_node_init"] is True
+    assert levers_of(_cfg("cc_skip_init")).skip_node_init is True
+    assert "skip_node_init" not in _cfg("cc_skip_init")["callback_config"]["callback_kwargs"]
 
 
 def test_a_real_llmconfig_takes_the_fast_server_and_drops_the_setup_hook():
@@ -165,47 +170,64 @@ def _preloaded(pid: int) -> str:
     return f"(pid={pid}) " + events.format_event("worker_preloaded", pid=pid, import_s=17.0)
 
 
-def test_ray_worker_processes_are_told_from_io_workers_and_others():
-    assert is_task_worker(["ray::IDLE"])
-    assert is_task_worker(["ray::ServeController"])
-    assert is_task_worker(["/usr/bin/python3", "/x/ray/_private/workers/default_worker.py", "--node-ip-address=1"])
-    assert not is_task_worker(["ray::IDLE_SPILL_WORKER"])
-    assert not is_task_worker(["ray::DashboardAgent"])
-    assert not is_task_worker(["ray::RuntimeEnvAgent"])
-    assert not is_task_worker(["/x/raylet", "--node_id=1"])
-    assert not is_task_worker([])
+def _worker(pid: int, busy: bool = False) -> WorkerView:
+    return WorkerView(pid=pid, import_s=17.0, forkserver_s=None, preloaded_at_epoch=0.0, busy=busy)
 
 
-def test_wait_returns_once_every_live_worker_preloaded(tmp_path: Path, capsys):
-    log = tmp_path / "run.log"
-    log.write_text(_preloaded(11) + "\n")
-    clock = FakeClock()
-    asked = []
-
-    def workers() -> set[int]:
-        asked.append(clock.now)
-        if clock.now >= 1.0:  # worker 12 finishes its imports a second later
-            log.write_text(_preloaded(11) + "\n" + _preloaded(12) + "\n")
-        return {11, 12}
-
-    done = wait_for_preloaded_workers(
-        log, timeout_s=60, poll_s=0.5, worker_pids=workers, clock=clock, sleep=clock.sleep
+def _node(node_id: str, *, gpus: float, idle: tuple[int, ...] = (), importing: tuple[int, ...] = ()) -> NodeView:
+    return NodeView(
+        node_id=node_id,
+        ip="10.0.0.1",
+        is_head=False,
+        cpus=8,
+        gpus=gpus,
+        preloaded=tuple(_worker(p) for p in idle),
+        still_importing=importing,
     )
-    assert done == {11, 12}
-    assert asked == [0.0, 0.5, 1.0, 1.5]  # polled until the log named both
+
+
+def test_wait_returns_once_every_replica_node_holds_idle_preloaded_workers(capsys):
+    clock = FakeClock()
+    asked: list[float] = []
+
+    def views() -> list[NodeView]:
+        asked.append(clock.now)
+        later = clock.now >= 1.0  # worker 12 finishes its imports a second later
+        head = NodeView(node_id="head", ip="10.0.0.0", is_head=True, cpus=0, gpus=0)
+        gpu = _node("gpu1", gpus=1, idle=(11, 12) if later else (11,), importing=() if later else (12,))
+        return [head, gpu]
+
+    ready = wait_for_ready_nodes(gpus=1, timeout_s=60, views=views, clock=clock, sleep=clock.sleep)
+    assert [n.node_id for n in ready.nodes] == ["gpu1"]  # the GPU-less head can host no replica
+    assert asked == [0.0, 0.5, 1.0]
     said = events.read_events(capsys.readouterr().out)
     assert [e["event"] for e in said] == ["prestart_wait_start", "prestart_wait_end"]
-    assert said[-1]["workers"] == 2
+    assert said[-1]["nodes"][0]["idle_preloaded"] == [11, 12]
 
 
-def test_wait_gives_up_after_the_timeout_and_names_the_stragglers(tmp_path: Path, capsys):
-    log = tmp_path / "run.log"
-    log.write_text(_preloaded(11) + "\n")
+def test_wait_tops_a_short_node_up_once_and_gives_up_past_the_timeout_naming_the_nodes(capsys):
     clock = FakeClock()
-    done = wait_for_preloaded_workers(log, timeout_s=5, worker_pids=lambda: {11, 13}, clock=clock, sleep=clock.sleep)
-    assert done == {11}
+    filled: list[tuple[str, int]] = []
+    with pytest.raises(NodesNotReady, match=r"gpu1 \(10.0.0.1, 1 GPU\): 1 idle preloaded, 0 importing"):
+        wait_for_ready_nodes(
+            gpus=1,
+            timeout_s=5,
+            views=lambda: [_node("gpu1", gpus=1, idle=(11,))],
+            fill=lambda node, count: filled.append((node.node_id, count)),
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    assert filled == [("gpu1", 2)]
     [end] = [e for e in events.read_events(capsys.readouterr().out) if e["event"] == "prestart_wait_timeout"]
-    assert end["still_importing"] == [13] and end["wait_s"] > 5
+    assert end["wait_s"] > 5
+
+
+def test_wait_without_any_node_that_can_host_a_replica_says_so():
+    clock = FakeClock()
+    with pytest.raises(NodesNotReady, match="no live node has 4 GPU"):
+        wait_for_ready_nodes(
+            gpus=4, timeout_s=1, views=lambda: [_node("gpu1", gpus=1, idle=(1, 2))], clock=clock, sleep=clock.sleep
+        )
 
 
 def test_preloaded_pids_reads_events_behind_ray_prefixes():

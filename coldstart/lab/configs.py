@@ -3,26 +3,27 @@
 These are the configs ``service.py`` deploys, written for a cluster: ``serve deploy
 experiments/<model>/<experiment>.yaml`` against ``RAY_ADDRESS`` runs the same LLMConfig on Ray itself.
 They name a store URL rather than check it (``service.py`` does the checks), and they are regenerated,
-never edited by hand.
+never edited by hand. Beside each model's ``fast.yaml``, the node setup it needs, rendered from the same
+record (``coldstart.fastpath.NodeSetup``): ``fast.node-setup.sh`` (`ray start` lines) and
+``fast.rayservice.yaml`` (a KubeRay RayService that deploys the same Serve config).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import yaml
 
+from coldstart.fastpath.node_setup import NodeSetup, node_cache_env
 from coldstart.lab.llm_config import (
     CALLBACK_CLASS,
     RunOptions,
     WeightsLocation,
     build_app_args,
     build_llm_config,
-    ingress_env,
-    ray_system_config,
+    node_setup,
     serve_yaml_config,
 )
 from coldstart.registry import Experiment, Model, resolve, valid_pairs
@@ -54,29 +55,63 @@ def weights_for(model: Model, exp: Experiment, store_uri: str) -> WeightsLocatio
     return WeightsLocation(store_url, "s3" if store_url.startswith("s3://") else "local")
 
 
+def _options(model: Model, exp: Experiment, store_uri: str, device: str) -> RunOptions:
+    # No cache roots pinned in the replica's env: each node's own apply (a home path means nothing on a cluster).
+    # Where the env goes to the nodes (prestart), the node setup pins node-wide roots instead.
+    return RunOptions(weights=weights_for(model, exp, store_uri), device=device, store_uri=store_uri)
+
+
 def render(model: Model, exp: Experiment, store_uri: str, device: str = "cuda") -> dict:
-    # No cache roots pinned: each node's own defaults apply there (this machine's home means nothing on a
-    # cluster), and the restore hook resolves them on the node it runs on.
-    opts = RunOptions(weights=weights_for(model, exp, store_uri), device=device, store_uri=store_uri)
+    opts = _options(model, exp, store_uri, device)
     return serve_yaml_config(
         f"coldstart-{model.name}", build_app_args(model, exp, build_llm_config(model, exp, opts), opts)
     )
 
 
-def _node_notes(model: Model, exp: Experiment) -> str:
-    """What a fast-path config needs from each node beyond the package (comment lines under the header)."""
+def cluster_node_setup(model: Model, exp: Experiment, store_uri: str, device: str = "cuda") -> NodeSetup | None:
+    """The node setup of a cluster deploying this config (None: the config needs nothing of the nodes)."""
+    if not exp.prestart_workers:
+        return None
+    opts = _options(model, exp, store_uri, device)
+    opts = RunOptions(**{**opts.__dict__, "env": node_cache_env()})
+    weights = opts.weights.uri if opts.weights.kind == "local" else None
+    return node_setup(model, exp, opts, weights_path=weights)
+
+
+def _node_notes(model: Model, exp: Experiment, setup: NodeSetup | None, path: Path) -> str:
+    """What a config needs from each node beyond the package (comment lines under the header)."""
     notes = []
     if exp.skip_node_init and not exp.weights_from_store:
         notes.append(f"# Weights: already on every node under {NODE_WEIGHTS_ROOT}/<model> (no node-init fetch).")
-    if system_config := ray_system_config(exp):
+    if setup is not None:
         # The replicas' runtime_envs are empty so that prestarted workers are leased to them: their env is the
-        # node's (the ingress reads its timeout at import).
-        ingress = " ".join(f"{k}={v}" for k, v in ingress_env(model).items())
+        # node's (the ingress reads its timeout at import, the preload its forkserver switch).
+        env = " ".join(f"{k}={v}" for k, v in sorted(setup.env.items()))
         notes.append(
-            f"# Each node: ray start --system-config='{json.dumps(system_config)}' with the engine-cache "
-            f"env (VLLM_CACHE_ROOT, ...) and {ingress} set"
+            f"# Node setup ({path.with_suffix('').name}.node-setup.sh when generated): the head's "
+            f"--system-config='{setup.system_config_json()}'; every node's env: {env}"
         )
     return "".join(n + "\n" for n in notes)
+
+
+class _LiteralDumper(yaml.SafeDumper):
+    """Multi-line strings as YAML literal blocks (a RayService's serveConfigV2 stays readable)."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_LiteralDumper.add_representer(str, _str_representer)
+
+
+def dump_yaml(data: dict) -> str:
+    return yaml.dump(data, Dumper=_LiteralDumper, sort_keys=False)
+
+
+# Each model's config that gets its node setup rendered as files beside it.
+NODE_SETUP_EXPERIMENT = "fast"
 
 
 def write_all(out_dir: Path, store_uri: str) -> list[Path]:
@@ -85,12 +120,34 @@ def write_all(out_dir: Path, store_uri: str) -> list[Path]:
         model, exp = resolve(model_name, exp_name)
         path = out_dir / model_name / f"{exp_name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = yaml.safe_dump(render(model, exp, store_uri), sort_keys=False)
+        serve_config = render(model, exp, store_uri)
+        setup = cluster_node_setup(model, exp, store_uri)
+        body = yaml.safe_dump(serve_config, sort_keys=False)
         path.write_text(
-            HEADER.format(store=store_uri, path=path, callback=CALLBACK_CLASS) + _node_notes(model, exp) + body
+            HEADER.format(store=store_uri, path=path, callback=CALLBACK_CLASS)
+            + _node_notes(model, exp, setup, path)
+            + body
         )
         written.append(path)
+        if setup is not None and exp_name == NODE_SETUP_EXPERIMENT:
+            written += write_node_setup(out_dir / model_name, exp_name, setup, serve_config, store_uri)
     return written
+
+
+def write_node_setup(folder: Path, exp_name: str, setup: NodeSetup, serve_config: dict, store_uri: str) -> list[Path]:
+    """The node setup of one config as `ray start` lines and a KubeRay RayService (one record, two renderings)."""
+    header = f"# Generated by `python -m coldstart configs --store {store_uri}`; do not edit.\n"
+    script = folder / f"{exp_name}.node-setup.sh"
+    script.write_text("#!/usr/bin/env bash\n" + header + setup.shell_script())
+    service = folder / f"{exp_name}.rayservice.yaml"
+    rayservice = setup.kuberay_rayservice(name=f"coldstart-{folder.name}", serve_config=serve_config)
+    service.write_text(
+        header
+        + "# The image: Ray's ray-llm image of the pinned Ray with `pip install coldstart[gpu]` (see the package\n"
+        + "# line of the node setup); KubeRay's runtime_env must not ship the package (docs/deploy-on-a-cluster.md).\n"
+        + dump_yaml(rayservice)
+    )
+    return [script, service]
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:

@@ -12,16 +12,14 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from coldstart.fastpath import api as fastpath_api
+from coldstart.fastpath.api import CALLBACK_CLASS, FAST_SERVER_CLASS, apply_levers, lever_node_env
+from coldstart.fastpath.levers import FastPathLevers
+from coldstart.fastpath.node_setup import PRELOAD_MODULE, NodeSetup
 from coldstart.registry import Autoscaling, Experiment, Model
 from coldstart.storage.sources import WeightsLocation  # defined where it is resolved; still importable here
 
-CALLBACK_CLASS = "coldstart.replica_hooks.ColdStartCallback"  # the shim: committed YAMLs and result rows name it
-# The Serve LLM server of fast-path experiments (Ray Serve LLM's `server_cls`): it picks the engine class and
-# leaves the replica's runtime_env empty. Written as a string: this module imports no Ray.
-FAST_SERVER_CLASS = "coldstart.lab.fastpath.server.ColdStartLLMServer"
-# What a prestarted Ray worker imports before any request (Ray's preload_python_modules).
-PRELOAD_MODULE = "coldstart.lab.fastpath.preload"
-PRESTART_WORKERS_SOFT_LIMIT = 64
+__all__ = ["CALLBACK_CLASS", "FAST_SERVER_CLASS", "PRELOAD_MODULE", "WeightsLocation"]
 # The Serve application builders (``import_path`` of a Serve YAML): the OpenAI app, and Ray Serve LLM's dev
 # ingress, the same app plus /sleep, /wakeup and other control endpoints (the sleep/wake warm reference).
 OPENAI_APP = "ray.serve.llm:build_openai_app"
@@ -132,13 +130,8 @@ def build_llm_config(model: Model, exp: Experiment, opts: RunOptions) -> dict[st
             f"experiment {exp.name!r} skips Ray LLM's node-init task, which is what fetches {opts.weights.uri!r}; "
             "it needs weights already on the node (a local store or --weights DIR) or a streaming load format"
         )
-    if exp.engine_in_replica:
-        # One bundle: the replica actor itself holds every GPU (Ray sets its CUDA_VISIBLE_DEVICES) and vLLM's
-        # EngineCore, a child of the replica, runs the workers; Ray LLM adds the actor's own resources to it.
-        bundles = [{"CPU": 1}]
-    else:
-        bundle = {"CPU": 1} if opts.device == "cpu" else {"GPU": 1, "CPU": 1}
-        bundles = [dict(bundle) for _ in range(model.tp_size)]  # distinct dicts: YAML would alias shared ones
+    bundle = {"CPU": 1} if opts.device == "cpu" else {"GPU": 1, "CPU": 1}
+    bundles = [dict(bundle) for _ in range(model.tp_size)]  # distinct dicts: YAML would alias shared ones
     callback_kwargs: dict[str, Any] = {
         "model_name": model.name,
         "experiment": exp.name,
@@ -148,11 +141,6 @@ def build_llm_config(model: Model, exp: Experiment, opts: RunOptions) -> dict[st
         "streamed_weights_uri": opts.weights.uri if streamed else None,
         "compile_cache_store": opts.store_uri if exp.compile_cache else None,
         "compile_cache_root": opts.compile_cache_root,
-        "skip_node_init": exp.skip_node_init,
-        "engine_in_replica": exp.engine_in_replica,
-        "prestart_workers": exp.prestart_workers,
-        "engine_core_forkserver": exp.engine_core_forkserver,
-        "background_telemetry": exp.background_telemetry,
     }
     cfg: dict[str, Any] = {
         "model_loading_config": {
@@ -167,26 +155,29 @@ def build_llm_config(model: Model, exp: Experiment, opts: RunOptions) -> dict[st
             "autoscaling_config": opts.autoscaling.serve_config(),
         },
         "placement_group_config": {"bundles": bundles, "strategy": "PACK"},
-        # A prestarted worker is leased only to work whose runtime_env matches its own (empty): the env then
-        # goes to the nodes (node_env), where the raylet hands it to every worker.
-        "runtime_env": {} if exp.prestart_workers else {"env_vars": env},
+        "runtime_env": {"env_vars": env},
         "callback_config": {"callback_class": CALLBACK_CLASS, "callback_kwargs": callback_kwargs},
         "log_engine_metrics": False,
     }
-    actor_options: dict[str, Any] = {}
     if opts.device == "cpu":
         # Ray LLM's replica actor reserves a CPU of its own beside the engine bundle; on a 2-core box the
         # replica, its bundle and the ingress do not fit otherwise.
-        actor_options["num_cpus"] = 0
-    if exp.engine_in_replica:
-        actor_options["num_cpus"] = 0  # the bundle's CPU is the replica's
-        if opts.device == "cuda":
-            actor_options["num_gpus"] = model.tp_size
-    if actor_options:
-        cfg["deployment_config"]["ray_actor_options"] = actor_options
-    if exp.engine_in_replica or exp.prestart_workers:
-        cfg["server_cls"] = FAST_SERVER_CLASS
-    return cfg
+        cfg["deployment_config"]["ray_actor_options"] = {"num_cpus": 0}
+    # The fast path's levers, exactly as a user's own config gets them (coldstart.fastpath.apply_fast_path).
+    # A prestarted worker is leased only to work whose runtime_env matches its own (empty): the env then goes
+    # to the nodes (node_env), where the raylet hands it to every worker.
+    return apply_levers(cfg, levers_for(exp), device=opts.device)
+
+
+def levers_for(exp: Experiment) -> FastPathLevers:
+    """The fast-path levers an experiment pulls."""
+    return FastPathLevers(
+        skip_node_init=exp.skip_node_init,
+        engine_in_replica=exp.engine_in_replica,
+        prestart_workers=exp.prestart_workers,
+        engine_core_forkserver=exp.engine_core_forkserver,
+        background_telemetry=exp.background_telemetry,
+    )
 
 
 def ingress_env(model: Model) -> dict[str, str]:
@@ -196,22 +187,29 @@ def ingress_env(model: Model) -> dict[str, str]:
 
 def node_env(model: Model, exp: Experiment, opts: RunOptions) -> dict[str, str]:
     """Environment the nodes' Ray workers must have when the replicas' runtime_envs are left empty
-    (``prestart_workers``): the LLM replica's and the ingress's; empty otherwise, since the config carries
-    them. A local Ray gets it from the process that starts it; on a cluster, set it where `ray start` runs."""
-    return _check_env({**opts.env, **exp.engine_env, **ingress_env(model)}) if exp.prestart_workers else {}
+    (``prestart_workers``): the LLM replica's and the ingress's, and the levers' switches; empty otherwise, since
+    the config carries them. A local Ray gets it from the process that starts it; on a cluster, set it where
+    `ray start` runs (``node_setup``)."""
+    if not exp.prestart_workers:
+        return {}
+    return {**_check_env({**opts.env, **exp.engine_env, **ingress_env(model)}), **lever_node_env(levers_for(exp))}
 
 
 def ray_system_config(exp: Experiment) -> dict[str, Any]:
-    """Ray ``_system_config`` (``ray start --system-config``) a fast-path experiment needs on each node."""
-    if not exp.prestart_workers:
-        return {}
-    # Idle workers past the soft limit (default: one per CPU, actors' workers included) are killed after a
-    # second; the prestarted ones must outlive the wait for the request.
-    return {
-        "preload_python_modules": [PRELOAD_MODULE],
-        "enable_worker_prestart": True,
-        "num_workers_soft_limit": PRESTART_WORKERS_SOFT_LIMIT,
-    }
+    """Ray ``_system_config`` (the head's ``ray start --system-config``) a fast-path experiment needs."""
+    return fastpath_api.ray_system_config(levers_for(exp))
+
+
+def node_setup(model: Model, exp: Experiment, opts: RunOptions, *, weights_path: str | None = None) -> NodeSetup:
+    """What every node needs for this (model, experiment): one record, rendered as `ray start` lines, a KubeRay
+    RayService and the lab's own local Ray."""
+    return fastpath_api.build_node_setup(
+        levers_for(exp),
+        env=node_env(model, exp, opts),
+        tp=model.tp_size,
+        device=opts.device,
+        weights_path=weights_path,
+    )
 
 
 def build_app_args(model: Model, exp: Experiment, llm_config: dict[str, Any], opts: RunOptions) -> dict[str, Any]:

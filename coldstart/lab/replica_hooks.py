@@ -17,6 +17,7 @@ from typing import Any
 from ray.llm._internal.common.callbacks.base import CallbackBase
 
 from coldstart.analysis import events
+from coldstart.fastpath.levers import levers_of
 
 logger = logging.getLogger("coldstart.replica")
 
@@ -83,8 +84,8 @@ class ColdStartCallback(CallbackBase):
         self.streamed_weights_uri: str | None = kwargs.get("streamed_weights_uri")
         self.compile_cache_store: str | None = kwargs.get("compile_cache_store")
         self.compile_cache_root: str | None = kwargs.get("compile_cache_root")
-        self.skip_node_init: bool = bool(kwargs.get("skip_node_init"))
-        # The other lever flags in these kwargs are read by coldstart.lab.fastpath (server, engine), not here.
+        # The levers ride in the config (coldstart.fastpath.levers); the server and engine classes read the rest.
+        self.skip_node_init: bool = levers_of(llm_config).skip_node_init
 
     def _emit(self, event: str, **fields: Any) -> None:
         events.emit(

@@ -157,6 +157,14 @@ def app_failure(status: Any, app_name: str) -> str | None:
     return "; ".join(parts)
 
 
+def app_settled(status: Any, app_name: str) -> bool:
+    """The app runs and no deployment is scaling: no replica is starting (a quiet moment for background work)."""
+    app = status.applications.get(app_name)
+    if app is None or _state(app.status) != "RUNNING":
+        return False
+    return all(_state(dep.status) == "HEALTHY" for dep in app.deployments.values())
+
+
 def watch_app(
     app_name: str,
     *,
@@ -165,10 +173,12 @@ def watch_app(
     get_status: Callable[[], Any] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    between_polls: Callable[[], None] | None = None,
 ) -> str:
     """Block while the app can serve; return the reason once it has stayed failed for ``grace_s``.
 
     The grace lets a state that Serve itself recovers from (one replica replaced) pass without ending a run.
+    ``between_polls`` runs after every look (the fast path's pool keeper).
     """
     if get_status is None:
         from ray import serve
@@ -189,6 +199,8 @@ def watch_app(
             failing_since = now
         if reason is not None and failing_since is not None and now - failing_since >= grace_s:
             return reason
+        if between_polls is not None:
+            between_polls()
         sleep(poll_s)
 
 
@@ -288,11 +300,17 @@ def serve_app(
     num_cpus: int | None = None,
     system_config: dict[str, Any] | None = None,
     app_builder: str = OPENAI_APP,
+    ship_package: bool = True,
+    preflight: Callable[[], None] | None = None,
 ) -> Iterator[str]:
     """Start (or join) Ray, deploy the OpenAI app without blocking, yield its base URL, always clean up.
 
     ``system_config`` (the fast path's worker preload and prestart) applies to a Ray started here; a cluster's
-    nodes take it from `ray start --system-config`.
+    raylets take it from the head's `ray start --system-config`. On a cluster the package is shipped with the job
+    (``py_modules``) only where ``ship_package`` says so: the fast path needs it installed on the nodes instead,
+    since a job runtime_env keeps replicas off the prestarted workers. ``preflight`` runs once Ray is up and before
+    Serve is touched (the cluster checks); what it raises propagates after Ray is let go.
+    Cleanup removes only what this lab made: a Ray it started, else its own app (and Serve, if it started Serve).
     """
     # Armed before `import ray` and ray.init(): a SIGTERM while Ray starts (its gcs, raylet and dashboard are
     # already children then) must unwind through their shutdown too, not kill this process and leave them.
@@ -303,8 +321,10 @@ def serve_app(
 
         init_kwargs: dict[str, Any] = {"log_to_driver": True}
         if ray_address:
-            # On a cluster the replica's nodes must import the callback: ship this package with the job.
-            init_kwargs.update(address=ray_address, runtime_env={"py_modules": [coldstart]})
+            init_kwargs["address"] = ray_address
+            if ship_package:
+                # The replica's nodes must import the callback: ship this package with the job.
+                init_kwargs["runtime_env"] = {"py_modules": [coldstart]}
         else:
             if num_cpus is not None:
                 init_kwargs["num_cpus"] = num_cpus
@@ -322,9 +342,27 @@ def serve_app(
         # ray.init() installs a C++ failure-signal handler that takes SIGTERM over and aborts the driver
         # (exit 134) halfway through cleanup; put the Python handler back so SIGTERM unwinds like Ctrl-C.
         with signals_as_interrupt():
+            if preflight is not None:
+                try:
+                    preflight()
+                except BaseException:
+                    ray.shutdown()  # on a cluster: only this driver's connection
+                    raise
             yield from _serve_after_init(
                 app_args, app_name=app_name, host=host, port=port, owns_ray=not ray_address, app_builder=app_builder
             )
+
+
+def serve_running() -> bool:
+    """Whether Serve's controller already lives on the connected cluster (then this lab did not start it)."""
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    try:
+        ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    except ValueError:
+        return False
+    return True
 
 
 def _undo_init(ray: Any) -> None:
@@ -358,6 +396,20 @@ def _serve_after_init(
     try:
         ctx = ray.get_runtime_context()
         session_dir = getattr(ctx, "session_dir", None) or ray._private.worker._global_node.get_session_dir_path()
+        # On a cluster Serve may already run (the user's apps): then only this lab's app is removed at the end.
+        serve_was_running = not owns_ray and serve_running()
+        events.emit(
+            "ray_attached",
+            kind="local" if owns_ray else "cluster",
+            node_id=ctx.get_node_id(),
+            job_id=ctx.get_job_id(),
+            serve_was_running=serve_was_running,
+            nodes=[
+                {"node_id": n["NodeID"], "ip": n.get("NodeManagerAddress"), "resources": n.get("Resources")}
+                for n in ray.nodes()
+                if n.get("Alive")
+            ],
+        )
         with ControllerLogFollower(session_dir):
             serve.start(http_options={"host": host, "port": port})
             app = build_app(app_args)
@@ -385,12 +437,16 @@ def _serve_after_init(
                     # that failed on its own still goes through serve.shutdown(): without it, ray.shutdown()
                     # did not return while Serve was retrying the failed replica (seen in the CPU e2e test).
                     events.emit("serve_shutdown_skipped", reason="local Ray: torn down with ray.shutdown()")
+                elif serve_was_running:
+                    # A cluster whose Serve this lab did not start: remove this app, nothing else.
+                    serve.delete(app_name)
+                    events.emit("serve_app_deleted", app=app_name)
                 else:
                     serve.shutdown()
     finally:
         _ignore_signals()
         descendants = descendants or _descendants()
-        ray.shutdown()
+        ray.shutdown()  # on a cluster: this driver's connection only; the cluster stays up
         reap_leftovers(descendants)
         events.emit("service_stop")
 

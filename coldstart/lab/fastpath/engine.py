@@ -17,7 +17,7 @@ from typing import Any
 from ray.llm._internal.serve.engines.vllm.vllm_engine import VLLMEngine, _clear_current_platform_cache
 
 from coldstart.analysis import events
-from coldstart.lab.fastpath.server import fast_path_levers
+from coldstart.fastpath.levers import levers_of
 
 
 def local_executor_backend(world_size: int) -> str:
@@ -78,7 +78,7 @@ class InReplicaVLLMEngine(VLLMEngine):
 
         # No placement group for vLLM: its uni/mp executors use the GPUs Ray gave this actor.
         _clear_current_platform_cache()
-        forkserver = bool(fast_path_levers(self.llm_config).get("engine_core_forkserver"))
+        forkserver = levers_of(self.llm_config).engine_core_forkserver
         t0 = time.time()
         events.emit("engine_core_launch_start", t=t0, method="forkserver" if forkserver else "spawn")
         with _engine_core_start_method(forkserver):

@@ -2,7 +2,9 @@
 
 It imports what a Serve LLM replica of the fast path imports, so the replica leased to such a worker starts
 with that paid, and (``COLDSTART_ENGINE_CORE_FORKSERVER=1`` on the node) starts the EngineCore forkserver.
-Its ``worker_preloaded`` event tells the service when the node is ready.
+Then it says so twice: a ``worker_preloaded`` event in the worker's output (a local run's log), and a record
+in the cluster's GCS key-value store (``coldstart.lab.node_status`` reads it): on a cluster, workers the raylet
+prestarted before any job reach no job's log, and the GCS is what every driver can read.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-FORKSERVER_ENV = "COLDSTART_ENGINE_CORE_FORKSERVER"
+from coldstart.fastpath.node_setup import FORKSERVER_ENV
 
 _t0 = time.monotonic()
 import ray.serve.llm  # noqa: E402,F401
@@ -20,6 +22,7 @@ from ray.llm._internal.serve.engines.vllm import vllm_engine  # noqa: E402,F401
 
 import coldstart.lab.replica_hooks  # noqa: E402,F401
 from coldstart.analysis import events  # noqa: E402
+from coldstart.lab import preload_registry  # noqa: E402
 from coldstart.lab.fastpath import engine, forkserver, server  # noqa: E402,F401
 
 _import_s = time.monotonic() - _t0
@@ -30,3 +33,4 @@ events.emit(
     import_s=round(_import_s, 3),
     forkserver_s=None if _forkserver_s is None else round(_forkserver_s, 3),
 )
+preload_registry.register_this_worker(import_s=_import_s, forkserver_s=_forkserver_s)

@@ -10,24 +10,19 @@ from ray.llm._internal.serve.core.server import llm_server as _llm_server
 from ray.llm._internal.serve.core.server.llm_server import LLMServer
 
 from coldstart.analysis import events
+from coldstart.fastpath.levers import levers_of
+from coldstart.lab.fastpath.engine import InReplicaVLLMEngine
 
 # Ray LLM's no-op worker_process_setup_hook (ray.llm._internal.serve._worker_process_setup_hook): it makes the
 # replica's runtime_env non-empty, and Ray leases a worker only to work whose runtime_env matches its own.
 _SETUP_HOOK_KEY = "worker_process_setup_hook"
 
 
-def fast_path_levers(llm_config: Any) -> dict[str, Any]:
-    """The lever flags ``build_llm_config`` put beside the callback's other settings."""
-    callback_config = llm_config.callback_config
-    kwargs = callback_config.callback_kwargs if callback_config is not None else None
-    return dict(kwargs or {})
-
-
 class ColdStartLLMServer(LLMServer):
     @classmethod
     def get_deployment_options(cls, llm_config: Any) -> dict[str, Any]:
         options = super().get_deployment_options(llm_config)
-        if fast_path_levers(llm_config).get("prestart_workers"):
+        if levers_of(llm_config).prestart_workers:
             runtime_env = options["ray_actor_options"].get("runtime_env") or {}
             runtime_env.pop(_SETUP_HOOK_KEY, None)
             options["ray_actor_options"]["runtime_env"] = runtime_env
@@ -37,14 +32,12 @@ class ColdStartLLMServer(LLMServer):
     async def __init__(  # type: ignore[misc]
         self, llm_config: Any, *, engine_cls: Any = None, model_downloader: Any = None
     ) -> None:
-        if engine_cls is None and fast_path_levers(llm_config).get("engine_in_replica"):
-            from coldstart.lab.fastpath.engine import InReplicaVLLMEngine
-
+        if engine_cls is None and levers_of(llm_config).engine_in_replica:
             engine_cls = InReplicaVLLMEngine
         await super().__init__(llm_config, engine_cls=engine_cls, model_downloader=model_downloader)
 
     async def _start_engine(self) -> None:
-        if not fast_path_levers(self._llm_config).get("background_telemetry"):
+        if not levers_of(self._llm_config).background_telemetry:
             await super()._start_engine()
             return
         # Ray LLM's _start_engine then reports usage telemetry to a detached actor that the first replica
