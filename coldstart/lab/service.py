@@ -19,6 +19,7 @@ import yaml
 from coldstart import paths
 from coldstart.analysis import events
 from coldstart.analysis.results import nvidia_gpus
+from coldstart.fastpath.node_setup import NodeSetup
 from coldstart.lab.client import positive_int
 from coldstart.lab.llm_config import (
     OPENAI_APP,
@@ -26,7 +27,9 @@ from coldstart.lab.llm_config import (
     RunOptions,
     build_app_args,
     build_llm_config,
+    levers_for,
     node_env,
+    node_setup,
     ray_system_config,
     runai_s3_env,
 )
@@ -207,6 +210,8 @@ class Prepared:
     node_env: dict[str, str] = field(default_factory=dict)
     ray_system_config: dict[str, Any] = field(default_factory=dict)
     app_builder: str = OPENAI_APP  # import path of the Serve app builder
+    node_setup: NodeSetup | None = None  # what every node needs (fast-path experiments)
+    replica_gpus: int = 0  # GPUs one replica takes on one node (0 on CPU)
 
 
 def prepare(args: argparse.Namespace) -> Prepared:
@@ -241,19 +246,29 @@ def prepare(args: argparse.Namespace) -> Prepared:
         sleep_mode=scenario.sleep_wake,
     )
     llm_config = build_llm_config(model, exp, opts)
-    extra_env = node_env(model, exp, opts)
-    if exp.engine_core_forkserver:
-        from coldstart.lab.fastpath.preload import FORKSERVER_ENV
-
-        extra_env[FORKSERVER_ENV] = "1"
+    if levers_for(exp).any:
+        _check_fast_path_compat()
+    setup = node_setup(model, exp, opts) if exp.prestart_workers else None
     return Prepared(
         build_app_args(model, exp, llm_config, opts),
         f"coldstart-{model.name}",
         run_id,
-        node_env=extra_env,
+        node_env=node_env(model, exp, opts),
         ray_system_config=ray_system_config(exp),
         app_builder=opts.app_builder,
+        node_setup=setup,
+        replica_gpus=model.tp_size if device == "cuda" else 0,
     )
+
+
+def _check_fast_path_compat() -> None:
+    """The fast path overrides private Ray and vLLM hooks: refuse (exit 2) when the installed ones changed."""
+    from coldstart.fastpath.guard import FastPathIncompatible, require_fast_path_compat
+
+    try:
+        require_fast_path_compat()
+    except FastPathIncompatible as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _model(args: argparse.Namespace, store_uri: str, endpoint: str | None) -> Model:
@@ -291,10 +306,9 @@ def main(args: argparse.Namespace) -> int:
         from coldstart.lab.llm_config import serve_yaml_config
 
         print(yaml.safe_dump(serve_yaml_config(app_name, app_args, import_path=prepared.app_builder), sort_keys=False))
-        if prepared.ray_system_config or prepared.node_env:
-            print("# every node of the cluster needs, where `ray start` runs:")
-            print(f"#   environment: {json.dumps(prepared.node_env)}")
-            print(f"#   ray start --system-config='{json.dumps(prepared.ray_system_config)}'")
+        if prepared.node_setup is not None:
+            print("# The node setup (docs/deploy-on-a-cluster.md):")
+            print("".join(f"# {line}\n" for line in prepared.node_setup.shell_script().splitlines()), end="")
         return 0
 
     from coldstart.lab.serve import PortInUse, ensure_port_free, hold_port
@@ -319,11 +333,12 @@ def _serve(args: argparse.Namespace, prepared: Prepared) -> int:
     app_args, app_name, run_id = prepared.app_args, prepared.app_name, prepared.run_id
     paths.apply_engine_cache_env()
     # A local Ray's raylet, and so every worker it starts, inherits this process's environment.
-    os.environ.update(prepared.node_env)
+    if not args.ray_address:
+        os.environ.update(prepared.node_env)
     log_path = paths.run_log_path(args.model, args.experiment, run_id)
     num_cpus = args.num_cpus
-    prestart = bool(prepared.ray_system_config.get("enable_worker_prestart")) and not args.ray_address
-    if prestart:
+    prestart = prepared.node_setup is not None and prepared.node_setup.prestarts
+    if prestart and not args.ray_address:
         from coldstart.lab.fastpath.prestart import prestart_num_cpus
 
         num_cpus = prestart_num_cpus(args.num_cpus, os.cpu_count())
@@ -339,13 +354,14 @@ def _serve(args: argparse.Namespace, prepared: Prepared) -> int:
                 num_cpus=num_cpus,
                 system_config=prepared.ray_system_config,
                 app_builder=prepared.app_builder,
+                # The fast path needs the package on the nodes: a job runtime_env keeps replicas off prestarted
+                # workers (a worker is leased only to work whose runtime_env equals its own).
+                ship_package=not prestart,
+                preflight=(lambda: _cluster_preflight(prepared)) if prestart and args.ray_address else None,
             ) as url:
+                keeper = None
                 if prestart:
-                    # The request must find the imports paid: wait for the prestarted workers to finish them.
-                    from coldstart.lab.fastpath.prestart import fill_idle_pool, wait_for_preloaded_workers
-
-                    fill_idle_pool(timeout_s=args.prestart_timeout_s)
-                    wait_for_preloaded_workers(log_path, timeout_s=args.prestart_timeout_s)
+                    keeper = _await_prestarted_workers(args, prepared)
                 print(
                     f"serving {args.model} ({args.experiment}) at {url}/v1 with zero replicas; "
                     f"log: {log_path}; Ctrl-C to stop",
@@ -356,10 +372,62 @@ def _serve(args: argparse.Namespace, prepared: Prepared) -> int:
                     args.ready_file.write_text(json.dumps(ready))
                 # Serve stops starting replicas once a constructor failed three times; a waiting client
                 # would only learn that from the ingress timeout. Shutting down drops its connection now.
-                reason = watch_app(app_name, grace_s=args.give_up_after_s)
+                reason = watch_app(app_name, grace_s=args.give_up_after_s, between_polls=keeper)
                 events.emit("serve_app_failed", app=app_name, reason=reason)
                 print(f"error: {reason}; shutting down", file=sys.stderr, flush=True)
                 return 1
+        except ClusterNotReady as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return 2
         except KeyboardInterrupt:
             print("shutting down", flush=True)
     return 0
+
+
+class ClusterNotReady(RuntimeError):
+    """The cluster lacks what the fast path needs of it; the message says what to change (exit 2)."""
+
+
+def _cluster_preflight(prepared: Prepared) -> None:
+    """Before Serve is touched on a user's cluster: the head's system config and this job's runtime_env."""
+    import ray
+    from ray._private.state import state
+
+    assert prepared.node_setup is not None, "only fast-path experiments are checked"
+    wanted = prepared.node_setup
+    system_config = state.get_system_config()
+    missing = [
+        k for k, v in wanted.system_config.items() if k != "num_workers_soft_limit" and system_config.get(k) != v
+    ]
+    if missing:
+        raise ClusterNotReady(
+            f"the cluster's head was started without {', '.join(missing)} in --system-config (it has "
+            f"{json.dumps({k: system_config.get(k) for k in missing})}); restart the head with "
+            f"--system-config='{wanted.system_config_json()}' (raylets read it from the head's GCS). "
+            "`coldstart serve MODEL EXPERIMENT --dry-run` prints the whole node setup"
+        )
+    job_env = ray.get_runtime_context().runtime_env
+    if job_env:
+        raise ClusterNotReady(
+            f"this job has a runtime_env ({sorted(job_env)}): Ray leases a prestarted worker only to work whose "
+            "runtime_env equals its own (none), so replicas would wait for fresh workers; install the coldstart "
+            "package in every node's Python instead and run without a job runtime_env"
+        )
+
+
+def _await_prestarted_workers(args: argparse.Namespace, prepared: Prepared) -> Any:
+    """Wait until every replica node holds idle preloaded workers; returns the pool keeper for the watch loop."""
+    from coldstart.lab.fastpath.prestart import NodesNotReady, PoolKeeper, wait_for_ready_nodes
+    from coldstart.lab.node_status import cluster_views
+
+    keeper = PoolKeeper(prepared.app_name, gpus=prepared.replica_gpus)
+    try:
+        wait_for_ready_nodes(
+            gpus=prepared.replica_gpus,
+            timeout_s=args.prestart_timeout_s,
+            views=cluster_views,
+            fill=keeper.fill if keeper.owns_controller() else None,
+        )
+    except NodesNotReady as exc:
+        raise ClusterNotReady(str(exc)) from None
+    return keeper.tick
