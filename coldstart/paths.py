@@ -1,11 +1,23 @@
 """Where the lab keeps things on a node. Every root is computed from the environment at call time (never
-a hard-coded home), so tests, CI and a user's shell can move each one with one variable."""
+a hard-coded home), so tests, CI and a user's shell can move each one with one variable.
+
+Two roots, one rule for every path a tool writes:
+
+* ``coldstart_home()``: caches and weights (checkpoints, the embedded store, engine caches): ``$COLDSTART_HOME``,
+  else ``coldstart/`` in the XDG cache folder.
+* ``lab_dir()``: the lab's records (result rows, run logs, tables, graphs, the report, Serve YAMLs):
+  ``$COLDSTART_LAB``, else the source checkout the package runs from, else ``lab/`` in the home.
+
+A tool that writes records takes ``--out DIR`` (or its own path flag); without one it writes under these
+roots, never into whatever folder it was started from.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 import secrets
+import tomllib
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,9 +69,67 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
+_PROJECT_NAME = "coldstart"
+# The checkout this module sits in, two folders up: <checkout>/coldstart/paths.py.
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+
+
+def source_checkout(root: Path | None = None) -> Path | None:
+    """``root`` (default: the folder that holds this package) when it is this project's source checkout (an
+    editable install, or the package run from its folder), else None (an installed wheel: the folder is then
+    site-packages, which holds no pyproject.toml)."""
+    root = _PACKAGE_PARENT if root is None else root
+    try:
+        text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    # A pyproject.toml that does not parse, or names another project, is not this project's checkout.
+    try:
+        project = tomllib.loads(text).get("project", {})
+    except tomllib.TOMLDecodeError:
+        return None
+    return root if project.get("name") == _PROJECT_NAME else None
+
+
+def lab_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """The lab's records: ``$COLDSTART_LAB``, else the source checkout (its committed ``results/`` and logs),
+    else ``lab/`` in the lab's home. Never the working directory: a tool started from another folder writes
+    where the last one did."""
+    if env.get("COLDSTART_LAB"):
+        return Path(env["COLDSTART_LAB"]).expanduser().absolute()
+    checkout = source_checkout()
+    return checkout if checkout is not None else coldstart_home(env) / "lab"
+
+
+def results_file(env: Mapping[str, str] = os.environ) -> Path:
+    """The matrix runner's rows: ``results/results.jsonl`` in the lab."""
+    return lab_dir(env) / "results" / "results.jsonl"
+
+
+def tables_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """The analysis tables (CSV, Parquet, summary.md): beside the rows they are made from."""
+    return results_file(env).parent
+
+
+def graphs_dir(env: Mapping[str, str] = os.environ) -> Path:
+    return lab_dir(env) / "graphs"
+
+
+def report_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """The static HTML report."""
+    return lab_dir(env) / "report"
+
+
+def experiments_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """One Serve YAML per (model, experiment)."""
+    return lab_dir(env) / "experiments"
+
+
 def output_root(env: Mapping[str, str] = os.environ) -> Path:
-    """Raw logs: ``experiment_terminal_output/`` in the working directory unless moved."""
-    return Path(env.get("COLDSTART_OUTPUT", "experiment_terminal_output"))
+    """Raw run logs: ``$COLDSTART_OUTPUT``, else ``experiment_terminal_output/`` in the lab."""
+    if env.get("COLDSTART_OUTPUT"):
+        return Path(env["COLDSTART_OUTPUT"]).expanduser().absolute()
+    return lab_dir(env) / "experiment_terminal_output"
 
 
 def run_log_path(model: str, experiment: str, run_id: str, env: Mapping[str, str] = os.environ) -> Path:

@@ -1,6 +1,7 @@
 """Shared fixtures: a real moto S3 server (a subprocess speaking HTTP, so boto3 runs its real network path),
 a hermetic AWS environment (dummy credentials, no host config, no instance-metadata lookups), and every cache
-root moved into a scratch folder for every test (so no test, nor a tool it runs, can clear the developer's)."""
+root and the lab's records moved into a scratch folder for every test (so no test, nor a tool it runs, can
+clear the developer's caches or append to the checkout's results and logs)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,10 @@ def _isolate_cache_roots(cache_isolation_base: Path, monkeypatch: pytest.MonkeyP
             monkeypatch.delenv(name, raising=False)
         else:
             monkeypatch.setenv(name, value)
+    # The lab's records (paths.lab_dir) default to the checkout the tests run from; a tool a test runs with its
+    # default paths writes here instead. COLDSTART_OUTPUT is unset so the run logs follow the lab.
+    monkeypatch.setenv("COLDSTART_LAB", str(cache_isolation_base / "lab"))
+    monkeypatch.delenv("COLDSTART_OUTPUT", raising=False)
 
 
 def free_port() -> int:

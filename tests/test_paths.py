@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +26,60 @@ def test_service_refuses_a_bad_run_id_with_exit_2(capsys):
         parser.parse_args(["tiny", "fast", "--run-id", "../../etc"])
     assert info.value.code == 2
     assert "invalid run id" in capsys.readouterr().err
+
+
+def _project(root: Path, name: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(f'[project]\nname = "{name}"\n')
+    return root
+
+
+def test_the_checkout_is_found_by_its_pyproject_and_nothing_else(tmp_path: Path) -> None:
+    from coldstart import paths
+
+    assert paths.source_checkout(_project(tmp_path / "ours", "coldstart")) == tmp_path / "ours"
+    assert paths.source_checkout(_project(tmp_path / "theirs", "other")) is None
+    assert paths.source_checkout(tmp_path / "site-packages") is None  # an installed wheel: no pyproject.toml
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "pyproject.toml").write_text("[project\n")
+    assert paths.source_checkout(tmp_path / "broken") is None
+    # The default: this test's own checkout.
+    assert paths.source_checkout() == Path(__file__).resolve().parents[1]
+
+
+def test_records_go_to_the_lab_never_to_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coldstart import paths
+
+    monkeypatch.chdir(tmp_path)
+    env = {"COLDSTART_LAB": str(tmp_path / "lab"), "COLDSTART_HOME": str(tmp_path / "home")}
+    assert paths.lab_dir(env) == tmp_path / "lab"
+    assert paths.output_root(env) == tmp_path / "lab" / "experiment_terminal_output"
+    assert paths.results_file(env) == tmp_path / "lab" / "results" / "results.jsonl"
+    assert paths.run_log_path("tiny", "fast", "r1", env) == tmp_path / "lab" / "experiment_terminal_output" / (
+        "tiny/fast/r1.log"
+    )
+    # From a checkout: the checkout, whatever the working directory.
+    checkout = _project(tmp_path / "checkout", "coldstart")
+    monkeypatch.setattr(paths, "_PACKAGE_PARENT", checkout)
+    no_lab = {"COLDSTART_HOME": str(tmp_path / "home")}
+    assert paths.lab_dir(no_lab) == checkout
+    assert paths.graphs_dir(no_lab) == checkout / "graphs"
+    # An installed wheel: the lab's home.
+    monkeypatch.setattr(paths, "_PACKAGE_PARENT", tmp_path / "site-packages")
+    assert paths.lab_dir(no_lab) == tmp_path / "home" / "lab"
+    assert paths.report_dir(no_lab) == tmp_path / "home" / "lab" / "report"
+
+
+def test_a_relative_output_folder_is_made_absolute_when_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from coldstart import paths
+
+    monkeypatch.chdir(tmp_path)
+    assert paths.output_root({"COLDSTART_OUTPUT": "logs"}) == tmp_path / "logs"
+
+
+def test_the_tests_themselves_write_no_record_into_the_checkout() -> None:
+    from coldstart import paths
+
+    checkout = Path(__file__).resolve().parents[1]
+    assert not paths.output_root().is_relative_to(checkout)
+    assert not paths.results_file().is_relative_to(checkout)
