@@ -1,4 +1,5 @@
-"""Thin entry point: `python clear_cache.py --help`. The logic lives in the coldstart package."""
+"""Thin entry point: `python clear_cache.py --help` is `coldstart clear-cache --help`. The logic lives in the coldstart
+package."""
 
 import sys
 

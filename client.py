@@ -1,4 +1,5 @@
-"""Thin entry point: `python client.py --help`. The logic lives in the coldstart package."""
+"""Thin entry point: `python client.py --help` is `coldstart client --help`.
+The logic lives in the coldstart package."""
 
 import sys
 

@@ -1,8 +1,9 @@
-"""Thin entry point: `python service.py --help`. The logic lives in the coldstart package."""
+"""Thin entry point: `python service.py --help` is `coldstart serve --help`.
+The logic lives in the coldstart package."""
 
 import sys
 
 from coldstart.cli import run_tool
 
 if __name__ == "__main__":  # vLLM spawns worker processes that re-import __main__
-    sys.exit(run_tool("service", prog="service.py"))
+    sys.exit(run_tool("serve", prog="service.py"))

@@ -367,6 +367,22 @@ def test_cli_default_store(
     capsys.readouterr()
 
 
+def test_cli_put_defaults_to_the_checkpoint_tools_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `coldstart checkpoint tiny && coldstart stage put tiny`: the second finds what the first wrote.
+    monkeypatch.setenv("COLDSTART_HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "checkpoints").mkdir(parents=True)
+    model_dir.rename(tmp_path / "home" / "checkpoints" / "tiny")
+    store = LocalStore(tmp_path / "store")
+    assert _cli("put", "tiny", "--store", store.uri, "--no-progress") == 0
+    assert is_complete(store, PREFIX)
+    assert _cli("put", "absent", "--store", store.uri, "--no-progress") == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert _cli("put", "tiny", "--tp", "2", "--store", store.uri) == 2
+    assert "--tp needs --from" in capsys.readouterr().err
+
+
 def test_progress_bar_reports_bytes(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     upload_dir(LocalStore(tmp_path / "store"), PREFIX, model_dir, show_progress=True)
     captured = capsys.readouterr()

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from coldstart.storage.checkpoints import default_checkpoint_dir
 from coldstart.storage.staging import (
     InvalidInput,
     download_dir,
@@ -56,7 +57,13 @@ def add_cli_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     put = sub.add_parser("put", help="upload a local model folder, sealed by a manifest")
     _folder_args(put)
-    put.add_argument("--from", dest="from_dir", type=Path, required=True, help="local model folder")
+    put.add_argument(
+        "--from",
+        dest="from_dir",
+        type=Path,
+        default=None,
+        help="local model folder (default: the folder `coldstart checkpoint <model>` writes; needed with --tp)",
+    )
     put.add_argument(
         "--link",
         action="store_true",
@@ -84,10 +91,19 @@ def _prefix_for(args: argparse.Namespace) -> str:
     return model_prefix(args.model_name) if args.tp is None else sharded_prefix(args.model_name, args.tp)
 
 
+def _source_dir(args: argparse.Namespace) -> Path:
+    """``--from``, else where the checkpoint tool writes the model (``checkpoint tiny && stage put tiny``)."""
+    if args.from_dir is not None:
+        return Path(args.from_dir)
+    if args.tp is not None:
+        raise InvalidInput("--tp needs --from: the sharded folder (`coldstart shard` stages its own)")
+    return default_checkpoint_dir(args.model_name)
+
+
 def _cmd_put(store: Store, args: argparse.Namespace) -> int:
     prefix = _prefix_for(args)
     r = upload_dir(
-        store, prefix, args.from_dir, workers=args.workers, show_progress=not args.no_progress, link=args.link
+        store, prefix, _source_dir(args), workers=args.workers, show_progress=not args.no_progress, link=args.link
     )
     print(
         f"staged {store.url_for(prefix)}: {len(r.manifest.files)} files, "
