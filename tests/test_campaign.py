@@ -1,14 +1,14 @@
-"""The campaign plan (coldstart/lab/campaign.py) against a fake executor: no Ray, no GPU, no subprocess.
+"""A campaign run (coldstart/lab/campaign/) against a fake executor: no Ray, no GPU, no subprocess.
 
-What runs on the lent machine is only what these commands say, so the tests pin the commands themselves."""
+What runs on a GPU node is only what these commands say, so the tests pin the commands themselves; the
+``--out`` folder (results, state, archive) is checked on disk."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
-import tarfile
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,15 +16,17 @@ from pathlib import Path
 import pytest
 
 from coldstart import cli
-from coldstart.compile_cache.archive import CacheManifest
-from coldstart.compile_cache.common import MANIFEST_NAME
-from coldstart.lab import campaign as cmp
-from coldstart.lab.campaign import STEPS, Campaign, Checkpoint, Matrix, Publish, run_campaign, step_problems
+from coldstart.lab.campaign import cli as campaign_cli
+from coldstart.lab.campaign.executor import SubprocessExecutor
+from coldstart.lab.campaign.outdir import OutDir
+from coldstart.lab.campaign.plan import Plan, load_plan
+from coldstart.lab.campaign.steps import Campaign
 from coldstart.lab.import_runs import import_archive
-from coldstart.registry import EXPERIMENTS, MODELS
 
 PY = "py"
-REPO_RESULTS = Path(__file__).resolve().parents[1] / "results" / "results.jsonl"
+ROOT = Path(__file__).resolve().parents[1]
+REPO_RESULTS = ROOT / "results" / "results.jsonl"
+NAME = "2026-12-01-h200x1"
 
 
 @dataclass
@@ -66,8 +68,7 @@ class FakeExecutor:
         self.said.append(line)
 
     def commands(self) -> list[list[str]]:
-        """What ran, less the stale-Ray cleanup before each step."""
-        return [c.argv for c in self.calls if c.argv[0] not in ("ray", "pkill")]
+        return [c.argv for c in self.calls]
 
     def matrices(self) -> list[list[str]]:
         return [c for c in self.commands() if c[1:4] == ["-m", "coldstart", "matrix"]]
@@ -78,228 +79,179 @@ def opt(argv: list[str], name: str) -> str:
 
 
 @pytest.fixture
-def lease(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A repo root with a results file and a log, the lease's /tmp paths moved under tmp_path."""
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A checkout with an empty results file; the lab's home under tmp_path."""
     root = tmp_path / "repo"
     (root / "results").mkdir(parents=True)
     (root / "results" / "results.jsonl").write_text("")
-    (root / "experiment_terminal_output").mkdir()
     monkeypatch.chdir(root)
     monkeypatch.setenv("COLDSTART_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("COLDSTART_STORE", raising=False)
     monkeypatch.delenv("VLLM_CACHE_ROOT", raising=False)
-    monkeypatch.setattr(cmp, "LEASE_LOGS", tmp_path / "lease-logs")
-    monkeypatch.setattr(cmp, "LEASE_HOME_CACHES", tmp_path / "home-caches.txt")
     return tmp_path
 
 
-def make(ex: FakeExecutor, lease: Path, *, repeats: int = 1, tag: str | None = None, clock=lambda: 0.0) -> Campaign:
+def real_plan(name: str) -> Plan:
+    return load_plan(ROOT / "campaigns" / f"{name}.yaml")
+
+
+def plan_of(tmp_path: Path, text: str) -> Plan:
+    path = tmp_path / "plan.yaml"
+    path.write_text(text)
+    return load_plan(path)
+
+
+def make(
+    ex: FakeExecutor, repo: Path, plan: Plan, *, clock: Callable[[], float] = lambda: 0.0, out: str = "out", **kw
+) -> Campaign:
     return Campaign(
-        gpu="NVIDIA-H200",
+        plan=plan,
+        name=NAME,
         executor=ex,
-        results=lease / "lease-results.jsonl",
-        out=lease / "out",
-        repeats=repeats,
-        deadline_s=560.0,
-        tag=tag,
+        out=OutDir(repo / out),
         python=PY,
         clock=clock,
         sleep=lambda s: None,
+        environ={"COLDSTART_HOME": str(repo / "home")},
+        **kw,
     )
 
 
-# ---------------------------------------------------------------- the registry
-
-
-def test_every_step_names_registry_models_and_experiments_that_pair():
-    assert step_problems() == []
-    referenced = {m for actions in STEPS.values() for a in actions for m in getattr(a, "models", ())}
-    assert referenced <= set(MODELS)
-    assert {e for actions in STEPS.values() for a in actions for e in getattr(a, "experiments", ())} <= set(EXPERIMENTS)
-
-
-def test_step_problems_catches_bad_names_pairs_and_states():
-    bad = {
-        "a": (Matrix(("no-such-model",), ("baseline",)),),
-        "b": (Matrix(("tiny",), ("no-such-experiment",)),),
-        "c": (Matrix(("tiny",), ("runai_streamer_sharded",)),),  # sharded state needs TP>1: the matrix skips it
-        "d": (Matrix(("tiny",), ("baseline",), node_state="lukewarm"),),
-        "e": (Publish("tiny", "nope"), Checkpoint("nope")),
-    }
-    problems = step_problems(bad)
-    for step in "abcde":
-        assert any(p.startswith(f"{step}:") for p in problems), (step, problems)
-
-
-def test_the_steps_campaign_sh_had():
-    assert set(STEPS) == {
-        "tiny-lease",
-        "tiny-cache",
-        "tiny-s3",
-        "tiny-cc",
-        "tiny-cc-mismatch",
-        "tiny-mega-miss",
-        "tiny-mega-hit",
-        "llama8b-lease",
-        "llama8b-baseline",
-        "llama8b-rest",
-        "llama8b-hit",
-        "llama8b-runai",
-        "tp2-shard",
-        "tp2-sharded",
-        "tp2-rest",
-        "fast-tiny",
-        "fast-8b-prep",
-        "fast-8b",
-        "fast-8b-cold",
-        "fast-8b-mega",
-        "baseline-8b",
-        "ladder-8b",
-        "ladder-8b-rest",
-        "scenarios-8b-fast",
-        "scenarios-8b-x2",
-        "scenarios-8b-x2-default",
-        "fast-tp2",
-        "70b-prep",
-        "70b-baseline",
-        "70b-rest",
-        "70b-fast",
-        "70b-shard",
-        "70b-sharded",
-        "moe-tiny",
-        "moe-tiny-fp8",
-        "235b-prep",
-        "235b-fast",
-        "235b-stock",
-        "scenarios-8b-cc",
-        "scenarios-tiny",
-        "ladder-8b-inrep",
-    }
-
-
-def test_a_scenario_step_passes_its_scenarios_to_the_matrix(tmp_path: Path) -> None:
-    import dataclasses
-
-    from coldstart.lab.campaign import Matrix, step_problems
-
-    (matrix,) = [a for a in STEPS["scenarios-8b-fast"] if isinstance(a, Matrix)]
-    assert matrix.scenarios == ("tour", "sleep_wake") and matrix.node_state == "warm"
-    assert step_problems({"x": (dataclasses.replace(matrix, scenarios=("nope",)),)}) == ["x: unknown scenario 'nope'"]
+def run(c: Campaign, *steps: str, **kw) -> int:
+    return campaign_cli.run_campaign(c, list(steps) or list(c.plan.step_names), **kw)
 
 
 # ---------------------------------------------------------------- what a step expands to
 
 
-def test_fast_8b_prep_expands_to_the_bash_commands(lease: Path):
+def test_fast_8b_prep_expands_to_its_commands(repo: Path):
     ex = FakeExecutor()
-    c = make(ex, lease, repeats=3, tag="s7")
-    c.engine_caches().mkdir(parents=True)  # the miss run left caches: publish them
-    assert run_campaign(c, ["fast-8b-prep"]) == 0
-    ckpt = str(lease / "home" / "checkpoints" / "llama-3-8b")
+    c = make(ex, repo, real_plan("llama-3-8b-ladder"), repeats=3)
+    c.engine_caches().mkdir(parents=True)  # the capture run left caches: publish them
+    assert run(c, "fast-8b-prep") == 0
+    ckpt = str(repo / "home" / "checkpoints" / "llama-3-8b")
+    results = str(repo / "out" / "results.jsonl")
     assert ex.commands() == [
         [PY, "-m", "coldstart", "checkpoint", "llama-3-8b", "--no-progress"],
         [PY, "-m", "coldstart", "stage", "put", "llama-3-8b", "--from", ckpt],
-        [PY, "-m", "coldstart", "matrix", "--results", str(lease / "lease-results.jsonl"), "--repeats", "1",
-         "--time-budget-s", "560", "--node-state", "warm", "--campaign", "NVIDIA-H200-s7-warm-miss",
-         "--models", "llama-3-8b", "--experiments", "cc_trims", "--capture"],
-        [PY, "service.py", "llama-3-8b", "cc_trims", "--publish-compile-cache"],
+        [PY, "-m", "coldstart", "matrix", "--results", results, "--repeats", "1", "--node-state", "warm",
+         "--campaign", NAME, "--models", "llama-3-8b", "--experiments", "cc_trims", "--capture"],
+        [PY, "-m", "coldstart", "service", "llama-3-8b", "cc_trims", "--publish-compile-cache"],
     ]  # fmt: skip
-    assert ex.calls[2].discard == "stdout"  # `checkpoint ... >/dev/null`, its errors still shown
-    # Before the step: the stale Ray of a call cut short is stopped.
-    assert [c.argv[0] for c in ex.calls[:2]] == ["ray", "pkill"]
+    assert ex.calls[0].discard == "stdout"  # `checkpoint ... >/dev/null`, its errors still shown
 
 
-def test_publish_without_engine_caches_shows_the_store_instead(lease: Path):
+def test_publish_without_engine_caches_shows_the_store_instead(repo: Path):
     ex = FakeExecutor()
-    assert run_campaign(make(ex, lease), ["fast-8b-prep"]) == 0
+    assert run(make(ex, repo, real_plan("llama-3-8b-ladder")), "fast-8b-prep") == 0
     assert ex.commands()[-1] == [PY, "-m", "coldstart", "compile-cache", "show", "--model", "llama-3-8b"]
-    assert not any("service.py" in argv for argv in ex.commands())
+    assert not any("--publish-compile-cache" in argv for argv in ex.commands())
 
 
-def test_unconditional_publish_runs_service_even_without_engine_caches(lease: Path):
+def test_unconditional_publish_runs_even_without_engine_caches(repo: Path):
     ex = FakeExecutor()
-    run_campaign(make(ex, lease), ["tiny-cc"])
-    assert [PY, "service.py", "tiny", "compile_cache", "--publish-compile-cache"] in ex.commands()
-    assert [opt(m, "--campaign") for m in ex.matrices()] == ["NVIDIA-H200-cc-miss", "NVIDIA-H200-cc-hit"]
+    run(make(ex, repo, real_plan("tiny-smoke")), "tiny-cc")
+    assert [PY, "-m", "coldstart", "service", "tiny", "compile_cache", "--publish-compile-cache"] in ex.commands()
+    capture, hit = ex.matrices()
+    assert "--capture" in capture and "--capture" not in hit
 
 
 @pytest.mark.parametrize(
-    "step,expected",
+    "plan,step,expected",
     [
-        ("fast-8b", [("NVIDIA-H200-warm", "warm", "fast")]),
-        ("fast-8b-cold", [("NVIDIA-H200-cold", "cold", "fast")]),
-        ("tp2-sharded", [("NVIDIA-H200-x2", "cold", "runai_streamer_sharded")]),
-        ("llama8b-lease", [("NVIDIA-H200", "cold", "baseline"), ("NVIDIA-H200", "cold", "runai_streamer")]),
-        (
-            "ladder-8b",
-            [("NVIDIA-H200-warm", "warm", "baseline"), ("NVIDIA-H200-warm", "warm", "compile_cache")],
-        ),
-        ("tiny-mega-hit", [("NVIDIA-H200-mega-hit", "cold", "compile_cache_mega")]),
+        ("llama-3-8b-ladder", "fast-8b", [("warm", "fast", False)]),
+        ("llama-3-8b-ladder", "fast-8b-cold", [("cold", "fast", False)]),
+        ("llama-3-8b-x2", "tp2-sharded", [("cold", "runai_streamer_sharded", False)]),
+        ("llama-3-8b-ladder", "ladder-8b", [("warm", "baseline", False), ("warm", "compile_cache", False)]),
+        ("tiny-smoke", "tiny-mega-miss", [("cold", "compile_cache_mega", True)]),
+        ("llama-3-70b-tp4", "70b-fast", [("warm", "cc_trims", True), ("warm", "fast", False)]),
     ],
 )
-def test_campaign_names_and_node_states(lease: Path, step: str, expected):
+def test_node_states_and_captures_reach_the_matrix_under_one_campaign_name(repo: Path, plan, step, expected):
     ex = FakeExecutor()
-    run_campaign(make(ex, lease), [step])
-    got = [(opt(m, "--campaign"), opt(m, "--node-state"), opt(m, "--experiments")) for m in ex.matrices()]
+    run(make(ex, repo, real_plan(plan)), step)
+    got = [(opt(m, "--node-state"), opt(m, "--experiments"), "--capture" in m) for m in ex.matrices()]
     assert got == expected
+    assert {opt(m, "--campaign") for m in ex.matrices()} == {NAME}
 
 
-def test_tag_goes_between_gpu_and_suffix(lease: Path):
+@pytest.mark.parametrize("step", ["fast-tiny"])
+def test_a_capture_run_is_one_run_whatever_repeats_says(repo: Path, step: str):
     ex = FakeExecutor()
-    run_campaign(make(ex, lease, tag="s7"), ["llama8b-rest", "fast-8b"])
-    assert [opt(m, "--campaign") for m in ex.matrices()] == ["NVIDIA-H200-s7", "NVIDIA-H200-s7-warm"]
+    run(make(ex, repo, real_plan("tiny-smoke"), repeats=5), step)
+    capture, measured = ex.matrices()
+    assert opt(capture, "--repeats") == "1" and opt(measured, "--repeats") == "5"
+    assert capture.count("--repeats") == 1  # one value, not a later one overriding an earlier
 
 
-@pytest.mark.parametrize("step", ["fast-tiny", "fast-8b-mega"])
-def test_a_miss_run_is_one_run_whatever_repeats_says(lease: Path, step: str):
+def test_the_plan_s_repeats_apply_unless_the_cli_s_do(repo: Path, tmp_path: Path):
+    plan = plan_of(tmp_path, "repeats: 4\nsteps:\n  - name: a\n    actions:\n      - matrix: {models: [tiny], experiments: [baseline]}\n")
     ex = FakeExecutor()
-    run_campaign(make(ex, lease, repeats=5), [step])
-    miss, hit = ex.matrices()
-    assert opt(miss, "--campaign").endswith("-warm-miss") and opt(miss, "--repeats") == "1"
-    assert opt(hit, "--campaign").endswith("-warm") and opt(hit, "--repeats") == "5"
-    assert miss.count("--repeats") == 1  # one value, not a later one overriding an earlier
-    # Its miss fails the cache audit by design: resumed, the step must not run it again (lease s10 did).
-    assert "--capture" in miss and "--capture" not in hit
+    run(make(ex, repo, plan), "a")
+    ex2 = FakeExecutor()
+    run(make(ex2, repo, plan, repeats=2), "a")  # finished with 4 repeats: nothing to do for 2
+    ex3 = FakeExecutor()
+    run(make(ex3, repo, plan, repeats=6), "a")  # more repeats than the step finished with: it runs again
+    assert [opt(m, "--repeats") for m in ex.matrices() + ex2.matrices() + ex3.matrices()] == ["4", "6"]
 
 
-def test_every_miss_campaign_is_a_capture():
-    misses = [(name, a) for name, actions in STEPS.items() for a in actions if isinstance(a, Matrix)]
-    misses = [(name, a) for name, a in misses if a.campaign_suffix.endswith("-miss")]
-    assert len(misses) >= 8
-    assert [name for name, a in misses if not a.capture] == []
-
-
-def test_service_args_follow_a_double_dash(lease: Path):
+def test_service_args_follow_a_double_dash(repo: Path):
     ex = FakeExecutor()
-    run_campaign(make(ex, lease), ["tiny-cc-mismatch"])
+    run(make(ex, repo, real_plan("tiny-smoke")), "tiny-cc-mismatch")
     (m,) = ex.matrices()
     assert m[m.index("--") :] == ["--", "--max-model-len", "256"]
 
 
-def test_s3_step_serves_s3_to_its_own_commands_only(lease: Path):
+def test_s3_step_serves_s3_to_its_own_commands_only(repo: Path):
     ex = FakeExecutor()
-    assert run_campaign(make(ex, lease), ["tiny-s3", "tiny-cache"]) == 0
+    assert run(make(ex, repo, real_plan("tiny-smoke")), "tiny-s3", "tiny-cache") == 0
     (server,) = ex.started
     assert server.argv[1:3] == ["-m", "moto.server"] and server.stopped
-    s3_matrix = next(c for c in ex.calls if "matrix" in c.argv and "-s3" in opt(c.argv, "--campaign"))
-    assert s3_matrix.env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5555"
-    assert s3_matrix.argv[-3:] == ["--", "--store", "s3://lab/coldstart"]
+    s3_matrix, later = ex.matrices()
+    s3_call = next(c for c in ex.calls if c.argv == s3_matrix)
+    assert s3_call.env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5555"
+    assert s3_matrix[-3:] == ["--", "--store", "s3://lab/coldstart"]
     stage = next(c.argv for c in ex.calls if c.argv[3:5] == ["stage", "put"])
     assert stage[-2:] == ["--store", "s3://lab/coldstart"]
-    later = [c for c in ex.calls if "matrix" in c.argv and opt(c.argv, "--campaign") == "NVIDIA-H200"]
-    assert later and all("AWS_ENDPOINT_URL" not in c.env for c in later)
+    assert "AWS_ENDPOINT_URL" not in next(c for c in ex.calls if c.argv == later).env
 
 
-def test_a_failed_checkpoint_stages_nothing_but_the_step_goes_on(lease: Path):
+def test_the_store_and_the_plan_env_reach_every_command(repo: Path, tmp_path: Path):
+    plan = plan_of(
+        tmp_path,
+        "store: /plan/store\nenv: {COLDSTART_HOME: /dev/shm/h}\nsteps:\n  - name: a\n    actions:\n"
+        "      - checkpoint: {model: tiny}\n      - matrix: {models: [tiny], experiments: [baseline]}\n",
+    )
+    ex = FakeExecutor()
+    run(make(ex, repo, plan), "a")
+    assert {c.env["COLDSTART_STORE"] for c in ex.calls} == {"/plan/store"}
+    assert {c.env["COLDSTART_HOME"] for c in ex.calls} == {"/dev/shm/h"}
+    assert ex.commands()[1][-2:] == ["--from", "/dev/shm/h/checkpoints/tiny"]  # the plan's home, not ours
+    ex2 = FakeExecutor()
+    run(make(ex2, repo, plan, store="s3://other/p", out="out2"), "a")
+    assert {c.env["COLDSTART_STORE"] for c in ex2.calls} == {"s3://other/p"}
+
+
+def test_a_failed_checkpoint_stages_nothing_but_the_step_goes_on(repo: Path):
     ex = FakeExecutor(on_run=lambda argv: 1 if "checkpoint" in argv else 0)
-    assert run_campaign(make(ex, lease), ["baseline-8b"]) == 1
+    assert run(make(ex, repo, real_plan("llama-3-8b-ladder")), "baseline-8b") == 1
     assert not any(argv[3:5] == ["stage", "put"] for argv in ex.commands())
-    assert len(ex.matrices()) == 1  # as in bash: the matrix still runs (and its runs fail on their own)
+    assert len(ex.matrices()) == 1  # the matrix still runs (and its runs fail on their own)
 
 
-# ---------------------------------------------------------------- one deadline, failures, archives
+def test_stale_ray_is_stopped_before_each_step_only_when_asked(repo: Path):
+    ex = FakeExecutor()
+    run(make(ex, repo, real_plan("llama-3-8b-ladder")), "fast-8b", "fast-8b-cold")
+    assert not any(argv[0] in ("ray", "pkill") for argv in ex.commands())
+    ex2 = FakeExecutor()
+    run(make(ex2, repo, real_plan("llama-3-8b-ladder"), stop_stale_ray=True, out="out2"), "fast-8b", "fast-8b-cold")
+    assert [argv[0] for argv in ex2.commands()] == ["ray", "pkill", PY, "ray", "pkill", PY]
 
 
-def test_the_deadline_is_shared_across_actions_and_steps(lease: Path):
+# ---------------------------------------------------------------- one budget, failures, the archive
+
+
+def test_the_budget_is_shared_across_actions_and_steps(repo: Path):
     now = [0.0]
 
     def matrix_takes_200_s(argv: list[str]) -> int:
@@ -308,132 +260,132 @@ def test_the_deadline_is_shared_across_actions_and_steps(lease: Path):
         return 0
 
     ex = FakeExecutor(on_run=matrix_takes_200_s)
-    run_campaign(make(ex, lease, clock=lambda: now[0]), ["fast-tiny", "fast-8b"])
+    c = make(ex, repo, real_plan("tiny-smoke"), clock=lambda: now[0], deadline_s=560.0)
+    assert run(c, "fast-tiny", "tiny-mega-hit", "tiny-cc-mismatch") == 0
     assert [opt(m, "--time-budget-s") for m in ex.matrices()] == ["560", "360", "160"]
+    # The budget is spent: the last step does not start, and says so (a second run resumes it).
+    assert any("not started: tiny-cc-mismatch" in line for line in ex.said)
+    assert json.loads((repo / "out" / "campaign.json").read_text())["steps_done"] == {"fast-tiny": 1, "tiny-mega-hit": 1}
 
 
-def _row(run_id: str) -> str:
+def _row(run_id: str, campaign: str) -> str:
     """A real row of the repo's results, renamed: import-runs reads it as a ResultRow."""
     row = json.loads(REPO_RESULTS.read_text().splitlines()[0])
-    row["run_id"] = run_id
-    row["log_path"] = f"experiment_terminal_output/tiny/baseline/{run_id}.log"
+    row.update(run_id=run_id, campaign=campaign, log_path=f"experiment_terminal_output/tiny/baseline/{run_id}.log")
     return json.dumps(row) + "\n"
 
 
-def test_a_failing_step_makes_the_exit_non_zero_and_later_steps_still_archive(lease: Path):
-    results = lease / "lease-results.jsonl"
-    runs_tgz = lease / "out" / "runs.tgz"
-    seen_archive: list[bool] = []
+def _matrix_writing_rows(results: Path, fail_experiment: str | None = None) -> Callable[[list[str]], int]:
+    """A matrix that appends one row (and its log) per command, under the campaign its argv names."""
+    count = [0]
 
     def play(argv: list[str]) -> int:
         if "matrix" not in argv:
             return 0
-        seen_archive.append(runs_tgz.exists())
-        campaign = opt(argv, "--campaign")
-        run_id = f"20261129T000000Z-{len(seen_archive):04d}"
+        count[0] += 1
+        run_id = f"20261201T000000Z-{count[0]:04d}"
         with open(results, "a") as f:
-            f.write(_row(run_id))
+            f.write(_row(run_id, opt(argv, "--campaign")))
         log = Path(f"experiment_terminal_output/tiny/baseline/{run_id}.log")
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("a log\n")
-        return 1 if campaign.endswith("-mega-hit") else 0  # the first step's matrix had a failed run
+        return 1 if opt(argv, "--experiments") == fail_experiment else 0
 
-    ex = FakeExecutor(on_run=play)
-    assert run_campaign(make(ex, lease), ["tiny-mega-hit", "fast-8b"]) == 1
-    assert seen_archive == [False, True]  # the failed step was archived before the next one ran
-    # The last archive holds both steps' rows and logs, in the layout import-runs reads.
-    home_results = lease / "home-results.jsonl"
-    report = import_archive(runs_tgz, home_results, dest_root=lease / "home-tree")
-    assert sorted(report.imported) == ["20261129T000000Z-0001", "20261129T000000Z-0002"]
+    return play
+
+
+def test_a_failing_step_makes_the_exit_non_zero_and_later_steps_still_run_and_pack(repo: Path):
+    out = repo / "out"
+    Path("results/results.jsonl").write_text(_row("20261130T000000Z-home", "2026-11-30-h200x2"))
+    ex = FakeExecutor(on_run=_matrix_writing_rows(out / "results.jsonl", fail_experiment="compile_cache_mega"))
+    c = make(ex, repo, real_plan("tiny-smoke"))
+    assert run(c, "tiny-mega-hit", "tiny-cc-mismatch", seed=Path("results/results.jsonl")) == 1
+    assert len(ex.matrices()) == 2  # the failed step did not stop the campaign
+    state = json.loads((out / "campaign.json").read_text())
+    assert state == {"campaign": NAME, "plan": str(c.plan.path), "steps_done": {"tiny-cc-mismatch": 1}}
+    # The archive holds this campaign's rows and logs, not the seed's, in the layout import-runs reads.
+    report = import_archive(out / "runs.tgz", repo / "home-results.jsonl", dest_root=repo / "home-tree")
+    assert sorted(report.imported) == ["20261201T000000Z-0001", "20261201T000000Z-0002"]
     assert report.missing_logs == [] and report.cut_short == []
-    assert (lease / "lease-logs" / "tiny" / "baseline" / "20261129T000000Z-0002.log").exists()
+    assert (repo / "home-tree/experiment_terminal_output/tiny/baseline/20261201T000000Z-0002.log").exists()
 
 
-def _store_entry(store_dir: Path, model: str, key: str, archive_name: str) -> Path:
-    entry = store_dir / "compile-cache" / model / key
-    entry.mkdir(parents=True)
-    manifest = CacheManifest(archive_name, "gzip", "0" * 64, 1, 1, 1, (), "2026-11-30T00:00:00+00:00")
-    (entry / MANIFEST_NAME).write_bytes(manifest.to_json())
-    (entry / archive_name).write_text("x")
-    return entry
+def test_each_step_repacks_the_archive(repo: Path):
+    out = repo / "out"
+    seen: list[int] = []
+    play = _matrix_writing_rows(out / "results.jsonl")
+
+    def record(argv: list[str]) -> int:
+        if "matrix" in argv and (out / "runs.tgz").exists():
+            seen.append(len(import_archive(out / "runs.tgz", repo / f"probe{len(seen)}.jsonl", repo / "t").imported))
+        return play(argv)
+
+    run(make(FakeExecutor(on_run=record), repo, real_plan("tiny-smoke")), "tiny-mega-hit", "tiny-cc-mismatch")
+    assert seen == [1]  # the second step's matrix found the first step's row packed already
 
 
-def test_archive_layout_one_archive_per_compile_cache_entry(lease: Path):
+def test_a_second_run_skips_finished_steps_reruns_failed_ones_and_keeps_the_name(repo: Path):
+    fails = [True]
+    ex = FakeExecutor(on_run=lambda argv: 1 if "cc_trims" in argv and fails[0] else 0)
+    assert run(make(ex, repo, real_plan("tiny-smoke")), "tiny-mega-hit", "fast-tiny") == 1
+    fails[0] = False
+    ex2 = FakeExecutor()
+    c2 = make(ex2, repo, real_plan("tiny-smoke"))
+    assert run(c2, "tiny-mega-hit", "fast-tiny") == 0
+    assert [opt(m, "--experiments") for m in ex2.matrices()] == ["cc_trims", "fast"]  # only the failed step
+    ex3 = FakeExecutor()
+    assert run(make(ex3, repo, real_plan("tiny-smoke")), "tiny-mega-hit", "fast-tiny", redo=True) == 0
+    assert len(ex3.matrices()) == 3  # --redo: every named step again (the matrix itself skips done runs)
+
+
+def test_the_results_file_is_seeded_once(repo: Path):
+    seed = Path("results/results.jsonl")
+    seed.write_text(_row("20261130T000000Z-seed", "2026-11-30-h200x2"))
+    run(make(FakeExecutor(), repo, real_plan("tiny-smoke")), "tiny-mega-hit", seed=seed)
+    results = repo / "out" / "results.jsonl"
+    assert results.read_text() == seed.read_text()
+    results.write_text("")
+    run(make(FakeExecutor(), repo, real_plan("tiny-smoke")), "tiny-cc-mismatch", seed=seed)
+    assert results.read_text() == ""  # a resumed campaign keeps its own
+
+
+# ---------------------------------------------------------------- the 70B on four GPUs: one copy on the disk
+
+
+def _shard_plan(tmp_path: Path, built: Path) -> Plan:
+    return plan_of(
+        tmp_path,
+        "steps:\n  - name: s\n    actions:\n      - checkpoint: {model: llama-3-70b, link: true}\n"
+        f"      - shard: {{model: llama-3-70b, out: {built}}}\n"
+        f"      - evict: {{model: llama-3-70b, built: {built}}}\n"
+        f"      - stage_sharded: {{model: llama-3-70b, source: {built}}}\n",
+    )
+
+
+def test_70b_shard_builds_aside_evicts_then_stages_the_sharded_copy(repo: Path, tmp_path: Path):
+    built = tmp_path / "shm" / "llama-3-70b-tp4"
+    built.mkdir(parents=True)  # what a finished `shard` leaves
     ex = FakeExecutor()
-    c = make(ex, lease)
-    fast = _store_entry(c.store_dir, "llama-3-8b", "3a4dfd60ae8e3b4b", "cache-new.tar.gz")
-    (fast / "cache-old.tar.gz").write_text("an archive the manifest no longer names")
-    _store_entry(c.store_dir, "tiny", "0123456789abcdef", "cache-t.tar.gz")
-    torn = c.store_dir / "compile-cache" / "tiny" / "fedcba9876543210"
-    torn.mkdir()
-    (torn / "cache-x.tar.gz").write_text("no manifest")
-    run_campaign(c, ["fast-8b"])
-    with tarfile.open(lease / "out" / "runs.tgz") as tar:
-        names = tar.getnames()
-    assert "results/results.jsonl" in names and "experiment_terminal_output" in names
-    out = sorted(p.name for p in (lease / "out").glob("cc-*.tgz"))
-    assert out == ["cc-llama-3-8b-3a4dfd60ae8e3b4b.tgz", "cc-tiny-0123456789abcdef.tgz", "cc-tiny-fedcba9876543210.tgz"]
-    with tarfile.open(lease / "out" / out[0]) as tar:
-        assert sorted(tar.getnames()) == [
-            "compile-cache/llama-3-8b/3a4dfd60ae8e3b4b/cache-new.tar.gz",
-            "compile-cache/llama-3-8b/3a4dfd60ae8e3b4b/manifest.json",
-        ]
-    with tarfile.open(lease / "out" / out[2]) as tar:  # unreadable: whole, for `show --verify` to judge
-        assert "compile-cache/tiny/fedcba9876543210/cache-x.tar.gz" in tar.getnames()
-    assert not list((lease / "out").glob("*.partial"))
-    # What comes back is what the next lease carries: unpacked, it is the same store.
-    carried = lease / "next-store"
-    carried.mkdir()
-    for archive in (lease / "out").glob("cc-*.tgz"):
-        with tarfile.open(archive) as tar:
-            tar.extractall(carried, filter="data")
-    assert (carried / "compile-cache" / "tiny" / "0123456789abcdef" / MANIFEST_NAME).is_file()
-    assert not (carried / "compile-cache" / "llama-3-8b" / "3a4dfd60ae8e3b4b" / "cache-old.tar.gz").exists()
+    c = make(ex, repo, _shard_plan(tmp_path, built))
+    assert run(c, "s") == 0
+    cmds = ex.commands()
+    assert cmds[1][-1] == "--link"  # staged by hard links
+    shard = next(i for i, a in enumerate(cmds) if "shard" in a)
+    evict = next(i for i, a in enumerate(cmds) if a[:2] == ["rm", "-rf"] and "checkpoints" in a[2])
+    stage = next(i for i, a in enumerate(cmds) if "--tp" in a)
+    assert shard < evict < stage
+    assert cmds[shard][-4:] == ["--out", str(built), "--no-upload", "--no-progress"]
+    home = repo / "home"
+    assert cmds[evict][2:] == [str(home / "checkpoints" / "llama-3-70b"), str(home / "store" / "models" / "llama-3-70b")]
+    assert cmds[stage][-4:] == ["--tp", "4", "--from", str(built)]
+    assert cmds[stage + 1] == ["rm", "-rf", str(built)]
 
 
-def test_entries_carried_in_unchanged_stay_out_of_every_call_s_archives(lease: Path):
-    # Lease s10: seven carried entries + runs.tgz + the call's log passed the 8 files a call returns.
-    ex = FakeExecutor()
-    c = make(ex, lease)
-    kept = _store_entry(c.store_dir, "llama-3-8b", "3a4dfd60ae8e3b4b", "cache-a.tar.gz")
-    changed = _store_entry(c.store_dir, "tiny", "0123456789abcdef", "cache-t.tar.gz")
-    cmp.CARRIED_CACHES.mkdir(parents=True)
-    for entry in (kept, changed):
-        with tarfile.open(cmp.CARRIED_CACHES / f"cc-{entry.parent.name}-{entry.name}.tgz", "w:gz") as tar:
-            for path, arcname in cmp.entry_members(entry, c.store_dir):
-                tar.add(path, arcname=arcname)
-    (cmp.CARRIED_CACHES / "cc-broken.tgz").write_bytes(b"not a tarball")
-    # This lease: the tiny entry was replaced (another manifest), and a new entry was published.
-    (changed / MANIFEST_NAME).write_bytes((changed / MANIFEST_NAME).read_bytes().replace(b"cache-t", b"cache-u"))
-    (changed / "cache-u.tar.gz").write_text("y")
-    _store_entry(c.store_dir, "tiny-moe", "d55a384e27a5ed30", "cache-m.tar.gz")
-    run_campaign(c, ["fast-8b"])
-    expected = ["cc-tiny-0123456789abcdef.tgz", "cc-tiny-moe-d55a384e27a5ed30.tgz"]
-    assert sorted(p.name for p in (lease / "out").glob("cc-*.tgz")) == expected
-    # A later call of the lease carries nothing, and still leaves home's entries out.
-    shutil.rmtree(cmp.CARRIED_CACHES)
-    shutil.rmtree(lease / "out")
-    run_campaign(make(FakeExecutor(), lease), ["fast-8b"])
-    assert sorted(p.name for p in (lease / "out").glob("cc-*.tgz")) == expected
-
-
-def test_setup_seeds_the_lease_results_once_and_brings_back_earlier_logs(lease: Path):
-    Path("results/results.jsonl").write_text(_row("20261129T000000Z-seed"))
-    old = lease / "lease-logs" / "tiny" / "baseline" / "old.log"
-    old.parent.mkdir(parents=True)
-    old.write_text("from an earlier call\n")
-    here = Path("experiment_terminal_output/tiny/baseline/here.log")
-    here.parent.mkdir(parents=True)
-    here.write_text("this call's\n")
-    (lease / "lease-logs" / "tiny" / "baseline" / "here.log").write_text("stale copy\n")
-    c = make(FakeExecutor(), lease)
-    c.prepare()
-    assert (lease / "lease-results.jsonl").read_text() == Path("results/results.jsonl").read_text()
-    assert Path("experiment_terminal_output/tiny/baseline/old.log").exists()
-    assert here.read_text() == "this call's\n"  # cp -n: what is here stays
-    (lease / "lease-results.jsonl").write_text("")
-    c.prepare()
-    assert (lease / "lease-results.jsonl").read_text() == ""  # seeded once per lease, never again
+def test_70b_shard_that_built_nothing_keeps_the_checkpoint(repo: Path, tmp_path: Path):
+    built = tmp_path / "shm" / "llama-3-70b-tp4"
+    ex = FakeExecutor(on_run=lambda argv: 1 if "shard" in argv else 0)
+    assert run(make(ex, repo, _shard_plan(tmp_path, built)), "s") == 1
+    assert not any(a[:2] == ["rm", "-rf"] and "checkpoints" in a[2] for a in ex.commands())
 
 
 # ---------------------------------------------------------------- the CLI
@@ -441,89 +393,70 @@ def test_setup_seeds_the_lease_results_once_and_brings_back_earlier_logs(lease: 
 
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    cmp.add_cli_args(parser)
+    campaign_cli.add_cli_args(parser)
     return parser.parse_args(list(argv))
 
 
-def test_dry_run_runs_nothing_and_prints_every_command(lease: Path, monkeypatch, capsys):
+def test_dry_run_runs_nothing_writes_nothing_and_prints_every_command(repo, monkeypatch, capsys):
     def refuse(*a, **k):
         raise AssertionError("a dry run started a process")
 
     monkeypatch.setattr(subprocess, "run", refuse)
     monkeypatch.setattr(subprocess, "Popen", refuse)
-    out_dir = lease / "out"
-    rc = cmp.main(
-        _args("fast-8b-prep", "tiny-s3", "--dry-run", "--gpu", "NVIDIA H200", "--repeats", "3", "--out", str(out_dir),
-              "--results", str(lease / "lease-results.jsonl"))
-    )  # fmt: skip
-    assert rc == 0
+    monkeypatch.setattr(campaign_cli, "detect_gpu", lambda: "NVIDIA H200 x1")
+    out = repo / "out"
+    plan = str(ROOT / "campaigns" / "tiny-smoke.yaml")
+    assert campaign_cli.main(_args(plan, "--dry-run", "--out", str(out), "--budget-s", "500")) == 0
     printed = capsys.readouterr().out
-    assert not out_dir.exists() and not (lease / "lease-results.jsonl").exists()
-    assert "--campaign NVIDIA-H200-warm-miss" in printed and "--repeats 1" in printed
-    assert "service.py llama-3-8b cc_trims --publish-compile-cache" in printed
-    assert "compile-cache show --model llama-3-8b" in printed
-    assert "moto.server" in printed and "--store s3://lab/coldstart" in printed
-    assert printed.count("archive:") == 2 and printed.count("ray stop --force") == 2
+    assert not out.exists()
+    assert printed.count("-m coldstart matrix") == 12  # every matrix of every step of the plan
+    assert "--time-budget-s 500" in printed and "--capture" in printed and "moto.server" in printed
+    assert "-h200x1 " in printed  # the campaign is named by date and this node's hardware
+    assert printed.count("pack:") == len(load_plan(Path(plan)).steps)
 
 
-def test_unknown_step_runs_nothing(lease: Path, monkeypatch, capsys):
-    monkeypatch.setattr(cmp, "run_campaign", lambda *a: pytest.fail("ran"))
-    assert cmp.main(_args("fast-8b", "fast-9b", "--gpu", "X")) == 2
-    assert "fast-9b" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("steps:\n  - name: a\n    actions:\n      - matrix: {models: [tiny], experiments: [baseline], node_state: hot}\n",
+         "step 'a', action 1 (matrix): field 'node_state': 'hot' is not one of cold, warm"),
+        ("steps:\n  - name: a\n    actions:\n      - checkpoint: {modle: tiny}\n", "step 'a', action 1 (checkpoint): field 'modle': unknown"),
+    ],
+)  # fmt: skip
+def test_a_bad_plan_runs_nothing_and_names_file_step_and_field(repo, monkeypatch, capsys, tmp_path, text, needle):
+    monkeypatch.setattr(campaign_cli, "run_campaign", lambda *a, **k: pytest.fail("ran"))
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert campaign_cli.main(_args(str(path))) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: {needle}" in err and "nothing was run" in err
 
 
-def test_no_gpu_name_is_an_error_not_an_empty_campaign_name(lease: Path, monkeypatch, capsys):
-    monkeypatch.setattr(cmp, "gpu_name", lambda: (_ for _ in ()).throw(RuntimeError("nvidia-smi gave no GPU name")))
-    monkeypatch.setattr(cmp, "run_campaign", lambda *a: pytest.fail("ran"))
-    assert cmp.main(_args("fast-8b")) == 2
-    assert "--gpu" in capsys.readouterr().err
+def test_unknown_step_runs_nothing(repo, monkeypatch, capsys):
+    monkeypatch.setattr(campaign_cli, "run_campaign", lambda *a, **k: pytest.fail("ran"))
+    assert campaign_cli.main(_args(str(ROOT / "campaigns/tiny-smoke.yaml"), "fast-tiny", "fast-9b")) == 2
+    assert "no step fast-9b" in capsys.readouterr().err
+
+
+def test_a_folder_of_another_campaign_or_machine_is_refused(repo, monkeypatch, capsys):
+    monkeypatch.setattr(campaign_cli, "run_campaign", lambda *a, **k: 0)
+    monkeypatch.setattr(campaign_cli, "detect_gpu", lambda: "NVIDIA H100 80GB HBM3 x1")
+    out = OutDir(repo / "out")
+    out.write_state(campaign_cli.CampaignState("2026-11-30-h200x2", "p"))
+    plan = str(ROOT / "campaigns/tiny-smoke.yaml")
+    assert campaign_cli.main(_args(plan, "--out", str(out.path))) == 2
+    assert "of h200x2; this node is h100x1" in capsys.readouterr().err
+    assert campaign_cli.main(_args(plan, "--out", str(out.path), "--campaign", "other")) == 2
+    monkeypatch.setattr(campaign_cli, "detect_gpu", lambda: "NVIDIA H200 x2")
+    assert campaign_cli.main(_args(plan, "--out", str(out.path))) == 0  # the same machine resumes it
 
 
 def test_campaign_is_a_coldstart_tool():
-    assert cli.TOOLS["campaign"][0] == "coldstart.lab.campaign"
-
-
-def test_a_carried_store_is_merged_into_the_store_and_a_bad_one_fails_the_call_not_the_steps(lease: Path):
-    cmp.CARRIED_CACHES.mkdir(parents=True)
-    bad, good = cmp.CARRIED_CACHES / "cc-a.tgz", cmp.CARRIED_CACHES / "cc-b.tgz"
-    bad.write_bytes(b"not a tarball")
-    good.write_bytes(b"")
-    ex = FakeExecutor(on_run=lambda argv: 2 if argv[0] == "tar" and argv[2] == str(bad) else 0)
-    c = make(ex, lease)
-    assert run_campaign(c, ["fast-8b"]) == 1
-    unpack = [["tar", "xzf", str(a), "--skip-old-files", "-C", str(c.store_dir)] for a in (bad, good)]
-    assert [call.argv for call in ex.calls[:2]] == unpack  # one bad archive does not keep the others out
-    assert len(ex.matrices()) == 1  # the steps ran all the same
-    # A store that already has entries (this lease's) still gets the carried ones it lacks.
-    (c.store_dir / "compile-cache").mkdir(parents=True)
-    ex2 = FakeExecutor()
-    assert run_campaign(make(ex2, lease), ["fast-8b"]) == 0
-    assert [call.argv for call in ex2.calls[:2]] == unpack
-
-
-def test_unpacking_a_carried_store_keeps_the_entries_the_store_has_and_adds_the_rest(tmp_path: Path):
-    import tarfile
-
-    carried = tmp_path / "carried"
-    for name, body in (("compile-cache/m/old/manifest.json", "carried"), ("compile-cache/m/new/manifest.json", "n")):
-        (carried / name).parent.mkdir(parents=True, exist_ok=True)
-        (carried / name).write_text(body)
-    tgz = tmp_path / "cc.tgz"
-    with tarfile.open(tgz, "w:gz") as tar:
-        tar.add(carried / "compile-cache", arcname="compile-cache")
-    store = tmp_path / "store"
-    (store / "compile-cache/m/old").mkdir(parents=True)
-    (store / "compile-cache/m/old/manifest.json").write_text("this lease's")
-    argv = ["tar", "xzf", str(tgz), "--skip-old-files", "-C", str(store)]
-    assert cmp.SubprocessExecutor().run(argv, env={}) == 0
-    assert (store / "compile-cache/m/old/manifest.json").read_text() == "this lease's"
-    assert (store / "compile-cache/m/new/manifest.json").read_text() == "n"
+    assert cli.TOOLS["campaign"][0] == "coldstart.lab.campaign.cli"
 
 
 def test_subprocess_executor_statuses_env_and_background(tmp_path: Path, capfd):
-    import sys
-
-    ex = cmp.SubprocessExecutor()
+    ex = SubprocessExecutor()
     assert ex.run([sys.executable, "-c", "import sys; sys.exit(3)"], env={}) == 3
     assert ex.run([sys.executable, "-c", "import os; print(os.environ['CS_X'])"], env={"CS_X": "seen"}) == 0
     assert ex.run([sys.executable, "-c", "print('hidden')"], env={}, discard="stdout") == 0
@@ -531,57 +464,6 @@ def test_subprocess_executor_statuses_env_and_background(tmp_path: Path, capfd):
     out = capfd.readouterr()
     assert "seen" in out.out and "hidden" not in out.out and "/no/such/program" in out.err
     bg = ex.start([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"], env={},
-                  log_path=tmp_path / "bg.log")  # fmt: skip
+                  log_path=tmp_path / "bg" / "bg.log")  # fmt: skip
     bg.stop()
-    assert bg.proc.returncode is not None
-
-
-def test_a_scenario_step_expands_to_a_matrix_with_its_scenarios(lease: Path):
-    ex = FakeExecutor()
-    assert run_campaign(make(ex, lease, repeats=2, tag="s7"), ["scenarios-8b-cc"]) == 0
-    (matrix,) = [argv for argv in ex.commands() if "matrix" in argv]
-    assert matrix[-3:] == ["compile_cache", "--scenarios", "tour"]
-    assert matrix[matrix.index("--campaign") + 1] == "NVIDIA-H200-s7-warm"
-
-
-# ---------------------------------------------------------------- the 70B on four GPUs: one copy on the disk
-
-
-def test_70b_stages_its_checkpoint_by_hard_links(lease: Path):
-    ex = FakeExecutor()
-    assert run_campaign(make(ex, lease), ["70b-prep"]) == 0
-    ckpt = str(lease / "home" / "checkpoints" / "llama-3-70b")
-    assert ex.commands()[-1] == [PY, "-m", "coldstart", "stage", "put", "llama-3-70b", "--from", ckpt, "--link"]
-
-
-def test_70b_shard_builds_in_ram_evicts_then_stages_the_sharded_copy(lease: Path):
-    built = cmp._70B_SHARDED_BUILD
-    ex = FakeExecutor(on_run=lambda argv: 0)
-    c = make(ex, lease)
-    parent_was_there = Path(built).parent.exists()
-    Path(built).mkdir(parents=True, exist_ok=True)  # what a finished `shard` leaves
-    try:
-        assert run_campaign(c, ["70b-shard"]) == 0
-    finally:
-        Path(built).rmdir()
-        if not parent_was_there:
-            Path(built).parent.rmdir()
-    cmds = [argv for argv in ex.commands() if argv[:1] != ["tar"]]
-    shard = next(i for i, a in enumerate(cmds) if "shard" in a)
-    evict = next(i for i, a in enumerate(cmds) if a[:2] == ["rm", "-rf"] and "checkpoints" in a[2])
-    stage = next(i for i, a in enumerate(cmds) if "--tp" in a)
-    assert shard < evict < stage
-    assert cmds[shard][-4:] == ["--out", built, "--no-upload", "--no-progress"]
-    assert cmds[evict][2:] == [
-        str(lease / "home" / "checkpoints" / "llama-3-70b"),
-        str(c.store_dir / "models" / "llama-3-70b"),
-    ]
-    assert cmds[stage][-4:] == ["--tp", "4", "--from", built]
-    assert cmds[stage + 1] == ["rm", "-rf", built]
-
-
-def test_70b_shard_that_built_nothing_keeps_the_checkpoint(lease: Path):
-    ex = FakeExecutor(on_run=lambda argv: 1 if "shard" in argv else 0)
-    assert not Path(cmp._70B_SHARDED_BUILD).exists()
-    assert run_campaign(make(ex, lease), ["70b-shard"]) == 1
-    assert not any(a[:2] == ["rm", "-rf"] and "checkpoints" in a[2] for a in ex.commands())
+    assert bg.proc.returncode is not None  # type: ignore[attr-defined]

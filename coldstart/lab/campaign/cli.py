@@ -49,8 +49,9 @@ def run_campaign(campaign: Campaign, steps: Sequence[str], *, seed: Path | None 
         out.write_state(state)
     failed: list[str] = []
     not_started: list[str] = []
+    repeats = campaign.repeats or campaign.plan.repeats
     for name in steps:
-        if name in state.steps_done and not redo:
+        if state.steps_done.get(name, 0) >= repeats and not redo:
             ex.say(f"== step {name}: done in an earlier run of this campaign, skipped (--redo runs it again)")
             if not ex.dry_run:
                 continue
@@ -60,8 +61,8 @@ def run_campaign(campaign: Campaign, steps: Sequence[str], *, seed: Path | None 
             continue
         if campaign.run_step(campaign.plan.step(name)):
             failed.append(name)
-        elif not ex.dry_run and name not in state.steps_done:
-            state = dataclasses.replace(state, steps_done=(*state.steps_done, name))
+        elif not ex.dry_run:
+            state = dataclasses.replace(state, steps_done={**state.steps_done, name: repeats})
             out.write_state(state)
     if not_started:
         ex.say(f"budget spent: step(s) not started: {', '.join(not_started)}; run the campaign again to resume")

@@ -3,7 +3,8 @@
 * ``results.jsonl``: the rows the matrix steps append (seeded once from the checkout's results, so time
   estimates and answer checks see the earlier runs); a second run of the campaign skips the runs it holds.
 * ``campaign.json``: the campaign's name (kept, so a campaign resumed the next day keeps its date) and the
-  steps every command of which succeeded (skipped on a second run).
+  steps every command of which succeeded, each with the repeats it ran (skipped on a second run that asks for
+  no more).
 * ``runs.tgz``: the campaign's rows as ``results/results.jsonl`` and their logs under
   ``experiment_terminal_output/``, re-packed after every step; ``python -m coldstart import-runs`` merges it.
 """
@@ -16,7 +17,7 @@ import os
 import shutil
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class StateError(ValueError):
 class CampaignState:
     campaign: str
     plan: str  # the plan file it ran, as given
-    steps_done: tuple[str, ...] = ()
+    steps_done: Mapping[str, int] = field(default_factory=dict)  # step -> the repeats it finished with
 
 
 @dataclass(frozen=True)
@@ -71,15 +72,17 @@ class OutDir:
         except (OSError, ValueError) as exc:
             raise StateError(f"{self.state_file}: {exc}") from exc
         try:
-            done = data.get("steps_done", [])
-            if not isinstance(data["campaign"], str) or not isinstance(done, list):
-                raise TypeError("campaign must be a string and steps_done a list")
-            return CampaignState(data["campaign"], str(data.get("plan", "")), tuple(str(s) for s in done))
+            done = data.get("steps_done", {})
+            if not isinstance(data["campaign"], str) or not isinstance(done, dict):
+                raise TypeError("campaign must be a string and steps_done a mapping")
+            if not all(isinstance(n, int) and not isinstance(n, bool) for n in done.values()):
+                raise TypeError("steps_done maps steps to repeats")
+            return CampaignState(data["campaign"], str(data.get("plan", "")), dict(done))
         except (KeyError, TypeError, AttributeError) as exc:
             raise StateError(f"{self.state_file}: not a campaign's state ({exc})") from exc
 
     def write_state(self, state: CampaignState) -> None:
-        body = {"campaign": state.campaign, "plan": state.plan, "steps_done": list(state.steps_done)}
+        body = {"campaign": state.campaign, "plan": state.plan, "steps_done": dict(state.steps_done)}
         self.path.mkdir(parents=True, exist_ok=True)
         partial = self.state_file.with_name(STATE_NAME + ".partial")
         partial.write_text(json.dumps(body, indent=2) + "\n")
