@@ -18,6 +18,7 @@ import importlib.resources
 import json
 import statistics
 import sys
+import textwrap
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,6 +184,7 @@ def headline_rows(
     return out
 
 
+CAPTION_WIDTH = 110
 HEAD = ("model", "experiment", "theirs s", "ours s", "hardware", "date", "n")
 
 
@@ -212,13 +214,14 @@ def render_markdown(rows: Sequence[HeadlineRow]) -> str:
             cells += [_dates_cell(row.ours.dates), str(row.ours.n)]
         lines.append("| " + " | ".join(cells) + " |")
     published = sorted({r.theirs.published for r in rows if r.theirs is not None})
-    lines += [
-        "",
+    caption = (
         f"*theirs*: the seeds' replica startup time, read off their published charts ({', '.join(published)}; "
         f"H100s, one run per bar; `{FIGURES_PATH_IN_REPO}` names each chart). *ours*: seconds from the request "
         "to the first token, median (min–max) of the runs in `results/results.jsonl` that count; hardware, "
-        "date and n are ours.",
-    ]
+        "date and n are ours."
+    )
+    # Wrapped as the README's prose is; markdown renders the lines as one paragraph.
+    lines += ["", *textwrap.wrap(caption, width=CAPTION_WIDTH, break_long_words=False, break_on_hyphens=False)]
     return "\n".join(lines) + "\n"
 
 
