@@ -92,6 +92,13 @@ def test_a_figure_file_without_a_source_is_refused(tmp_path: Path) -> None:
         load_ancestor_figures(path)
 
 
+def test_a_figure_that_is_not_a_number_of_seconds_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "figures.json"
+    path.write_text(json.dumps({"figures": [dict(vars(_figure()), read_error_s=None)]}))
+    with pytest.raises(SchemaError, match="read_error_s"):
+        load_ancestor_figures(path)
+
+
 def test_ours_are_the_median_and_range_of_the_runs_that_count() -> None:
     rows = _rows(
         _row("20261129T100000Z-0001", "baseline", 150.0),

@@ -64,8 +64,12 @@ class AncestorFigure:
             raise SchemaError(f"ancestor figure without {missing}: {dict(data)!r}")
         if unknown := sorted(set(data) - names):
             raise SchemaError(f"ancestor figure with unknown key(s) {unknown}")
-        if not isinstance(data["startup_s"], int | float) or data["startup_s"] <= 0:
-            raise SchemaError(f"ancestor figure startup_s {data['startup_s']!r} is not a positive number")
+        for key in ("startup_s", "read_error_s"):
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise SchemaError(f"ancestor figure {key} {value!r} is not a number of seconds >= 0")
+        if data["startup_s"] <= data["read_error_s"]:
+            raise SchemaError(f"ancestor figure {data['model']} {data['experiment']}: startup_s within its read error")
         if not data["source"]:
             raise SchemaError(f"ancestor figure {data['model']} {data['experiment']} names no source")
         return cls(**{**data, "startup_s": float(data["startup_s"]), "read_error_s": float(data["read_error_s"])})
