@@ -104,8 +104,8 @@ def _write(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
-def _tag_pattern(tags: Sequence[str]) -> re.Pattern[str]:
-    # Longest first, and whole tokens only: NVIDIA-H200-s10-warm-miss is not NVIDIA-H200-s10-warm plus "-miss".
+def tag_pattern(tags: Sequence[str]) -> re.Pattern[str]:
+    # Longest first, and whole tokens only: a tag "<x>-warm-miss" is not the tag "<x>-warm" followed by "-miss".
     alternatives = "|".join(re.escape(t) for t in sorted(tags, key=len, reverse=True))
     return re.compile(rf"(?<![A-Za-z0-9-])(?:{alternatives})(?![A-Za-z0-9-])")
 
@@ -120,7 +120,7 @@ def rewrite_text(text: str, campaign: str | None, mapping: Mapping[str, Any]) ->
         text = re.sub(rep["pattern"], replacement, text, flags=re.MULTILINE)
     rules = mapping["rows"]
     if rules:
-        text = _tag_pattern(list(rules)).sub(lambda m: rules[m.group(0)]["set"]["campaign"], text)
+        text = tag_pattern(list(rules)).sub(lambda m: rules[m.group(0)]["set"]["campaign"], text)
     return text
 
 
