@@ -1,4 +1,4 @@
-"""`coldstart import-runs`: runs made on the GPU machine come back as an archive and join this checkout."""
+"""`coldstart import-runs`: runs made on another machine come back as an archive and join this checkout."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_new_rows_and_their_files_come_in_known_and_cut_short_runs_do_not(here: 
             LOG.format("old-run"): b"old log, already here\n",
             LOG.format("new-run"): b"the new log\n",
             LOG.format("new-run").replace(".log", ".client.json"): b'{"status": "ok"}',
-            LOG.format("killed-run"): b"a run the call's time limit cut short\n",
+            LOG.format("killed-run"): b"a run the job's time limit cut short\n",
             "experiment_terminal_output/_sharding/shard.log": b"not a run\n",
         },
     )
@@ -85,10 +85,10 @@ def test_new_rows_and_their_files_come_in_known_and_cut_short_runs_do_not(here: 
     assert len(load_rows(here / "results/results.jsonl")) == 3
 
 
-def test_a_row_imported_without_its_log_gets_it_from_an_earlier_calls_archive(here: Path, tmp_path: Path) -> None:
-    # Two calls of one lease: the later archive has both rows but only its own log.
+def test_a_row_imported_without_its_log_gets_it_from_an_earlier_archive(here: Path, tmp_path: Path) -> None:
+    # Two archives of one campaign: the later one has both rows but only its own log.
     first = _archive(
-        tmp_path / "call1.tgz",
+        tmp_path / "first.tgz",
         {
             "results/results.jsonl": _jsonl(_row("old-run"), _row("run-a")),
             LOG.format("run-a"): b"log of a\n",
@@ -96,7 +96,7 @@ def test_a_row_imported_without_its_log_gets_it_from_an_earlier_calls_archive(he
         },
     )
     later = _archive(
-        tmp_path / "call2.tgz",
+        tmp_path / "later.tgz",
         {
             "results/results.jsonl": _jsonl(_row("old-run"), _row("run-a"), _row("run-b")),
             LOG.format("run-b"): b"log of b\n",

@@ -1,13 +1,13 @@
-"""Bring runs made elsewhere (the lent GPU machine, a cluster's head node) into this checkout.
+"""Bring runs made elsewhere (a GPU node, a batch job, a cluster's head node) into this checkout.
 
 The other machine hands back an archive of its ``results/results.jsonl`` and ``experiment_terminal_output/``
-(``python -m coldstart campaign``, behind ``scripts/gpu/campaign.sh``, writes one per call). Its results file
-starts as a copy of ours, so most rows are already here: a row is new when its ``run_id`` is not in our
-results. New rows are read as ``ResultRow`` (an older schema migrated, an unreadable row refused) and appended
+(``python -m coldstart campaign`` packs one into its ``--out`` folder after every step). Its rows may already
+be here (a campaign's results file starts as a copy of ours; the same archive comes twice): a row is new when
+its ``run_id`` is not in our results. New rows are read as ``ResultRow`` (an older schema migrated, an unreadable row refused) and appended
 in this code's schema; each one's log and client sidecar are copied to the same relative place; a row already
-here whose log is still missing gets it from whichever archive has it (archives of one lease come in any
+here whose log is still missing gets it from whichever archive has it (archives of one campaign come in any
 order).
-A log in the archive with no row is a run cut short (a call's time limit, a killed machine): it is listed and
+A log in the archive with no row is a run cut short (a job's time limit, a killed machine): it is listed and
 left out, since nothing measured it to the end.
 """
 
@@ -72,7 +72,7 @@ def import_archive(archive: Path, results_path: Path = DEFAULT_RESULTS, dest_roo
     except SchemaError as e:
         raise NotARunArchive(str(e)) from e
     if skipped:
-        # Analysis may skip a bad line and go on; an import that did would append a lease minus a run, silently.
+        # Analysis may skip a bad line and go on; an import that did would append a campaign minus a run, silently.
         raise NotARunArchive("; ".join(skipped))
     report = ImportReport()
     ours = load_rows(results_path)
@@ -85,8 +85,8 @@ def import_archive(archive: Path, results_path: Path = DEFAULT_RESULTS, dest_roo
         known.add(row.run_id)
         new_rows.append(row)
     new_ids = {r.run_id for r in new_rows}
-    # A lease's calls each start from a fresh copy of the tree, so a call's archive holds the rows of the
-    # whole lease but only its own logs: a row imported from a later call gets its log from an earlier one.
+    # A machine that starts each run of a campaign from a fresh copy of the tree packs the rows of the whole
+    # campaign but only that run's logs: a row imported from a later archive gets its log from an earlier one.
     measured_logs = set()
     for row in [*ours, *rows]:
         if not row.log_path:
