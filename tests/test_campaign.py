@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -185,7 +186,10 @@ def test_a_capture_run_is_one_run_whatever_repeats_says(repo: Path, step: str):
 
 
 def test_the_plan_s_repeats_apply_unless_the_cli_s_do(repo: Path, tmp_path: Path):
-    plan = plan_of(tmp_path, "repeats: 4\nsteps:\n  - name: a\n    actions:\n      - matrix: {models: [tiny], experiments: [baseline]}\n")
+    plan = plan_of(
+        tmp_path,
+        "repeats: 4\nsteps:\n  - name: a\n    actions:\n      - matrix: {models: [tiny], experiments: [baseline]}\n",
+    )
     ex = FakeExecutor()
     run(make(ex, repo, plan), "a")
     ex2 = FakeExecutor()
@@ -265,7 +269,10 @@ def test_the_budget_is_shared_across_actions_and_steps(repo: Path):
     assert [opt(m, "--time-budget-s") for m in ex.matrices()] == ["560", "360", "160"]
     # The budget is spent: the last step does not start, and says so (a second run resumes it).
     assert any("not started: tiny-cc-mismatch" in line for line in ex.said)
-    assert json.loads((repo / "out" / "campaign.json").read_text())["steps_done"] == {"fast-tiny": 1, "tiny-mega-hit": 1}
+    assert json.loads((repo / "out" / "campaign.json").read_text())["steps_done"] == {
+        "fast-tiny": 1,
+        "tiny-mega-hit": 1,
+    }
 
 
 def _row(run_id: str, campaign: str) -> str:
@@ -376,7 +383,10 @@ def test_70b_shard_builds_aside_evicts_then_stages_the_sharded_copy(repo: Path, 
     assert shard < evict < stage
     assert cmds[shard][-4:] == ["--out", str(built), "--no-upload", "--no-progress"]
     home = repo / "home"
-    assert cmds[evict][2:] == [str(home / "checkpoints" / "llama-3-70b"), str(home / "store" / "models" / "llama-3-70b")]
+    assert cmds[evict][2:] == [
+        str(home / "checkpoints" / "llama-3-70b"),
+        str(home / "store" / "models" / "llama-3-70b"),
+    ]
     assert cmds[stage][-4:] == ["--tp", "4", "--from", str(built)]
     assert cmds[stage + 1] == ["rm", "-rf", str(built)]
 
@@ -389,6 +399,9 @@ def test_70b_shard_that_built_nothing_keeps_the_checkpoint(repo: Path, tmp_path:
 
 
 # ---------------------------------------------------------------- the CLI
+
+
+STEP = "steps:\n  - name: a\n    actions:\n      - "
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -418,9 +431,9 @@ def test_dry_run_runs_nothing_writes_nothing_and_prints_every_command(repo, monk
 @pytest.mark.parametrize(
     "text,needle",
     [
-        ("steps:\n  - name: a\n    actions:\n      - matrix: {models: [tiny], experiments: [baseline], node_state: hot}\n",
+        (STEP + "matrix: {models: [tiny], experiments: [baseline], node_state: hot}\n",
          "step 'a', action 1 (matrix): field 'node_state': 'hot' is not one of cold, warm"),
-        ("steps:\n  - name: a\n    actions:\n      - checkpoint: {modle: tiny}\n", "step 'a', action 1 (checkpoint): field 'modle': unknown"),
+        (STEP + "checkpoint: {modle: tiny}\n", "step 'a', action 1 (checkpoint): field 'modle': unknown"),
     ],
 )  # fmt: skip
 def test_a_bad_plan_runs_nothing_and_names_file_step_and_field(repo, monkeypatch, capsys, tmp_path, text, needle):
@@ -467,3 +480,39 @@ def test_subprocess_executor_statuses_env_and_background(tmp_path: Path, capfd):
                   log_path=tmp_path / "bg" / "bg.log")  # fmt: skip
     bg.stop()
     assert bg.proc.returncode is not None  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- one name for a day's runs on one machine
+
+
+def test_one_campaign_holds_cold_warm_capture_and_variant_runs_none_answering_another(tmp_path: Path):
+    from coldstart.lab.matrix.plan import pending, plan
+
+    results = tmp_path / "results.jsonl"
+    row = json.loads(_row("20261201T000000Z-warm", NAME))
+    row.update(model="tiny", experiment="compile_cache", repeat=0, status="ok")
+    row["extra"].update(node_state="warm", capture=False, service_args=[])
+    row["audit"].update(passed=True)
+    results.write_text(json.dumps(row) + "\n")
+
+    def todo(**kw) -> int:
+        return len(pending(plan(["tiny"], ["compile_cache"], 1, NAME, **kw), results))
+
+    assert todo(node_state="warm") == 0  # the row answers the warm run it was
+    assert todo(node_state="cold") == 1
+    assert todo(node_state="warm", capture=True) == 1
+    assert todo(node_state="warm", service_args=["--max-model-len", "256"]) == 1
+
+
+def test_the_matrix_names_a_campaign_by_date_and_hardware_unless_told(tmp_path, monkeypatch, capsys):
+    from coldstart.lab.matrix import cli as matrix_cli
+
+    monkeypatch.setattr(matrix_cli, "nvidia_gpus", lambda: ("NVIDIA H200 x2", "580"))
+    parser = argparse.ArgumentParser()
+    matrix_cli.add_cli_args(parser)
+    base = ["--models", "tiny", "--repeats", "1", "--results", str(tmp_path / "r.jsonl"), "--dry-run"]
+    assert matrix_cli.main(parser.parse_args(base)) == 0
+    (line, _) = capsys.readouterr().out.splitlines()
+    assert line.split()[1] == f"{datetime.now(timezone.utc):%Y-%m-%d}-h200x2"
+    assert matrix_cli.main(parser.parse_args([*base, "--campaign", "demo"])) == 0
+    assert capsys.readouterr().out.split()[1] == "demo"

@@ -172,11 +172,9 @@ def test_apply_renames_rows_moves_and_rewrites_transcripts_and_is_idempotent(tmp
 
 
 def test_a_row_that_does_not_hold_what_its_tag_said_stops_the_migration_before_any_write(tmp_path: Path):
-    root = _checkout(
-        tmp_path, [_row("a", "NVIDIA-Z9-a-warm", "warm"), _row("b", "NVIDIA-Z9-a-warm-miss", "cold")]
-    )
+    root = _checkout(tmp_path, [_row("a", "NVIDIA-Z9-a-warm", "warm"), _row("b", "NVIDIA-Z9-a-warm-miss", "cold")])
     before = (root / "results/results.jsonl").read_text()
-    with pytest.raises(MigrationError, match="row 'b'.*extra.node_state is 'cold', not 'warm'"):
+    with pytest.raises(MigrationError, match=r"row 'b'.*extra\.node_state is 'cold', not 'warm'"):
         apply(MINI, root)
     assert (root / "results/results.jsonl").read_text() == before
     assert (root / "logs/_old/s1-c1.log").exists()

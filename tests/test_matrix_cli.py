@@ -130,6 +130,8 @@ def test_main_runs_the_matrix_through_the_sut(
         "2",
         "--results",
         str(results),
+        "--campaign",
+        "default",
         "--no-clear",
         "--client-timeout",
         "7",

@@ -132,6 +132,8 @@ _EXTRA_FIELDS: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] =
     "scenario": (str, str),
     "requests": (requests_from_json, lambda records: [r.to_dict() for r in records]),
     "replicas": (replicas_from_json, lambda spans: [s.to_dict() for s in spans]),
+    "capture": (bool, bool),
+    "service_args": (lambda args: tuple(str(a) for a in args), list),
 }
 
 
@@ -166,6 +168,10 @@ class ResultRow:
     requests: tuple[RequestRecord, ...] | None = None
     # The LLM deployment's replicas the run log shows (None: no log was parsed, rows from before it was kept).
     replicas: tuple[ReplicaSpan, ...] | None = None
+    # The run filled a compile cache (the matrix's --capture: its miss is the point); None: not recorded.
+    capture: bool | None = None
+    # What its service.py was given after the matrix's `--` (a store, a max_model_len); None: not recorded.
+    service_args: tuple[str, ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # the rest: clear report, levers, notes
     schema_version: int = SCHEMA_VERSION
 

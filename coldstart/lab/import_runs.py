@@ -3,10 +3,10 @@
 The other machine hands back an archive of its ``results/results.jsonl`` and ``experiment_terminal_output/``
 (``python -m coldstart campaign`` packs one into its ``--out`` folder after every step). Its rows may already
 be here (a campaign's results file starts as a copy of ours; the same archive comes twice): a row is new when
-its ``run_id`` is not in our results. New rows are read as ``ResultRow`` (an older schema migrated, an unreadable row refused) and appended
-in this code's schema; each one's log and client sidecar are copied to the same relative place; a row already
-here whose log is still missing gets it from whichever archive has it (archives of one campaign come in any
-order).
+its ``run_id`` is not in our results. New rows are read as ``ResultRow`` (an older schema migrated, an
+unreadable row refused) and appended in this code's schema; each one's log and client sidecar are copied to
+the same relative place; a row already here whose log is still missing gets it from whichever archive has it
+(archives of one campaign come in any order).
 A log in the archive with no row is a run cut short (a job's time limit, a killed machine): it is listed and
 left out, since nothing measured it to the end.
 """

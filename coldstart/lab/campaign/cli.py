@@ -128,7 +128,9 @@ def _name(args: argparse.Namespace, state: CampaignState | None) -> str:
     if args.campaign and args.campaign != state.campaign:
         raise ValueError(f"the folder holds campaign {state.campaign!r}, not {args.campaign!r}: pass another --out")
     if not args.campaign and (kept := hardware_of(state.campaign)) and kept != (here := hardware(detect_gpu())):
-        raise ValueError(f"the folder holds campaign {state.campaign!r} of {kept}; this node is {here}: pass another --out")
+        raise ValueError(
+            f"the folder holds campaign {state.campaign!r} of {kept}; this node is {here}: pass another --out"
+        )
     return state.campaign
 
 

@@ -111,7 +111,9 @@ class OutDir:
             if rel.is_absolute() or ".." in rel.parts or not (root / rel).is_file():
                 left_out.append(row.log_path)
                 continue
-            members += [(root / p, p.as_posix()) for p in (rel, rel.with_suffix(".client.json")) if (root / p).is_file()]
+            members += [
+                (root / p, p.as_posix()) for p in (rel, rel.with_suffix(".client.json")) if (root / p).is_file()
+            ]
         write_tgz(self.archive, lines, members)
         return Packed(len(rows), tuple(arcname for _, arcname in members), tuple(left_out))
 

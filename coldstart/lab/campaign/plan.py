@@ -241,7 +241,9 @@ def _step(raw: Any, index: int, source: str, problems: list[str]) -> Step | None
         problems.append(f"{source}: step {index + 1}: field 'name': must be a word (got {name!r})")
         return None
     where = f"{source}: step {name!r}"
-    problems += [f"{where}: field {k!r}: unknown; a step has {', '.join(_STEP_KEYS)}" for k in raw if k not in _STEP_KEYS]
+    problems += [
+        f"{where}: field {k!r}: unknown; a step has {', '.join(_STEP_KEYS)}" for k in raw if k not in _STEP_KEYS
+    ]
     about = raw.get("about", "")
     if not isinstance(about, str):
         problems.append(f"{where}: field 'about': must be a string")
@@ -273,7 +275,9 @@ def parse_plan(data: Any, path: Path) -> Plan:
     problems: list[str] = []
     if not isinstance(data, dict):
         raise PlanError([f"{source}: a plan is a mapping with {', '.join(_PLAN_KEYS)}, not {type(data).__name__}"])
-    problems += [f"{source}: field {k!r}: unknown; a plan has {', '.join(_PLAN_KEYS)}" for k in data if k not in _PLAN_KEYS]
+    problems += [
+        f"{source}: field {k!r}: unknown; a plan has {', '.join(_PLAN_KEYS)}" for k in data if k not in _PLAN_KEYS
+    ]
     description = data.get("description", "")
     if not isinstance(description, str):
         problems.append(f"{source}: field 'description': must be a string")

@@ -205,7 +205,9 @@ class Campaign:
     def run_step(self, step: Step) -> list[str]:
         """Every action of the step, then the archive; returns the failures."""
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
-        self.executor.say(f"== {when} campaign {self.name} step {step.name}" + (f": {step.about}" if step.about else ""))
+        self.executor.say(
+            f"== {when} campaign {self.name} step {step.name}" + (f": {step.about}" if step.about else "")
+        )
         if self.stop_stale_ray:
             self.cleanup_ray()
         env = self.env

@@ -7,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from coldstart.analysis.results import DEFAULT_RESULTS, SchemaError, collect_provenance, load_rows
+from coldstart.analysis.results import DEFAULT_RESULTS, SchemaError, collect_provenance, load_rows, nvidia_gpus
+from coldstart.lab.campaign_names import campaign_name
 from coldstart.lab.client import positive_int, positive_seconds
 from coldstart.lab.matrix.budget import DEFAULT_RUN_OVERHEAD_S
 from coldstart.lab.matrix.loop import run_matrix
@@ -33,7 +34,12 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
         help="replace each scenario's max_replicas (e.g. one replica per GPU of the node)",
     )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--campaign", default="default", help="a name that groups runs (resume works per campaign)")
+    parser.add_argument(
+        "--campaign",
+        default=None,
+        help="a name that groups runs (resume works per campaign; default: <UTC date>-<gpu>x<count> of this "
+        "node, e.g. 2026-11-29-h200x1)",
+    )
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--no-clear", action="store_true", help="do not clear caches between runs (warm runs)")
     parser.add_argument(
@@ -41,7 +47,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
         choices=NODE_STATES,
         default="cold",
         help="cold: weights evicted from the page cache before each run; warm: read into it "
-        "(the node served the model before and scaled to zero). One per campaign.",
+        "(the node served the model before and scaled to zero)",
     )
     parser.add_argument(
         "--clear-only",
@@ -105,19 +111,18 @@ def main(args: argparse.Namespace) -> int:
     except (OSError, SchemaError) as exc:
         print(f"error: cannot read the results file {args.results}: {exc}", file=sys.stderr)
         return 2
-    other_state = {
-        r.node_state or "cold"  # rows from before it was recorded ran on a cold node
-        for r in earlier
-        if r.campaign == args.campaign
-    } - {args.node_state}
-    if other_state:
-        print(
-            f"error: campaign {args.campaign!r} already holds {', '.join(sorted(other_state))}-node runs; "
-            f"name another campaign for --node-state {args.node_state}",
-            file=sys.stderr,
-        )
-        return 2
-    specs = plan(args.models, args.experiments, args.repeats, args.campaign, args.node_state, args.scenarios)
+    campaign = args.campaign or campaign_name(nvidia_gpus()[0])
+    service_args = [a for a in args.service_args if a != "--"]
+    specs = plan(
+        args.models,
+        args.experiments,
+        args.repeats,
+        campaign,
+        args.node_state,
+        args.scenarios,
+        capture=args.capture,
+        service_args=service_args,
+    )
     if not specs:
         # plan() drops pairs that cannot run; with none left the matrix would report "0 ok, 0 failed".
         print("error: no (model, experiment) pair can run:", file=sys.stderr)
@@ -129,7 +134,6 @@ def main(args: argparse.Namespace) -> int:
                     print(f"  {exc}", file=sys.stderr)
         return 2
     todo = pending(specs, args.results, capture=args.capture)
-    service_args = [a for a in args.service_args if a != "--"]
     # Before the first cold start, not after it: a run costs minutes and its row must have somewhere to go.
     if todo and (problems := check_writable(args.results, todo)):
         for problem in problems:

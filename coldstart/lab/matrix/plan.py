@@ -11,6 +11,22 @@ from coldstart.analysis.results import ResultRow, RunStatus, load_rows
 from coldstart.registry import InvalidPairError, resolve
 
 NODE_STATES = ("cold", "warm")
+# (campaign, model, experiment, scenario, repeat, node state, capture, service args)
+ResumeKey = tuple[str | None, str, str, str, int | None, str, bool, tuple[str, ...]]
+
+
+def row_resume_key(r: ResultRow) -> ResumeKey:
+    """A row's ``RunSpec.resume_key``; rows from before a field was recorded ran cold, measured, given nothing."""
+    return (
+        r.campaign,
+        r.model,
+        r.experiment,
+        r.scenario_name,
+        r.repeat,
+        r.node_state or "cold",
+        bool(r.capture),
+        r.service_args or (),
+    )
 
 
 @dataclass(frozen=True)
@@ -20,14 +36,21 @@ class RunSpec:
     repeat: int
     campaign: str = "default"
     # "cold": the weights are evicted from the page cache before the run (a node that never served the model);
-    # "warm": they are read into it (the node served this model before and scaled to zero). Not in the key: a
-    # campaign has one node state (the CLI refuses to mix them).
+    # "warm": they are read into it (the node served this model before and scaled to zero).
     node_state: str = "cold"
     scenario: str = "single"  # registry.SCENARIOS: the traffic the run sends
+    capture: bool = False  # the run fills a compile cache: its miss is the point (--capture)
+    service_args: tuple[str, ...] = ()  # what its service.py is given after the matrix's `--`
 
     @property
     def key(self) -> tuple[str, str, str, str, int]:
         return (self.campaign, self.model, self.experiment, self.scenario, self.repeat)
+
+    @property
+    def resume_key(self) -> ResumeKey:
+        """What a row must match to answer this run: ``key`` and how the run is made. A campaign (one machine,
+        named by date and hardware) holds cold and warm runs, capture runs and runs given other service args."""
+        return (*self.key, self.node_state, self.capture, self.service_args)
 
     @property
     def label(self) -> str:
@@ -44,6 +67,8 @@ def plan(
     campaign: str,
     node_state: str = "cold",
     scenarios: Sequence[str] = ("single",),
+    capture: bool = False,
+    service_args: Sequence[str] = (),
 ) -> list[RunSpec]:
     """Valid pairs under each scenario in a stable order: repeat-major, so a cut-short campaign still covers
     every pair once."""
@@ -56,23 +81,17 @@ def plan(
                 continue
             pairs.append((m, e))
     return [
-        RunSpec(m, e, r, campaign, node_state, scenario)
+        RunSpec(m, e, r, campaign, node_state, scenario, capture, tuple(service_args))
         for r in range(repeats)
         for scenario in scenarios
         for m, e in pairs
     ]
 
 
-def done_rows(
-    rows: Sequence[ResultRow], *, capture: bool = False
-) -> dict[tuple[str | None, str, str, str, int | None], ResultRow]:
-    """key -> the newest row that makes the run done: ``ok`` and not failing its audit. ``capture``: the runs
-    exist to fill a compile cache, so their miss is the point; ``ok`` alone makes them done."""
-    return {
-        (r.campaign, r.model, r.experiment, r.scenario_name, r.repeat): r
-        for r in rows
-        if r.status is RunStatus.OK and (capture or r.audit_passed is not False)
-    }
+def done_rows(rows: Sequence[ResultRow], *, capture: bool = False) -> dict[ResumeKey, ResultRow]:
+    """resume key -> the newest row that makes the run done: ``ok`` and not failing its audit. ``capture``: the
+    runs exist to fill a compile cache, so their miss is the point; ``ok`` alone makes them done."""
+    return {row_resume_key(r): r for r in rows if r.status is RunStatus.OK and (capture or r.audit_passed is not False)}
 
 
 def pending(specs: Sequence[RunSpec], results_path: Path, *, capture: bool = False) -> list[RunSpec]:
@@ -81,7 +100,7 @@ def pending(specs: Sequence[RunSpec], results_path: Path, *, capture: bool = Fal
     ``capture``: see ``done_rows`` (in the campaign 2026-11-30-h200x2 a resumed step re-ran its capture run,
     which then hit)."""
     done = done_rows(load_rows(results_path), capture=capture)
-    return [s for s in specs if s.key not in done]
+    return [s for s in specs if s.resume_key not in done]
 
 
 def nothing_to_run(
@@ -92,7 +111,7 @@ def nothing_to_run(
     done = done_rows(rows, capture=capture)
 
     def run(spec: RunSpec) -> str:
-        row = done[spec.key]
+        row = done[spec.resume_key]
         ttft = "-" if row.ttft_s is None else f"{row.ttft_s:.1f} s"
         return f"run {row.run_id}; TTFT {ttft}"
 

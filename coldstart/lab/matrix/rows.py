@@ -83,7 +83,10 @@ def run_one(
             error=error,
             t_start_epoch=t0,
             wall_s=time.time() - t0,
+            node_state=spec.node_state,
             scenario=spec.scenario,
+            capture=spec.capture,
+            service_args=spec.service_args,
         )
 
 
@@ -148,6 +151,8 @@ def _measured_row(
         scenario=spec.scenario,
         requests=traffic.requests,
         replicas=replica_spans(text, timeline.utc_offset_s) if timeline else None,
+        capture=spec.capture,
+        service_args=spec.service_args,
     )
 
 
