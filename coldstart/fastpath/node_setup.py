@@ -171,6 +171,23 @@ class NodeSetup:
             },
         }
 
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "package": self.package,
+                "env": dict(self.env),
+                "system_config": dict(self.system_config),
+                "replica_gpus": self.replica_gpus,
+                "replica_node_cpus": self.replica_node_cpus,
+                "weights_path": self.weights_path,
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> NodeSetup:
+        return cls(**json.loads(text))
+
     # ------------------------------------------------------------------ the lab's local Ray
     def local_ray_init_kwargs(self, *, num_cpus: int | None) -> dict[str, Any]:
         """``ray.init`` keyword arguments of a one-node Ray that is both head and replica node."""

@@ -140,6 +140,13 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dry-run", action="store_true", help="print the Serve YAML and start nothing")
     parser.add_argument(
+        "--node-setup",
+        choices=("shell", "json", "rayservice"),
+        default=None,
+        help="print what every node of a cluster needs for this experiment (ray start lines, the record as JSON, "
+        "or a KubeRay RayService) and start nothing",
+    )
+    parser.add_argument(
         "--publish-compile-cache",
         action="store_true",
         help="start nothing: pack this node's engine compile caches (left by an earlier run of "
@@ -212,6 +219,7 @@ class Prepared:
     app_builder: str = OPENAI_APP  # import path of the Serve app builder
     node_setup: NodeSetup | None = None  # what every node needs (fast-path experiments)
     replica_gpus: int = 0  # GPUs one replica takes on one node (0 on CPU)
+    fast_path: bool = False  # the experiment pulls fast-path levers (private Ray/vLLM hooks: checked first)
 
 
 def prepare(args: argparse.Namespace) -> Prepared:
@@ -246,8 +254,6 @@ def prepare(args: argparse.Namespace) -> Prepared:
         sleep_mode=scenario.sleep_wake,
     )
     llm_config = build_llm_config(model, exp, opts)
-    if levers_for(exp).any:
-        _check_fast_path_compat()
     setup = node_setup(model, exp, opts) if exp.prestart_workers else None
     return Prepared(
         build_app_args(model, exp, llm_config, opts),
@@ -258,7 +264,26 @@ def prepare(args: argparse.Namespace) -> Prepared:
         app_builder=opts.app_builder,
         node_setup=setup,
         replica_gpus=model.tp_size if device == "cuda" else 0,
+        fast_path=levers_for(exp).any,
     )
+
+
+def _print_node_setup(prepared: Prepared, fmt: str) -> int:
+    setup = prepared.node_setup
+    if setup is None:
+        print(f"{prepared.app_name}: this experiment needs nothing of the nodes beyond the package", file=sys.stderr)
+        return 0
+    if fmt == "json":
+        print(setup.to_json())
+    elif fmt == "shell":
+        print(setup.shell_script(), end="")
+    else:
+        from coldstart.lab.configs import dump_yaml
+        from coldstart.lab.llm_config import serve_yaml_config
+
+        serve_config = serve_yaml_config(prepared.app_name, prepared.app_args, import_path=prepared.app_builder)
+        print(dump_yaml(setup.kuberay_rayservice(name=prepared.app_name, serve_config=serve_config)), end="")
+    return 0
 
 
 def _check_fast_path_compat() -> None:
@@ -302,6 +327,8 @@ def main(args: argparse.Namespace) -> int:
     app_args, app_name = prepared.app_args, prepared.app_name
     if args.publish_compile_cache:
         return publish_compile_cache(app_args, prepared.node_env)
+    if args.node_setup:
+        return _print_node_setup(prepared, args.node_setup)
     if args.dry_run:
         from coldstart.lab.llm_config import serve_yaml_config
 
@@ -311,6 +338,12 @@ def main(args: argparse.Namespace) -> int:
             print("".join(f"# {line}\n" for line in prepared.node_setup.shell_script().splitlines()), end="")
         return 0
 
+    if prepared.fast_path:
+        try:
+            _check_fast_path_compat()
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     from coldstart.lab.serve import PortInUse, ensure_port_free, hold_port
 
     with contextlib.ExitStack() as held:

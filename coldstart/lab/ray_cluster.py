@@ -1,0 +1,203 @@
+"""A real multi-node Ray cluster on one machine, started the way a user starts one: `ray start`.
+
+``OneMachineCluster`` runs the node setup's own command lines (``NodeSetup.head_argv`` / ``worker_argv``, in the
+node setup's environment) as separate raylets, each with its own temp dir, so that the lab's cluster path can be
+tried where only one machine is at hand: the CI box (a GPU-less head plus CPU worker nodes) or one GPU machine
+(a head raylet without the GPU and a worker raylet with it). Each `ray start --block` leads a process group of
+its own; stopping the cluster ends those groups and nothing else on the machine (never `ray stop`, which would
+end every Ray of the machine).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from coldstart.fastpath.node_setup import NodeSetup
+
+# `ray` the console script may not be on PATH (an unpacked bundle): its entry point, run by this Python.
+RAY_CLI = (sys.executable, "-c", "import sys; from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()")
+
+
+class ClusterStartError(RuntimeError):
+    """A node did not come up; the message names it and the tail of its output."""
+
+
+@dataclass(frozen=True)
+class WorkerNode:
+    num_cpus: int
+    num_gpus: int = 0
+    # Extra environment of this raylet only (e.g. CUDA_VISIBLE_DEVICES for the GPU it gets).
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class _Node:
+    name: str
+    proc: subprocess.Popen
+    output: Path
+
+
+class OneMachineCluster:
+    """A head raylet with no CPU and no GPU for tasks, plus ``workers``, as `ray start` processes."""
+
+    def __init__(
+        self,
+        setup: NodeSetup,
+        workers: Sequence[WorkerNode],
+        *,
+        head_env: Mapping[str, str] | None = None,
+        start_timeout_s: float = 180.0,
+    ) -> None:
+        self.setup = setup
+        self.workers = list(workers)
+        self.head_env = dict(head_env or {})
+        self.start_timeout_s = start_timeout_s
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        # Short: a raylet's socket paths live under it and Unix sockets take at most 107 bytes.
+        self.root = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
+        self._nodes: list[_Node] = []
+
+    # ---------------------------------------------------------------- lifecycle
+    def __enter__(self) -> OneMachineCluster:
+        try:
+            self._start_node("head", self.setup.head_argv(port=self.port)[1:], self.head_env)
+            self._wait_for_nodes(1)
+            for i, spec in enumerate(self.workers):
+                node_setup = dataclasses.replace(
+                    self.setup, replica_node_cpus=spec.num_cpus, replica_gpus=spec.num_gpus
+                )
+                argv = node_setup.worker_argv(head_address=self.address)[1:]
+                if spec.num_gpus == 0:
+                    argv = [a for a in argv if not a.startswith("--num-gpus")] + ["--num-gpus=0"]
+                self._start_node(f"worker{i}", argv, spec.env)
+            self._wait_for_nodes(1 + len(self.workers))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _start_node(self, name: str, argv: list[str], env: Mapping[str, str]) -> None:
+        temp_dir = self.root / name
+        temp_dir.mkdir()
+        output = self.root / f"{name}.out"
+        args = [
+            *RAY_CLI,
+            *argv,
+            "--block",
+            f"--temp-dir={temp_dir}",
+            "--node-ip-address=127.0.0.1",
+            # Every raylet of one machine needs its own agent ports (the defaults are fixed numbers).
+            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}",
+        ]
+        if name == "head":
+            args.append("--include-dashboard=false")
+        with output.open("wb") as out:
+            proc = subprocess.Popen(
+                args,
+                env={**os.environ, **self.setup.env, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped as one, nothing else touched
+            )
+        self._nodes.append(_Node(name, proc, output))
+
+    def _wait_for_nodes(self, count: int) -> None:
+        from ray._raylet import GcsClient
+
+        deadline = time.monotonic() + self.start_timeout_s
+        client = None
+        while time.monotonic() < deadline:
+            for node in self._nodes:
+                if node.proc.poll() is not None:
+                    raise ClusterStartError(f"{node.name} exited ({node.proc.returncode}): {self._tail(node)}")
+            try:
+                # Connect first: a client made before the GCS listens blocks for half a minute.
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                client = client or GcsClient(address=self.address)
+                alive = [n for n in client.get_all_node_info(timeout=5).values() if n.state == 0]
+                if len(alive) >= count:
+                    return
+            except Exception:  # the GCS is still starting: look again
+                client = None
+            time.sleep(0.5)
+        raise ClusterStartError(f"{count} node(s) not alive after {self.start_timeout_s:.0f} s: {self._tails()}")
+
+    def _tail(self, node: _Node, size: int = 2000) -> str:
+        return node.output.read_text(errors="replace")[-size:] if node.output.exists() else ""
+
+    def _tails(self) -> str:
+        return "; ".join(f"{n.name}: {self._tail(n, 600)}" for n in self._nodes)
+
+    def kill_node(self, name: str) -> None:
+        """End one node's raylet and everything it started, at once (a node lost mid-run)."""
+        for node in self._nodes:
+            if node.name == name:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(node.proc.pid, signal.SIGKILL)
+                node.proc.wait(timeout=30)
+                return
+        raise KeyError(name)
+
+    def stop(self, grace_s: float = 20.0) -> None:
+        """Workers first, the head last; then whatever still runs with this cluster's temp dir in its command
+        line (a worker that left its group), and the temp dir itself."""
+        for node in reversed(self._nodes):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for node in reversed(self._nodes):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.proc.wait(timeout=10)
+        for pid in self.stray_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._nodes.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def stray_pids(self) -> list[int]:
+        """Live processes whose command line names this cluster's temp dir."""
+        import psutil
+
+        found = []
+        for proc in psutil.process_iter(["pid", "cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if any(str(self.root) in part for part in proc.info["cmdline"] or ()):
+                    found.append(proc.info["pid"])
+        return found
+
+
+@contextlib.contextmanager
+def one_machine_cluster(setup: NodeSetup, workers: Sequence[WorkerNode], **kwargs: object) -> Iterator[str]:
+    """The cluster's address while it runs."""
+    with OneMachineCluster(setup, workers, **kwargs) as cluster:  # type: ignore[arg-type]
+        yield cluster.address
