@@ -137,7 +137,7 @@ def test_fast_8b_prep_expands_to_its_commands(repo: Path):
         [PY, "-m", "coldstart", "stage", "put", "llama-3-8b", "--from", ckpt],
         [PY, "-m", "coldstart", "matrix", "--results", results, "--repeats", "1", "--node-state", "warm",
          "--campaign", NAME, "--models", "llama-3-8b", "--experiments", "cc_trims", "--capture"],
-        [PY, "-m", "coldstart", "service", "llama-3-8b", "cc_trims", "--publish-compile-cache"],
+        [PY, "-m", "coldstart", "serve", "llama-3-8b", "cc_trims", "--publish-compile-cache"],
     ]  # fmt: skip
     assert ex.calls[0].discard == "stdout"  # `checkpoint ... >/dev/null`, its errors still shown
 
@@ -152,7 +152,7 @@ def test_publish_without_engine_caches_shows_the_store_instead(repo: Path):
 def test_unconditional_publish_runs_even_without_engine_caches(repo: Path):
     ex = FakeExecutor()
     run(make(ex, repo, real_plan("tiny-smoke")), "tiny-cc")
-    assert [PY, "-m", "coldstart", "service", "tiny", "compile_cache", "--publish-compile-cache"] in ex.commands()
+    assert [PY, "-m", "coldstart", "serve", "tiny", "compile_cache", "--publish-compile-cache"] in ex.commands()
     capture, hit = ex.matrices()
     assert "--capture" in capture and "--capture" not in hit
 

@@ -106,7 +106,7 @@ class Campaign:
         return argv + (["--", *m.service_args] if m.service_args else [])
 
     def publish_argv(self, p: PublishCompileCache) -> list[str]:
-        return self.coldstart("service", p.model, p.experiment, "--publish-compile-cache")
+        return self.coldstart("serve", p.model, p.experiment, "--publish-compile-cache")
 
     def run_action(self, action: Action, env: dict[str, str], stops: list[Background]) -> list[str]:
         """Run one action; returns its failures (empty: it succeeded). ``env`` and ``stops`` belong to the step."""
