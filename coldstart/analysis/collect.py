@@ -20,6 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from coldstart.analysis.ancestor_logs import ANCESTOR_SOURCE, is_ancestor_capture
+from coldstart.analysis.placement import ray_placement
 from coldstart.analysis.results import DEFAULT_RESULTS, ClientResult, ResultRow, RunStatus, SchemaError, load_rows
 from coldstart.analysis.serve_log import replica_spans
 from coldstart.analysis.timeline import summarize_run
@@ -183,6 +184,7 @@ def row_from_log(
         client=client,
         timeline=summary.timeline.stored(),
         replicas=replica_spans(log_text, summary.timeline.clock.utc_offset_s),
+        ray=ray_placement(log_text),
     )
     return Run(row, source)
 
@@ -264,6 +266,7 @@ def merge_rows(log_runs: Sequence[Run], result_runs: Sequence[Run]) -> list[Run]
             timeline=log.timeline if log.timeline is not None else base.timeline,
             client=log.client or base.client,
             replicas=log.replicas if log.replicas is not None else base.replicas,
+            ray=log.ray if log.ray is not None else base.ray,
         )
         merged.append(Run(row, Source.RESULTS_AND_LOG))
     return merged + [Run(r, Source.RESULTS) for r in by_id.values()]

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 # The parts of a row, importable from here as they always were (``from coldstart.analysis.results import ...``).
+from coldstart.analysis.placement import RayPlacement
 from coldstart.analysis.row_parts import CLIENT_SCHEMA_VERSION as CLIENT_SCHEMA_VERSION
 from coldstart.analysis.row_parts import AnswerCheck as AnswerCheck
 from coldstart.analysis.row_parts import AnswerCompared as AnswerCompared
@@ -134,6 +135,7 @@ _EXTRA_FIELDS: Mapping[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] =
     "replicas": (replicas_from_json, lambda spans: [s.to_dict() for s in spans]),
     "capture": (bool, bool),
     "service_args": (lambda args: tuple(str(a) for a in args), list),
+    "ray": (RayPlacement.from_dict, RayPlacement.to_dict),
 }
 
 
@@ -172,6 +174,9 @@ class ResultRow:
     capture: bool | None = None
     # What its service.py was given after the matrix's `--` (a store, a max_model_len); None: not recorded.
     service_args: tuple[str, ...] | None = None
+    # Which Ray it ran on (a local one the lab started, or a cluster it joined) and where each replica landed;
+    # None: rows from before it was recorded.
+    ray: RayPlacement | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)  # the rest: clear report, levers, notes
     schema_version: int = SCHEMA_VERSION
 

@@ -43,9 +43,13 @@ def replica_worker_facts() -> dict[str, Any]:
     worker had imported vLLM before the lease (the fast path's claim, proved by pid in the log)."""
     import sys
 
+    import ray
+
     facts: dict[str, Any] = {
         "worker_preloaded": "coldstart.lab.fastpath.preload" in sys.modules,
         "vllm_imported": "vllm" in sys.modules,
+        # On a cluster: the node it landed on (the proof that a replica ran where the preloaded workers were).
+        "node_id": ray.get_runtime_context().get_node_id(),
     }
     try:
         import psutil

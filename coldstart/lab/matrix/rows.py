@@ -9,6 +9,7 @@ from typing import Any
 
 from coldstart import paths
 from coldstart.analysis.audit import audit
+from coldstart.analysis.placement import ray_placement
 from coldstart.analysis.results import Audit, ClientResult, Provenance, ResultRow, RunStatus, StoredTimeline
 from coldstart.analysis.serve_log import replica_spans
 from coldstart.lab.matrix.answer import ReferenceAnswer, answer_check
@@ -151,6 +152,7 @@ def _measured_row(
         scenario=spec.scenario,
         requests=traffic.requests,
         replicas=replica_spans(text, timeline.utc_offset_s) if timeline else None,
+        ray=ray_placement(text),
         capture=spec.capture,
         service_args=spec.service_args,
     )
