@@ -39,7 +39,7 @@ ALLOWED = (
     ("*", r"COLDSTART_TEST_LEASE", "a test variable set at Ray's worker lease"),
     ("*", r"\bsession_(?:\d{4}-\d{2}-\d{2}[\w.-]*|latest|name|dir\w*)|get_session_dir_path", "Ray's session folders"),
     ("*", r"\bstart_new_session\b", "subprocess: a POSIX session"),
-    ("*", r"(?i)test[_ ]session\b|[\"']session[\"']", "pytest's test session, its fixture scope"),
+    ("*", r"(?i)test[_ ]session|[\"']session[\"']", "pytest's test session, its fixture scope"),
     ("*", r"\bsession = boto3\.session\.Session\(\)|\bsession\.client\(|\w*Session\(|AWS_SESSION_TOKEN|\"SESSION\"",
      "boto3 and HTTP sessions, AWS session tokens"),
     ("tests/conftest.py", r"\b(?:whole|the) session(?:'s)?\b", "pytest's test session"),
