@@ -65,11 +65,14 @@ class OneMachineCluster:
         workers: Sequence[WorkerNode],
         *,
         head_env: Mapping[str, str] | None = None,
+        base_env: Mapping[str, str] | None = None,
         start_timeout_s: float = 180.0,
     ) -> None:
         self.setup = setup
         self.workers = list(workers)
         self.head_env = dict(head_env or {})
+        # The environment every raylet starts from (the node setup's env and each node's own go on top).
+        self.base_env = dict(os.environ if base_env is None else base_env)
         self.start_timeout_s = start_timeout_s
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -120,7 +123,7 @@ class OneMachineCluster:
         with output.open("wb") as out:
             proc = subprocess.Popen(
                 args,
-                env={**os.environ, **self.setup.env, **env},
+                env={**self.base_env, **self.setup.env, **env},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stopped as one, nothing else touched

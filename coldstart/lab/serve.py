@@ -302,6 +302,7 @@ def serve_app(
     app_builder: str = OPENAI_APP,
     ship_package: bool = True,
     preflight: Callable[[], None] | None = None,
+    proxy_location: str | None = None,
 ) -> Iterator[str]:
     """Start (or join) Ray, deploy the OpenAI app without blocking, yield its base URL, always clean up.
 
@@ -349,7 +350,13 @@ def serve_app(
                     ray.shutdown()  # on a cluster: only this driver's connection
                     raise
             yield from _serve_after_init(
-                app_args, app_name=app_name, host=host, port=port, owns_ray=not ray_address, app_builder=app_builder
+                app_args,
+                app_name=app_name,
+                host=host,
+                port=port,
+                owns_ray=not ray_address,
+                app_builder=app_builder,
+                proxy_location=proxy_location,
             )
 
 
@@ -382,7 +389,14 @@ def _undo_init(ray: Any) -> None:
 
 
 def _serve_after_init(
-    app_args: dict[str, Any], *, app_name: str, host: str, port: int, owns_ray: bool, app_builder: str
+    app_args: dict[str, Any],
+    *,
+    app_name: str,
+    host: str,
+    port: int,
+    owns_ray: bool,
+    app_builder: str,
+    proxy_location: str | None = None,
 ) -> Iterator[str]:
     import importlib
 
@@ -411,7 +425,10 @@ def _serve_after_init(
             ],
         )
         with ControllerLogFollower(session_dir):
-            serve.start(http_options={"host": host, "port": port})
+            start_kwargs: dict[str, Any] = {"http_options": {"host": host, "port": port}}
+            if proxy_location:
+                start_kwargs["proxy_location"] = proxy_location
+            serve.start(**start_kwargs)
             app = build_app(app_args)
             t0 = time.time()
             serve.run(app, name=app_name, route_prefix="/", blocking=False)

@@ -108,6 +108,13 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
     parser.add_argument(
+        "--proxy-location",
+        choices=("HeadOnly", "EveryNode"),
+        default=None,
+        help="where Serve runs its HTTP proxies when this lab starts Serve (default: Serve's own); HeadOnly where "
+        "several raylets share one machine and so one port",
+    )
+    parser.add_argument(
         "--give-up-after-s",
         type=float,
         default=30.0,
@@ -387,6 +394,7 @@ def _serve(args: argparse.Namespace, prepared: Prepared) -> int:
                 num_cpus=num_cpus,
                 system_config=prepared.ray_system_config,
                 app_builder=prepared.app_builder,
+                proxy_location=args.proxy_location,
                 # The fast path needs the package on the nodes: a job runtime_env keeps replicas off prestarted
                 # workers (a worker is leased only to work whose runtime_env equals its own).
                 ship_package=not prestart,

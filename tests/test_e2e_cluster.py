@@ -1,0 +1,123 @@
+"""The fast path through a real multi-node Ray cluster on the CI box, started the way a user starts one.
+
+A head raylet with nothing a replica can use (no CPU for tasks, no GPU: a GPU-less head) and one worker node
+with its own resources and temp dir, both `ray start` processes running the node setup the lab prints
+(``coldstart serve tiny fast --node-setup json``). The lab joins it with ``--ray-address``; the proofs come from
+the run's log and the cluster's GCS: the replica ran on the worker node, on a worker that was idle and preloaded
+before the request, with fewer vLLM processes started after the request than ``baseline`` through the same
+cluster; afterwards the cluster is still up and holds no lab deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coldstart.analysis.processes import started_after_request
+from coldstart.analysis.results import ResultRow, load_rows
+from coldstart.fastpath.node_setup import NodeSetup
+from coldstart.lab.caches import isolated_env
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[1]
+
+pytest.importorskip("vllm")
+pytest.importorskip("ray.serve.llm")
+
+from coldstart.lab.ray_cluster import OneMachineCluster, WorkerNode  # noqa: E402
+
+
+def _run(args: list[str], env: dict[str, str], timeout_s: float = 1200, code: int = 0) -> str:
+    proc = subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+    assert proc.returncode == code, f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("cluster-lab")
+    moved = isolated_env(home)
+    import os
+
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in moved},
+        **{k: v for k, v in moved.items() if v is not None},
+        "COLDSTART_HOME": str(home),
+        "COLDSTART_LAB": str(home / "lab"),
+        "COLDSTART_STORE": (home / "store").as_uri(),
+        "HF_HOME": str(home / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "XDG_CACHE_HOME": str(home / "xdg"),
+    }
+    _run(["-m", "coldstart", "checkpoint", "tiny", "--out", str(home / "ckpt"), "--no-progress"], env)
+    _run(["-m", "coldstart", "stage", "put", "tiny", "--from", str(home / "ckpt")], env)
+    return env
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: dict[str, str]) -> Iterator[OneMachineCluster]:
+    # What the lab prints for the nodes of this (model, experiment), exactly as a user would take it.
+    setup = NodeSetup.from_json(_run(["service.py", "tiny", "fast", "--device", "cpu", "--node-setup", "json"], lab))
+    with OneMachineCluster(setup, [WorkerNode(num_cpus=2)], base_env=lab) as running:
+        yield running
+
+
+def _cluster_state(cluster: OneMachineCluster, env: dict[str, str]) -> dict:
+    script = (
+        "import json, ray\n"
+        "from coldstart.lab.serve import serve_running\n"
+        f"ray.init(address={cluster.address!r}, log_to_driver=False, logging_level='ERROR')\n"
+        "apps = []\n"
+        "if serve_running():\n"
+        "    from ray import serve\n"
+        "    apps = sorted(serve.status().applications)\n"
+        "nodes = [n for n in ray.nodes() if n['Alive']]\n"
+        "print(json.dumps({'alive': len(nodes), 'apps': apps,\n"
+        "    'workers': [n['NodeID'] for n in nodes if n['Resources'].get('CPU', 0) > 0]}))\n"
+    )
+    return json.loads(_run(["-c", script], env, timeout_s=120).strip().splitlines()[-1])
+
+
+def _matrix(env: dict[str, str], cluster: OneMachineCluster, experiment: str) -> ResultRow:
+    results = Path(env["COLDSTART_HOME"]) / "results.jsonl"
+    campaign = f"e2e-cluster-{experiment}"
+    matrix = ["-m", "coldstart", "matrix", "--models", "tiny", "--experiments", experiment, "--repeats", "1"]
+    options = ["--campaign", campaign, "--results", str(results), "--client-timeout", "600"]
+    service = ["--device", "cpu", "--ray-address", cluster.address, "--proxy-location", "HeadOnly"]
+    _run([*matrix, *options, "--", *service], env)
+    [row] = [r for r in load_rows(results) if r.campaign == campaign]
+    assert row.status == "ok", row.error
+    return row
+
+
+def test_baseline_and_fast_through_a_cluster_the_user_started(lab, cluster):
+    before = _cluster_state(cluster, lab)
+    assert before["alive"] == 2
+    [worker_node] = before["workers"]  # the head has no CPU for tasks: only the worker node can host a replica
+
+    baseline = _matrix(lab, cluster, "baseline")
+    fast = _matrix(lab, cluster, "fast")
+
+    for row in (baseline, fast):
+        assert row.ray is not None and row.ray.kind == "cluster"
+        assert row.ray.driver_node_id != worker_node  # the driver joined the head
+        assert row.ray.replicas and row.ray.replicas[-1].node_id == worker_node
+    # The fast replica was leased a worker the node held idle, imports paid, before the request (by pid).
+    served = fast.ray.replicas[-1]
+    assert served.worker_preloaded is True and served.prestarted_before_request is True, fast.ray
+    # ... and baseline's replica was not (its job runtime_env ships the package: fresh workers after the request).
+    assert baseline.ray.replicas[-1].prestarted_before_request is not True
+    after_fast = started_after_request(Path(fast.log_path).read_text(errors="replace"))
+    after_baseline = started_after_request(Path(baseline.log_path).read_text(errors="replace"))
+    assert len(after_fast) < len(after_baseline), (after_fast, after_baseline)
+
+    after = _cluster_state(cluster, lab)
+    assert after["alive"] == 2  # the user's cluster is still up
+    assert not any(app.startswith("coldstart-") for app in after["apps"])  # and holds no lab deployment
