@@ -187,7 +187,7 @@ def test_compile_cache_publish_then_restore(lab):
 def test_a_replica_that_cannot_start_ends_the_run_when_serve_gives_up(lab, tmp_path):
     # A folder that passes the checks before Ray (it has a config.json) but that vLLM cannot build an engine
     # config from: the replica constructor fails, Serve retries it three times and marks the app failed.
-    # Before, the pending request sat out the ingress timeout (10 minutes on the lent H200) and left no row.
+    # Before, the pending request sat out the ingress timeout (10 minutes on an H200) and left no row.
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
@@ -219,7 +219,7 @@ def test_fast_path_starts_fewer_vllm_processes_after_the_request_than_baseline(l
     assert said["engine_config_start"]["where"] == "replica"
     assert said["engine_core_forked"]["vllm_imported"] is True
     assert said["replica_node_init_start"]["pid"] not in {p.pid for p in after}
-    # The ingress too was leased a prestarted worker: its env went to the node (lease s8: 38 s before each run).
+    # The ingress too was leased a prestarted worker: its env went to the node (campaign 2026-11-30-h200x1: 38 s before each run).
     log_text = Path(fast.log_path).read_text(errors="replace")
     preloaded = {e["pid"] for e in _events(fast) if e["event"] == "worker_preloaded"}
     ingress = [e for e in replica_events(log_text) if e.kind is ReplicaEventKind.RUNNING and not e.is_llm]
@@ -233,8 +233,8 @@ def test_fast_path_starts_fewer_vllm_processes_after_the_request_than_baseline(l
 
 
 def test_the_235b_architecture_family_starts_on_the_fast_path(lab):
-    """qwen-3-235b's family (Qwen3-MoE: routed experts) at tiny's size through every fast-path lever: while
-    eight GPUs are not lent, vLLM's MoE model code and the fast path run together end to end here."""
+    """qwen-3-235b's family (Qwen3-MoE: routed experts) at tiny's size through every fast-path lever: where
+    no eight-GPU machine is at hand, vLLM's MoE model code and the fast path run together end to end here."""
     home = Path(lab["COLDSTART_HOME"])
     _run(["-m", "coldstart", "checkpoint", "tiny-moe", "--out", str(home / "ckpt" / "tiny-moe"), "--no-progress"], lab)
     _run(["-m", "coldstart", "stage", "put", "tiny-moe", "--from", str(home / "ckpt" / "tiny-moe")], lab)

@@ -264,7 +264,7 @@ def _replicas_serve_starts_from_zero(scenario_name: str, max_replicas: int | Non
 
 
 def test_serve_starts_one_replica_from_zero_by_default_and_every_replica_when_together() -> None:
-    # Lease s9 (two H200s, burst_replicas): the second replica was only asked for once the first ran.
+    # Campaign 2026-11-30-h200x2 (two H200s, burst_replicas): the second replica was only asked for once the first ran.
     assert _replicas_serve_starts_from_zero("burst_replicas") == 1
     assert _replicas_serve_starts_from_zero("burst_replicas_together") == 2
     assert _replicas_serve_starts_from_zero("burst_replicas_together", max_replicas=4) == 4

@@ -152,7 +152,7 @@ def test_publish_refuses_caches_another_config_left(staged_home, tmp_path, monke
     # The same caches, left by a baseline of this very config, are what compile_cache restores: accepted.
     _engine_run_marks(env, "baseline", monkeypatch)
     key = _published_key(_publish(env, "compile_cache"))
-    # A resumed campaign step publishes again after another config's run (lease s10): the key's entry is
+    # A resumed campaign step publishes again after another config's run (campaign 2026-11-30-h200x2): the key's entry is
     # good, so nothing is packed and the step goes on; its manifest is the one published above.
     manifest = next(Path(env["COLDSTART_HOME"], "store").glob(f"{key}manifest.json"))
     before = manifest.read_bytes()

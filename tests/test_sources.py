@@ -29,7 +29,7 @@ def _resolve(tmp_path: Path, env: dict[str, str], experiment: str = "baseline"):
 
 def test_offline_and_uncached_fails_before_ray_naming_the_store_and_the_fix(tmp_path):
     pytest.importorskip("huggingface_hub")  # the offline check asks its cache
-    # The lent H200 run this reproduces: baseline before the TP2 checkpoint was staged, HF_HUB_OFFLINE=1.
+    # The H200 run this reproduces: baseline before the TP2 checkpoint was staged, HF_HUB_OFFLINE=1.
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     with pytest.raises(SourceError) as info:
         _resolve(tmp_path, env)

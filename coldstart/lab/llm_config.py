@@ -221,7 +221,7 @@ def build_app_args(model: Model, exp: Experiment, llm_config: dict[str, Any], op
             "max_replicas": 1,
         },
         # With prestarted workers the env goes to the nodes (node_env), as the LLM replica's does: an ingress
-        # with an env of its own waited 38 s for a fresh worker to import vLLM (lease s8, before every request).
+        # with an env of its own waited 38 s for a fresh worker to import vLLM (campaign 2026-11-30-h200x1, before every request).
         "ray_actor_options": {"runtime_env": {} if exp.prestart_workers else {"env_vars": ingress_env(model)}},
     }
     if opts.device == "cpu":

@@ -213,7 +213,7 @@ def ensure_port_free(host: str, port: int, timeout_s: float = 0.5) -> None:
 
     A Serve app left behind by an earlier run (its Ray daemons outlive a killed driver) keeps port 8000; a
     new local Ray then starts beside it, its proxy never gets the port, and every request reaches the old
-    app: a 404 for the new model after minutes of waiting (seen on the lent H100). Connecting is the test,
+    app: a 404 for the new model after minutes of waiting (seen on an H100). Connecting is the test,
     not binding: in that run the new proxy reported "Proxy starting ... (HTTP port: 8000)" while the old
     one still answered there.
     """
