@@ -10,6 +10,7 @@ end every Ray of the machine).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import os
@@ -204,3 +205,54 @@ def one_machine_cluster(setup: NodeSetup, workers: Sequence[WorkerNode], **kwarg
     """The cluster's address while it runs."""
     with OneMachineCluster(setup, workers, **kwargs) as cluster:  # type: ignore[arg-type]
         yield cluster.address
+
+
+# ---------------------------------------------------------------- the tool
+
+
+def add_cli_args(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Start a real Ray cluster on this machine from the node setup `coldstart serve MODEL EXPERIMENT` prints "
+        "(a head raylet with no CPU or GPU for tasks, worker raylets with their own), run COMMAND with {address} "
+        "replaced by the cluster's address, then stop the cluster."
+    )
+    parser.add_argument("model", help="the model whose node setup the nodes get")
+    parser.add_argument("experiment", help="the experiment whose node setup the nodes get")
+    parser.add_argument("--worker-cpus", type=int, default=8, help="logical CPUs of each worker raylet")
+    parser.add_argument("--worker-gpus", type=int, default=0, help="GPUs of each worker raylet")
+    parser.add_argument("--workers", type=int, default=1, help="how many worker raylets")
+    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="after --: the command to run ({address})")
+
+
+def main(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        print("error: give the command to run after --", file=sys.stderr)
+        return 2
+    if args.workers < 1 or args.worker_cpus < 1 or args.worker_gpus < 0:
+        print("error: --workers and --worker-cpus must be at least 1, --worker-gpus at least 0", file=sys.stderr)
+        return 2
+    serve = ["serve", args.model, args.experiment, "--device", args.device, "--node-setup", "json"]
+    printed = subprocess.run(
+        [sys.executable, "-m", "coldstart", *serve],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if printed.returncode != 0 or not printed.stdout.strip().startswith("{"):
+        print(f"error: no node setup for {args.model} {args.experiment}: {printed.stderr[-2000:]}", file=sys.stderr)
+        return printed.returncode or 2
+    setup = NodeSetup.from_json(printed.stdout)
+    workers = [WorkerNode(num_cpus=args.worker_cpus, num_gpus=args.worker_gpus) for _ in range(args.workers)]
+    try:
+        with OneMachineCluster(setup, workers) as cluster:
+            print(f"one-machine cluster at {cluster.address}: head + {args.workers} worker(s)", flush=True)
+            return subprocess.run(
+                [part.replace("{address}", cluster.address) for part in command], check=False
+            ).returncode
+    except ClusterStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -67,6 +67,11 @@ class Matrix:
     scenarios: tuple[str, ...] = ("single",)  # registry.SCENARIOS: each experiment runs under each
     capture: bool = False  # the runs fill a compile cache: their miss is the point (the matrix's --capture)
     service_args: tuple[str, ...] = ()  # after `--`: passed to every service.py
+    # Through a real Ray cluster on this machine instead of the lab's own local Ray: a head raylet with no CPU
+    # or GPU for tasks plus one worker raylet with these CPUs and GPUs, started from the node setup the lab
+    # prints for the first (model, experiment) (`coldstart one-machine-cluster`). None: the local Ray.
+    cluster_worker_cpus: int | None = None
+    cluster_worker_gpus: int = 0
 
 
 @dataclass(frozen=True)
