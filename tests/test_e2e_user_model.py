@@ -25,9 +25,10 @@ STOP_GRACE_S = 90.0
 LINGER_S = 30.0  # a worker may take a moment to exit after service.py shut Ray down
 
 
-def _session_processes(sid: int) -> list[str]:
-    """Processes still in the service's session: Ray's and vLLM's children stay in it (Ray's setpgrp makes
-    process groups, not sessions). Unlike a search by name, it ignores Ray clusters others run on the box."""
+def _processes_with_sid(sid: int) -> list[str]:
+    """Processes whose SID (ps) is the service's: start_new_session made it the leader, and Ray's and vLLM's
+    children keep its SID (Ray's setpgrp only makes process groups). Unlike a search by name, this ignores a
+    Ray cluster someone else runs on the same machine."""
     out = subprocess.run(["ps", "-eo", "pid=,sid=,args="], capture_output=True, text=True, check=True).stdout
     return [line.strip() for line in out.splitlines() if line.split(None, 2)[1] == str(sid)]
 
@@ -91,7 +92,7 @@ def test_fast_serves_a_local_folder_built_from_a_config_json(lab, tmp_path):  # 
     assert said["replica_node_init_start"]["worker_preloaded"] is True
     assert said["engine_core_forked"]["vllm_imported"] is True
     deadline = time.monotonic() + LINGER_S
-    while (left := _session_processes(proc.pid)) and time.monotonic() < deadline:
+    while (left := _processes_with_sid(proc.pid)) and time.monotonic() < deadline:
         time.sleep(1.0)
     assert left == [], "Ray or vLLM processes outlived the service"
     print(f"user model {name}: fast, first token after {client['ttft_s']:.2f} s: {client['first_text']!r}")
