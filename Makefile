@@ -20,7 +20,8 @@ setup:
 # The checkpoint and its staged copy are kept (a second demo reuses them). Between the runs the matrix clears
 # only the lab's own engine caches and model copies, never the user's Hugging Face or pip caches. `fast`
 # restores a torch.compile cache from the store when one was published for its config; a first demo has none,
-# and its row says so (the audit's compile-cache miss).
+# so `fast` compiles, and `compare` says so under the table (its cache audit fails). About 14 min on a busy
+# 2-core CPU box (the two cold starts about 10 of them, the tables and graphs 1.5).
 demo: setup
 	$(PY) -m coldstart checkpoint tiny
 	$(PY) -m coldstart stage put tiny

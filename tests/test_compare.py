@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from coldstart.analysis import compare
-from coldstart.analysis.results import ResultRow, append_row
+from coldstart.analysis.results import Audit, ResultRow, append_row
 from coldstart.analysis.timeline import CATEGORY
 
 
@@ -69,6 +69,14 @@ def test_later_runs_are_compared_with_the_first() -> None:
     assert compare.speedup_lines([BASELINE, slower])[0].endswith("(2.00x slower)")
     failed = _row("fast", None, {}, status="failed", error="engine died")
     assert compare.speedup_lines([BASELINE, failed]) == []
+
+
+def test_a_run_whose_cache_audit_failed_is_named() -> None:
+    missed = Audit(compile_cache_restore_status="DOES_NOT_EXIST", expected_compile_cache_hit=True, passed=False)
+    rows = [BASELINE, _row("fast", 56.0, {}, audit=missed), _row("fast", 9.0, {}, audit=Audit(passed=True))]
+    assert compare.audit_notes(rows) == [
+        "note: fast (r-fast): cache audit failed; expected a compile-cache hit: True, restore: DOES_NOT_EXIST"
+    ]
 
 
 def _main(results: Path, campaign: str) -> int:

@@ -65,6 +65,17 @@ def speedup_lines(rows: Sequence[ResultRow]) -> list[str]:
     return out
 
 
+def audit_notes(rows: Sequence[ResultRow]) -> list[str]:
+    """A line per run whose cache audit failed: its compile time is not what its experiment promises (a
+    first ``make demo`` runs ``fast`` before any compile cache was published for it)."""
+    return [
+        f"note: {r.experiment} ({r.run_id}): cache audit failed; expected a compile-cache hit: "
+        f"{r.audit.expected_compile_cache_hit}, restore: {r.audit.compile_cache_restore_status or 'none'}"
+        for r in rows
+        if r.audit is not None and r.audit.passed is False
+    ]
+
+
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--campaign", required=True, help="the campaign whose runs to show (matrix --campaign)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the matrix runner's results.jsonl")
@@ -81,7 +92,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     print(f"campaign {args.campaign}: TTFT and its phases in seconds (the phases add up to ttft_s)")
     print(compare(rows).render())
-    for line in speedup_lines(rows):
+    for line in (*speedup_lines(rows), *audit_notes(rows)):
         print(line)
     for r in rows:
         if r.status is not RunStatus.OK:
