@@ -110,7 +110,8 @@ SCENARIOS: Mapping[str, Scenario] = frozen(
             Scenario("single", "one request at a deployment at zero replicas, then once more at the running replica"),
             _BURST,
             # One replica per GPU, as a user would first configure it. Serve starts one replica from zero and the
-            # second only once the first runs (campaign 2026-11-30-h200x2: after the burst was served), so nothing starts together.
+            # second only once the first runs (campaign 2026-11-30-h200x2: after the burst was served), so nothing
+            # starts together.
             _BURST_REPLICAS,
             # Both replicas from zero at once: they share the disk, the CPUs and the imports while they start.
             dataclasses.replace(
