@@ -7,7 +7,9 @@ innermost Ray/vLLM prefix (``(EngineCore pid=N)``, ``(pid=N)``), a vLLM line by 
 (``INFO 11-29 15:44:27 [core.py:114]``), and "after the request" by place in the log (the tee writes lines
 in arrival order): after Serve's "Upscaling ... from 0" line, the decision only a request triggers (or the
 client's ``client_send`` event where the client shares the log). A prestarted worker that said
-``worker_preloaded`` before that point began before the request, whatever it prints later.
+``worker_preloaded`` before that point began before the request, whatever it prints later; so did one the
+fast path's wait named idle and preloaded before it (``prestart_wait_end``: on a cluster, prestarted workers'
+own lines reach no job's log).
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ def vllm_processes(log_text: str) -> list[VllmProcess]:
                     continue
                 if e.get("event") == "worker_preloaded" and not sent:
                     preloaded.add(pid)
+            for e in iter_events([raw]):
+                # On a cluster the workers a raylet prestarted reach no job's log with their own
+                # ``worker_preloaded``; the wait before the request names them (by pid, per node) instead.
+                if e.get("event") == "prestart_wait_end" and not sent:
+                    for node in e.get("nodes") or ():
+                        preloaded.update(p for p in node.get("idle_preloaded") or () if isinstance(p, int))
                 # The harness's own events name processes that print no vLLM line (Ray LLM's node-init task).
                 if pid not in first:
                     first[pid] = VllmProcess(pid, f"event {e['event']}", no, sent and pid not in preloaded)

@@ -86,8 +86,14 @@ class ControllerLogFollower:
         self._poll_s = poll_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="coldstart-controller-log", daemon=True)
+        self._offsets: dict[str, int] = {}
 
     def __enter__(self) -> ControllerLogFollower:
+        # Only what is written from now on: on a cluster the session (and an earlier controller's log, with its
+        # "from 0" decisions) outlives each run, and an old decision read as this run's would misplace the request.
+        for path in glob.glob(self._pattern):
+            with contextlib.suppress(OSError):
+                self._offsets[path] = os.path.getsize(path)
         self._thread.start()
         return self
 
@@ -96,7 +102,7 @@ class ControllerLogFollower:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        offsets: dict[str, int] = {}
+        offsets = self._offsets
         while True:
             stopping = self._stop.is_set()
             for path in sorted(glob.glob(self._pattern)):
