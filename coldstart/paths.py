@@ -134,3 +134,24 @@ def output_root(env: Mapping[str, str] = os.environ) -> Path:
 
 def run_log_path(model: str, experiment: str, run_id: str, env: Mapping[str, str] = os.environ) -> Path:
     return output_root(env) / model / experiment / f"{check_run_id(run_id)}.log"
+
+
+def plans_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """Campaign plans (``campaigns/*.yaml``): source files, so the checkout's; the lab's without one."""
+    return (source_checkout() or lab_dir(env)) / "campaigns"
+
+
+def lab_relative(path: Path, env: Mapping[str, str] = os.environ) -> str:
+    """How a result row stores a path: relative to the lab when inside it (the rows stay valid in a clone or a
+    copy of the lab), else absolute."""
+    lab = lab_dir(env)
+    # As written first, then with symlinks resolved: a lab reached through a link (/tmp on macOS) still counts.
+    for inside, root in ((Path(os.path.abspath(path)), Path(os.path.abspath(lab))), (path.resolve(), lab.resolve())):
+        if inside.is_relative_to(root):
+            return str(inside.relative_to(root))
+    return os.path.abspath(path)
+
+
+def in_lab(stored: str | Path, env: Mapping[str, str] = os.environ) -> Path:
+    """A path as a result row stores it (``lab_relative``), back as a file path: a relative one is in the lab."""
+    return lab_dir(env) / stored  # an absolute ``stored`` stays itself

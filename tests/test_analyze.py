@@ -532,14 +532,16 @@ def test_ladder_orders_rungs_bottom_to_top_and_names_the_lever_each_adds(tmp_pat
 
 @pytest.fixture
 def repo_with_two_sources(tmp_path: Path, monkeypatch) -> Path:
-    """A checkout (cwd) with its own run tree and a capture folder beside it, as ``make demo`` sees the
-    project's ``experiment_terminal_output`` and ``../shared/fixtures/ancestor-logs``."""
+    """A checkout (the lab, and the working directory the --logs are typed from) with its own run tree and a
+    capture folder beside it, as ``make demo`` sees the project's ``experiment_terminal_output`` and
+    ``../shared/fixtures/ancestor-logs``."""
     repo = tmp_path / "repo"
     _copy_run(H100_TINY, repo / "experiment_terminal_output")
     captures = tmp_path / "shared" / "captures"
     captures.mkdir(parents=True)
     shutil.copy(H100_TINY.with_suffix(".log"), captures / "llama70b-s3-runai-sharded.txt")
     monkeypatch.chdir(repo)
+    monkeypatch.setenv("COLDSTART_LAB", str(repo))
     return repo
 
 

@@ -81,11 +81,12 @@ def opt(argv: list[str], name: str) -> str:
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A checkout with an empty results file; the lab's home under tmp_path."""
+    """A checkout (the lab, and the working directory) with an empty results file; the lab's home under tmp_path."""
     root = tmp_path / "repo"
     (root / "results").mkdir(parents=True)
     (root / "results" / "results.jsonl").write_text("")
     monkeypatch.chdir(root)
+    monkeypatch.setenv("COLDSTART_LAB", str(root))
     monkeypatch.setenv("COLDSTART_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("COLDSTART_STORE", raising=False)
     monkeypatch.delenv("VLLM_CACHE_ROOT", raising=False)
@@ -113,7 +114,7 @@ def make(
         python=PY,
         clock=clock,
         sleep=lambda s: None,
-        environ={"COLDSTART_HOME": str(repo / "home")},
+        environ={"COLDSTART_HOME": str(repo / "home"), "COLDSTART_LAB": str(repo / "repo")},
         **kw,
     )
 

@@ -1,8 +1,13 @@
-"""Where the lab writes: run ids are one safe path segment."""
+"""Where the lab writes: run ids are one safe path segment; records go to the lab, never the working directory."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +88,63 @@ def test_the_tests_themselves_write_no_record_into_the_checkout() -> None:
     checkout = Path(__file__).resolve().parents[1]
     assert not paths.output_root().is_relative_to(checkout)
     assert not paths.results_file().is_relative_to(checkout)
+
+
+def test_a_row_path_is_relative_to_the_lab_whichever_folder_the_runner_started_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coldstart import paths
+
+    env = {"COLDSTART_LAB": str(tmp_path / "lab")}
+    log = paths.run_log_path("tiny", "fast", "r1", env)
+    for cwd in (tmp_path, tmp_path / "lab"):  # elsewhere, and the lab itself: the same stored path
+        cwd.mkdir(exist_ok=True)
+        monkeypatch.chdir(cwd)
+        assert paths.lab_relative(log, env) == "experiment_terminal_output/tiny/fast/r1.log"
+    assert paths.in_lab("experiment_terminal_output/tiny/fast/r1.log", env) == log
+    # A log outside the lab (COLDSTART_OUTPUT elsewhere) keeps its absolute path, and reads back as itself.
+    outside = tmp_path / "out" / "r2.log"
+    assert paths.lab_relative(outside, env) == str(outside)
+    assert paths.in_lab(str(outside), env) == outside
+
+
+_ANALYSIS_RUN = Path(__file__).resolve().parents[1] / "experiment_terminal_output" / "tiny" / "baseline"
+
+
+@pytest.mark.parametrize(
+    ("tool", "writes"),
+    [
+        (["-m", "coldstart", "configs"], ["experiments/tiny/fast.yaml"]),
+        (["-m", "analysis"], ["results/summary.md", "results/analysis_sources.json", "graphs/comparison.png"]),
+    ],
+)
+def test_a_tool_started_in_another_folder_writes_into_the_lab_and_nothing_there(
+    tool: list[str], writes: list[str], tmp_path: Path
+) -> None:
+    if tool[-1] == "analysis":
+        pytest.importorskip("pandas")
+        pytest.importorskip("matplotlib")
+    lab, elsewhere = tmp_path / "lab", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # One real run in the lab's log tree: what `python -m analysis` reads without --logs.
+    runs = lab / "experiment_terminal_output" / "tiny" / "baseline"
+    runs.mkdir(parents=True)
+    for suffix in (".log", ".client.json"):
+        shutil.copy((_ANALYSIS_RUN / "20261122T185844Z-5722").with_suffix(suffix), runs)
+    proc = subprocess.run(
+        [sys.executable, *tool],
+        cwd=elsewhere,
+        env={**os.environ, "COLDSTART_LAB": str(lab), "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(elsewhere.iterdir()) == [], "nothing may land in the folder the tool was started from"
+    for rel in writes:
+        assert (lab / rel).is_file(), rel
+    if tool[-1] == "analysis":
+        # The default log folder is recorded relative to the lab, as it always was in the checkout.
+        record = json.loads((lab / "results" / "analysis_sources.json").read_text())
+        assert record == {"logs": ["experiment_terminal_output"]}

@@ -102,7 +102,8 @@ def test_fast_path_restores_in_the_replica() -> None:
 def test_write_trace_and_cli(tmp_path: Path) -> None:
     out = tmp_path / "x.trace.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "analysis", "trace", FAST, "--out", str(out)],
+        # The checkout's rows: a row's relative log path is found in the lab that holds its results file.
+        [sys.executable, "-m", "analysis", "trace", FAST, "--out", str(out), "--results", str(RESULTS)],
         cwd=REPO,
         capture_output=True,
         text=True,

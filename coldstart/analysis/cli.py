@@ -17,10 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from coldstart import paths
 from coldstart.analysis import scenarios
 from coldstart.analysis.collect import (
-    DEFAULT_LOGS,
-    DEFAULT_TABLES,
     SOURCES_FILE,
     SUPERSEDED_FILE,
     collect,
@@ -31,8 +30,8 @@ from coldstart.analysis.collect import (
     record_sources,
 )
 from coldstart.analysis.parse import explain
-from coldstart.analysis.plots import DEFAULT_GRAPHS, render_all
-from coldstart.analysis.results import DEFAULT_RESULTS, SchemaError
+from coldstart.analysis.plots import render_all
+from coldstart.analysis.results import SchemaError
 from coldstart.analysis.scenario_report import (
     print_scenarios,
     render_scenarios,
@@ -58,11 +57,17 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="run trees (<model>/<experiment>/<run_id>.log) or flat folders of captures; recorded in "
         f"<out-tables>/{SOURCES_FILE}, which a later run without --logs reads "
-        f"(default when nothing is recorded: {DEFAULT_LOGS})",
+        f"(default when nothing is recorded: {paths.output_root()})",
     )
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the matrix runner's results.jsonl")
-    parser.add_argument("--out-graphs", type=Path, default=DEFAULT_GRAPHS)
-    parser.add_argument("--out-tables", type=Path, default=DEFAULT_TABLES)
+    # The lab's folders (paths.lab_dir), read when the parser is built: never the working directory.
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=paths.results_file(),
+        help="the matrix runner's results.jsonl (default: %(default)s)",
+    )
+    parser.add_argument("--out-graphs", type=Path, default=paths.graphs_dir(), help="default: %(default)s")
+    parser.add_argument("--out-tables", type=Path, default=paths.tables_dir(), help="default: %(default)s")
     parser.add_argument(
         "--explain",
         nargs="+",
@@ -102,7 +107,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"error: cannot read the recorded log sources: {exc}; fix it, or pass --logs", file=sys.stderr)
             return 2
         recorded = loaded is not None
-        args.logs = loaded if loaded is not None else [DEFAULT_LOGS]
+        args.logs = loaded if loaded is not None else [paths.output_root()]
         if recorded:
             print(f"logs: {', '.join(map(str, args.logs))} (recorded in {sources_file}; --logs replaces them)")
     for d in args.logs:

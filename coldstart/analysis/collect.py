@@ -19,15 +19,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from coldstart import paths
 from coldstart.analysis.ancestor_logs import ANCESTOR_SOURCE, is_ancestor_capture
 from coldstart.analysis.placement import ray_placement
-from coldstart.analysis.results import DEFAULT_RESULTS, ClientResult, ResultRow, RunStatus, SchemaError, load_rows
+from coldstart.analysis.results import ClientResult, ResultRow, RunStatus, SchemaError, load_rows
 from coldstart.analysis.serve_log import replica_spans
 from coldstart.analysis.timeline import summarize_run
 from coldstart.registry import MODELS
-
-DEFAULT_LOGS = Path("experiment_terminal_output")
-DEFAULT_TABLES = Path("results")
 
 LOG_SUFFIXES = (".log", ".txt")
 LOG_ONLY = RunStatus.LOG_ONLY  # a run with no client result (a capture, or a client that never wrote one)
@@ -95,9 +93,11 @@ SOURCES_FILE = "analysis_sources.json"
 
 def _stored_path(path: Path, base: Path) -> str:
     # A path the user typed relative (``../shared/fixtures/ancestor-logs``) is stored relative to the folder
-    # that holds the results folder (the repo root), so the record holds in any checkout beside the same
-    # fixtures; an absolute one stays absolute, as typed.
-    if path.is_absolute():
+    # that holds the results folder (the lab), so the record holds in any checkout beside the same fixtures;
+    # so is an absolute one written under that folder: the default logs (``paths.output_root()``) and what
+    # ``load_sources`` read back (``<lab>/../shared/...``: compared as written, '..' unfolded). Any other
+    # absolute one stays absolute, as typed.
+    if path.is_absolute() and not path.is_relative_to(base.absolute()):
         return path.as_posix()
     return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(base))).as_posix()
 
@@ -274,13 +274,18 @@ def merge_rows(log_runs: Sequence[Run], result_runs: Sequence[Run]) -> list[Run]
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
     """``--results`` and ``--logs`` for the tools that read runs the way ``python -m analysis`` does."""
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the matrix runner's results.jsonl")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=paths.results_file(),
+        help="the matrix runner's results.jsonl (default: %(default)s)",
+    )
     parser.add_argument(
         "--logs",
         nargs="+",
         type=Path,
         default=None,
-        help=f"log sources (default: those recorded in {DEFAULT_TABLES}/{SOURCES_FILE}, as `python -m analysis`)",
+        help=f"log sources (default: those recorded in {paths.tables_dir() / SOURCES_FILE}, as `python -m analysis`)",
     )
 
 
@@ -288,7 +293,8 @@ def load_runs(results_path: Path, logs: Sequence[Path] | None) -> tuple[list[Run
     """The runs ``python -m analysis`` would see (the results file merged with the logs; the recorded sources
     when ``logs`` is None) and the superseded ones. Raises OSError, SchemaError or ValueError for a source it
     cannot read."""
-    sources = list(logs) if logs is not None else (load_sources(DEFAULT_TABLES / SOURCES_FILE) or [DEFAULT_LOGS])
+    recorded = load_sources(paths.tables_dir() / SOURCES_FILE) if logs is None else None
+    sources = list(logs) if logs is not None else (recorded or [paths.output_root()])
     results = load_results(results_path)
     superseded = load_superseded(results_path.parent / SUPERSEDED_FILE)
     clients = {r.row.run_id: r.row.client for r in results if r.row.client and r.row.client.t_send_epoch is not None}

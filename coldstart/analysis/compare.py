@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from coldstart.analysis.results import DEFAULT_RESULTS, ResultRow, RunStatus, SchemaError, load_rows
+from coldstart import paths
+from coldstart.analysis.results import ResultRow, RunStatus, SchemaError, load_rows
 from coldstart.analysis.tables import category_seconds, fmt_seconds
 from coldstart.analysis.timeline import CATEGORIES
 
@@ -78,7 +79,12 @@ def audit_notes(rows: Sequence[ResultRow]) -> list[str]:
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--campaign", required=True, help="the campaign whose runs to show (matrix --campaign)")
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="the matrix runner's results.jsonl")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=paths.results_file(),
+        help="the matrix runner's results.jsonl (default: %(default)s)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

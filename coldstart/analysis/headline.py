@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coldstart import paths
 from coldstart.analysis.collect import SUPERSEDED_FILE, Run, Source, load_superseded
-from coldstart.analysis.results import DEFAULT_RESULTS, Audit, ResultRow, RunStatus, SchemaError, load_rows
+from coldstart.analysis.results import Audit, ResultRow, RunStatus, SchemaError, load_rows
 from coldstart.analysis.tables import (
     SINGLE,
     audit_passed,
@@ -229,8 +230,9 @@ def render_markdown(rows: Sequence[HeadlineRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def headline_markdown(results: Path = DEFAULT_RESULTS, figures: Path | None = None) -> str:
-    """The headline table of a results file (and the superseded runs listed beside it)."""
+def headline_markdown(results: Path | None = None, figures: Path | None = None) -> str:
+    """The headline table of a results file (default: the lab's) and the superseded runs listed beside it."""
+    results = results or paths.results_file()
     rows = load_rows(results)
     superseded = load_superseded(results.parent / SUPERSEDED_FILE)
     return render_markdown(headline_rows(rows, load_ancestor_figures(figures), superseded))
@@ -241,7 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m coldstart.analysis.headline",
         description="Print the headline table (the seeds' figures beside our medians) as markdown.",
     )
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results file (JSONL)")
+    parser.add_argument(
+        "--results", type=Path, default=paths.results_file(), help="results file (default: %(default)s)"
+    )
     parser.add_argument("--figures", type=Path, default=None, help="the seeds' figures (default: the packaged copy)")
     args = parser.parse_args(argv)
     try:

@@ -33,8 +33,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-DEFAULT_GRAPHS = Path("graphs")
-
 
 def new_figure(width_in: float, height_in: float) -> Figure:
     # A bare Figure (no pyplot): no global state, no GUI backend, freed when dropped.

@@ -22,11 +22,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from coldstart import paths
 from coldstart.analysis import scenarios
 from coldstart.analysis.ancestor_logs import ancestor_facts
 from coldstart.analysis.collect import Run, Source, add_source_args, cli_runs
 from coldstart.analysis.headline import FIGURES_PATH_IN_REPO, HEAD, HeadlineRow, headline_rows, load_ancestor_figures
-from coldstart.analysis.plots import DEFAULT_GRAPHS, ladder_stem, slug
+from coldstart.analysis.plots import ladder_stem, slug
 from coldstart.analysis.results import ResultRow
 from coldstart.analysis.scenario_report import scenario_summaries
 from coldstart.analysis.tables import (
@@ -43,7 +44,6 @@ from coldstart.analysis.trace import client_of, write_trace
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_OUT = Path("report")  # committed with the tables and graphs it shows; regenerated on demand
 # The graphs a reader wants first; the per-run timeline PNGs are linked from each run instead.
 GRAPH_PATTERNS = ("comparison.png", "ttft_spread.png", "ladder_*.png", "phases_*.png")
 INLINE_GRAPHS = "ladder_*.png"  # shown on the page; the others are one click away
@@ -79,11 +79,12 @@ def _rel(target: Path, out_dir: Path) -> str:
 
 
 def _resolve(path: str | None, bases: Sequence[Path]) -> Path | None:
-    """A row's path as written (relative to the checkout it ran in), found from here or from the checkout."""
+    """A row's path as written (relative to the lab it ran in), found under one of ``bases``; never looked
+    up from the working directory."""
     if not path:
         return None
     p = Path(path)
-    for candidate in (p, *(b / p for b in bases)) if not p.is_absolute() else (p,):
+    for candidate in (b / p for b in bases) if not p.is_absolute() else (p,):
         if candidate.is_file():
             return candidate
     return None
@@ -265,10 +266,13 @@ def build_report(
     out_dir: Path,
     runs: Sequence[Run],
     superseded: Mapping[str, str] | None = None,
-    graphs_dir: Path = DEFAULT_GRAPHS,
+    graphs_dir: Path | None = None,
     bases: Sequence[Path] = (),
 ) -> Path:
-    """Write ``<out_dir>/index.html`` (and ``traces/``) for these runs; returns the HTML's path."""
+    """Write ``<out_dir>/index.html`` (and ``traces/``) for these runs; returns the HTML's path. The graphs
+    default to the lab's; a row's relative log path is looked up under ``bases``, then in the lab."""
+    graphs_dir = graphs_dir or paths.graphs_dir()
+    bases = [*bases, paths.lab_dir()]
     out_dir.mkdir(parents=True, exist_ok=True)
     table = run_table(runs, superseded)
     medians = median_table(table)
@@ -328,9 +332,15 @@ def build_report(
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"the report folder (default: {DEFAULT_OUT}/)")
+    # The report is committed with the tables and graphs it shows; regenerated on demand.
+    parser.add_argument("--out", type=Path, default=paths.report_dir(), help="the report folder (default: %(default)s)")
     add_source_args(parser)
-    parser.add_argument("--graphs", type=Path, default=DEFAULT_GRAPHS, help="where `python -m analysis` wrote them")
+    parser.add_argument(
+        "--graphs",
+        type=Path,
+        default=paths.graphs_dir(),
+        help="where `python -m analysis` wrote them (default: %(default)s)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:

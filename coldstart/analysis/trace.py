@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coldstart import paths
 from coldstart.analysis.events import MARKER, iter_events
 from coldstart.analysis.parse import LogLine, parse_lines
-from coldstart.analysis.results import DEFAULT_RESULTS, ClientResult, ResultRow, load_rows
+from coldstart.analysis.results import ClientResult, ResultRow, load_rows
 from coldstart.analysis.timeline import (
     CATEGORY,
     RESTORE_SEGMENT,
@@ -36,8 +37,6 @@ from coldstart.analysis.timeline import (
     detect_clock,
 )
 
-DEFAULT_LOGS = Path("experiment_terminal_output")
-DEFAULT_OUT_DIR = Path("graphs")  # graphs/*.trace.json is gitignored: regenerated, like the timeline PNGs
 _US_PER_S = 1_000_000.0
 # Synthetic pids for tracks that are no OS process (the client, a category fallback): above any Linux pid
 # (pid_max is at most 2**22), so they never collide with a real one.
@@ -301,11 +300,12 @@ def _span(
 # Finding a run's log
 
 
-def find_log(run_id: str, rows: Sequence[ResultRow], logs_root: Path = DEFAULT_LOGS) -> Path | None:
-    """The run's log: its row's ``log_path``, else ``<logs_root>/<model>/<experiment>/<run_id>.log``."""
+def find_log(run_id: str, rows: Sequence[ResultRow], logs_root: Path, lab: Path | None = None) -> Path | None:
+    """The run's log: its row's ``log_path`` (a relative one is in ``lab``, default the lab's folder), else
+    ``<logs_root>/<model>/<experiment>/<run_id>.log``."""
     row = next((r for r in rows if r.run_id == run_id), None)
-    if row is not None and row.log_path and Path(row.log_path).is_file():
-        return Path(row.log_path)
+    if row is not None and row.log_path and (stored := (lab or paths.lab_dir()) / row.log_path).is_file():
+        return stored
     if row is not None and (p := logs_root / row.model / row.experiment / f"{run_id}.log").is_file():
         return p
     return next(iter(sorted(logs_root.glob(f"*/*/{run_id}.log"))), None) if logs_root.is_dir() else None
@@ -328,19 +328,26 @@ def write_trace(log: Path, out: Path, client: ClientResult | None, run_id: str) 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_id", help="the run's id (results.jsonl run_id, or a log's file stem)")
-    parser.add_argument("--out", type=Path, default=None, help=f"default: {DEFAULT_OUT_DIR}/<run_id>.trace.json")
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument("--logs", type=Path, default=DEFAULT_LOGS, help="run tree: <model>/<experiment>/<run>.log")
+    # graphs/*.trace.json is gitignored: regenerated, like the timeline PNGs.
+    parser.add_argument("--out", type=Path, default=None, help=f"default: {paths.graphs_dir()}/<run_id>.trace.json")
+    parser.add_argument("--results", type=Path, default=paths.results_file(), help="default: %(default)s")
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        default=paths.output_root(),
+        help="run tree: <model>/<experiment>/<run>.log (default: %(default)s)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     rows = load_rows(args.results)
-    log = find_log(args.run_id, rows, args.logs)
+    # A row's relative log path is relative to the lab that holds its results file (results/results.jsonl).
+    log = find_log(args.run_id, rows, args.logs, lab=args.results.parent.parent)
     if log is None:
         print(f"error: no log for run {args.run_id} (not in {args.results}, nor under {args.logs})", file=sys.stderr)
         return 2
     row = next((r for r in rows if r.run_id == args.run_id), None)
-    out = args.out or DEFAULT_OUT_DIR / f"{args.run_id}.trace.json"
+    out = args.out or paths.graphs_dir() / f"{args.run_id}.trace.json"
     write_trace(log, out, client_of(log, row), args.run_id)
     print(f"wrote {out} (open it in https://ui.perfetto.dev or chrome://tracing)")
     return 0

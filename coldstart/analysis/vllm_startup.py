@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from coldstart import paths
 from coldstart.analysis.collect import add_source_args, cli_runs
 from coldstart.analysis.plots import slug
 from coldstart.analysis.tables import device_label, run_table, usable
@@ -34,7 +35,6 @@ from coldstart.registry import EXPERIMENTS
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_OUT = Path("report") / "vllm-startup"  # gitignored with the report
 PERCENTAGES = (10, 25, 50, 75, 90, 99)  # vLLM's benchmarks/startup.py
 # engine_start -> engine_ready: the segments LLM.from_engine_args spans (config to a ready engine).
 ENGINE_SEGMENTS = (
@@ -111,7 +111,8 @@ def write_startup_json(results: Mapping[tuple[str, str, str, str], dict[str, Any
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"default: {DEFAULT_OUT}/")
+    # Beside the report, and gitignored with it.
+    parser.add_argument("--out", type=Path, default=paths.report_dir() / "vllm-startup", help="default: %(default)s")
     add_source_args(parser)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from coldstart import paths
 from coldstart.fastpath.node_setup import NodeSetup, node_cache_env
 from coldstart.lab.llm_config import (
     CALLBACK_CLASS,
@@ -152,7 +153,7 @@ def write_node_setup(folder: Path, exp_name: str, setup: NodeSetup, serve_config
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", default="s3://YOUR-BUCKET/coldstart", help="the store URL the configs name")
-    parser.add_argument("--out", type=Path, default=Path("experiments"))
+    parser.add_argument("--out", type=Path, default=paths.experiments_dir(), help="default: %(default)s")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -19,7 +19,8 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from coldstart.analysis.results import DEFAULT_RESULTS, SchemaError, append_row, load_rows, parse_rows
+from coldstart import paths
+from coldstart.analysis.results import SchemaError, append_row, load_rows, parse_rows
 
 ARCHIVE_RESULTS = "results/results.jsonl"
 ARCHIVE_LOGS = "experiment_terminal_output"
@@ -60,8 +61,10 @@ def _read_archive(archive: Path) -> dict[PurePosixPath, bytes]:
         raise NotARunArchive(f"cannot read {archive}: {e}") from e
 
 
-def import_archive(archive: Path, results_path: Path = DEFAULT_RESULTS, dest_root: Path = Path(".")) -> ImportReport:
-    """Append the archive's new rows to ``results_path`` and copy their files under ``dest_root``."""
+def import_archive(archive: Path, results_path: Path, dest_root: Path | None = None) -> ImportReport:
+    """Append the archive's new rows to ``results_path`` and copy their files under ``dest_root`` (default: the
+    lab's folder, where the rows' relative log paths point)."""
+    dest_root = dest_root or paths.lab_dir()
     files = _read_archive(archive)
     results_text = files.get(PurePosixPath(ARCHIVE_RESULTS))
     if results_text is None:
@@ -122,7 +125,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "archives", nargs="+", type=Path, help="run archives (.tgz of results/ and experiment_terminal_output/)"
     )
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help=f"default {DEFAULT_RESULTS}")
+    parser.add_argument("--results", type=Path, default=paths.results_file(), help="default: %(default)s")
 
 
 def main(args: argparse.Namespace) -> int:

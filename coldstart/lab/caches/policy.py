@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from coldstart import paths
 from coldstart.lab.caches.roots import CacheRoot, OutsideCacheRootError, home_folder, temp_folder
 
 # A root inside one of these, or holding one, would clear part of the system.
@@ -21,8 +22,9 @@ _SHARED_TOPS = tuple(
     for p in ("/var", "/var/tmp", "/opt", "/srv", "/home", "/root", "/mnt", "/media", "/run", "/snap", "/tmp", "/data")
 )
 _TEMP_TOPS = (Path("/tmp"), Path("/var/tmp"))
-# The checkout this code runs from: a root in it (or holding it) would clear the project itself.
-REPO_ROOT = Path(__file__).resolve().parents[3]
+# The checkout this code runs from (paths.source_checkout): a root in it (or holding it) would clear the project
+# itself. An installed wheel has none; the site-packages folder it sits in is as much off limits.
+REPO_ROOT = paths.source_checkout() or Path(paths.__file__).resolve().parent.parent
 
 
 def is_within(path: Path, parent: Path) -> bool:

@@ -14,21 +14,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from coldstart import paths
-from coldstart.analysis.results import DEFAULT_RESULTS, nvidia_gpus
+from coldstart.analysis.results import nvidia_gpus
 from coldstart.lab.campaign.executor import DryRunExecutor, Executor, SubprocessExecutor
 from coldstart.lab.campaign.outdir import CampaignState, OutDir, StateError
 from coldstart.lab.campaign.plan import Plan, PlanError, load_plan
 from coldstart.lab.campaign.steps import Campaign
 from coldstart.lab.campaign_names import campaign_name, hardware, hardware_of
 
-PLANS_DIR = Path("campaigns")
-
 
 def plan_path(given: Path) -> Path:
-    """The plan file: ``given`` as a path, else ``campaigns/<given>.yaml`` (``tiny-smoke`` for short)."""
+    """The plan file: ``given`` as a path, else ``<paths.plans_dir()>/<given>.yaml`` (``tiny-smoke`` for short,
+    found in the checkout's ``campaigns/`` from any working directory)."""
     if given.exists() or given.suffix:
         return given
-    return PLANS_DIR / f"{given}.yaml"
+    return paths.plans_dir() / f"{given}.yaml"
 
 
 def default_out(plan: Plan) -> Path:
@@ -103,8 +102,8 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed-results",
         type=Path,
-        default=DEFAULT_RESULTS,
-        help=f"a new campaign's results file starts as a copy of this one (default {DEFAULT_RESULTS}): time "
+        default=paths.results_file(),
+        help="a new campaign's results file starts as a copy of this one (default %(default)s): time "
         "estimates and answer checks read earlier runs",
     )
     parser.add_argument("--redo", action="store_true", help="run the steps an earlier run finished again")

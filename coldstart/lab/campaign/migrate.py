@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coldstart import paths
+
 RESULT_FILES = ("results/results.jsonl", "results/superseded.jsonl")
 
 
@@ -165,7 +167,12 @@ def apply(mapping: Mapping[str, Any], root: Path) -> Report:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m coldstart.lab.campaign.migrate", description=__doc__)
     parser.add_argument("mapping", type=Path)
-    parser.add_argument("--root", type=Path, default=Path("."), help="the checkout (default: here)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=paths.lab_dir(),
+        help="the lab whose results and logs to migrate (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     try:
         report = apply(json.loads(args.mapping.read_text()), args.root)

@@ -97,9 +97,9 @@ class OutDir:
         shutil.copyfile(seed, self.results)
         return True
 
-    def pack(self, campaign: str, root: Path = Path(".")) -> Packed:
+    def pack(self, campaign: str, root: Path) -> Packed:
         """Write ``runs.tgz``: the campaign's rows and the logs (and client sidecars) they name, found under
-        ``root`` (the matrix writes row paths relative to its working folder)."""
+        ``root``: the lab the matrix ran in (it writes row paths relative to it, ``paths.lab_relative``)."""
         rows = [r for r in load_rows(self.results) if r.campaign == campaign] if self.results.exists() else []
         lines = "".join(row.to_json() + "\n" for row in rows).encode()
         members: list[tuple[Path, str]] = []

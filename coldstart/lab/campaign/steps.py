@@ -68,6 +68,11 @@ class Campaign:
     def home(self) -> Path:
         return paths.coldstart_home({**self.environ, **self.plan.env})
 
+    @property
+    def lab(self) -> Path:
+        """The lab the steps' matrices write their logs into (the plan may move it): what ``pack`` reads."""
+        return paths.lab_dir({**self.environ, **self.plan.env})
+
     def checkpoint_dir(self, model: str) -> Path:
         """Where ``Checkpoint`` writes the model's synthetic checkpoint on this node (``Shard`` reads it)."""
         return self.home / "checkpoints" / model
@@ -239,7 +244,7 @@ class Campaign:
             self.executor.say(f"  pack: {self.out.archive} <- the rows of campaign {self.name} and their logs")
             return []
         try:
-            packed = self.out.pack(self.name)
+            packed = self.out.pack(self.name, self.lab)
         except (OSError, ValueError) as exc:  # ValueError: a results row this code cannot read
             return [f"pack {self.out.archive}: {exc}"]
         self.executor.say(f"  packed {packed.rows} row(s), {len(packed.logs)} file(s) into {self.out.archive}")

@@ -7,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from coldstart.analysis.results import DEFAULT_RESULTS, SchemaError, collect_provenance, load_rows, nvidia_gpus
+from coldstart import paths
+from coldstart.analysis.results import SchemaError, collect_provenance, load_rows, nvidia_gpus
 from coldstart.lab.campaign_names import campaign_name
 from coldstart.lab.client import positive_int, positive_seconds
 from coldstart.lab.matrix.budget import DEFAULT_RUN_OVERHEAD_S
@@ -40,7 +41,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
         help="a name that groups runs (resume works per campaign; default: <UTC date>-<gpu>x<count> of this "
         "node, e.g. 2026-11-29-h200x1)",
     )
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument("--results", type=Path, default=paths.results_file(), help="default: %(default)s")
     parser.add_argument("--no-clear", action="store_true", help="do not clear caches between runs (warm runs)")
     parser.add_argument(
         "--node-state",

@@ -67,7 +67,7 @@ def save_row(results_path: Path, row: ResultRow) -> None:
     except OSError as exc:
         failure = f"{type(exc).__name__}: {exc}"
     line = row.to_json() + "\n"
-    candidates = [Path(row.log_path).parent] if row.log_path else []
+    candidates = [paths.in_lab(row.log_path).parent] if row.log_path else []
     for folder in [*candidates, Path(tempfile.gettempdir())]:
         rescue = folder / f"{row.run_id}.row.jsonl"
         try:

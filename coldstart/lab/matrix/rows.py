@@ -159,10 +159,6 @@ def _measured_row(
 
 
 def _portable(path: Path | None) -> str | None:
-    """Row paths relative to the working directory when inside it, so rows stay valid in any clone."""
-    if path is None:
-        return None
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    """Row paths relative to the lab when inside it (``paths.in_lab`` reads them back), so rows stay valid in
+    any clone, whichever folder the runner was started from."""
+    return None if path is None else paths.lab_relative(path)

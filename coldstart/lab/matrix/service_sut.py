@@ -73,7 +73,9 @@ class ServiceSUT:
         self.ready_timeout_s = ready_timeout_s
         self.client_timeout_s = client_timeout_s
         self.python = python
-        self.workdir = workdir or Path.cwd()
+        # Where service.py and clear_cache.py are run from: the source checkout that holds them (never the
+        # runner's working folder); an installed wheel has no checkout, so the lab, and the tools by module.
+        self.workdir = workdir or paths.source_checkout() or paths.lab_dir()
         self.max_replicas = max_replicas  # replaces each scenario's (service.py --max-replicas)
         # Set by run_matrix on a terminal: gets "<seconds> s since the request: <phase>" while a cold start runs.
         self.on_status: Callable[[str], None] | None = None
@@ -90,8 +92,7 @@ class ServiceSUT:
         evict = [str(p) for p in weights] if spec.node_state == "cold" else []
         # Every action named: clear_cache.py does only what it is told (and drops the page cache as before).
         cmd = [
-            self.python,
-            "clear_cache.py",
+            *self.tool_command("clear_cache.py", "clear-cache"),
             *(["--only", *self.clear_only] if self.clear_only else ["--all"]),
             *(["--evict", *evict] if evict else []),
             "--drop-caches",
@@ -106,10 +107,15 @@ class ServiceSUT:
             )
         return report
 
+    def tool_command(self, script: str, tool: str) -> list[str]:
+        """The checkout's thin script where there is one (a test's stand-in too), else the same tool by module."""
+        if (self.workdir / script).is_file():
+            return [self.python, script]
+        return [self.python, "-m", "coldstart", tool]
+
     def service_command(self, spec: RunSpec, run_id: str, ready: Path) -> list[str]:
         return [
-            self.python,
-            "service.py",
+            *self.tool_command("service.py", "serve"),
             spec.model,
             spec.experiment,
             "--run-id",
