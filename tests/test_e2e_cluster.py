@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from coldstart import paths
 from coldstart.analysis.processes import started_after_request
 from coldstart.analysis.results import ResultRow, load_rows
 from coldstart.fastpath.node_setup import NodeSetup
@@ -114,8 +115,9 @@ def test_baseline_and_fast_through_a_cluster_the_user_started(lab, cluster):
     assert served.worker_preloaded is True and served.prestarted_before_request is True, fast.ray
     # ... and baseline's replica was not (its job runtime_env ships the package: fresh workers after the request).
     assert baseline.ray.replicas[-1].prestarted_before_request is not True
-    after_fast = started_after_request(Path(fast.log_path).read_text(errors="replace"))
-    after_baseline = started_after_request(Path(baseline.log_path).read_text(errors="replace"))
+    # The rows store the log paths relative to the lab (COLDSTART_LAB), which holds the logs here.
+    after_fast = started_after_request(paths.in_lab(fast.log_path, lab).read_text(errors="replace"))
+    after_baseline = started_after_request(paths.in_lab(baseline.log_path, lab).read_text(errors="replace"))
     assert len(after_fast) < len(after_baseline), (after_fast, after_baseline)
 
     after = _cluster_state(cluster, lab)
