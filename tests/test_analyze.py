@@ -27,6 +27,7 @@ from coldstart.analysis.results import (  # noqa: E402
     append_row,
 )
 from coldstart.analysis.timeline import CATEGORY, SEGMENT_NAMES, UNATTRIBUTED  # noqa: E402
+from coldstart.cli import SUBTOOLS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "experiment_terminal_output"
@@ -483,6 +484,19 @@ def test_python_m_analysis_is_the_analyze_tool():
     )
     assert proc.returncode == 0, proc.stderr
     assert "--out-graphs" in proc.stdout and "--results" in proc.stdout
+
+
+@pytest.mark.parametrize("word", sorted(SUBTOOLS["analysis"]))
+def test_python_m_analysis_reaches_every_subcommand_of_the_one_table(word: str) -> None:
+    _, help_text = SUBTOOLS["analysis"][word]
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis", word, "--help"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"usage: python -m analysis {word} ")
+    # The table's own description (argparse wraps it), and not the tables tool's options.
+    assert help_text in " ".join(proc.stdout.split())
+    assert "--out-graphs" not in proc.stdout
 
 
 def test_saved_graphs_are_byte_identical_when_redrawn(tmp_path):
