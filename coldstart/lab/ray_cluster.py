@@ -216,12 +216,13 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
         "(a head raylet with no CPU or GPU for tasks, worker raylets with their own), run COMMAND with {address} "
         "replaced by the cluster's address, then stop the cluster."
     )
-    parser.add_argument("model", help="the model whose node setup the nodes get")
-    parser.add_argument("experiment", help="the experiment whose node setup the nodes get")
+    parser.add_argument("--model", required=True, help="the model whose node setup the nodes get")
+    parser.add_argument("--experiment", required=True, help="the experiment whose node setup the nodes get")
     parser.add_argument("--worker-cpus", type=int, default=8, help="logical CPUs of each worker raylet")
     parser.add_argument("--worker-gpus", type=int, default=0, help="GPUs of each worker raylet")
     parser.add_argument("--workers", type=int, default=1, help="how many worker raylets")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    # The last argument: everything after `--` is the command, its own options included.
     parser.add_argument("command", nargs=argparse.REMAINDER, help="after --: the command to run ({address})")
 
 

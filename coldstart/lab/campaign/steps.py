@@ -111,7 +111,7 @@ class Campaign:
         if m.cluster_worker_cpus is None:
             return argv + (["--", *m.service_args] if m.service_args else [])
         # The same matrix through a cluster on this machine; the tool puts the cluster's address in.
-        cluster = self.coldstart("one-machine-cluster", m.models[0], m.experiments[0])
+        cluster = self.coldstart("one-machine-cluster", "--model", m.models[0], "--experiment", m.experiments[0])
         cluster += ["--worker-cpus", str(m.cluster_worker_cpus), "--worker-gpus", str(m.cluster_worker_gpus)]
         service = [*m.service_args, "--ray-address", "{address}", "--proxy-location", "HeadOnly"]
         return [*cluster, "--", *argv, "--", *service]
