@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,28 @@ def test_the_tool_shows_one_campaign_and_says_when_a_run_failed(
     assert "cc_trims failed: engine died" in capsys.readouterr().err
     assert _main(results, "nothing") == 1
     assert "no runs of campaign 'nothing'" in capsys.readouterr().err
+
+
+def test_make_demos_capture_run_is_named_but_not_compared(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`make demo`: baseline, one capture run of cc_trims (fast's compile-cache key, a miss by design), fast."""
+    results = tmp_path / "results.jsonl"
+    missed = Audit(compile_cache_restore_status="DOES_NOT_EXIST", expected_compile_cache_hit=True, passed=False)
+    capture = _row("cc_trims", 80.0, {"seg_torch_compile_s": 50.0}, audit=missed, capture=True)
+    for row in (BASELINE, capture, dataclasses.replace(FAST, audit=Audit(passed=True))):
+        append_row(results, row)
+    assert _main(results, "demo-1") == 0
+    out = capsys.readouterr().out.splitlines()
+    table = [line for line in out if line.startswith("tiny ")]
+    assert [line.split()[1] for line in table] == ["baseline", "fast"]  # the two measured rows, nothing between
+    assert "fast vs baseline: 15.0 s vs 60.0 s (4.00x faster)" in out
+    assert not any("cc_trims vs" in line or "cache audit failed" in line for line in out)
+    assert "not compared: cc_trims (r-cc_trims, ok): a capture run" in "\n".join(out)
+
+
+def test_a_campaign_of_captures_alone_has_nothing_to_compare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results.jsonl"
+    append_row(results, _row("cc_trims", 80.0, {}, capture=True))
+    assert _main(results, "demo-1") == 1
+    assert "only capture runs" in capsys.readouterr().err

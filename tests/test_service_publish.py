@@ -88,11 +88,9 @@ def _replica_restore(env: Mapping[str, str], experiment: str, node: Path, monkey
     from coldstart import compile_cache as cc
     from coldstart.lab.replica_hooks import engine_model_path
 
-    cfg = _app_config(env, experiment, monkeypatch)
-    # The hook's process sees the node's environment plus the replica's runtime_env (Ray sets it).
+    cfg, hook_env = _replica_env(env, experiment, monkeypatch)
     node_env = {
-        **env,
-        **cfg["runtime_env"]["env_vars"],
+        **hook_env,
         **{
             "VLLM_CACHE_ROOT": str(node / "vllm"),
             "TORCHINDUCTOR_CACHE_DIR": str(node / "inductor"),
@@ -108,7 +106,9 @@ def _replica_restore(env: Mapping[str, str], experiment: str, node: Path, monkey
     )
 
 
-def _app_config(env: Mapping[str, str], experiment: str, monkeypatch, *extra: str) -> dict:
+def _replica_env(env: Mapping[str, str], experiment: str, monkeypatch, *extra: str) -> tuple[dict, dict[str, str]]:
+    """The replica's config, and the environment its hook's process sees: the node's (with what a fast-path
+    node setup adds) plus the replica's runtime_env (Ray sets it; a fast-path config leaves it empty)."""
     from coldstart.lab import service
 
     parser = argparse.ArgumentParser()
@@ -116,9 +116,9 @@ def _app_config(env: Mapping[str, str], experiment: str, monkeypatch, *extra: st
     for name in ("COLDSTART_HOME", "COLDSTART_STORE", "VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
         if name in env:
             monkeypatch.setenv(name, env[name])
-    app_args = service.prepare(parser.parse_args(["tiny", experiment, "--device", "cpu", *extra])).app_args
-    (cfg,) = app_args["llm_configs"]
-    return cfg
+    prepared = service.prepare(parser.parse_args(["tiny", experiment, "--device", "cpu", *extra]))
+    (cfg,) = prepared.app_args["llm_configs"]
+    return cfg, {**env, **prepared.node_env, **cfg["runtime_env"].get("env_vars", {})}
 
 
 def _engine_run_marks(env: Mapping[str, str], experiment: str, monkeypatch, *extra: str) -> None:
@@ -127,10 +127,10 @@ def _engine_run_marks(env: Mapping[str, str], experiment: str, monkeypatch, *ext
 
     from coldstart.lab.replica_hooks import ColdStartCallback
 
-    cfg = _app_config(env, experiment, monkeypatch, *extra)
+    cfg, hook_env = _replica_env(env, experiment, monkeypatch, *extra)
     kwargs = cfg["callback_config"]["callback_kwargs"]
     with monkeypatch.context() as m:  # the hook's process: the node's environment plus the runtime_env
-        for name, value in {**env, **cfg["runtime_env"]["env_vars"]}.items():
+        for name, value in hook_env.items():
             m.setenv(name, value)
         ColdStartCallback(LLMConfig(**cfg), **kwargs)._mark_engine_caches()
 
@@ -152,8 +152,8 @@ def test_publish_refuses_caches_another_config_left(staged_home, tmp_path, monke
     # The same caches, left by a baseline of this very config, are what compile_cache restores: accepted.
     _engine_run_marks(env, "baseline", monkeypatch)
     key = _published_key(_publish(env, "compile_cache"))
-    # A resumed campaign step publishes again after another config's run (campaign 2026-11-30-h200x2): the key's entry is
-    # good, so nothing is packed and the step goes on; its manifest is the one published above.
+    # A resumed campaign step publishes again after another config's run (campaign 2026-11-30-h200x2): the key's
+    # entry is good, so nothing is packed and the step goes on; its manifest is the one published above.
     manifest = next(Path(env["COLDSTART_HOME"], "store").glob(f"{key}manifest.json"))
     before = manifest.read_bytes()
     _engine_run_marks(env, "baseline", monkeypatch, "--max-model-len", "256")
@@ -194,6 +194,20 @@ def test_compile_cache_and_compile_cache_mega_have_separate_store_keys(staged_ho
         hit = _replica_restore(env, experiment, tmp_path / f"node-{experiment}", monkeypatch)
         assert (hit.status, hit.key) == ("SUCCESS", key), hit.detail
         assert (tmp_path / f"node-{experiment}" / "inductor" / "fxgraph" / "ab" / "entry").is_file()
+
+
+def test_make_demos_capture_of_cc_trims_is_what_fast_restores(staged_home, tmp_path, monkeypatch):
+    # `make demo` (and the campaigns' fast-*-prep steps): the caches a cc_trims run left, published under
+    # cc_trims, must be the entry a fast replica on a fresh node restores: the same key, a hit.
+    env = {**staged_home, **_engine_caches(tmp_path / "engine-run")}
+    _engine_run_marks(env, "cc_trims", monkeypatch)
+    key = _published_key(_publish(env, "cc_trims"))
+    hit = _replica_restore(env, "fast", tmp_path / "fresh-node", monkeypatch)
+    assert (hit.status, hit.key) == ("SUCCESS", key), hit.detail
+    # A second demo's publish of the same caches adds nothing.
+    again = _publish(env, "cc_trims")
+    assert again.returncode == 0 and "SKIPPED" in again.stdout, again.stdout + again.stderr
+    shutil.rmtree(Path(env["COLDSTART_HOME"], "store", "compile-cache"))  # the module's store, shared
 
 
 def test_a_port_held_by_a_leftover_app_stops_the_service_before_ray(staged_home):

@@ -1,8 +1,10 @@
 """``coldstart compare --campaign NAME``: the runs of one campaign side by side, one line each: model,
 experiment, status, TTFT and its main phases (the stacked-bar categories, which add up to the TTFT).
 
-``make demo`` prints this after its baseline and fast cold starts. Rows in, text out: no log is read (the
-phases are in the rows), and neither pandas nor matplotlib is needed.
+``make demo`` prints this after its baseline and fast cold starts. A capture run of the campaign (the matrix's
+``--capture``: the run that fills the compile cache a later run restores, ``make demo``'s ``cc_trims``) is
+named under the table, not compared: its compile is the point, not a measurement. Rows in, text out: no log
+is read (the phases are in the rows), and neither pandas nor matplotlib is needed.
 """
 
 from __future__ import annotations
@@ -67,13 +69,22 @@ def speedup_lines(rows: Sequence[ResultRow]) -> list[str]:
 
 
 def audit_notes(rows: Sequence[ResultRow]) -> list[str]:
-    """A line per run whose cache audit failed: its compile time is not what its experiment promises (a
-    first ``make demo`` runs ``fast`` before any compile cache was published for it)."""
+    """A line per run whose cache audit failed: its compile time is not what its experiment promises (``fast``
+    run before any compile cache was published for its key, or a cache the engine could not load)."""
     return [
         f"note: {r.experiment} ({r.run_id}): cache audit failed; expected a compile-cache hit: "
         f"{r.audit.expected_compile_cache_hit}, restore: {r.audit.compile_cache_restore_status or 'none'}"
         for r in rows
         if r.audit is not None and r.audit.passed is False
+    ]
+
+
+def capture_notes(captures: Sequence[ResultRow]) -> list[str]:
+    """A line per capture run left out of the comparison (its cache miss is the point, so its audit fails)."""
+    return [
+        f"not compared: {r.experiment} ({r.run_id}, {r.status}): a capture run, which filled the compile cache "
+        "that later runs restore"
+        for r in captures
     ]
 
 
@@ -96,9 +107,16 @@ def main(args: argparse.Namespace) -> int:
     if not rows:
         print(f"error: no runs of campaign {args.campaign!r} in {args.results}", file=sys.stderr)
         return 1
+    measured = [r for r in rows if not r.capture]
+    captures = [r for r in rows if r.capture]
+    if not measured:
+        print(
+            f"error: campaign {args.campaign!r} holds only capture runs: nothing measured to compare", file=sys.stderr
+        )
+        return 1
     print(f"campaign {args.campaign}: TTFT and its phases in seconds (the phases add up to ttft_s)")
-    print(compare(rows).render())
-    for line in (*speedup_lines(rows), *audit_notes(rows)):
+    print(compare(measured).render())
+    for line in (*speedup_lines(measured), *audit_notes(measured), *capture_notes(captures)):
         print(line)
     for r in rows:
         if r.status is not RunStatus.OK:
