@@ -70,6 +70,14 @@ def test_a_run_of_batched_requests_only_is_held_to_its_first_token() -> None:
     assert answer_check(off[0].client, off, REFERENCE).matches_baseline is False
 
 
+def test_a_burst_of_one_beside_a_trickle_was_not_alone() -> None:
+    # The trickle goes out while the burst waits: they decode in one batch, so neither is a lone request.
+    burst = RequestRecord(0, RequestGroup.BURST, _answer("a b x"))
+    trickle = [RequestRecord(1 + i, RequestGroup.TRICKLE, _answer("a b y")) for i in range(3)]
+    check = answer_check(burst.client, [burst, *trickle], REFERENCE)
+    assert (check.compared, check.request_index, check.matches_baseline) == (AnswerCompared.FIRST_TOKEN, 0, True)
+
+
 def test_no_reference_leaves_the_check_open_and_the_row_round_trips() -> None:
     check = answer_check(_answer("a b c"), None, None)
     assert check.matches_baseline is None and check.reference_run_id is None

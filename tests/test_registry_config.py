@@ -276,3 +276,33 @@ def test_upscaling_factor_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="upscaling_factor"):
         Autoscaling(upscaling_factor=0.0)
+
+
+def test_flood_at_zero_writes_ray_serve_llms_own_queueing_into_the_config(capsys, tmp_path) -> None:
+    """The flood's queueing is what a user at zero gets from Ray Serve LLM, written out: if Ray's defaults move,
+    this fails and the scenario's choice (and docs/scenarios.md's account of a flood) must be looked at again."""
+    import argparse
+    import json
+
+    constants = pytest.importorskip("ray.llm._internal.serve.constants")
+    LLMConfig = pytest.importorskip("ray.serve.llm").LLMConfig
+    from ray.serve._private.config import DeploymentConfig
+
+    from coldstart.lab import service
+    from coldstart.registry import get_scenario
+
+    queueing = get_scenario("flood_at_zero").queueing
+    assert queueing.max_ongoing_requests == constants.DEFAULT_MAX_ONGOING_REQUESTS
+    assert queueing.max_queued_requests == DeploymentConfig().max_queued_requests == -1
+    cfg = build_llm_config(MODELS["tiny"], get_experiment("baseline"), _opts(queueing=queueing))
+    deployment = LLMConfig(**cfg).deployment_config  # Ray validates it as a Serve DeploymentConfig
+    assert (deployment["max_ongoing_requests"], deployment["max_queued_requests"]) == (1_000_000_000, -1)
+    plain = build_llm_config(MODELS["tiny"], get_experiment("baseline"), _opts())
+    assert not {"max_ongoing_requests", "max_queued_requests"} & set(plain["deployment_config"])
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    parser = argparse.ArgumentParser()
+    service.add_cli_args(parser)
+    argv = ["tiny", "baseline", "--dry-run", "--weights", str(tmp_path), "--device", "cpu", "--scenario"]
+    assert service.main(parser.parse_args([*argv, "flood_at_zero"])) == 0
+    assert "max_queued_requests: -1" in capsys.readouterr().out  # what the row's config will hold

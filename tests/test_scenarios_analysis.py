@@ -468,3 +468,82 @@ def test_report_has_a_scenarios_section_with_the_tables_and_graphs(tmp_path):
     singles = [r for r in rows if r.scenario is None]
     page = build_report(tmp_path / "single", _runs(singles), graphs_dir=graphs).read_text()
     assert "<h2>Scenarios</h2>" not in page
+
+
+# ---------------------------------------------------------------------------------------------------------
+# flood_at_zero: 64 at once and a trickle through the cold start
+
+TR = RequestGroup.TRICKLE
+RUNNING_S = 40.0  # the replica ran 40 s after the first send
+
+
+def flood_row(run_id: str = "flood-1") -> ResultRow:
+    """64 at zero (60 answered when the replica ran at 40 s; two shed with 503, one timed out, one stream broke),
+    60 trickled every 0.5 s to 30 s (all waited for the replica), then one after ready."""
+    ends = {5: "http_error", 6: "http_error", 7: "timeout", 8: "stream_error"}
+    parts = []
+    for i in range(64):
+        status = ends.get(i, "ok")
+        client = _client(0.0, RUNNING_S + 0.01 * i if status == "ok" else None, status=status)
+        if status == "http_error":
+            client = dataclasses.replace(client, http_status=503)
+        parts.append((B, client, {"replica_id": "r1"} if status == "ok" else {}))
+    parts += [(TR, _client(0.5 * k, RUNNING_S + 0.1 - 0.5 * k), {"replica_id": "r1"}) for k in range(1, 61)]
+    parts.append((AR, _client(60.0, 0.2), {"replica_id": "r1"}))
+    spans = (ReplicaSpan("r1", "LLMServer:tiny", T0 + 0.1, T0 + 0.2, T0 + RUNNING_S, None, None),)
+    return _row(run_id, "flood_at_zero", _records(*parts), experiment="baseline", replicas=spans)
+
+
+def test_flood_every_request_is_answered_or_failed_by_a_reason_with_its_ttft_distribution():
+    s = scenarios.summarize(flood_row())
+    assert s is not None
+    burst, trickle = s.group(B), s.group(TR)
+    assert burst is not None and trickle is not None
+    assert (burst.n, burst.answered, burst.failed, burst.timed_out) == (64, 60, 4, 1)
+    by_reason = [(reason.label, n) for reason, n in burst.failed_by]
+    assert by_reason == [("http_503", 2), ("stream_error", 1), ("timeout", 1)]
+    ok = sorted(RUNNING_S + 0.01 * i for i in range(64) if i not in (5, 6, 7, 8))
+    assert burst.ttft_p99_s == pytest.approx(scenarios.quantile(ok, 0.99))
+    assert burst.ttft_p90_s <= burst.ttft_p99_s <= burst.ttft_max_s == pytest.approx(RUNNING_S + 0.63)
+    # The trickle waited for the same replica: the later it was sent, the shorter its wait.
+    assert (trickle.n, trickle.answered, trickle.failed, trickle.failed_by) == (60, 60, 0, ())
+    assert trickle.ttft_max_s == pytest.approx(RUNNING_S - 0.4) and trickle.ttft_p50_s < trickle.ttft_p90_s
+    m = s.metrics()
+    assert (m["burst_failed_http_503"], m["burst_failed_timeout"], m["trickle_n"]) == (2.0, 1.0, 60.0)
+    assert "trickle_failed_http_503" not in m  # a reason no request failed for is no column of zeros
+
+
+def test_flood_failures_by_reason_add_up_over_runs_and_show_in_the_group_table():
+    summaries = [s for r in (flood_row("f1"), flood_row("f2")) if (s := scenarios.summarize(r)) is not None]
+    (med,) = scenarios.medians(summaries)
+    assert med.metrics["burst_failed_http_503"] == 4 and med.metrics["burst_answered"] == 120
+    head, rows = scenarios.group_table([med])
+    burst = dict(zip(head, next(r for r in rows if r[head.index("group")] == "burst"), strict=True))
+    assert (burst["requests"], burst["answered"], burst["failed"]) == ("128", "120", "8")
+    assert burst["failed by reason"] == "http_503: 4, stream_error: 2, timeout: 2"
+    trickle = dict(zip(head, next(r for r in rows if r[head.index("group")] == "trickle"), strict=True))
+    assert trickle["failed by reason"] == "—" and trickle["TTFT p99 s"] != "—"
+
+
+def test_flood_graph_puts_each_request_at_its_send_time_and_failures_on_the_axis(tmp_path):
+    row = flood_row()
+    fig = scenario_report.render_scenario_by_send_time([row], "t")
+    (ax,) = fig.axes
+    labels = [c.get_label() for c in ax.collections]
+    assert labels == [
+        "burst at zero (60)",
+        "trickle (60)",
+        "after ready (1)",
+        "failed: http_503 (2)",
+        "failed: stream_error (1)",
+        "failed: timeout (1)",
+    ]
+    trickle = ax.collections[1].get_offsets()
+    assert trickle[0][0] == pytest.approx(0.5) and trickle[-1][0] == pytest.approx(30.0)  # x: when it was sent
+    assert [line.get_xdata()[0] for line in ax.lines if line.get_label() == "first replica running"] == [RUNNING_S]
+    table = tables.run_table(_runs([row]))
+    names = sorted(p.name for p in scenario_report.render_scenarios(table, [row], tmp_path))
+    assert "scenario_by_send_time_tiny_GPU.png" in names
+    others = [r for r in scenario_rows() if r.scenario is not None]
+    written = scenario_report.render_scenarios(tables.run_table(_runs(others)), others, tmp_path / "no-trickle")
+    assert not [p for p in written if "by_send_time" in p.name]  # drawn only for runs with a trickle

@@ -14,7 +14,7 @@ import pytest
 from coldstart.analysis.results import ClientResult, ClientStatus, RequestGroup, RequestRecord, ResultRow
 from coldstart.analysis.serve_log import ReplicaEventKind, llm_replicas_alive, replica_events, served_by
 from coldstart.lab import traffic
-from coldstart.registry import SCENARIOS, Autoscaling, Scenario, get_scenario, with_max_replicas
+from coldstart.registry import SCENARIOS, Autoscaling, Queueing, Scenario, get_scenario, with_max_replicas
 
 
 def _result(n: int, status: ClientStatus = ClientStatus.OK) -> ClientResult:
@@ -129,6 +129,50 @@ def test_a_later_part_that_fails_is_an_error_of_the_row_not_a_lost_measurement()
     assert RequestGroup.RETURN not in {r.group for r in t.requests}
 
 
+def test_a_flood_sends_its_trickle_beside_the_burst_and_keeps_every_request_whatever_its_end() -> None:
+    """flood_at_zero: 64 at once and one every 0.5 s for 30 s in flight together, each kept as a record in plan
+    order; a request Serve shed or that timed out is a record with its reason, and the scenario goes on."""
+    scenario = SCENARIOS["flood_at_zero"]
+    a = Actions()
+    # By send order, from 1; late ones, so the run's first request (the first thread to send) is answered.
+    ends = {100: (ClientStatus.HTTP_ERROR, 503), 120: (ClientStatus.TIMEOUT, None)}
+
+    def send() -> ClientResult:
+        result = a.send()  # the n-th send has TTFT n
+        status, http = ends.get(int(result.ttft_s or 0), (ClientStatus.OK, 200))
+        if status is ClientStatus.OK:
+            return result
+        return dataclasses.replace(result, status=status, error=f"{status}", ttft_s=None, http_status=http)
+
+    slept: list[float] = []
+    t = traffic.run_scenario(
+        scenario, model="tiny", send=send, control=a.control, wait_until_zero=a.wait_until_zero, sleep=slept.append
+    )
+    groups = [r.group for r in t.requests]
+    assert groups == [RequestGroup.BURST] * 64 + [RequestGroup.TRICKLE] * 60 + [RequestGroup.AFTER_READY]
+    assert [r.index for r in t.requests] == list(range(125))
+    assert a.max_in_flight > 64  # the trickle's first requests went out while the burst was still in flight
+    # Only the trickle waits, each for what is left of its offset after the common start.
+    assert len(slept) == 60
+    waits = zip(scenario.trickle_offsets_s(), sorted(slept), strict=True)
+    assert all(0.0 <= offset - wait < 0.4 for offset, wait in waits)
+    failed = [r.client for r in t.requests if not r.client.ok]
+    assert sorted((c.status, c.http_status) for c in failed) == [
+        (ClientStatus.HTTP_ERROR, 503),
+        (ClientStatus.TIMEOUT, None),
+    ]
+    assert all(c.error for c in failed)
+
+
+def test_a_trickle_is_every_interval_up_to_its_end() -> None:
+    flood = SCENARIOS["flood_at_zero"]
+    offsets = flood.trickle_offsets_s()
+    assert (len(offsets), offsets[0], offsets[-1]) == (60, 0.5, 30.0)
+    fine = Scenario("x", "x", trickle_every_s=0.1, trickle_s=30.0).trickle_offsets_s()
+    assert len(fine) == 300 and fine[-1] == pytest.approx(30.0)  # 0.1 is no binary fraction: the last one stays
+    assert Scenario("x", "x").trickle_offsets_s() == []
+
+
 def test_ramp_spreads_the_burst_evenly() -> None:
     assert traffic.ramp_offsets(1, 10.0) == [0.0]
     assert traffic.ramp_offsets(3, 0.0) == [0.0, 0.0, 0.0]
@@ -142,6 +186,9 @@ def test_ramp_spreads_the_burst_evenly() -> None:
         ({"ramp_s": -1.0}, "ramp_s"),
         ({"returns": 1}, "downscale_delay_s"),
         ({"sleep_wake": True, "sleep_level": 3}, "sleep levels"),
+        ({"trickle_s": 5.0}, "both > 0"),
+        ({"trickle_every_s": 1.0}, "both > 0"),
+        ({"trickle_every_s": 2.0, "trickle_s": 1.0}, "trickle_every_s 2.0 > trickle_s"),
     ],
 )
 def test_a_scenario_that_cannot_run_is_refused_when_it_is_made(kwargs: dict[str, Any], why: str) -> None:
@@ -162,6 +209,19 @@ def test_autoscaling_gives_serve_only_what_is_set_and_max_replicas_can_be_replac
     assert get_scenario("burst_replicas").autoscaling.max_replicas == 2  # the registry's entry is untouched
     with pytest.raises(ValueError, match="max_replicas"):
         Autoscaling(max_replicas=0)
+
+
+def test_queueing_gives_serve_only_what_is_set() -> None:
+    assert Queueing().deployment_options() == {}
+    assert Queueing(max_queued_requests=-1).deployment_options() == {"max_queued_requests": -1}
+    assert get_scenario("flood_at_zero").queueing.deployment_options() == {
+        "max_ongoing_requests": 1_000_000_000,
+        "max_queued_requests": -1,
+    }
+    with pytest.raises(ValueError, match="max_queued_requests"):
+        Queueing(max_queued_requests=0)  # Serve: -1 or a positive limit
+    with pytest.raises(ValueError, match="max_ongoing_requests"):
+        Queueing(max_ongoing_requests=0)
 
 
 # --- Serve's own lines ------------------------------------------------------------------------------------------

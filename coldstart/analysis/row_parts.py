@@ -261,6 +261,7 @@ class RequestGroup(StrEnum):
     """Which part of a scenario sent a request (``registry.Scenario``'s parts, in the order they run)."""
 
     BURST = "burst"  # sent at the deployment at zero replicas (a single request is a burst of one)
+    TRICKLE = "trickle"  # sent at a steady rate beside the burst, through the cold start
     AFTER_READY = "after_ready"  # one after another once the first token arrived
     AFTER_READY_CONCURRENT = "after_ready_concurrent"  # then a few at once
     RETURN = "return"  # after Serve scaled the deployment back to zero: a second cold start

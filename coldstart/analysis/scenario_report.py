@@ -1,5 +1,5 @@
-"""The scenarios beyond a single request (``registry.SCENARIOS``: a burst, requests after ready, a return to
-zero, sleep and wake): their tables (``scenarios.csv``, ``scenarios_summary.csv``, ``scenarios.md``), their
+"""The scenarios beyond a single request (``registry.SCENARIOS``: a burst and a trickle, requests after ready, a
+return to zero, sleep and wake): their tables (``scenarios.csv``, ``scenarios_summary.csv``, ``scenarios.md``), their
 console tables and their graphs. The numbers of one run come from ``scenarios.summarize``.
 """
 
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from coldstart.analysis import scenarios
 from coldstart.analysis.plots import SERIES_COLORS, new_figure, save_figure, slug
 from coldstart.analysis.results import RequestGroup, ResultRow
+from coldstart.analysis.scenarios import FailureReason
 from coldstart.analysis.tables import SINGLE, countable, device_label, experiment_order
 
 if TYPE_CHECKING:
@@ -212,6 +213,60 @@ def render_scenario_replicas(rows: Sequence[ResultRow], title: str) -> Figure:
     return fig
 
 
+# (group, label, colour) of the requests drawn by send time; a failed request is a red x whatever its group.
+_BY_SEND_GROUPS: tuple[tuple[RequestGroup, str, str], ...] = (
+    (RequestGroup.BURST, "burst at zero", "#4e79a7"),
+    (RequestGroup.TRICKLE, "trickle", "#f28e2b"),
+    (RequestGroup.AFTER_READY, "after ready", "#59a14f"),
+)
+
+
+def render_scenario_by_send_time(rows: Sequence[ResultRow], title: str) -> Figure:
+    """TTFT of every request of the first start over the second it was sent (seconds since the first send), one
+    panel per run (the first ``_MAX_REPLICA_PANELS``): the burst, the trickle beside it and what followed ready.
+    The first LLM replica's "running" is a dashed line, and the dotted diagonal is a request's wait for it: a
+    request sent before it cannot have its first token sooner. A request without a first token is a red x on
+    the axis, its reason in the legend."""
+    shown = rows[:_MAX_REPLICA_PANELS]
+    fig = new_figure(9.0, 2.4 * len(shown) + 1.0)
+    axes = fig.subplots(len(shown), 1, squeeze=False)[:, 0]
+    for ax, row in zip(axes, shown, strict=True):
+        # (seconds since the first send, record) of the first start's requests
+        sends = [(r.client.t_send_epoch, r) for r in row.requests or () if r.cycle == 0]
+        t0 = min((t for t, _ in sends if t is not None), default=0.0)
+        records = [(t - t0, r) for t, r in sends if t is not None]
+        for group, label, colour in _BY_SEND_GROUPS:
+            got = [(x, r.client.ttft_s) for x, r in records if r.group is group and r.client.ok]
+            if got:
+                ax.scatter(*zip(*got, strict=True), s=10, color=colour, label=f"{label} ({len(got)})", zorder=3)
+        failed: dict[FailureReason, list[float]] = {}
+        for x, r in records:
+            if not r.client.ok:
+                failed.setdefault(FailureReason.of(r.client), []).append(x)
+        for reason, sent in sorted(failed.items(), key=lambda item: item[0].label):
+            label = f"failed: {reason.label} ({len(sent)})"
+            ax.scatter(sent, [0.0] * len(sent), marker="x", color="#b00020", zorder=4, label=label)
+        running = [s.t_running_epoch - t0 for s in row.replicas or () if s.t_running_epoch is not None]
+        end = max([*(x for x, _ in records), *running, 1.0])
+        if running and min(running) > 0:
+            ready = min(running)
+            ax.axvline(ready, color="#333333", linestyle="--", linewidth=0.8, label="first replica running")
+            ax.plot([0.0, ready], [ready, 0.0], color="#999999", linestyle=":", linewidth=0.8, label="wait for it")
+        ax.set_xlim(-0.02 * end, end * 1.05)
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("TTFT (s)", fontsize=8)
+        ax.set_title(f"{row.experiment} · {row.scenario_name} · {row.run_id}", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.set_axisbelow(True)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    axes[-1].set_xlabel("sent at: seconds since the first request")
+    fig.suptitle(title, fontsize=10)
+    if len(rows) > len(shown):
+        left = ", ".join(r.run_id for r in rows[len(shown) :])
+        fig.text(0.01, -0.01, f"not drawn: {left}", fontsize=7, ha="left", va="top", color="#555555", wrap=True)
+    return fig
+
+
 def render_scenario_after_ready(summaries: Sequence[scenarios.ScenarioSummary], title: str) -> Figure:
     """Per experiment: the first request after ready against the median of the later ones, a bar each (median
     over runs) with every run as a dot. A log scale when they differ by orders of magnitude."""
@@ -258,8 +313,8 @@ def render_scenario_after_ready(summaries: Sequence[scenarios.ScenarioSummary], 
 
 
 def render_scenarios(runs: pd.DataFrame, rows: Sequence[ResultRow], out_dir: Path) -> list[Path]:
-    """The scenario graphs of each (model, device kind) that has such runs: bursts, replicas over time, first vs
-    later after ready. Nothing when there are no scenario runs."""
+    """The scenario graphs of each (model, device kind) that has such runs: bursts, TTFT by send time (runs with
+    a trickle), replicas over time, first vs later after ready. Nothing when there are no scenario runs."""
     written: list[Path] = []
     picked = scenario_rows(runs, rows)
     for model, device in dict.fromkeys((row.model, device) for row, device in picked):
@@ -270,6 +325,10 @@ def render_scenarios(runs: pd.DataFrame, rows: Sequence[ResultRow], out_dir: Pat
         if bursts:
             fig = render_scenario_burst(bursts, f"{on}: TTFT of each request of a burst at zero replicas")
             written += save_figure(fig, out_dir, f"scenario_burst_{model}_{where}")
+        trickles = [r for r in mine if any(q.group is RequestGroup.TRICKLE for q in r.requests or ())]
+        if trickles:
+            fig = render_scenario_by_send_time(trickles, f"{on}: TTFT of each request by when it was sent")
+            written += save_figure(fig, out_dir, f"scenario_by_send_time_{model}_{where}")
         with_replicas = [r for r in mine if r.replicas]
         if with_replicas:
             fig = render_scenario_replicas(with_replicas, f"{on}: LLM replicas over time")

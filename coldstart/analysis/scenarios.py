@@ -1,6 +1,6 @@
-"""What a scenario run (``registry.SCENARIOS``: a burst, requests after ready, a return to zero, sleep and wake)
-measured, from its row alone: a ``ScenarioSummary`` per row, and medians over the runs of one (model,
-experiment, scenario, device).
+"""What a scenario run (``registry.SCENARIOS``: a burst and a trickle beside it, requests after ready, a return
+to zero, sleep and wake) measured, from its row alone: a ``ScenarioSummary`` per row, and medians over the runs
+of one (model, experiment, scenario, device).
 
 Pure: rows in, typed summaries out (no pandas, no files). A number the row cannot give is None, never 0.
 Percentiles interpolate linearly between the closest ranks (numpy's and pandas' default), so the p90 of a
@@ -10,12 +10,25 @@ burst of 8 sits between its 7th and 8th TTFT.
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from coldstart.analysis.results import ClientResult, ClientStatus, RequestGroup, RequestRecord, ResultRow
 
-GROUP_STATS: tuple[str, ...] = ("n", "failed", "timed_out", "ttft_p50_s", "ttft_p90_s", "ttft_max_s", "tokens_per_s")
+FAILED_BY = "_failed_"  # <group>_failed_<reason>: how many of the group's requests failed for that reason
+
+GROUP_STATS: tuple[str, ...] = (
+    "n",
+    "answered",
+    "failed",
+    "timed_out",
+    "ttft_p50_s",
+    "ttft_p90_s",
+    "ttft_p99_s",
+    "ttft_max_s",
+    "tokens_per_s",
+)
 
 
 def quantile(values: Sequence[float], q: float) -> float | None:
@@ -44,30 +57,57 @@ def tokens_per_s(client: ClientResult) -> float | None:
 
 
 @dataclass(frozen=True)
+class FailureReason:
+    """Why a request ended without an answer: how the client saw it end and, for an HTTP error, the status Serve
+    answered (503: shed by a full queue, 408: the ingress's own timeout before the first token)."""
+
+    status: ClientStatus
+    http_status: int | None = None  # only for ClientStatus.HTTP_ERROR
+
+    @classmethod
+    def of(cls, client: ClientResult) -> FailureReason:
+        http = client.http_status if client.status is ClientStatus.HTTP_ERROR else None
+        return cls(client.status, http)
+
+    @property
+    def label(self) -> str:
+        """``http_503``, ``timeout``: the column suffix of its count (``<group>_failed_<label>``)."""
+        return self.status.value if self.http_status is None else f"http_{self.http_status}"
+
+
+@dataclass(frozen=True)
 class GroupStats:
-    """The requests of one ``RequestGroup`` in one run. TTFTs and speeds are of the requests that got a token."""
+    """The requests of one ``RequestGroup`` in one run. TTFTs and speeds are of the requests that got a token.
+    Every request sent is answered or failed (``n == answered + failed``), each failure counted by its reason."""
 
     group: RequestGroup
     n: int  # requests sent
+    answered: int  # requests that ended ok: a first token and a clean end of the stream
     failed: int  # requests that did not end ok (timeouts included)
     timed_out: int
     ttft_p50_s: float | None
     ttft_p90_s: float | None
+    ttft_p99_s: float | None
     ttft_max_s: float | None
     tokens_per_s: float | None  # median over the group's requests
+    failed_by: tuple[tuple[FailureReason, int], ...] = ()  # (reason, requests), by the reason's label
 
     @classmethod
     def of(cls, group: RequestGroup, records: Sequence[RequestRecord]) -> GroupStats:
         ttfts = [r.client.ttft_s for r in records if r.client.ok and r.client.ttft_s is not None]
+        reasons = Counter(FailureReason.of(r.client) for r in records if not r.client.ok)
         return cls(
             group=group,
             n=len(records),
+            answered=sum(1 for r in records if r.client.ok),
             failed=sum(1 for r in records if not r.client.ok),
             timed_out=sum(1 for r in records if r.client.status is ClientStatus.TIMEOUT),
             ttft_p50_s=quantile(ttfts, 0.5),
             ttft_p90_s=quantile(ttfts, 0.9),
+            ttft_p99_s=quantile(ttfts, 0.99),
             ttft_max_s=max(ttfts) if ttfts else None,
             tokens_per_s=_median(tokens_per_s(r.client) for r in records if r.client.ok),
+            failed_by=tuple(sorted(reasons.items(), key=lambda item: item[0].label)),
         )
 
 
@@ -107,6 +147,8 @@ class ScenarioSummary:
             for stat in GROUP_STATS:
                 value = getattr(g, stat)
                 out[f"{g.group.value}_{stat}"] = None if value is None else float(value)
+            for reason, count in g.failed_by:
+                out[f"{g.group.value}{FAILED_BY}{reason.label}"] = float(count)
         out.update(
             first_ttft_s=self.first_ttft_s,
             after_ready_first_ttft_s=self.after_ready_first_ttft_s,
@@ -182,11 +224,11 @@ def summarize(row: ResultRow, device: str | None = None) -> ScenarioSummary | No
 
 
 # Counts add up over runs ("3 of 40 requests failed"): a median of per-run counts would hide a rare failure.
-COUNT_STATS = ("n", "failed", "timed_out")
+COUNT_STATS = ("n", "answered", "failed", "timed_out")
 
 
 def is_count(metric: str) -> bool:
-    return metric.endswith(tuple(f"_{c}" for c in COUNT_STATS))
+    return metric.endswith(tuple(f"_{c}" for c in COUNT_STATS)) or FAILED_BY in metric
 
 
 @dataclass(frozen=True)
@@ -236,7 +278,18 @@ def medians(summaries: Iterable[ScenarioSummary]) -> list[ScenarioMedian]:
 # ---------------------------------------------------------------------------------------------------------
 # Text tables (the CLI's rich tables, the markdown file, the report): header and cells, no formatting library
 
-_GROUP_HEAD = ("requests", "failed", "timed out", "TTFT p50 s", "TTFT p90 s", "TTFT max s", "tok/s p50")
+_GROUP_HEAD = (
+    "requests",
+    "answered",
+    "failed",
+    "timed out",
+    "failed by reason",
+    "TTFT p50 s",
+    "TTFT p90 s",
+    "TTFT p99 s",
+    "TTFT max s",
+    "tok/s p50",
+)
 
 
 def _cell(value: float | None, digits: int = 2) -> str:
@@ -245,6 +298,13 @@ def _cell(value: float | None, digits: int = 2) -> str:
 
 def _count(value: float | None) -> str:
     return "—" if value is None else str(int(value))
+
+
+def _failed_by_cell(m: ScenarioMedian, group: RequestGroup) -> str:
+    """``http_503: 3, timeout: 1``: the group's failures by reason, totals over the runs; — when none failed."""
+    prefix = f"{group.value}{FAILED_BY}"
+    counts = [(name.removeprefix(prefix), v) for name, v in m.metrics.items() if name.startswith(prefix) and v]
+    return ", ".join(f"{label}: {_count(v)}" for label, v in counts) or "—"
 
 
 def _key_cells(m: ScenarioMedian, device_label: str) -> list[str]:
@@ -257,8 +317,8 @@ KEY_HEAD = ("model", "experiment", "scenario", "device", "runs")
 def group_table(
     meds: Sequence[ScenarioMedian], device_label: Callable[[str | None], str] = str
 ) -> tuple[list[str], list[list[str]]]:
-    """Per request group of each (model, experiment, scenario, device): request counts (totals over the runs)
-    and the medians over runs of each run's TTFT p50 / p90 / max and decode speed."""
+    """Per request group of each (model, experiment, scenario, device): request counts and failures by reason
+    (totals over the runs) and the medians over runs of each run's TTFT p50 / p90 / p99 / max and decode speed."""
     head = [*KEY_HEAD, "group", *_GROUP_HEAD]
     rows = []
     for m in meds:
@@ -270,10 +330,12 @@ def group_table(
                 [
                     *_key_cells(m, device_label(m.device)),
                     g.value,
-                    _count(value(f"{g.value}_n")),
-                    _count(value(f"{g.value}_failed")),
-                    _count(value(f"{g.value}_timed_out")),
-                    *(_cell(value(f"{g.value}_{stat}")) for stat in ("ttft_p50_s", "ttft_p90_s", "ttft_max_s")),
+                    *(_count(value(f"{g.value}_{stat}")) for stat in ("n", "answered", "failed", "timed_out")),
+                    _failed_by_cell(m, g),
+                    *(
+                        _cell(value(f"{g.value}_{stat}"))
+                        for stat in ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "ttft_max_s")
+                    ),
                     _cell(value(f"{g.value}_tokens_per_s"), 1),
                 ]
             )

@@ -16,7 +16,7 @@ from coldstart.fastpath import api as fastpath_api
 from coldstart.fastpath.api import CALLBACK_CLASS, FAST_SERVER_CLASS, apply_levers, lever_node_env
 from coldstart.fastpath.levers import FastPathLevers
 from coldstart.fastpath.node_setup import PRELOAD_MODULE, NodeSetup
-from coldstart.registry import Autoscaling, Experiment, Model
+from coldstart.registry import Autoscaling, Experiment, Model, Queueing
 from coldstart.storage.sources import WeightsLocation  # defined where it is resolved; still importable here
 
 __all__ = ["CALLBACK_CLASS", "FAST_SERVER_CLASS", "PRELOAD_MODULE", "WeightsLocation"]
@@ -53,6 +53,7 @@ class RunOptions:
     run_id: str | None = None
     # The scenario's: how the LLM deployment scales (always from zero), and whether vLLM's sleep mode is on.
     autoscaling: Autoscaling = field(default_factory=Autoscaling)
+    queueing: Queueing = field(default_factory=Queueing)  # the scenario's: what the LLM deployment takes at once
     sleep_mode: bool = False
 
     @property
@@ -153,6 +154,7 @@ def build_llm_config(model: Model, exp: Experiment, opts: RunOptions) -> dict[st
         "engine_kwargs": _engine_kwargs(model, exp, opts),
         "deployment_config": {
             "autoscaling_config": opts.autoscaling.serve_config(),
+            **opts.queueing.deployment_options(),
         },
         "placement_group_config": {"bundles": bundles, "strategy": "PACK"},
         "runtime_env": {"env_vars": env},
@@ -221,7 +223,8 @@ def build_app_args(model: Model, exp: Experiment, llm_config: dict[str, Any], op
             "max_replicas": 1,
         },
         # With prestarted workers the env goes to the nodes (node_env), as the LLM replica's does: an ingress
-        # with an env of its own waited 38 s for a fresh worker to import vLLM (campaign 2026-11-30-h200x1, before every request).
+        # with an env of its own waited 38 s for a fresh worker to import vLLM (campaign 2026-11-30-h200x1,
+        # before every request).
         "ray_actor_options": {"runtime_env": {} if exp.prestart_workers else {"env_vars": ingress_env(model)}},
     }
     if opts.device == "cpu":

@@ -258,6 +258,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
         compile_cache_root=env["VLLM_CACHE_ROOT"],
         run_id=run_id,
         autoscaling=scenario.autoscaling,
+        queueing=scenario.queueing,
         sleep_mode=scenario.sleep_wake,
     )
     llm_config = build_llm_config(model, exp, opts)

@@ -1,5 +1,6 @@
-"""A scenario's traffic against one deployment: the burst at zero replicas, the requests after ready, the
-returns to zero, sleep and wake (``registry.Scenario``), each request kept as a ``RequestRecord``.
+"""A scenario's traffic against one deployment: the burst at zero replicas and the trickle beside it, the
+requests after ready, the returns to zero, sleep and wake (``registry.Scenario``), each request kept as a
+``RequestRecord``.
 
 The sequence is plain code over four injected actions (send a request, call a control endpoint, wait for
 zero replicas, sleep), so its order, concurrency and failure handling are tested without a server; the
@@ -47,9 +48,14 @@ def ramp_offsets(count: int, ramp_s: float) -> list[float]:
 
 
 def _concurrently(send: Send, offsets: list[float], sleep: Callable[[float], None]) -> list[ClientResult]:
+    """``send`` once per offset, each at its offset (seconds) after the start, all in flight together; the
+    results in the offsets' order. Each waits until its offset past a common start, not its own thread's start:
+    64 threads building their clients at once would push a trickle's sends later and later otherwise."""
+    t0 = time.monotonic()
+
     def one(offset_s: float) -> ClientResult:
         if offset_s:
-            sleep(offset_s)
+            sleep(max(0.0, offset_s - (time.monotonic() - t0)))
         return send()
 
     with ThreadPoolExecutor(max_workers=len(offsets)) as pool:
@@ -73,7 +79,10 @@ def run_scenario(
         for result in results:
             records.append(RequestRecord(len(records), group, result, cycle=cycle, control_s=control_s))
 
-    keep(RequestGroup.BURST, _concurrently(send, ramp_offsets(scenario.burst, scenario.ramp_s), sleep))
+    # The trickle goes out beside the burst, not after it: it is the traffic that keeps arriving during the start.
+    sent = _concurrently(send, ramp_offsets(scenario.burst, scenario.ramp_s) + scenario.trickle_offsets_s(), sleep)
+    keep(RequestGroup.BURST, sent[: scenario.burst])
+    keep(RequestGroup.TRICKLE, sent[scenario.burst :])
     first = records[0].client
     if not first.ok:
         return Traffic(first, tuple(records))

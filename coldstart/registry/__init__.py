@@ -18,7 +18,14 @@ from coldstart.registry.experiments import (
     valid_pairs,
 )
 from coldstart.registry.models import MODELS, Architecture, Model, Quantization, get_model
-from coldstart.registry.scenarios import SCENARIOS, Autoscaling, Scenario, get_scenario, with_max_replicas
+from coldstart.registry.scenarios import (
+    SCENARIOS,
+    Autoscaling,
+    Queueing,
+    Scenario,
+    get_scenario,
+    with_max_replicas,
+)
 from coldstart.registry.user_models import UserModelError, model_from_hf_config
 
 __all__ = [
@@ -32,6 +39,7 @@ __all__ = [
     "InvalidPairError",
     "Model",
     "Quantization",
+    "Queueing",
     "Scenario",
     "UnknownNameError",
     "UserModelError",

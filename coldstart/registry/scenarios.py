@@ -1,6 +1,7 @@
 """Scenarios: what traffic a run sends and what it measures. Any experiment runs under any scenario; the
-matrix crosses them. A scenario is data, a fixed sequence of parts (burst -> after ready -> returns -> sleep and
-wake), each off unless its field says otherwise, so one deployment can answer several questions at once.
+matrix crosses them. A scenario is data, a fixed sequence of parts (burst and trickle -> after ready -> returns
+-> sleep and wake), each off unless its field says otherwise, so one deployment can answer several questions at
+once.
 """
 
 from __future__ import annotations
@@ -48,6 +49,40 @@ class Autoscaling:
         return cfg
 
 
+# Ray Serve LLM 2.57's own default for its LLM and ingress deployments (ray.llm._internal.serve.constants:
+# RAY_SERVE_LLM_DEFAULT_MAX_ONGOING_REQUESTS): no per-replica cap, so vLLM's scheduler is the only limit.
+RAY_SERVE_LLM_MAX_ONGOING_REQUESTS = 1_000_000_000
+NO_QUEUE_LIMIT = -1  # Serve's max_queued_requests default: every caller holds any number of requests
+
+
+@dataclass(frozen=True)
+class Queueing:
+    """How the LLM deployment takes requests (Serve's deployment options; None: left to Ray Serve LLM). Given
+    values are written into the deployment config, so the row's config says what the run was served under."""
+
+    # Requests one replica runs at once; the caller's router holds the rest back until a slot frees.
+    max_ongoing_requests: int | None = None
+    # Requests each caller (the ingress's handle to the LLM deployment) holds while no replica can take them,
+    # a cold start included; past it Serve answers HTTP 503 (BackPressureError). -1: no limit.
+    max_queued_requests: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_ongoing_requests is not None and self.max_ongoing_requests < 1:
+            raise ValueError(f"max_ongoing_requests must be at least 1, got {self.max_ongoing_requests}")
+        if self.max_queued_requests is not None and not (
+            self.max_queued_requests == NO_QUEUE_LIMIT or self.max_queued_requests >= 1
+        ):
+            raise ValueError(f"max_queued_requests must be -1 (no limit) or at least 1, got {self.max_queued_requests}")
+
+    def deployment_options(self) -> dict[str, int]:
+        """The given fields as ``deployment_config`` keys (the rest stays Ray Serve LLM's)."""
+        return {
+            name: value
+            for name in ("max_ongoing_requests", "max_queued_requests")
+            if (value := getattr(self, name)) is not None
+        }
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -55,6 +90,10 @@ class Scenario:
     # Requests sent at the deployment while it is at zero replicas; the first one's TTFT is the row's.
     burst: int = 1
     ramp_s: float = 0.0  # the burst's requests spread evenly over this many seconds (0: all at once)
+    # Beside the burst, one request every ``trickle_every_s`` until ``trickle_s`` after it (0: none): steady
+    # traffic that keeps arriving while the replica starts, and after it runs if the start is shorter.
+    trickle_every_s: float = 0.0
+    trickle_s: float = 0.0
     # Once the first token arrived: this many requests one after another, then this many at once, to show
     # warm-up work left after "ready" (vllm-project/vllm#19824: 30-60 s first requests after ready).
     after_ready: int = 0
@@ -67,6 +106,7 @@ class Scenario:
     sleep_wake: bool = False
     sleep_level: int = 1  # vLLM: 1 offloads the weights to CPU memory, 2 discards them
     autoscaling: Autoscaling = field(default_factory=Autoscaling)
+    queueing: Queueing = field(default_factory=Queueing)
 
     def __post_init__(self) -> None:
         for name in ("burst", "after_ready", "after_ready_concurrent", "returns"):
@@ -74,6 +114,13 @@ class Scenario:
                 raise ValueError(f"scenario {self.name!r}: {name} is {getattr(self, name)}")
         if self.ramp_s < 0:
             raise ValueError(f"scenario {self.name!r}: ramp_s is {self.ramp_s}")
+        if self.trickle_every_s < 0 or self.trickle_s < 0 or (self.trickle_s > 0) != (self.trickle_every_s > 0):
+            raise ValueError(
+                f"scenario {self.name!r}: a trickle needs trickle_every_s and trickle_s both > 0 (or both 0), got "
+                f"{self.trickle_every_s} and {self.trickle_s}"
+            )
+        if self.trickle_s and self.trickle_every_s > self.trickle_s:
+            raise ValueError(f"scenario {self.name!r}: trickle_every_s {self.trickle_every_s} > trickle_s")
         if self.returns and self.autoscaling.downscale_delay_s is None:
             # With Serve's 600 s default a return would wait ten minutes for the replica to go.
             raise ValueError(f"scenario {self.name!r}: returns need autoscaling.downscale_delay_s")
@@ -83,6 +130,15 @@ class Scenario:
     @property
     def needs_cuda(self) -> bool:
         return self.sleep_wake
+
+    def trickle_offsets_s(self) -> list[float]:
+        """Seconds after the burst at which each trickle request is sent: every ``trickle_every_s`` up to and
+        including ``trickle_s`` (0.5 s for 30 s: 60 requests, the first 0.5 s after the burst)."""
+        if not self.trickle_s:
+            return []
+        # The tolerance keeps a last send that lands on trickle_s in spite of binary fractions (0.1 x 300).
+        count = int(self.trickle_s / self.trickle_every_s + 1e-9)
+        return [self.trickle_every_s * k for k in range(1, count + 1)]
 
 
 _BURST = Scenario(
@@ -120,6 +176,20 @@ SCENARIOS: Mapping[str, Scenario] = frozen(
                 description="8 concurrent requests at zero with max_replicas=2 and upscaling_factor=2: Serve's "
                 "cold-start path starts both replicas at once (one per GPU of a 2-GPU node)",
                 autoscaling=dataclasses.replace(_BURST_REPLICAS.autoscaling, upscaling_factor=2.0),
+            ),
+            # Load beyond one burst: 64 at once and steady traffic while the one replica starts. The queueing is
+            # what a user at zero gets from Ray Serve LLM, written out so a changed default cannot change the run
+            # unseen: every request waits at the ingress for the one cold start and none is shed with a 503.
+            Scenario(
+                "flood_at_zero",
+                "64 concurrent requests at zero with max_replicas=1, then one request every 0.5 s for 30 s through "
+                "the cold start; Ray Serve LLM's queueing written out: no cap per replica, no queue limit",
+                burst=64,
+                trickle_every_s=0.5,
+                trickle_s=30.0,
+                queueing=Queueing(
+                    max_ongoing_requests=RAY_SERVE_LLM_MAX_ONGOING_REQUESTS, max_queued_requests=NO_QUEUE_LIMIT
+                ),
             ),
             _RETURN,
             Scenario(

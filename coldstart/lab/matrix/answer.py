@@ -59,12 +59,17 @@ def answer_check(
     return AnswerCheck(reference.run_id, match, index, compared)
 
 
+def _part(group: RequestGroup) -> RequestGroup:
+    # A trickle goes out beside the burst: its requests and the burst's may decode in one batch.
+    return RequestGroup.BURST if group is RequestGroup.TRICKLE else group
+
+
 def _lone_request(requests: Sequence[RequestRecord]) -> RequestRecord | None:
     cycles: dict[tuple[RequestGroup, int], int] = {}
     for r in requests:
-        cycles[r.group, r.cycle] = cycles.get((r.group, r.cycle), 0) + 1
+        cycles[_part(r.group), r.cycle] = cycles.get((_part(r.group), r.cycle), 0) + 1
     for r in requests:  # in send order
-        sent_alone = r.group is RequestGroup.AFTER_READY or cycles[r.group, r.cycle] == 1
+        sent_alone = r.group is RequestGroup.AFTER_READY or cycles[_part(r.group), r.cycle] == 1
         if sent_alone and r.group is not RequestGroup.AFTER_READY_CONCURRENT and r.client.text:
             return r
     return None
