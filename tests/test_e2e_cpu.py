@@ -298,3 +298,45 @@ def test_tour_scenario_a_burst_at_zero_the_requests_after_ready_and_back_from_ze
     assert back.client.t_send_epoch <= second.t_starting_epoch + tolerance_s
     assert second.t_running_epoch <= back.client.t_first_token_epoch + tolerance_s
     assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
+
+
+def test_flood_at_zero_every_request_waits_for_the_one_cold_start_and_none_is_lost(lab):
+    """The registry's `flood_at_zero`: 64 requests at a deployment at zero (max_replicas=1) and one every 0.5 s
+    for 30 s beside them, under Ray Serve LLM's own queueing written into the config (no cap per replica, no queue
+    limit). Every request is a record, answered or failed with its reason; with no limit none is shed (no 503):
+    all wait at the ingress for the one replica, which then serves every one of them."""
+    from coldstart.analysis import scenarios
+    from coldstart.analysis.results import RequestGroup
+    from coldstart.analysis.serve_log import served_by
+    from coldstart.registry import get_scenario
+
+    flood = get_scenario("flood_at_zero")
+    row = _matrix(lab, "baseline", "e2e-flood", scenario="flood_at_zero")
+    assert row.status == "ok", row.error
+    deployment = row.config["llm_configs"][0]["deployment_config"]
+    assert deployment["max_ongoing_requests"] == flood.queueing.max_ongoing_requests
+    assert deployment["max_queued_requests"] == -1
+    summary = scenarios.summarize(row)
+    assert summary is not None
+    burst, trickle = summary.group(RequestGroup.BURST), summary.group(RequestGroup.TRICKLE)
+    assert burst is not None and trickle is not None
+    assert (burst.n, trickle.n) == (flood.burst, len(flood.trickle_offsets_s()))
+    # Sent = answered + failed, request by request; nothing was shed or timed out, so every one was answered.
+    failed = [(r.index, r.client.status, r.client.http_status, r.client.error) for r in row.requests if not r.client.ok]
+    assert failed == [] and (burst.answered, trickle.answered) == (burst.n, trickle.n)
+    # Serve's side agrees: the one replica's own access lines name every request the client saw answered.
+    log_text = Path(row.log_path).read_text(errors="replace")
+    assert {r.client.request_id for r in row.requests} <= set(served_by(log_text))
+    replicas = {r.replica_id for r in row.requests}
+    assert len(replicas) == 1 and None not in replicas, replicas
+    # The trickle went out at its pace, through the cold start, and no request had a token before the replica ran.
+    t0 = min(r.client.t_send_epoch for r in row.requests)
+    last_trickle = max(r.client.t_send_epoch for r in row.requests if r.group is RequestGroup.TRICKLE)
+    assert last_trickle - t0 == pytest.approx(flood.trickle_s, abs=2.0)
+    (span,) = row.replicas or ()
+    tolerance_s = 1.0  # controller stamps are milliseconds of the same host's local time
+    assert all(r.client.t_first_token_epoch >= span.t_running_epoch - tolerance_s for r in row.requests)
+    # The TTFT distribution is in the row: one cold start's wait, the trickle's shorter by its later sends.
+    assert 1.0 < burst.ttft_p50_s <= burst.ttft_p90_s <= burst.ttft_p99_s <= burst.ttft_max_s
+    assert trickle.ttft_max_s < burst.ttft_max_s
+    assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
