@@ -22,12 +22,14 @@ from coldstart.analysis import scenarios
 from coldstart.analysis.collect import (
     SOURCES_FILE,
     SUPERSEDED_FILE,
+    SkippedLog,
     collect,
     load_results,
     load_sources,
     load_superseded,
     merge_rows,
     record_sources,
+    skipped_note,
 )
 from coldstart.analysis.parse import explain
 from coldstart.analysis.plots import render_all
@@ -128,7 +130,10 @@ def main(args: argparse.Namespace) -> int:
         for r in results
         if r.row.client is not None and r.row.client.t_send_epoch is not None
     }
-    found = merge_rows(collect(args.logs, clients), results)
+    skipped_logs: list[SkippedLog] = []
+    found = merge_rows(collect(args.logs, clients, skipped_logs), results)
+    if note := skipped_note(skipped_logs):
+        print(note, file=sys.stderr)
     if not found:
         print("no runs found: nothing to analyze", file=sys.stderr)
         return 1
@@ -140,8 +145,8 @@ def main(args: argparse.Namespace) -> int:
     runs = run_table(found, superseded)
     written, skipped = write_tables(runs, long_table(runs), args.out_tables)
     rows = [f.row for f in found]
-    written += render_all(runs, rows, args.out_graphs)
-    written += render_scenarios(runs, rows, args.out_graphs)
+    graphs = render_all(runs, rows, args.out_graphs) + render_scenarios(runs, rows, args.out_graphs)
+    written += graphs
     medians = median_table(runs)
     summary = args.out_tables / "summary.md"
     summary.write_text(summary_markdown(medians))
@@ -159,5 +164,7 @@ def main(args: argparse.Namespace) -> int:
     )
     for line in skipped:
         print(f"note: {line}")
-    print(f"wrote {len(written)} files: tables in {args.out_tables}/, graphs in {args.out_graphs}/")
+    # Only folders that got files: with no run to plot, no graph is drawn and no graphs folder made.
+    graphs_line = f"graphs in {args.out_graphs}/" if graphs else "no graphs (no run had anything to plot)"
+    print(f"wrote {len(written)} files: tables in {args.out_tables}/, {graphs_line}")
     return 0

@@ -20,7 +20,9 @@ from enum import StrEnum
 from pathlib import Path
 
 from coldstart import paths
+from coldstart.analysis import events
 from coldstart.analysis.ancestor_logs import ANCESTOR_SOURCE, is_ancestor_capture
+from coldstart.analysis.parse.lines import has_header_line
 from coldstart.analysis.placement import ray_placement
 from coldstart.analysis.results import ClientResult, ResultRow, RunStatus, SchemaError, load_rows
 from coldstart.analysis.serve_log import replica_spans
@@ -189,6 +191,45 @@ def row_from_log(
     return Run(row, source)
 
 
+class SkipReason(StrEnum):
+    """Why a file with a log's name is no run's log."""
+
+    BINARY = "binary"
+    EMPTY = "empty"
+    NO_LOG_LINE = "no lab or vLLM line"
+
+
+@dataclass(frozen=True)
+class SkippedLog:
+    path: Path
+    why: SkipReason
+
+
+# A NUL byte in the first block is how git and grep tell a binary file; no line of a log holds one.
+_BINARY_PROBE_BYTES = 8192
+
+
+def read_log(path: Path) -> tuple[str, SkipReason | None]:
+    """The text of a log, and why it holds no run (None: it holds lab or vLLM lines). Linear in its size."""
+    with path.open("rb") as f:
+        if b"\0" in f.read(_BINARY_PROBE_BYTES):
+            return "", SkipReason.BINARY
+    text = path.read_text(errors="replace")  # text mode: "\r\n" and a lone "\r" read as "\n", as the parser expects
+    if not text or text.isspace():
+        return text, SkipReason.EMPTY
+    if events.MARKER not in text and not has_header_line(text):
+        return text, SkipReason.NO_LOG_LINE
+    return text, None
+
+
+def skipped_note(skipped: Sequence[SkippedLog]) -> str | None:
+    """One line naming the files left out, with why (None: none was)."""
+    if not skipped:
+        return None
+    named = "; ".join(f"{s.path} ({s.why})" for s in skipped)
+    return f"note: {len(skipped)} log files hold no run and were left out: {named}"
+
+
 def _log_files(root: Path) -> Iterable[tuple[Path, bool]]:
     """(log, from a run tree?) under root: ``<model>/<experiment>/<run>.log`` or files directly in root."""
     if root.is_file():
@@ -204,8 +245,14 @@ def _log_files(root: Path) -> Iterable[tuple[Path, bool]]:
             yield path, False
 
 
-def collect(log_dirs: Iterable[Path], clients: Mapping[str, ClientResult] | None = None) -> list[Run]:
-    """One row per log found. ``clients``: run_id -> client result, for logs whose sidecar is missing."""
+def collect(
+    log_dirs: Iterable[Path],
+    clients: Mapping[str, ClientResult] | None = None,
+    skipped: list[SkippedLog] | None = None,
+) -> list[Run]:
+    """One row per log found. ``clients``: run_id -> client result, for logs whose sidecar is missing. A file
+    that is binary, empty or holds no lab or vLLM line is no run unless a client result names it; it goes to
+    ``skipped`` (a binary one would otherwise become a model named after the file)."""
     rows = []
     for root in log_dirs:
         root = Path(root)
@@ -217,15 +264,19 @@ def collect(log_dirs: Iterable[Path], clients: Mapping[str, ClientResult] | None
                 source = Source.LOG
             else:
                 (model, experiment), run_id, source = infer_model_experiment(path.name), path.stem, Source.CAPTURE
-            log_text = path.read_text(errors="replace")
-            if source is Source.CAPTURE and is_ancestor_capture(path, log_text):
-                source = Source.ANCESTOR
+            log_text, why = read_log(path)
             sidecar = path.with_suffix(".client.json")
             client: ClientResult | None
             if sidecar.exists():
                 client = ClientResult.from_dict(json.loads(sidecar.read_text()))
             else:
                 client = (clients or {}).get(run_id)
+            if why is not None and client is None:
+                if skipped is not None:
+                    skipped.append(SkippedLog(path, why))
+                continue
+            if source is Source.CAPTURE and is_ancestor_capture(path, log_text):
+                source = Source.ANCESTOR
             rows.append(
                 row_from_log(
                     log_text,
@@ -289,16 +340,18 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_runs(results_path: Path, logs: Sequence[Path] | None) -> tuple[list[Run], dict[str, str]]:
+def load_runs(
+    results_path: Path, logs: Sequence[Path] | None, skipped: list[SkippedLog] | None = None
+) -> tuple[list[Run], dict[str, str]]:
     """The runs ``python -m analysis`` would see (the results file merged with the logs; the recorded sources
-    when ``logs`` is None) and the superseded ones. Raises OSError, SchemaError or ValueError for a source it
-    cannot read."""
+    when ``logs`` is None) and the superseded ones; the files that hold no run go to ``skipped``. Raises
+    OSError, SchemaError or ValueError for a source it cannot read."""
     recorded = load_sources(paths.tables_dir() / SOURCES_FILE) if logs is None else None
     sources = list(logs) if logs is not None else (recorded or [paths.output_root()])
     results = load_results(results_path)
     superseded = load_superseded(results_path.parent / SUPERSEDED_FILE)
     clients = {r.row.run_id: r.row.client for r in results if r.row.client and r.row.client.t_send_epoch is not None}
-    return merge_rows(collect(sources, clients), results), superseded
+    return merge_rows(collect(sources, clients, skipped), results), superseded
 
 
 def cli_runs(args: argparse.Namespace) -> tuple[list[Run], dict[str, str]] | None:
@@ -309,8 +362,12 @@ def cli_runs(args: argparse.Namespace) -> tuple[list[Run], dict[str, str]] | Non
     except ImportError:
         print("error: pandas is missing; pip install -e '.[analysis]'", file=sys.stderr)
         return None
+    skipped: list[SkippedLog] = []
     try:
-        return load_runs(args.results, args.logs)
+        loaded = load_runs(args.results, args.logs, skipped)
     except (OSError, SchemaError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return None
+    if note := skipped_note(skipped):
+        print(note, file=sys.stderr)
+    return loaded

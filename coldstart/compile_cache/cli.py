@@ -23,7 +23,7 @@ from coldstart.compile_cache.common import (
 from coldstart.compile_cache.fingerprint import Fingerprint, fingerprint_for_engine, model_slug, stable_model_path
 from coldstart.compile_cache.publish import check_entry_prefix, publish, remove_entry, verify_entry
 from coldstart.compile_cache.restore import default_cache_dirs, restore
-from coldstart.storage.store import Store, StoreError, default_store_uri, open_store
+from coldstart.storage.store import Store, StoreError, check_store_to_list, default_store_uri, open_store
 
 
 def _add_fingerprint_args(p: argparse.ArgumentParser) -> None:
@@ -161,7 +161,9 @@ def main(args: argparse.Namespace) -> int:
             _print_json(dataclasses.asdict(rr))
             return 0 if rr.ok else 1
         if args.command == "show":
-            return _show(_open_store_from_args(args), args.model, verify=args.verify)
+            store = _open_store_from_args(args)
+            check_store_to_list(store)  # a mistyped --store folder must not list as "no entries"
+            return _show(store, args.model, verify=args.verify)
         if args.command == "rm":
             keys = remove_entry(_open_store_from_args(args), args.entry, dry_run=args.dry_run)
             _print_json({"entry": check_entry_prefix(args.entry), "deleted": not args.dry_run, "keys": keys})
@@ -174,10 +176,11 @@ def main(args: argparse.Namespace) -> int:
 
 def _show(store: Store, model_name: str | None, *, verify: bool = False) -> int:
     prefix = f"{KEY_PREFIX}/{model_slug(model_name)}/" if model_name else f"{KEY_PREFIX}/"
-    failed = 0
+    failed = listed = 0
     for obj in store.list(prefix):
         if not obj.key.endswith("/" + MANIFEST_NAME):
             continue
+        listed += 1
         entry = obj.key[: -len(MANIFEST_NAME)]
         try:
             m = CacheManifest.from_json(store.get_bytes(obj.key))
@@ -204,6 +207,10 @@ def _show(store: Store, model_name: str | None, *, verify: bool = False) -> int:
                 **checked,
             }
         )
+    if not listed:
+        # stdout stays JSON lines (none here); the person reading the terminal still gets an answer.
+        which = f" of {model_name}" if model_name else ""
+        print(f"compile-cache show: no entries{which} in {store.uri}", file=sys.stderr)
     if failed:
         what = "failed verification" if verify else "have an unreadable manifest"
         print(

@@ -8,9 +8,11 @@ with ``ttft_s=None``: a cold start that never produced a token has no time to fi
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -173,6 +175,16 @@ def write_result(m: ClientResult, path: Path) -> None:
     tmp.replace(path)
 
 
+def check_out_writable(path: Path) -> None:
+    """Raise OSError unless ``write_result`` can write ``path``: its folder is created and a temp file is
+    written and removed beside it (os.access says yes to root where a read-only mount still refuses)."""
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+        pass
+
+
 def check_base_url(base_url: str) -> str:
     """``http(s)://host[:port][/path]``; ValueError otherwise (without a scheme httpx fails mid-measurement)."""
     try:
@@ -226,8 +238,21 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    m = measure_ttft(args.url, args.model, prompt=args.prompt, max_tokens=args.max_tokens, timeout_s=args.timeout)
     if args.out is not None:
-        write_result(m, args.out)
+        # Before the request, not after it: the request may be a cold start of many minutes, whose result
+        # must have somewhere to go.
+        try:
+            check_out_writable(args.out)
+        except OSError as exc:
+            print(f"error: cannot write --out {args.out}: {exc.strerror or exc}; nothing was sent", file=sys.stderr)
+            return 2
+    m = measure_ttft(args.url, args.model, prompt=args.prompt, max_tokens=args.max_tokens, timeout_s=args.timeout)
     print(m.summary(), file=sys.stdout if m.ok else sys.stderr)
+    if args.out is not None:
+        try:
+            write_result(m, args.out)
+        except OSError as exc:
+            # Writable a moment ago (a disk filled since): the whole result goes to stderr rather than being lost.
+            print(f"error: cannot write {args.out} ({exc}); the result: {json.dumps(m.to_dict())}", file=sys.stderr)
+            return 1
     return 0 if m.ok else 1

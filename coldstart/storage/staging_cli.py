@@ -23,7 +23,15 @@ from coldstart.storage.staging import (
     upload_dir,
     verify,
 )
-from coldstart.storage.store import InvalidKey, InvalidStoreURI, Store, StoreError, default_store_uri, open_store
+from coldstart.storage.store import (
+    InvalidKey,
+    InvalidStoreURI,
+    Store,
+    StoreError,
+    check_store_to_list,
+    default_store_uri,
+    open_store,
+)
 
 # --------------------------------------------------------------------------------------------------- CLI
 
@@ -115,6 +123,7 @@ def _cmd_put(store: Store, args: argparse.Namespace) -> int:
 
 
 def _cmd_ls(store: Store, args: argparse.Namespace) -> int:
+    check_store_to_list(store)  # a mistyped --store folder must not list as "no models staged"
     folders = list_staged(store)
     if not folders:
         print(f"no models staged in {store.uri}")

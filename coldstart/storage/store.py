@@ -7,6 +7,7 @@ so ``from coldstart.storage.store import ...`` is the one import path the rest o
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from coldstart import paths
 from coldstart.storage.store_core import (
@@ -22,6 +23,7 @@ from coldstart.storage.store_core import (
     StoreError,
     StoreLocation,
     TransferSettings,
+    check_bucket_name,
     check_key,
     check_prefix,
     parse_store_uri,
@@ -30,12 +32,29 @@ from coldstart.storage.store_local import LocalStore
 from coldstart.storage.store_s3 import S3Store, translate_s3_error
 
 
+def lab_store_root() -> Path:
+    """The embedded default store: a folder under the lab's home, created by the first write."""
+    return (paths.coldstart_home() / "store").absolute()
+
+
 def default_store_uri() -> str:
     """``$COLDSTART_STORE``, else a directory store under the lab's home (the embedded default)."""
     env = os.environ.get("COLDSTART_STORE", "").strip()
     if env:
         return env
-    return (paths.coldstart_home() / "store").as_uri()
+    return lab_store_root().as_uri()
+
+
+def check_store_to_list(store: Store) -> None:
+    """``store.check()`` for a command that only lists: a local store folder that does not exist is a mistyped
+    path, not an empty store (writes create it, a listing would answer "nothing" for any typo), so it raises
+    BucketNotFound as S3 does for a missing bucket. The lab's own default folder, which a fresh lab has not
+    written yet, stays an empty store."""
+    store.check()
+    if isinstance(store, LocalStore) and not store.root.exists() and store.root != lab_store_root():
+        raise BucketNotFound(
+            f"store folder {store.root} does not exist (nothing was written there: check --store or $COLDSTART_STORE)"
+        )
 
 
 def open_store(
@@ -75,9 +94,12 @@ __all__ = [
     "StoreError",
     "StoreLocation",
     "TransferSettings",
+    "check_bucket_name",
     "check_key",
     "check_prefix",
+    "check_store_to_list",
     "default_store_uri",
+    "lab_store_root",
     "open_store",
     "parse_store_uri",
     "translate_s3_error",

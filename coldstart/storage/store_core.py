@@ -164,7 +164,31 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-BUCKET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
+# S3's bucket naming rules (general purpose buckets): 3-63 characters of lowercase letters, digits, dots and
+# hyphens, a letter or digit at each end, no two dots in a row, and not an IP address. A name outside them
+# (``Bad_Bucket``) reaches no bucket: refused here, offline, rather than as a confusing S3 error mid-run.
+_BUCKET_CHARS_RE = re.compile(r"[a-z0-9.-]+")
+_IPV4_RE = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+BUCKET_NAME_RULES = (
+    "3-63 lowercase letters, digits, dots or hyphens, a letter or digit at each end, no '..', not an IP address"
+)
+
+
+def check_bucket_name(bucket: str) -> str:
+    """Return ``bucket`` if S3 accepts it as a bucket name, else raise InvalidStoreURI saying which rule fails."""
+    if not 3 <= len(bucket) <= 63:
+        why = f"{len(bucket)} characters"
+    elif not _BUCKET_CHARS_RE.fullmatch(bucket):
+        why = f"{''.join(sorted(set(_BUCKET_CHARS_RE.sub('', bucket))))!r} not allowed"
+    elif not (bucket[0].isalnum() and bucket[-1].isalnum()):
+        why = "it must start and end with a letter or digit"
+    elif ".." in bucket:
+        why = "two dots in a row"
+    elif _IPV4_RE.match(bucket):
+        why = "it is formatted as an IP address"
+    else:
+        return bucket
+    raise InvalidStoreURI(f"{bucket!r} is not a valid S3 bucket name: {why} (S3 allows {BUCKET_NAME_RULES})")
 
 
 @dataclass(frozen=True)
@@ -198,8 +222,10 @@ def parse_store_uri(uri: str) -> StoreLocation:
         bucket = parts.netloc
         if not bucket:
             raise InvalidStoreURI(f"store URI {uri!r} has no bucket; {_URI_HELP}")
-        if not BUCKET_RE.match(bucket):
-            raise InvalidStoreURI(f"store URI {uri!r}: {bucket!r} is not a valid bucket name")
+        try:
+            check_bucket_name(bucket)
+        except InvalidStoreURI as e:
+            raise InvalidStoreURI(f"store URI {uri!r}: {e}") from e
         if parts.query or parts.fragment:
             raise InvalidStoreURI(f"store URI {uri!r} must not have a query or fragment")
         prefix = parts.path.strip("/")

@@ -26,18 +26,17 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from coldstart.storage.store_core import (
-    BUCKET_RE,
     FILE_MODE,
     BucketNotFound,
     CredentialsError,
     EndpointUnreachable,
     GiB,
-    InvalidStoreURI,
     ObjectInfo,
     ObjectNotFound,
     RetryPolicy,
     StoreError,
     TransferSettings,
+    check_bucket_name,
     check_endpoint_url,
     check_key,
     check_prefix,
@@ -146,8 +145,7 @@ class S3Store:
         retry: RetryPolicy = _DEFAULT_RETRY,
         transfer: TransferSettings = _DEFAULT_TRANSFER,
     ) -> None:
-        if not BUCKET_RE.match(bucket):
-            raise InvalidStoreURI(f"{bucket!r} is not a valid bucket name")
+        check_bucket_name(bucket)
         prefix = prefix.strip("/")
         if prefix:
             check_key(prefix)

@@ -234,6 +234,34 @@ def parse_lines(text: str) -> list[LogLine]:
     return [parse_line(line, i) for i, line in enumerate(text.splitlines(), start=1)]
 
 
+# Every header above has an "HH:MM:SS" time: a scan for that literal-led shape finds the candidate lines fast
+# (50 MB of text without one is passed over in well under a second, where lexing every line takes seconds).
+_TIME_RE = re.compile(r":\d\d:\d\d")
+# The headers unanchored (a process prefix or a compose column may come first), without their groups.
+_ANY_HEADER_RE = re.compile(
+    rf"(?:{_LEVELS}) (?:\d{{4}}-)?\d\d-\d\d \d\d:\d\d:\d\d"  # vLLM's, Ray Serve's
+    rf"|\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d(?:[,.]\d+)?[ \t]+(?:{_LEVELS}) \S+:\d+ -- "  # Ray core's
+    r"|\[\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d"  # a bracketed stamp
+)
+
+
+def has_header_line(text: str) -> bool:
+    """Whether any line of ``text`` has a header this lexer reads (vLLM, Ray Serve, Ray core, a bracketed
+    stamp), in one pass: only the lines with a time in them are cleaned of ANSI codes and matched, each once."""
+    pos = 0
+    while m := _TIME_RE.search(text, pos):
+        start = text.rfind("\n", 0, m.start()) + 1
+        end = text.find("\n", m.end())
+        end = len(text) if end < 0 else end
+        line = text[start:end]
+        if "\x1b" in line or "[" in line:  # every ANSI form _ANSI_RE strips has one of these
+            line = _ANSI_RE.sub("", line)
+        if _ANY_HEADER_RE.search(line):
+            return True
+        pos = end + 1
+    return False
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Rows a paste wrapped at the terminal width
 

@@ -34,7 +34,7 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="replace each scenario's max_replicas (e.g. one replica per GPU of the node)",
     )
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3, help="cold starts per (model, experiment, scenario)")
     parser.add_argument(
         "--campaign",
         default=None,
