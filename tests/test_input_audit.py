@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,14 +93,15 @@ def test_a_name_s3_accepts_is_a_bucket(bucket):
 
 
 @pytest.fixture(scope="module")
-def junk_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def junk_logs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A binary file, an empty one and 50 MB of random text, each named like a capture."""
     logs = tmp_path_factory.mktemp("junk") / "logs"
     logs.mkdir()
     (logs / "x.log").write_bytes(os.urandom(4096) + b"\0")
     (logs / "empty.log").write_text("")
     (logs / "noise.txt").write_text(base64.encodebytes(os.urandom(38_000_000)).decode())
-    return logs
+    yield logs
+    (logs / "noise.txt").unlink()  # pytest keeps its last temp folders: not 50 MB of them each
 
 
 def _analysis(logs: Path, out: Path) -> int:
