@@ -12,7 +12,6 @@ holds (client result, audit, timeline, requests, replicas) are typed in ``row_pa
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import importlib.metadata
 import json
 import logging
@@ -21,12 +20,13 @@ import platform
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from coldstart import paths
+from coldstart.analysis.jsonl_append import locked_for_append
 
 # The parts of a row, importable from here as they always were (``from coldstart.analysis.results import ...``).
 from coldstart.analysis.placement import RayPlacement
@@ -281,17 +281,22 @@ _MIGRATIONS: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
 def append_row(path: Path, row: ResultRow) -> None:
-    """Append one line under an exclusive lock: concurrent runners never interleave half rows. ``row`` is a new
-    result or one read back from another results file (``import-runs``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = row.to_json() + "\n"
-    with open(path, "a", encoding="utf-8") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            f.write(line)
-            f.flush()
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """Append one line under the results file's lock (``jsonl_append``): concurrent runners never interleave
+    half rows, and a row the disk cut short is not left half in the file. ``row`` is a new result or one read
+    back from another results file (``import-runs``)."""
+    append_rows(path, [row])
+
+
+def append_rows(path: Path, rows: Sequence[ResultRow], *, skip_known: bool = False) -> list[ResultRow]:
+    """Append ``rows`` as whole lines under one hold of the lock; returns those appended. ``skip_known`` leaves
+    out the rows whose run_id the file already holds, read under the same lock: two imports of one archive at
+    once then add its rows once."""
+    with locked_for_append(path) as out:
+        if skip_known:
+            here = {r.run_id for r in load_rows(path, skipped=[])}
+            rows = [r for r in rows if r.run_id not in here]
+        out.append([r.to_json() for r in rows])
+    return list(rows)
 
 
 def row_problem(row: Any) -> str | None:

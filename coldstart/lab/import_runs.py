@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from coldstart import paths
-from coldstart.analysis.results import SchemaError, append_row, load_rows, parse_rows
+from coldstart.analysis.results import SchemaError, append_rows, load_rows, parse_rows
 
 ARCHIVE_RESULTS = "results/results.jsonl"
 ARCHIVE_LOGS = "experiment_terminal_output"
@@ -114,10 +114,12 @@ def import_archive(archive: Path, results_path: Path, dest_root: Path | None = N
         and rel not in measured_logs
         and not (dest_root / Path(*rel.parts)).exists()
     ]
-    # Rows last, after their files: an interrupted import never leaves a row pointing at nothing.
-    for row in new_rows:
-        append_row(results_path, row)  # the runner's locked append: a matrix may be writing the same file
-        report.imported.append(row.run_id)
+    # Rows last, after their files: an interrupted import never leaves a row pointing at nothing. The runner's
+    # locked append (a matrix may be writing the same file), which checks the ids again under its lock: another
+    # import of this archive may have added them since they were read above.
+    appended = append_rows(results_path, new_rows, skip_known=True)
+    report.imported = [row.run_id for row in appended]
+    report.already_here += len(new_rows) - len(appended)
     return report
 
 

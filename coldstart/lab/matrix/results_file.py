@@ -3,11 +3,13 @@ run. A row that cannot be appended is kept beside its run log instead: a timed c
 
 from __future__ import annotations
 
+import errno
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from coldstart import paths
+from coldstart.analysis.jsonl_append import lock_path
 from coldstart.analysis.results import ResultRow, append_row
 from coldstart.lab.matrix.plan import RunSpec
 
@@ -44,11 +46,14 @@ def check_writable(results_path: Path, specs: Sequence[RunSpec]) -> list[str]:
     folder, the temp folder the service's ready file goes to. Returns the problems (empty: all writable)."""
     problems = []
     if results_path.exists():
-        try:
-            with open(results_path, "a"):  # append mode, nothing written: the file stays as it is
-                pass
-        except OSError as exc:
-            problems.append(f"results file {results_path}: {exc.strerror or exc}")
+        # Append mode, nothing written: the files stay as they are. The lock file beside the results is what
+        # every append opens first (jsonl_append), so a folder that refuses it refuses every row.
+        for what, path in (("results file", results_path), ("results lock file", lock_path(results_path))):
+            try:
+                with open(path, "a"):
+                    pass
+            except OSError as exc:
+                problems.append(f"{what} {path}: {exc.strerror or exc}")
     elif problem := _folder_problem(results_path.parent, "results folder"):
         problems.append(problem)
     log_folders = {paths.run_log_path(s.model, s.experiment, "probe").parent for s in specs}
@@ -65,7 +70,9 @@ def save_row(results_path: Path, row: ResultRow) -> None:
         append_row(results_path, row)
         return
     except OSError as exc:
-        failure = f"{type(exc).__name__}: {exc}"
+        # The errno's name beside the system's words: ENOSPC (a full disk) reads apart from EROFS or EACCES.
+        name = errno.errorcode.get(exc.errno) if isinstance(exc.errno, int) else None
+        failure = f"{type(exc).__name__}: {exc}" + (f" ({name})" if name else "")
     line = row.to_json() + "\n"
     candidates = [paths.in_lab(row.log_path).parent] if row.log_path else []
     for folder in [*candidates, Path(tempfile.gettempdir())]:
