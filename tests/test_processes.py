@@ -38,7 +38,7 @@ def test_the_controller_log_follower_echoes_only_lines_written_after_it_started(
     logs = tmp_path / "logs" / "serve"
     logs.mkdir(parents=True)
     old = logs / "controller_1.log"
-    old.write_text("an earlier run's decision: from 0 to 1\n")  # a cluster's session outlives each run
+    old.write_text("an earlier run's decision: from 0 to 1\n")  # a cluster's session_latest folder outlives each run
     with ControllerLogFollower(str(tmp_path), poll_s=0.05):
         with old.open("a") as f:
             f.write("this run's line\n")

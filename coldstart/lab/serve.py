@@ -89,7 +89,7 @@ class ControllerLogFollower:
         self._offsets: dict[str, int] = {}
 
     def __enter__(self) -> ControllerLogFollower:
-        # Only what is written from now on: on a cluster the session (and an earlier controller's log, with its
+        # Only what is written from now on: on a cluster Ray's session_latest folder (and an earlier controller's log, with its
         # "from 0" decisions) outlives each run, and an old decision read as this run's would misplace the request.
         for path in glob.glob(self._pattern):
             with contextlib.suppress(OSError):
@@ -318,10 +318,15 @@ def serve_app(
     since a job runtime_env keeps replicas off the prestarted workers. ``preflight`` runs once Ray is up and before
     Serve is touched (the cluster checks); what it raises propagates after Ray is let go.
     Cleanup removes only what this lab made: a Ray it started, else its own app (and Serve, if it started Serve).
+    With a Ray it started, the shared-memory segments its processes left unlinked (``shm.reclaimed``) go too.
     """
+    from coldstart.lab import shm
+
     # Armed before `import ray` and ray.init(): a SIGTERM while Ray starts (its gcs, raylet and dashboard are
     # already children then) must unwind through their shutdown too, not kill this process and leave them.
-    with signals_as_interrupt():
+    # The segments are looked at after every process of a local Ray is gone; on a cluster the engines' segments
+    # live on the nodes, and this machine's are not this lab's to judge.
+    with shm.reclaimed() if not ray_address else contextlib.nullcontext(), signals_as_interrupt():
         import ray
 
         import coldstart
