@@ -89,8 +89,9 @@ class ControllerLogFollower:
         self._offsets: dict[str, int] = {}
 
     def __enter__(self) -> ControllerLogFollower:
-        # Only what is written from now on: on a cluster Ray's session_latest folder (and an earlier controller's log, with its
-        # "from 0" decisions) outlives each run, and an old decision read as this run's would misplace the request.
+        # Only what is written from now on: on a cluster Ray's session_latest folder (and an earlier
+        # controller's log, with its "from 0" decisions) outlives each run, and an old decision read as this
+        # run's would misplace the request.
         for path in glob.glob(self._pattern):
             with contextlib.suppress(OSError):
                 self._offsets[path] = os.path.getsize(path)
@@ -163,6 +164,27 @@ def app_failure(status: Any, app_name: str) -> str | None:
     return "; ".join(parts)
 
 
+# Serve 2.57's deployment message once a replica has waited 30 s for a node with room for it
+# (``deployment_state.py``, ``SLOW_STARTUP_WARNING_S``): no live node has the resources, and none may ever come.
+_UNSCHEDULABLE = re.compile(r"replicas that have taken more than \d+s to be scheduled")
+_RESOURCES = re.compile(r"Resources required for each replica: .*?(?= Use `ray status`|$)", re.DOTALL)
+
+
+def app_unschedulable(status: Any, app_name: str) -> str | None:
+    """Why a deployment of the app cannot start its replicas: Serve has found no node for one (a node died and no
+    other fits, or the cluster never had one). None while every replica has a place or the app is gone."""
+    app = status.applications.get(app_name)
+    if app is None:
+        return None
+    for name, dep in app.deployments.items():
+        message = dep.message or ""
+        if _UNSCHEDULABLE.search(message):
+            resources = _RESOURCES.search(message)
+            detail = resources.group(0).strip() if resources else _gist(message)
+            return f"Serve app {app_name}: no node can take a replica of {name}; {detail}"
+    return None
+
+
 def app_settled(status: Any, app_name: str) -> bool:
     """The app runs and no deployment is scaling: no replica is starting (a quiet moment for background work)."""
     app = status.applications.get(app_name)
@@ -171,40 +193,59 @@ def app_settled(status: Any, app_name: str) -> bool:
     return all(_state(dep.status) == "HEALTHY" for dep in app.deployments.values())
 
 
+class _Held:
+    """How long one condition has held, over consecutive looks (a look without it starts over)."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def seen(self, present: bool, now: float) -> float:
+        if not present:
+            self.since = None
+            return 0.0
+        if self.since is None:
+            self.since = now
+        return now - self.since
+
+
 def watch_app(
     app_name: str,
     *,
     grace_s: float = 30.0,
+    unschedulable_s: float | None = None,
     poll_s: float = 5.0,
     get_status: Callable[[], Any] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     between_polls: Callable[[], None] | None = None,
 ) -> str:
-    """Block while the app can serve; return the reason once it has stayed failed for ``grace_s``.
+    """Block while the app can serve; return the reason once it has stayed failed for ``grace_s``, or once a
+    replica has found no node for ``unschedulable_s`` after Serve said so (None: wait for a node forever).
 
-    The grace lets a state that Serve itself recovers from (one replica replaced) pass without ending a run.
-    ``between_polls`` runs after every look (the fast path's pool keeper).
+    The grace lets a state that Serve itself recovers from (one replica replaced) pass without ending a run. A
+    replica with no node is not a failure to Serve: it waits for one (an autoscaler may add it), and a request
+    waits with it; where no node will come (the replica's node died mid-start and no other fits) only this
+    bound ends the run. ``between_polls`` runs after every look (the fast path's pool keeper).
     """
     if get_status is None:
         from ray import serve
 
         get_status = serve.status
-    failing_since: float | None = None
+    failing, homeless = _Held(), _Held()
     while True:
         try:
-            reason = app_failure(get_status(), app_name)
+            status = get_status()
+            reason, unplaced = app_failure(status, app_name), app_unschedulable(status, app_name)
         except Exception as exc:  # a status call that fails once must not end a cold start
             # Not a verdict on the app (the controller may be busy or restarting): say so, look again later.
             print(f"coldstart: serve.status() failed ({type(exc).__name__}: {exc}); watching on", file=sys.stderr)
-            reason = None
+            reason = unplaced = None
         now = clock()
-        if reason is None:
-            failing_since = None
-        elif failing_since is None:
-            failing_since = now
-        if reason is not None and failing_since is not None and now - failing_since >= grace_s:
+        if failing.seen(reason is not None, now) >= grace_s and reason is not None:
             return reason
+        waited_s = homeless.seen(unplaced is not None, now)
+        if unplaced is not None and unschedulable_s is not None and waited_s >= unschedulable_s:
+            return f"{unplaced} (for {waited_s:.0f} s after Serve said so)"
         if between_polls is not None:
             between_polls()
         sleep(poll_s)
