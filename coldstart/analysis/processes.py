@@ -44,17 +44,16 @@ def vllm_processes(log_text: str) -> list[VllmProcess]:
         if MARKER in raw:
             for e in iter_events([raw]):
                 sent = sent or e.get("event") == "client_send"
+                if e.get("event") == "prestart_wait_end" and not sent:
+                    # On a cluster the workers a raylet prestarted reach no job's log with their own
+                    # ``worker_preloaded``; the wait before the request names them (by pid, per node) instead.
+                    for node in e.get("nodes") or ():
+                        preloaded.update(p for p in node.get("idle_preloaded") or () if isinstance(p, int))
                 pid = e.get("pid")
                 if not isinstance(pid, int) or e.get("event") == "client_send":
                     continue
                 if e.get("event") == "worker_preloaded" and not sent:
                     preloaded.add(pid)
-            for e in iter_events([raw]):
-                # On a cluster the workers a raylet prestarted reach no job's log with their own
-                # ``worker_preloaded``; the wait before the request names them (by pid, per node) instead.
-                if e.get("event") == "prestart_wait_end" and not sent:
-                    for node in e.get("nodes") or ():
-                        preloaded.update(p for p in node.get("idle_preloaded") or () if isinstance(p, int))
                 # The harness's own events name processes that print no vLLM line (Ray LLM's node-init task).
                 if pid not in first:
                     first[pid] = VllmProcess(pid, f"event {e['event']}", no, sent and pid not in preloaded)
