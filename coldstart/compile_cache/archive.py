@@ -116,10 +116,16 @@ class CacheManifest:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` whole or is as it was: a write the disk cuts short leaves no temp file behind,
+    and the OSError names ``path`` (a short write names no file)."""
     path = Path(path)
     tmp = path.with_name(path.name + f".tmp-{secrets.token_hex(4)}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def write_manifest(manifest: CacheManifest, path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import secrets
@@ -40,6 +41,7 @@ from coldstart.compile_cache.fingerprint import (
     fingerprint_for_engine,
     hashed_env,
 )
+from coldstart.storage.store_core import os_error_text
 
 
 def _is_within(path: Path, root: Path) -> bool:
@@ -208,32 +210,12 @@ def capture(
     tmp = out_archive.with_name(out_archive.name + f".tmp-{secrets.token_hex(4)}")
     sizes: dict[str, int] = dict.fromkeys(ROOT_NAMES, 0)
     try:
-        with (
-            open(tmp, "wb") as raw,
-            _compressing(raw, compression) as stream,
-            tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            for local, arcname in entries:
-                try:
-                    info = tar.gettarinfo(str(local), arcname=arcname)
-                    # Owners are meaningless on another node and would leak user names.
-                    info.uid = info.gid = 0
-                    info.uname = info.gname = ""
-                    if info.isreg():
-                        with open(local, "rb") as f:
-                            tar.addfile(info, f)
-                        sizes[arcname.split("/", 1)[0]] += info.size
-                    else:
-                        tar.addfile(info)
-                except FileNotFoundError as e:
-                    raise CaptureError(
-                        f"{local} vanished during capture: is an engine still writing "
-                        "the cache? capture after it has finished compiling"
-                    ) from e
-                except OSError as e:
-                    raise CaptureError(f"cannot archive {local}: {e}") from e
+        _write_archive(tmp, out_archive, entries, sizes, compression)
         archive_sha256, size_bytes = sha256_file(tmp)
         os.replace(tmp, out_archive)
+    except OSError as e:
+        # Past the sources' own errors (CaptureError above): the archive's side, a full disk or a read-only mount.
+        raise _archive_write_error(out_archive, e) from e
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -250,3 +232,46 @@ def capture(
         fingerprint=None if fingerprint is None else fingerprint.to_dict(),
         skipped=tuple(skipped_all),
     )
+
+
+# Errors only the written side raises: reading a cache file never fills a disk.
+_WRITE_SIDE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def _archive_write_error(out_archive: Path, e: OSError) -> CaptureError:
+    return CaptureError(
+        f"cannot write the archive {out_archive}: {os_error_text(e)}; nothing was kept (free space there or "
+        "capture to another --out)"
+    )
+
+
+def _write_archive(
+    tmp: Path, out_archive: Path, entries: list[tuple[Path, str]], sizes: dict[str, int], compression: str
+) -> None:
+    """Stream ``entries`` into the tar at ``tmp``, counting each root's bytes into ``sizes``."""
+    with (
+        open(tmp, "wb") as raw,
+        _compressing(raw, compression) as stream,
+        tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for local, arcname in entries:
+            try:
+                info = tar.gettarinfo(str(local), arcname=arcname)
+                # Owners are meaningless on another node and would leak user names.
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                if info.isreg():
+                    with open(local, "rb") as f:
+                        tar.addfile(info, f)
+                    sizes[arcname.split("/", 1)[0]] += info.size
+                else:
+                    tar.addfile(info)
+            except FileNotFoundError as e:
+                raise CaptureError(
+                    f"{local} vanished during capture: is an engine still writing "
+                    "the cache? capture after it has finished compiling"
+                ) from e
+            except OSError as e:
+                if e.errno in _WRITE_SIDE_ERRNOS:
+                    raise _archive_write_error(out_archive, e) from e
+                raise CaptureError(f"cannot archive {local}: {e}") from e

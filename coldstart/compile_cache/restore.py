@@ -51,6 +51,7 @@ from coldstart.compile_cache.fingerprint import (
     stable_model_path,
 )
 from coldstart.storage.store import ObjectNotFound, Store, StoreError, open_store
+from coldstart.storage.store_core import os_error_text
 
 logger = logging.getLogger("coldstart.compile_cache")  # the name the logs and their parsers know
 
@@ -389,7 +390,11 @@ def _restore(
         notes.insert(0, f"{restored_files - kept} files restored, {kept} already present")
         ok = True
         return _Outcome(RestoreStatus.SUCCESS, "; ".join(notes), size_bytes, file_count=restored_files)
-    except (OSError, RestoreConflict, CompileCacheError) as e:
+    except OSError as e:
+        # A write the disk cut short names no file: name the cache it was restoring into (a full disk there).
+        where = f" at {e.filename}" if e.filename else f" restoring into {vllm_cache_root}"
+        return _Outcome(RestoreStatus.ERROR, f"{type(e).__name__}: {os_error_text(e)}{where}")
+    except (RestoreConflict, CompileCacheError) as e:
         return _Outcome(RestoreStatus.ERROR, f"{type(e).__name__}: {e}")
     finally:
         if staging is not None:

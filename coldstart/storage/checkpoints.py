@@ -27,6 +27,7 @@ from coldstart.paths import coldstart_home
 from coldstart.registry import MODELS, Model, UnknownNameError, UserModelError, get_model, model_from_hf_config
 from coldstart.storage.safetensors_writer import write_weights
 from coldstart.storage.sources import read_config_json
+from coldstart.storage.store_core import os_error_text
 from coldstart.storage.synth_tokenizer import (
     CHAT_TEMPLATE,
     MAX_TOKENIZER_VOCAB,
@@ -56,6 +57,11 @@ _PROGRESS_MIN_BYTES = 256 * 1024 * 1024
 
 class CheckpointMismatchError(FileExistsError):
     """``out_dir`` holds something other than the checkpoint asked for; pass ``overwrite=True`` to replace."""
+
+
+class CheckpointWriteError(OSError):
+    """The folder could not be written (a full disk, a read-only mount); its partial build was removed. An
+    OSError still, with the failed write's errno, and a message that names the folder."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +217,19 @@ def write_checkpoint(
         }
         (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n")
         _move_into_place(tmp, out_dir, identity, overwrite)
+    except CheckpointMismatchError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        # A write error names no file (the weights are written by a thread); the folder is what to free or fix.
+        error = CheckpointWriteError(
+            f"cannot write the {model.name} checkpoint at {out_dir} (built in {tmp.name} beside it): "
+            f"{os_error_text(exc)}; nothing of it was kept, {out_dir} is as it was: free space or fix the "
+            "folder and run it again"
+        )
+        error.errno = exc.errno
+        raise error from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -294,7 +313,7 @@ def main(args: argparse.Namespace) -> int:
             progress=args.progress,
             overwrite=args.overwrite,
         )
-    except CheckpointMismatchError as exc:
+    except (CheckpointMismatchError, CheckpointWriteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     verb = "wrote" if info.created else "kept existing"
@@ -316,6 +335,7 @@ __all__ = [
     "SPECIAL_TOKENS",
     "CheckpointInfo",
     "CheckpointMismatchError",
+    "CheckpointWriteError",
     "TensorSpec",
     "add_cli_args",
     "arch_hash",

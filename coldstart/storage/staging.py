@@ -325,7 +325,13 @@ def download_dir(store: Store, prefix: str, dest: Path, *, workers: int = 8, sho
 
             def fetch(e: FileEntry) -> None:
                 local = tmp.joinpath(*e.path.split("/"))
-                store.download_file(f"{prefix}/{e.path}", local, progress=on_bytes)
+                try:
+                    store.download_file(f"{prefix}/{e.path}", local, progress=on_bytes)
+                except OSError as exc:
+                    # The local side (a full disk): a write cut short names no file, so name the one it was.
+                    if exc.filename is None and exc.errno is not None:
+                        raise OSError(exc.errno, exc.strerror, str(local)) from exc
+                    raise
                 size_bytes = local.stat().st_size
                 if size_bytes != e.size_bytes:
                     raise IntegrityError(

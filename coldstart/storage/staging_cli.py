@@ -32,6 +32,7 @@ from coldstart.storage.store import (
     default_store_uri,
     open_store,
 )
+from coldstart.storage.store_core import os_error_text
 
 # --------------------------------------------------------------------------------------------------- CLI
 
@@ -157,7 +158,7 @@ _COMMANDS: dict[str, Callable[[Store, argparse.Namespace], int]] = {
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run one subcommand: 0 ok, 2 bad input, 1 store error (or a failed verify)."""
+    """Run one subcommand: 0 ok, 2 bad input, 1 store or local disk error (or a failed verify)."""
     try:
         if getattr(args, "model_name", None) is not None:
             _prefix_for(args)  # reject a bad name or --tp before touching the store
@@ -169,4 +170,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     except StoreError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        # This machine's side: a full disk, a folder it may not write, a source file it cannot read.
+        print(f"error: {os_error_text(e)}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
         return 1

@@ -12,6 +12,7 @@ the Run:ai streamer are given (``s3://bucket/prefix/key`` or an absolute local p
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import tempfile
@@ -76,18 +77,24 @@ class ObjectInfo:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounded retries for an unreachable endpoint: ``attempts`` tries, exponential backoff between them."""
+    """Bounded retries for an unreachable endpoint: ``attempts`` tries, exponential backoff between them.
+
+    ``read_timeout_s`` is how long a request may wait for its next byte: a store that accepts connections and
+    then stops answering (a hung server, a partition that drops packets) fails each try after it, so a stalled
+    download ends after at most ``2 * attempts`` reads of ``read_timeout_s`` per part (S3 transfers re-issue
+    a part once when its stream breaks) instead of waiting on a socket for good."""
 
     attempts: int = 4
     backoff_s: float = 0.5
     max_backoff_s: float = 8.0
     connect_timeout_s: float = 5.0
+    read_timeout_s: float = 60.0  # botocore's own default: a 5 GiB single PUT may take that long to answer
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ValueError(f"RetryPolicy.attempts must be >= 1, got {self.attempts}")
-        if self.backoff_s < 0 or self.max_backoff_s < 0 or self.connect_timeout_s <= 0:
-            raise ValueError(f"RetryPolicy times must be non-negative (connect timeout positive): {self}")
+        if self.backoff_s < 0 or self.max_backoff_s < 0 or self.connect_timeout_s <= 0 or self.read_timeout_s <= 0:
+            raise ValueError(f"RetryPolicy times must be non-negative (connect and read timeouts positive): {self}")
 
     def delay_s(self, failed_attempts: int) -> float:
         """Sleep before the next try, after ``failed_attempts`` (>= 1) tries failed."""
@@ -262,6 +269,14 @@ def check_endpoint_url(url: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- local files
+
+
+def os_error_text(exc: OSError) -> str:
+    """``No space left on device (ENOSPC)``: the system's words and the errno's name, which tells a full disk
+    from a missing folder or a read-only mount at a glance (and is what a person searches for)."""
+    text = exc.strerror or str(exc)
+    name = errno.errorcode.get(exc.errno) if isinstance(exc.errno, int) else None
+    return f"{text} ({name})" if name else text
 
 
 def copy_stream(src: BinaryIO, dst: BinaryIO, progress: Callable[[int], None] | None) -> None:

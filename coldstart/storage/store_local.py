@@ -19,6 +19,7 @@ from coldstart.storage.store_core import (
     check_key,
     check_prefix,
     copy_stream,
+    os_error_text,
     temp_beside,
 )
 
@@ -49,7 +50,7 @@ class LocalStore:
         except PermissionError as e:
             raise CredentialsError(f"permission denied for {op} on {where}: {e.strerror}") from e
         except OSError as e:
-            raise StoreError(f"local store {op} failed on {where}: {e.strerror or e}") from e
+            raise StoreError(f"local store {op} failed on {where}: {os_error_text(e)}") from e
 
     def check(self) -> None:
         # A store directory that does not exist yet is an empty store: the first write creates it.

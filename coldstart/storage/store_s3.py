@@ -19,8 +19,11 @@ from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
     CredentialRetrievalError,
+    IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
     TokenRetrievalError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -52,6 +55,14 @@ _DEFAULT_TRANSFER = TransferSettings()
 
 _CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, TokenRetrievalError)
 _UNREACHABLE_ERRORS = (BotoConnectionError, ConnectionClosedError)
+# The socket's own errors: boto3's transfer manager re-reads a part whose stream broke and, when it gives up,
+# raises what the socket said (a server that died mid-object, hung, or a network that dropped it).
+_SOCKET_ERRORS = (TimeoutError, ConnectionError)
+# The server answered, then went quiet or cut the object short.
+_STALLED_ERRORS = (ReadTimeoutError, ResponseStreamingError, IncompleteReadError, *_SOCKET_ERRORS)
+# A part whose stream broke is fetched again once: botocore retries requests, not a body cut mid-read, and more
+# tries would multiply with botocore's own (a stalled store then took 9 minutes to fail a 40 MB download).
+_STREAM_ATTEMPTS = 2
 _ACCESS_DENIED_CODES = frozenset(
     {
         "AccessDenied",
@@ -72,7 +83,7 @@ def _root_cause(exc: BaseException) -> BaseException:
     seen: set[int] = set()
     while id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(exc, (ClientError, *_CREDENTIAL_ERRORS, *_UNREACHABLE_ERRORS)):
+        if isinstance(exc, (ClientError, *_CREDENTIAL_ERRORS, *_UNREACHABLE_ERRORS, *_STALLED_ERRORS)):
             return exc
         inner = getattr(exc, "last_exception", None) or exc.__cause__ or exc.__context__
         if inner is None:
@@ -107,6 +118,13 @@ def translate_s3_error(
             endpoint_url=endpoint,
             attempts=attempts,
         )
+    if isinstance(exc, _STALLED_ERRORS):
+        return EndpointUnreachable(
+            f"S3 endpoint {endpoint} stopped answering during {op} on {where} after {attempts} attempt(s) "
+            f"({type(exc).__name__}): check that the server is up and reachable (AWS_ENDPOINT_URL / --endpoint-url)",
+            endpoint_url=endpoint,
+            attempts=attempts,
+        )
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         code = str(err.get("Code", ""))
@@ -123,9 +141,8 @@ def translate_s3_error(
                 "the credentials and the bucket policy"
             )
         return StoreError(f"S3 {op} on {where} failed: {code or 'error'} (HTTP {status})")
-    if isinstance(exc, (BotoCoreError, Boto3Error)):
-        return StoreError(f"S3 {op} on {where} failed: {type(exc).__name__}: {exc}")
-    raise TypeError(f"not a boto3/botocore error: {type(exc).__name__}") from exc
+    # Anything else boto3 raised (or wrapped): still a StoreError naming the store, never a crash of its own.
+    return StoreError(f"S3 {op} on {where} at {endpoint} failed: {type(exc).__name__}: {exc}")
 
 
 def _resolve_endpoint_url(endpoint_url: str | None) -> str | None:
@@ -177,7 +194,7 @@ class S3Store:
             return session.client("s3", endpoint_url=custom_endpoint, config=cfg)
 
         try:
-            self._client = client(retry.attempts, 60.0)
+            self._client = client(retry.attempts, retry.read_timeout_s)
             # check() runs its own backoff loop, so its client must not retry underneath it.
             self._probe = client(1, retry.connect_timeout_s * 2)
         except (BotoCoreError, Boto3Error) as e:
@@ -187,6 +204,7 @@ class S3Store:
             multipart_threshold=transfer.multipart_threshold_bytes,
             multipart_chunksize=transfer.multipart_chunksize_bytes,
             max_concurrency=transfer.max_concurrency,
+            num_download_attempts=_STREAM_ATTEMPTS,
             use_threads=True,
             preferred_transfer_client="classic",  # CRT would ignore the knobs above if awscrt is installed
         )
@@ -204,7 +222,7 @@ class S3Store:
             yield
         except StoreError:
             raise
-        except (BotoCoreError, Boto3Error, ClientError) as e:
+        except (BotoCoreError, Boto3Error, ClientError, *_SOCKET_ERRORS) as e:
             raise translate_s3_error(
                 e,
                 op=op,
