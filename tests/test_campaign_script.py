@@ -72,12 +72,19 @@ def _run(tmp_path: Path, env: dict[str, str], *args: str) -> tuple[subprocess.Co
     proc = subprocess.run(
         ["bash", str(script), *args],
         cwd=checkout,
-        env={**base, "PATH": f"{bin_dir}:{base['PATH']}", "RECORDED": str(tmp_path / "argv"), **env},
+        env={
+            **base,
+            "PATH": f"{bin_dir}:{base['PATH']}",
+            "RECORDED": str(tmp_path / "argv"),
+            "COLDSTART_GIT_COMMIT": "0" * 40,
+            **env,
+        },
         capture_output=True,
         text=True,
         check=False,
     )
-    return proc, (tmp_path / "argv").read_text().splitlines()
+    recorded = tmp_path / "argv"  # what the fake python was asked to run (absent: nothing ran)
+    return proc, recorded.read_text().splitlines() if recorded.exists() else []
 
 
 def test_the_plan_and_a_budget_reach_the_campaign(tmp_path: Path):
@@ -103,3 +110,10 @@ def test_caches_come_in_and_only_entries_published_here_go_back_with_the_runs(tm
             "compile-cache/tiny/0123456789abcdef/cache-new.tar.gz",
             "compile-cache/tiny/0123456789abcdef/manifest.json",
         ]
+
+
+def test_a_command_without_the_trees_commit_is_refused(tmp_path: Path):
+    # The copied tree's .git is stale on the GPU machine: rows would name the wrong commit.
+    proc, argv = _run(tmp_path, {"COLDSTART_GIT_COMMIT": ""}, "plan")
+    assert proc.returncode == 2 and "COLDSTART_GIT_COMMIT" in proc.stderr
+    assert argv == []

@@ -14,6 +14,11 @@ set -uo pipefail
 back="$1"
 shift
 source /tmp/gpu-site/env.sh
+# The copied tree's .git is the one the machine first got, not the tree's own commit: rows would name a stale one.
+if [ -z "${COLDSTART_GIT_COMMIT:-}" ]; then
+  echo "error: set COLDSTART_GIT_COMMIT to the commit of the tree this command carries (git rev-parse HEAD)" >&2
+  exit 2
+fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export COLDSTART_HOME="${COLDSTART_HOME:-/tmp/coldstart-home}" HF_HUB_OFFLINE=1 RAY_DEDUP_LOGS=0
 store="$COLDSTART_HOME/store"
