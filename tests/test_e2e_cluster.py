@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,10 +99,25 @@ def _matrix(env: dict[str, str], cluster: OneMachineCluster, experiment: str) ->
     return row
 
 
+def _node_status(cluster: OneMachineCluster, env: dict[str, str]) -> list[dict]:
+    return json.loads(_run(["-m", "coldstart", "node-status", "--address", cluster.address, "--json"], env))
+
+
 def test_baseline_and_fast_through_a_cluster_the_user_started(lab, cluster):
     before = _cluster_state(cluster, lab)
     assert before["alive"] == 2
     [worker_node] = before["workers"]  # the head has no CPU for tasks: only the worker node can host a replica
+    # The checklist's check (docs/deploy-on-a-cluster.md): node-status shows the worker node's prestarted workers
+    # with their imports paid, read from the GCS alone, and nothing on the head, which prestarts none.
+    deadline = time.monotonic() + 300
+    while True:
+        views = {v["node_id"]: v for v in _node_status(cluster, lab)}
+        if views[worker_node]["idle_preloaded"] >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert views[worker_node]["idle_preloaded"] >= 1, views
+    assert all(w["import_s"] > 0 for w in views[worker_node]["preloaded"])
+    assert [v for v in views.values() if v["is_head"] and v["preloaded"]] == []
 
     baseline = _matrix(lab, cluster, "baseline")
     fast = _matrix(lab, cluster, "fast")
@@ -123,3 +139,23 @@ def test_baseline_and_fast_through_a_cluster_the_user_started(lab, cluster):
     after = _cluster_state(cluster, lab)
     assert after["alive"] == 2  # the user's cluster is still up
     assert not any(app.startswith("coldstart-") for app in after["apps"])  # and holds no lab deployment
+
+
+def test_a_cluster_without_the_node_setup_is_refused_before_anything_is_deployed(lab):
+    # The head started without the fast path's system config: the lab must say what to change (exit 2) instead
+    # of measuring replicas that wait for fresh workers.
+    bare = NodeSetup(package="coldstart", env={}, system_config={}, replica_gpus=0, replica_node_cpus=1)
+    with OneMachineCluster(bare, [WorkerNode(num_cpus=1)], base_env=lab) as cluster:
+        service = ["service.py", "tiny", "fast", "--device", "cpu", "--ray-address", cluster.address]
+        proc = subprocess.run(
+            [sys.executable, *service, "--proxy-location", "HeadOnly"],
+            cwd=REPO,
+            env=lab,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        assert "--system-config" in proc.stderr and "preload_python_modules" in proc.stderr
+        assert _cluster_state(cluster, lab)["apps"] == []  # nothing was deployed

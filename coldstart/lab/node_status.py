@@ -9,6 +9,7 @@ node, with a runtime_env of its own so that it never takes a prestarted worker (
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -123,7 +124,12 @@ def _is_head(node: Mapping[str, Any]) -> bool:
 
 
 def cluster_views(*, deep: bool = False, weights_path: str | None = None) -> list[NodeView]:
-    views = build_views(gather_facts())
+    from coldstart.lab.preload_registry import forget
+
+    facts = gather_facts()
+    # A record outlives its worker (SIGKILL, a dead node); its pid may come back as another process.
+    forget(stale_records(facts))
+    views = build_views(facts)
     if deep:
         views = [_with_deep(v, weights_path) for v in views]
     return views
@@ -188,7 +194,7 @@ def _with_deep(view: NodeView, weights_path: str | None) -> NodeView:
         # Its own runtime_env: never leased a prestarted worker (that worker would then belong to this job).
         runtime_env={"env_vars": {"COLDSTART_NODE_PROBE": "1"}},
     )
-    return NodeView(**{**asdict(view), "deep": ray.get(probe.remote(weights_path), timeout=600)})
+    return dataclasses.replace(view, deep=ray.get(probe.remote(weights_path), timeout=600))
 
 
 # ---------------------------------------------------------------- the tool
