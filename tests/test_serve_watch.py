@@ -95,3 +95,40 @@ def test_a_status_call_that_fails_is_reported_and_does_not_end_the_watch(capsys)
     reason = watch_app(APP, grace_s=10.0, poll_s=5.0, get_status=get_status, clock=clock, sleep=clock.sleep)
     assert "DEPLOY_FAILED" in reason and clock.now == 20.0
     assert "serve.status() failed (RuntimeError: controller busy)" in capsys.readouterr().err
+
+
+# Serve 2.57's message once a replica has waited 30 s for a node (a CPU run whose only worker node was killed
+# mid-start: the head has no CPU, so the retried replica has nowhere to go).
+UNSCHEDULABLE = (
+    "Deployment 'ColdStartLLMServer:tiny' in application 'coldstart-tiny' has 1 replicas that have taken more than "
+    "30s to be scheduled. This may be due to waiting for the cluster to auto-scale or for a runtime environment to "
+    "be installed. Resources required for each replica: {'CPU': 1.0}, total resources available: {}. Use `ray "
+    "status` for more details."
+)
+SLOW_INIT = (
+    "Deployment 'ColdStartLLMServer:tiny' in application 'coldstart-tiny' has 1 replicas that have taken more than "
+    "30s to initialize.\nThis may be caused by a slow __init__ or reconfigure method."
+)
+
+
+def test_a_replica_with_no_node_ends_the_watch_after_its_own_bound_naming_the_resources():
+    clock = FakeClock()
+    # Starting for a minute (slow init is no reason to give up), then no node for it, for good. The app stays
+    # DEPLOYING: to Serve this is no failure, and a waiting request waits with it.
+    seq = [_status("DEPLOYING", "UPDATING", SLOW_INIT)] * 12 + [_status("DEPLOYING", "UPDATING", UNSCHEDULABLE)] * 100
+    it = iter(seq)
+    reason = watch_app(
+        APP, grace_s=30.0, unschedulable_s=20.0, poll_s=5.0, get_status=lambda: next(it), clock=clock, sleep=clock.sleep
+    )
+    assert clock.now == 80.0  # unplaced from t=60 s, given up 20 s later
+    assert reason.startswith(f"Serve app {APP}: no node can take a replica of LLMServer:llama-3-8b-tp2; ")
+    assert "Resources required for each replica: {'CPU': 1.0}, total resources available: {}." in reason
+
+
+def test_without_a_bound_a_replica_with_no_node_is_waited_for():
+    clock = FakeClock()
+    seq = [_status("DEPLOYING", "UPDATING", UNSCHEDULABLE)] * 50 + [_status("DEPLOY_FAILED", "DEPLOY_FAILED", "x")] * 9
+
+    it = iter(seq)
+    reason = watch_app(APP, grace_s=10.0, poll_s=5.0, get_status=lambda: next(it), clock=clock, sleep=clock.sleep)
+    assert "DEPLOY_FAILED" in reason and clock.now == 260.0  # an autoscaler may still add the node

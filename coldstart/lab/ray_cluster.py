@@ -30,6 +30,10 @@ from coldstart.fastpath.node_setup import NodeSetup
 
 # `ray` the console script may not be on PATH (an unpacked bundle): its entry point, run by this Python.
 RAY_CLI = (sys.executable, "-c", "import sys; from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()")
+# Set in each raylet's environment to its node's temp dir: every process the node starts inherits it (Ray workers,
+# which rename themselves "ray::...", and what they fork, whose command lines name no temp dir), so a process the
+# node left behind is found by it after its parent is gone.
+NODE_ENV = "COLDSTART_ONE_MACHINE_NODE"
 
 
 class ClusterStartError(RuntimeError):
@@ -124,7 +128,7 @@ class OneMachineCluster:
         with output.open("wb") as out:
             proc = subprocess.Popen(
                 args,
-                env={**self.base_env, **self.setup.env, **env},
+                env={**self.base_env, **self.setup.env, **env, NODE_ENV: str(temp_dir)},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stopped as one, nothing else touched
@@ -188,14 +192,20 @@ class OneMachineCluster:
         self._nodes.clear()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def stray_pids(self) -> list[int]:
-        """Live processes whose command line names this cluster's temp dir."""
+    def stray_pids(self, node: str | None = None) -> list[int]:
+        """Live processes of this cluster (of its node ``node`` only, when given): those whose command line names
+        its temp dir, and those that inherited a node's mark (``NODE_ENV``) from its raylet."""
         import psutil
 
+        root = self.root if node is None else self.root / node
         found = []
         for proc in psutil.process_iter(["pid", "cmdline"]):
             with contextlib.suppress(psutil.Error):
-                if any(str(self.root) in part for part in proc.info["cmdline"] or ()):
+                if any(str(root) in part for part in proc.info["cmdline"] or ()):
+                    found.append(proc.info["pid"])
+                    continue
+                mark = proc.environ().get(NODE_ENV)
+                if mark is not None and (mark == str(root) or mark.startswith(f"{root}/")):
                     found.append(proc.info["pid"])
         return found
 

@@ -121,6 +121,13 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
         help="exit (status 1) once Serve has held the app DEPLOY_FAILED/UNHEALTHY this long",
     )
     parser.add_argument(
+        "--give-up-unschedulable-after-s",
+        type=float,
+        default=600.0,
+        help="exit (status 1) once a replica has found no node with room for it this long after Serve said so "
+        "(its node died and no other fits; a request waits with it); raise it where an autoscaler adds nodes",
+    )
+    parser.add_argument(
         "--prestart-timeout-s",
         type=float,
         default=600.0,
@@ -414,7 +421,12 @@ def _serve(args: argparse.Namespace, prepared: Prepared) -> int:
                     args.ready_file.write_text(json.dumps(ready))
                 # Serve stops starting replicas once a constructor failed three times; a waiting client
                 # would only learn that from the ingress timeout. Shutting down drops its connection now.
-                reason = watch_app(app_name, grace_s=args.give_up_after_s, between_polls=keeper)
+                reason = watch_app(
+                    app_name,
+                    grace_s=args.give_up_after_s,
+                    unschedulable_s=args.give_up_unschedulable_after_s,
+                    between_polls=keeper,
+                )
                 events.emit("serve_app_failed", app=app_name, reason=reason)
                 print(f"error: {reason}; shutting down", file=sys.stderr, flush=True)
                 return 1
