@@ -93,7 +93,9 @@ def test_racing_labs_exactly_one_wins(port):
 
 
 def _args(port: int) -> argparse.Namespace:
-    return argparse.Namespace(publish_compile_cache=False, dry_run=False, ray_address=None, host="127.0.0.1", port=port)
+    return argparse.Namespace(
+        publish_compile_cache=False, dry_run=False, node_setup=None, ray_address=None, host="127.0.0.1", port=port
+    )
 
 
 def test_service_refuses_a_held_port_before_starting_ray(port, monkeypatch, capsys):
