@@ -43,6 +43,7 @@ from coldstart.analysis.row_parts import RequestGroup as RequestGroup
 from coldstart.analysis.row_parts import RequestRecord as RequestRecord
 from coldstart.analysis.row_parts import RunStatus as RunStatus
 from coldstart.analysis.row_parts import SchemaError as SchemaError
+from coldstart.analysis.row_parts import StartFailure as StartFailure
 from coldstart.analysis.row_parts import StoredTimeline as StoredTimeline
 from coldstart.analysis.row_parts import enum_value, fields_of, replicas_from_json, requests_from_json
 
@@ -197,6 +198,18 @@ class ResultRow:
     @property
     def audit_passed(self) -> bool | None:
         return None if self.audit is None else self.audit.passed
+
+    @property
+    def failed_starts(self) -> tuple[ReplicaSpan, ...]:
+        """The LLM replica starts Serve gave up on, in start order, each with why (``ReplicaSpan.failure``)."""
+        return tuple(s for s in self.replicas or () if s.failure is not None)
+
+    @property
+    def first_token_replica(self) -> ReplicaSpan | None:
+        """The replica start that served the row's first token (its request's access line names it); None where
+        the log does not say."""
+        served = self.requests[0].replica_id if self.requests else None
+        return next((s for s in self.replicas or () if served is not None and s.replica_id == served), None)
 
     def to_dict(self) -> dict[str, Any]:
         """The row as it is written: the same JSON shape rows always had (``audit: {}`` when there is none,

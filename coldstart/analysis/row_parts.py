@@ -301,6 +301,29 @@ def requests_from_json(data: Any) -> tuple[RequestRecord, ...]:
 
 
 @dataclass(frozen=True)
+class StartFailure:
+    """Why Serve gave up on one replica start: the controller's "Exception in Replica(...)" record and the
+    exception that ended its traceback. Serve then starts another replica in its place (up to its retry limit)."""
+
+    t_epoch: float  # when the controller gave up on it
+    # The exception's class name: RuntimeError (the constructor raised: e.g. the engine process died),
+    # ActorDiedError (the replica's process or node died), ActorUnavailableError (it stopped answering). None: the
+    # log holds no traceback for it.
+    exception: str | None
+    reason: str | None  # its message, with Ray's sentence on why an actor died where there is one
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StartFailure:
+        known = fields_of(cls, data, "replica start failure")
+        if not isinstance(known.get("t_epoch"), int | float):
+            raise SchemaError(f"replica start failure without a time: {dict(data)!r}")
+        return cls(t_epoch=float(known["t_epoch"]), exception=known.get("exception"), reason=known.get("reason"))
+
+
+@dataclass(frozen=True)
 class ReplicaSpan:
     """One replica of the LLM deployment as Serve's controller logged it, on the epoch clock (the log's local
     stamps moved by the run's UTC offset). A state the log does not show is None: a replica still up when the
@@ -318,9 +341,15 @@ class ReplicaSpan:
     pid: int | None = None
     t_engine_start_epoch: float | None = None
     t_engine_ready_epoch: float | None = None
+    # A start Serve gave up on (rows before 2026-12-07 lack it): it never ran; another replica took its place.
+    failure: StartFailure | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict_keeping_shape(self, ("pid", "t_engine_start_epoch", "t_engine_ready_epoch"))
+        return asdict_keeping_shape(self, ("pid", "t_engine_start_epoch", "t_engine_ready_epoch", "failure"))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReplicaSpan:
@@ -328,6 +357,10 @@ class ReplicaSpan:
         kwargs: dict[str, Any] = {f.name: known.get(f.name) for f in dataclasses.fields(cls)}
         if not isinstance(kwargs["replica_id"], str):
             raise SchemaError(f"replica without an id: {dict(data)!r}")
+        if kwargs["failure"] is not None:
+            if not isinstance(kwargs["failure"], Mapping):
+                raise SchemaError(f"replica {kwargs['replica_id']}: failure is not a mapping")
+            kwargs["failure"] = StartFailure.from_dict(kwargs["failure"])
         return cls(**kwargs)
 
 

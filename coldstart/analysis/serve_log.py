@@ -12,10 +12,19 @@ so events are de-duplicated by (kind, replica, deployment). Line shapes, Ray 2.5
     ... controller 12007 -- Stopping Replica(id='1jjuggdv', deployment='LLMServer:tiny', app='a') (currently ...
     ... controller 12007 -- Replica(id='1jjuggdv', deployment='LLMServer:tiny', app='a') is stopped.
     ... a_LLMServer:tiny 1jjuggdv 333ab388-e39a-4214-98b2-2b0f19ba4045 -- CALL chat OK 141.7ms
+
+A start Serve gave up on (its constructor raised, its process or node died) is one controller line followed by the
+traceback, each line under the same prefix; the exception that ended the traceback says why:
+
+    ... controller 12007 -- Exception in Replica(id='13l1inpi', deployment='LLMServer:tiny', app='a'), the replica
+        will be stopped.
+    ... Traceback (most recent call last): ...
+    ... RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {'EngineCore': -9}
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +32,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 
 from coldstart.analysis.events import read_events
-from coldstart.analysis.results import ReplicaSpan
+from coldstart.analysis.results import ReplicaSpan, StartFailure
 
 # The LLM deployment's name holds its server class ("LLMServer:<model>", the fast path's
 # "ColdStartLLMServer:<model>"); the ingress ("OpenAiIngress") does not.
@@ -41,6 +50,7 @@ class ReplicaEventKind(StrEnum):
     DOWNSCALE = "downscale"
     STOPPING = "stopping"
     STOPPED = "stopped"
+    START_FAILED = "start_failed"  # the controller gave up on this start (Serve starts another in its place)
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,29 @@ REPLICA_RULES: tuple[ReplicaRule, ...] = (
     ),
     ReplicaRule(ReplicaEventKind.STOPPING, re.compile(_STAMP + r".* -- Stopping " + _REPLICA)),
     ReplicaRule(ReplicaEventKind.STOPPED, re.compile(_STAMP + r".* -- " + _REPLICA + r" is stopped\.")),
+    # ``check_ready``: the constructor raised or the actor died ("Exception in"), or the actor never got a
+    # process (its node died first: "Exception when allocating").
+    ReplicaRule(
+        ReplicaEventKind.START_FAILED,
+        re.compile(_STAMP + r".* -- Exception (?:in|when allocating) " + _REPLICA + r"(?:, the replica will| ?:)"),
+    ),
 )
+
+# Where a traceback line of the controller's record ends its prefix: Ray's forwarded "(ServeController pid=N) "
+# or the lab's follower's "(ServeController) ", either with or without colour codes.
+_PREFIX = re.compile(r"^(?:\x1b\[[0-9;]*m)?(?P<prefix>\((?:ServeController)[^)]*\))(?:\x1b\[[0-9;]*m)?\s?")
+_RECORD_START = re.compile(r"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) \d{4}-\d\d-\d\d ")
+# "ray.exceptions.ActorDiedError: ...", "RuntimeError: ...", "ray.exceptions.RayTaskError(RuntimeError): ...".
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_]\w*\.)*(?P<name>[A-Za-z_]\w*(?:Error|Exception))(?:\([\w.]+\))?: (?P<text>.*)$")
+# Ray's own sentence on why an actor is gone ("The actor is dead because its worker process has died. ...",
+# "The actor died because its node has died. Node Id: ..."), on the lines after ActorDiedError.
+_ACTOR_CAUSE = re.compile(r"^The actor (?:is dead|died) because ")
+_RAY_HINTS = " Some common causes include:"
+# The failed replica's process, where the traceback names it: a task error's "(pid=N, ip=...)", an actor
+# error's "\tpid: N".
+_FAILED_PID = re.compile(r"\(pid=(?P<pid>\d+), ip=|^\s*pid: (?P<actor_pid>\d+)\s*$")
+_TRACEBACK_LINES_MAX = 400
+_REASON_CHARS_MAX = 600
 
 # Ray LLM's line when the replica's engine is up, written by the replica's own logger (it names the replica).
 _ENGINE_READY = re.compile(_STAMP + r" \S+ (?P<replica>[a-z0-9]{6,16}) -- Started vLLM engine\.")
@@ -87,7 +119,11 @@ class ReplicaEvent:
     replica_id: str | None  # None for the autoscaler's decisions
     t_local: datetime  # the controller's own clock, as logged (local time, no zone)
     to_replicas: int | None = None  # UPSCALE / DOWNSCALE: the target count
-    pid: int | None = None  # RUNNING: the replica actor's process (which Ray worker it was leased)
+    # RUNNING: the replica actor's process (which Ray worker it was leased); START_FAILED: the process that
+    # failed, where the traceback names it.
+    pid: int | None = None
+    exception: str | None = None  # START_FAILED: the class name of the exception that ended the traceback
+    reason: str | None = None  # START_FAILED: its message (and Ray's cause of an actor's death)
 
     @property
     def is_llm(self) -> bool:
@@ -98,11 +134,57 @@ def _stamp(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f")
 
 
+def _record_tail(lines: list[str], start: int) -> list[str]:
+    """The lines that continue the controller's record on line ``start`` (its traceback): those under the same
+    prefix up to the next record of that prefix. Lines of other writers that Ray's forwarding put in between are
+    skipped, not taken as the end."""
+    head = _PREFIX.match(lines[start])
+    prefix = head["prefix"] if head else None
+    tail: list[str] = []
+    for line in lines[start + 1 : start + 1 + _TRACEBACK_LINES_MAX]:
+        m = _PREFIX.match(line)
+        if prefix is None or m is None or m["prefix"] != prefix:
+            continue
+        body = line[m.end() :]
+        if _RECORD_START.match(body):
+            break
+        tail.append(body)
+    return tail
+
+
+@dataclass(frozen=True)
+class _Failure:
+    exception: str | None
+    reason: str | None
+    pid: int | None
+
+
+def _failure(tail: list[str]) -> _Failure:
+    """The exception that ended the traceback (the last one: a task error wraps the replica's own), its message,
+    Ray's sentence on why an actor died where there is one, and the failed process where it is named."""
+    last: int | None = None
+    pid: int | None = None
+    for i, line in enumerate(tail):
+        if _EXCEPTION.match(line.strip()):
+            last = i
+        if (m := _FAILED_PID.search(line)) is not None:
+            pid = int(m["pid"] or m["actor_pid"])
+    if last is None:
+        return _Failure(None, None, pid)
+    m = _EXCEPTION.match(tail[last].strip())
+    assert m is not None, "matched above"
+    parts = [m["text"].strip()]
+    # Ray's sentence, without its list of common causes that follows (the same for every death).
+    parts += [line.strip().split(_RAY_HINTS)[0] for line in tail[last + 1 :] if _ACTOR_CAUSE.match(line.strip())][:1]
+    return _Failure(m["name"], " ".join(p for p in parts if p)[:_REASON_CHARS_MAX], pid)
+
+
 def replica_events(log_text: str) -> list[ReplicaEvent]:
     """Every controller decision and replica state change in the log, once each, in log order."""
     seen: set[tuple[ReplicaEventKind, str, str | None, datetime]] = set()
     out: list[ReplicaEvent] = []
-    for line in log_text.splitlines():
+    lines = log_text.splitlines()
+    for i, line in enumerate(lines):
         if "controller" not in line:
             continue
         for rule in REPLICA_RULES:
@@ -120,6 +202,9 @@ def replica_events(log_text: str) -> list[ReplicaEvent]:
             key = (event.kind, event.deployment, event.replica_id, event.t_local)
             if key not in seen:
                 seen.add(key)
+                if rule.kind is ReplicaEventKind.START_FAILED:
+                    why = _failure(_record_tail(lines, i))
+                    event = dataclasses.replace(event, pid=why.pid, exception=why.exception, reason=why.reason)
                 out.append(event)
             break
     return out
@@ -164,9 +249,18 @@ def replica_spans(log_text: str, utc_offset_s: float) -> tuple[ReplicaSpan, ...]
         if e.kind is ReplicaEventKind.UPSCALE:
             last_upscale[e.deployment] = e.t_local
             continue
-        if e.replica_id is None or e.kind not in _SPAN_FIELD:
+        if e.replica_id is None:
             continue  # a downscale decision names no replica: its replicas' own stops say when they went
         span = spans.setdefault(e.replica_id, {"replica_id": e.replica_id, "deployment": e.deployment})
+        if e.kind is ReplicaEventKind.START_FAILED:
+            if "failure" not in span:
+                failure = StartFailure(t_epoch=_epoch(e.t_local, utc_offset_s), exception=e.exception, reason=e.reason)
+                span["failure"] = failure.to_dict()
+                if e.pid is not None:
+                    span.setdefault("pid", e.pid)
+            continue
+        if e.kind not in _SPAN_FIELD:
+            continue
         name = _SPAN_FIELD[e.kind]
         if name in span:
             continue  # the first of each state counts (a second one is a repeat of the same line)

@@ -30,6 +30,7 @@ from coldstart.analysis.parse import LogLine, parse_lines
 from coldstart.analysis.results import ClientResult, ResultRow, load_rows
 from coldstart.analysis.timeline import (
     CATEGORY,
+    FAILED_STARTS_SEGMENT,
     RESTORE_SEGMENT,
     SEGMENT_LABELS,
     UNATTRIBUTED,
@@ -48,6 +49,7 @@ _SYNTHETIC_PID_BASE = 1 << 23
 # uni executor, so it falls back there).
 SEGMENT_ROLE: Mapping[str, str] = {
     "seg_autoscale_reaction_s": "controller",  # the autoscaler notices the queued request
+    FAILED_STARTS_SEGMENT: "controller",  # Serve gave up on a start and started another
     "seg_replica_actor_start_s": "replica",  # the actor's process start and imports, to its first event
     "seg_node_task_start_s": "node_init",  # the task is scheduled and imports
     RESTORE_SEGMENT: "node_init",  # overridden by the pid of the restore event (the fast path restores in-replica)

@@ -9,7 +9,8 @@ Sources and their precision:
   between two of them to ±1 s; where an exact neighbour bounds it, the bound is applied (``build``).
 
 The milestones assume one cold start per log (the first scale-up): the first occurrence of a start, the
-last of an end.
+last of an end. Replica starts Serve gave up on before the one that served are one segment of their own; the
+milestones come from the start that served (``build``).
 
 The modules, bottom up: ``segments`` (the chain and its categories), ``clock`` (local time -> epoch),
 ``model`` (milestones, segments, the timeline and how it is drawn and stored), ``milestones`` (where each
@@ -24,6 +25,7 @@ from coldstart.analysis.timeline.segments import (
     CATEGORIES,
     CATEGORY,
     CHAIN,
+    FAILED_STARTS_SEGMENT,
     RESTORE_SEGMENT,
     SEGMENT_CATEGORY,
     SEGMENT_LABELS,
@@ -40,6 +42,7 @@ __all__ = [
     "CATEGORY",
     "CHAIN",
     "EVENT_ERROR_S",
+    "FAILED_STARTS_SEGMENT",
     "PRESTART_IMPORT",
     "RAY_ERROR_S",
     "RESTORE_SEGMENT",

@@ -36,6 +36,9 @@ CHAIN: tuple[str, ...] = (
 )
 
 RESTORE_SEGMENT = "seg_compile_cache_restore_s"
+# The replica starts Serve gave up on before the one that served (its constructor raised, its process or node
+# died): from the first of them to the start that served, carved out of whatever holds it.
+FAILED_STARTS_SEGMENT = "seg_failed_starts_s"
 UNATTRIBUTED = "unattributed_s"
 
 
@@ -53,6 +56,7 @@ class Category:
 # CUDA graphs, KV cache/profiling) plus what this lab measures instead of a constant overhead.
 CATEGORIES: tuple[Category, ...] = (
     Category("ray_serve", "Ray/Serve overhead (measured)", "Ray/Serve", "#4e79a7"),
+    Category("failed_starts", "failed replica starts (Serve retried)", "failed", "#ff9da7"),
     Category("engine_startup", "vLLM engine start (config, processes, imports)", "engine start", "#a0cbe8"),
     Category("weights_download", "weights download", "weights", "#f28e2b"),
     Category("compile_cache_restore", "compile-cache restore", "cc restore", "#ffbe7d"),
@@ -68,6 +72,9 @@ CATEGORY: Mapping[str, Category] = {c.name: c for c in CATEGORIES}
 # The segments, in chain order; the restore is carved out of the weights fetch (it runs inside that task).
 SEGMENTS: tuple[SegmentDef, ...] = (
     SegmentDef("seg_autoscale_reaction_s", "autoscaler reaction (request → upscale)", "ray_serve", "upscale"),
+    SegmentDef(
+        FAILED_STARTS_SEGMENT, "failed replica starts (Serve retried)", "failed_starts", "replica_node_init_start"
+    ),
     SegmentDef(
         "seg_replica_actor_start_s",
         "replica actor start (placement, process, imports)",
@@ -93,4 +100,4 @@ SEGMENTS: tuple[SegmentDef, ...] = (
 SEGMENT_NAMES: tuple[str, ...] = tuple(s.name for s in SEGMENTS)
 SEGMENT_LABELS: Mapping[str, str] = {**{s.name: s.label for s in SEGMENTS}, UNATTRIBUTED: "unattributed"}
 SEGMENT_CATEGORY: Mapping[str, str] = {**{s.name: s.category for s in SEGMENTS}, UNATTRIBUTED: "unattributed"}
-CHAIN_SEGMENTS = tuple(s for s in SEGMENTS if s.name != RESTORE_SEGMENT)
+CHAIN_SEGMENTS = tuple(s for s in SEGMENTS if s.name not in (RESTORE_SEGMENT, FAILED_STARTS_SEGMENT))
