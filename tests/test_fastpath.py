@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from pathlib import Path
 
 import pytest
 from fakes import FakeClock
@@ -16,6 +15,7 @@ from coldstart.lab.fastpath.prestart import (
     MAX_PRESTARTED_WORKERS,
     MIN_PRESTARTED_WORKERS,
     NodesNotReady,
+    PoolKeeper,
     preloaded_pids,
     prestart_num_cpus,
     wait_for_ready_nodes,
@@ -220,6 +220,31 @@ def test_wait_tops_a_short_node_up_once_and_gives_up_past_the_timeout_naming_the
     assert filled == [("gpu1", 2)]
     [end] = [e for e in events.read_events(capsys.readouterr().out) if e["event"] == "prestart_wait_timeout"]
     assert end["wait_s"] > 5
+
+
+class _Keeper(PoolKeeper):
+    """The pool keeper with the controller's ownership given and its fills recorded instead of run."""
+
+    def __init__(self, owns: bool, **kw) -> None:
+        super().__init__("app", gpus=1, **kw)
+        self._owns = owns
+        self.filled: list[tuple[str, int]] = []
+
+    def fill(self, node: NodeView, count: int) -> None:
+        self.filled.append((node.node_id, count))
+
+
+def test_the_keeper_refills_a_node_a_replica_took_a_worker_from_only_between_cold_starts():
+    nodes = [_node("gpu1", gpus=1, idle=(11,)), _node("gpu2", gpus=1, idle=(21, 22)), _node("cpu", gpus=0)]
+    quiet = _Keeper(True, views=lambda: nodes, settled=lambda: True)
+    quiet.tick()
+    assert quiet.filled == [("gpu1", 2)]  # one idle worker left of two: topped up; the full node left alone
+    starting = _Keeper(True, views=lambda: nodes, settled=lambda: False)  # a replica is starting: hands off
+    starting.tick()
+    assert starting.filled == []
+    not_ours = _Keeper(False, views=lambda: nodes, settled=lambda: True)  # another job's controller
+    not_ours.tick()
+    assert not_ours.filled == []
 
 
 def test_wait_without_any_node_that_can_host_a_replica_says_so():

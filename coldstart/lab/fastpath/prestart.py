@@ -167,11 +167,21 @@ class PoolKeeper:
     this job's fill task belongs to this job from then on. It fills while no replica is starting (the app runs
     with every deployment healthy), so its imports never compete with a measured cold start."""
 
-    def __init__(self, app_name: str, *, gpus: int, want_idle: int = IDLE_WORKERS_WANTED) -> None:
+    def __init__(
+        self,
+        app_name: str,
+        *,
+        gpus: int,
+        want_idle: int = IDLE_WORKERS_WANTED,
+        views: Callable[[], list[NodeView]] | None = None,
+        settled: Callable[[], bool] | None = None,
+    ) -> None:
         self.app_name = app_name
         self.gpus = gpus
         self.want_idle = want_idle
         self._owns: bool | None = None
+        self._views = views
+        self._settled = settled
 
     def owns_controller(self) -> bool:
         if self._owns is None:
@@ -192,16 +202,27 @@ class PoolKeeper:
     def fill(self, node: NodeView, count: int) -> None:
         fill_idle_pool(node, count)
 
-    def tick(self) -> None:
-        """One look: top up the nodes that lost idle workers, if the app is quiet."""
+    def app_is_settled(self) -> bool:
+        if self._settled is not None:
+            return self._settled()
         from ray import serve
 
-        from coldstart.lab.node_status import cluster_views
         from coldstart.lab.serve import app_settled
 
-        if not self.owns_controller() or not app_settled(serve.status(), self.app_name):
+        return app_settled(serve.status(), self.app_name)
+
+    def views(self) -> list[NodeView]:
+        if self._views is not None:
+            return self._views()
+        from coldstart.lab.node_status import cluster_views
+
+        return cluster_views()
+
+    def tick(self) -> None:
+        """One look: top up the nodes that lost idle workers, if the app is quiet."""
+        if not self.owns_controller() or not self.app_is_settled():
             return
-        for node in replica_nodes(cluster_views(), gpus=self.gpus):
+        for node in replica_nodes(self.views(), gpus=self.gpus):
             if pool_shortfall(node, self.want_idle):
                 self.fill(node, self.want_idle)
 
