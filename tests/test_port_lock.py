@@ -94,7 +94,13 @@ def test_racing_labs_exactly_one_wins(port):
 
 def _args(port: int) -> argparse.Namespace:
     return argparse.Namespace(
-        publish_compile_cache=False, dry_run=False, node_setup=None, ray_address=None, host="127.0.0.1", port=port
+        publish_compile_cache=False,
+        dry_run=False,
+        node_setup=None,
+        ray_address=None,
+        host="127.0.0.1",
+        port=port,
+        ready_file=None,
     )
 
 

@@ -150,7 +150,8 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
         "--ready-file",
         type=Path,
         default=None,
-        help="write {url, run_id, log} here once the app is deployed (for the runner)",
+        help="write {url, run_id, log} here once the app is deployed (for the runner); removed when the service "
+        "stops, or by the next service on the node when this one was killed",
     )
     parser.add_argument("--dry-run", action="store_true", help="print the Serve YAML and start nothing")
     parser.add_argument(
@@ -359,8 +360,15 @@ def main(args: argparse.Namespace) -> int:
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    from coldstart.lab.leftovers import RunLedger, clear_dead_runs
     from coldstart.lab.serve import PortInUse, ensure_port_free, hold_port
 
+    # What a service killed without its cleanup (SIGKILL, an OOM kill) left on this node goes first: its Ray
+    # processes would hold the port and the memory, its ready file would say a dead service is ready.
+    try:
+        clear_dead_runs()
+    except OSError as exc:  # the records could not be read: what a dead run holds (a port) is refused below
+        print(f"warning: could not look for what killed services left: {exc}", file=sys.stderr)
     with contextlib.ExitStack() as held:
         if not args.ray_address:
             # Local Ray only: on a cluster the proxies listen on the cluster's nodes, not here. The port is
@@ -371,6 +379,19 @@ def main(args: argparse.Namespace) -> int:
             except PortInUse as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
+        try:
+            held.enter_context(
+                RunLedger(
+                    run_id=prepared.run_id,
+                    port=args.port,
+                    ready_file=args.ready_file,
+                    local_ray=not args.ray_address,
+                )
+            )
+        except OSError as exc:
+            # Without its record a killed run could not be cleaned up after: refused before anything starts.
+            print(f"error: cannot write this service's record: {exc}", file=sys.stderr)
+            return 1
         return _serve(args, prepared)
 
 
@@ -418,7 +439,10 @@ def _serve(args: argparse.Namespace, prepared: Prepared) -> int:
                 )
                 if args.ready_file:
                     ready = {"url": url, "run_id": run_id, "log": str(log_path), "config": app_args}
-                    args.ready_file.write_text(json.dumps(ready))
+                    # Whole or not at all: a runner polls for the file and reads it the moment it appears.
+                    partial = args.ready_file.with_name(f".{args.ready_file.name}.partial")
+                    partial.write_text(json.dumps(ready))
+                    os.replace(partial, args.ready_file)
                 # Serve stops starting replicas once a constructor failed three times; a waiting client
                 # would only learn that from the ingress timeout. Shutting down drops its connection now.
                 reason = watch_app(
