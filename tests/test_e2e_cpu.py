@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from node_state import left_since, look
 
 from coldstart.analysis.events import read_events
 from coldstart.analysis.results import ResultRow, load_rows
@@ -61,6 +62,16 @@ def lab(tmp_path_factory) -> dict[str, str]:
     _run(["-m", "coldstart", "checkpoint", "tiny", "--out", str(home / "ckpt" / "tiny"), "--no-progress"], env)
     _run(["-m", "coldstart", "stage", "put", "tiny", "--from", str(home / "ckpt" / "tiny")], env)
     return env
+
+
+@pytest.fixture(scope="module", autouse=True)
+def node_left_as_found(lab):
+    """The module's cold starts together leave the node as they found it (no segment, temp file or process piles
+    up run after run on a long-lived node); checked around them all, so it costs no run of its own."""
+    before = look(lab)
+    yield
+    problems = left_since(before, look(lab))
+    assert not problems, "the runs left on the node:\n" + "\n".join(problems)
 
 
 def _matrix(

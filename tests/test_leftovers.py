@@ -178,9 +178,9 @@ def test_a_killed_services_leftovers_go_and_nothing_else(tmp_path, dummies):
     ipc = tmp / str(uuid.uuid4())
     engine, _ = dummies.start("VLLM::EngineCore", _BIND_UNIX, str(ipc), mark=dead.mark)
     # What the dead run's Ray and prestart fill left on disk.
-    session = tmp / "ray" / f"session_2026-12-07_17-00-27_219146_{dead.service_pid}"
-    (session / "logs").mkdir(parents=True)
-    (tmp / "ray" / "session_latest").symlink_to(session)
+    session_dir = tmp / "ray" / f"session_2026-12-07_17-00-27_219146_{dead.service_pid}"
+    (session_dir / "logs").mkdir(parents=True)
+    (tmp / "ray" / "session_latest").symlink_to(session_dir)
     barrier = tmp / "coldstart-prestart-0123abcd"
     barrier.mkdir()
     (barrier / str(_dead_pid())).touch()
@@ -210,7 +210,7 @@ def test_a_killed_services_leftovers_go_and_nothing_else(tmp_path, dummies):
     assert lines[f"port {port}"] == f"freed (pid {proxy.pid} ray::ProxyActor listened on it)"
     assert lines["ready file"] == str(ready)
     assert lines["/dev/shm"] == f"{segment} (1 MiB)"
-    assert lines["Ray session folder"] == str(session)
+    assert lines["Ray session_dir"] == str(session_dir)
     assert set(lines["temp sockets and folders"].split(", ")) == {str(ipc), str(pymp), str(barrier)}
     assert "NOT removed" not in said
     assert said.splitlines()[0].startswith(f"coldstart: service pid {dead.service_pid} (run {dead.run_id}")
@@ -219,7 +219,7 @@ def test_a_killed_services_leftovers_go_and_nothing_else(tmp_path, dummies):
         assert _killed(proc), proc.args[0]
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    for gone in (ready, session, tmp / "ray" / "session_latest", pymp, ipc, barrier, Path("/dev/shm") / segment):
+    for gone in (ready, session_dir, tmp / "ray" / "session_latest", pymp, ipc, barrier, Path("/dev/shm") / segment):
         assert not os.path.lexists(gone), gone
     assert not (folder / dead.file_name).exists()
     # Nothing of the user's Ray or of the live lab was touched, nor what was there before the dead run.

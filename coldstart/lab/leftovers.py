@@ -7,11 +7,11 @@ service that starts removes what every dead service left, one that was SIGKILLed
   its workers, the fast path's forkservers, EngineCore and vLLM's workers); a SIGKILLed service's dashboard and
   runtime-env agents were seen alive minutes later, its proxy holding the HTTP port for seconds;
 * its ready file (when it still names that run), the segments its engines left in /dev/shm (``shm``), a local
-  Ray's session folder, and the temp files its killed processes could not remove: vLLM's IPC sockets and
+  Ray's ``session_dir``, and the temp files its killed processes could not remove: vLLM's IPC sockets and
   multiprocessing's folders (the forkserver's socket).
 
 A file is the run's when it appeared while the run ran and nothing uses it any more (no live process binds the
-socket, maps the segment, names the session folder); a process only by its mark. Never another lab's or a
+socket, maps the segment, names the ``session_dir``); a process only by its mark. Never another lab's or a
 user's Ray: their processes carry no such mark, and what they use is kept.
 """
 
@@ -299,21 +299,23 @@ def dead_temp_entries(listing: TempListing, bound: frozenset[str], now: float | 
     return found
 
 
-def ray_sessions(record: RunRecord) -> list[Path]:
-    """The session folders of the Ray the run started: Ray names a head's session after the pid of the process
-    that started it (``session_<date>_<pid>``), the service; one older than the run is an earlier process's with
-    the same pid, one still named by a live process's command line is in use."""
+def ray_run_dirs(record: RunRecord) -> list[Path]:
+    """The ``session_dir`` of the Ray the run started, in its temp root: Ray names a head's after the pid of the
+    process that started it (``session_2026-12-07_17-00-27_219146_<pid>``), the service. One older than the run
+    is an earlier process's with the same pid; one still named by a live process's command line is in use."""
     if record.ray_temp_root is None:
         return []
     import psutil
 
-    root = Path(record.ray_temp_root)
     candidates = []
-    for path in root.glob(f"session_*_{record.service_pid}"):
-        with contextlib.suppress(FileNotFoundError):
-            st = path.lstat()
-            if stat.S_ISDIR(st.st_mode) and st.st_mtime >= record.started_epoch - 1.0:
-                candidates.append(path)
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(record.ray_temp_root):
+            if not entry.name.endswith(f"_{record.service_pid}"):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode) and st.st_mtime >= record.started_epoch - 1.0:
+                    candidates.append(Path(entry.path))
     if not candidates:
         return []
     in_use: set[Path] = set()
@@ -354,13 +356,15 @@ def _remove_ready_file(record: RunRecord, report: _Report) -> None:
 
 
 def _remove_files(record: RunRecord, report: _Report) -> None:
-    sessions = [s for s in ray_sessions(record) if _remove_path(s, report)]
-    report.add("Ray session folder", map(str, sessions))
-    if sessions and record.ray_temp_root is not None:
+    session_dirs = [s for s in ray_run_dirs(record) if _remove_path(s, report)]
+    report.add("Ray session_dir", map(str, session_dirs))
+    if session_dirs and record.ray_temp_root is not None:
         latest = Path(record.ray_temp_root) / "session_latest"
-        # Ray points it at the newest session; once that is gone it points nowhere.
+        # Ray points it at the newest session_dir; once that is gone it points nowhere.
         with contextlib.suppress(OSError):
-            if latest.is_symlink() and Path(os.readlink(latest)) in {s.resolve() for s in sessions} | set(sessions):
+            if latest.is_symlink() and Path(os.readlink(latest)) in {s.resolve() for s in session_dirs} | set(
+                session_dirs
+            ):
                 latest.unlink()
     bound = bound_unix_paths()
     temp = [p for listing in record.temp_before for p in dead_temp_entries(listing, bound) if _remove_path(p, report)]

@@ -58,7 +58,7 @@ def leftover_shaped(name: str) -> bool:
 
 
 def ray_temp_root(env: Mapping[str, str] = os.environ) -> Path:
-    """Where a Ray started by ``ray.init()`` here puts its session folder: Ray's own rule
+    """Where a Ray started by ``ray.init()`` here puts its ``session_dir``: Ray's own rule
     (``ray._common.utils.get_default_ray_temp_dir``: $RAY_TMPDIR, else $TMPDIR on Linux, else /tmp, plus ``ray``),
     read without importing Ray."""
     base = env.get("RAY_TMPDIR") or env.get("TMPDIR") or "/tmp"
@@ -105,7 +105,7 @@ class RunRecord:
     local_ray: bool  # the run started its own Ray here (else it joined a cluster: nothing of Ray's is its own)
     port: int | None  # the HTTP port of a local Ray's Serve proxy (None: the run joined a cluster)
     ready_file: str | None
-    ray_temp_root: str | None  # where a local Ray started by the run keeps its session folder (None: a cluster)
+    ray_temp_root: str | None  # where a local Ray started by the run keeps its session_dir (None: a cluster)
     shm_before: tuple[str, ...]  # multiprocessing-named /dev/shm segments there before the run
     temp_before: tuple[TempListing, ...]
 
