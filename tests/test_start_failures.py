@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from coldstart.analysis.placement import RayPlacement, ray_placement
 from coldstart.analysis.results import (
     ClientResult,
     ReplicaSpan,
@@ -22,6 +23,7 @@ from coldstart.analysis.results import (
 )
 from coldstart.analysis.serve_log import ReplicaEventKind, replica_events, replica_spans
 from coldstart.analysis.timeline import FAILED_STARTS_SEGMENT, build_timeline
+from coldstart.lab.matrix.rows import failure_story
 
 _LLM = "deployment='ColdStartLLMServer:tiny', app='coldstart-tiny'"
 _DRIVER = "\x1b[36m(ServeController pid=26413)\x1b[0m "
@@ -208,3 +210,37 @@ def test_the_timeline_gives_the_failed_start_a_segment_and_takes_every_milestone
 def test_a_run_without_failed_starts_has_no_failed_segment():
     timeline = build_timeline(LOG.replace("Exception in", "Nothing in"), None)
     assert timeline.segment_seconds()[FAILED_STARTS_SEGMENT] is None
+
+
+# Ray's line when the worker node of a cluster run was killed mid-start (forwarded from the GCS).
+NODE_DEAD = (
+    "\x1b[33m(raylet)\x1b[0m The node with node id: f6508089890ebf9faa98ea49f947776e482a7bec6a739cc9a55112f5 and "
+    "address: 192.0.2.2 and node name: 192.0.2.2 has been marked dead because the detector has missed too many "
+    "heartbeats from it. This can happen when a \t(1) raylet crashes unexpectedly (OOM, etc.) "
+)
+ATTACHED = ':::COLDSTART {"event": "ray_attached", "t": 1.0, "kind": "cluster", "node_id": "aa", "nodes": []}'
+
+
+def test_the_placement_names_the_nodes_ray_lost_and_old_rows_keep_their_shape():
+    placement = ray_placement("\n".join([ATTACHED, NODE_DEAD, NODE_DEAD]))
+    assert placement is not None
+    assert placement.lost_node_ids == ("f6508089890ebf9faa98ea49f947776e482a7bec6a739cc9a55112f5",)
+    assert RayPlacement.from_dict(placement.to_dict()) == placement
+    calm = ray_placement(ATTACHED)
+    assert calm is not None and calm.lost_node_ids == () and "lost_node_ids" not in calm.to_dict()
+
+
+def test_a_failed_client_gets_the_story_behind_it_and_a_served_one_keeps_its_own_word():
+    placement = ray_placement("\n".join([ATTACHED, NODE_DEAD]))
+    spans = replica_spans(LOG, 0.0)
+    cut = ClientResult.from_dict({"status": "http_error", "error": "HTTP 500: Internal Server Error"})
+    story = failure_story(cut, spans, placement)
+    assert story is not None and story.startswith("HTTP 500: Internal Server Error; Ray lost node f6508089")
+    assert story.endswith(
+        "2 replica start(s) failed, the last (tpits0uw) with ActorDiedError: The actor died unexpectedly before "
+        "finishing this task. The actor is dead because its worker process has died. Worker exit type: SYSTEM_ERROR "
+        "Worker exit detail: Worker unexpectedly exits with a connection error code 2. End of file."
+    )
+    served = ClientResult.from_dict({"status": "ok", "ttft_s": 40.0})
+    assert failure_story(served, spans, placement) is None  # the retries are in the replicas, not an error
+    assert failure_story(cut, None, None) == "HTTP 500: Internal Server Error"

@@ -3,11 +3,13 @@
 The service says ``ray_attached`` once connected (a local Ray it started, or a cluster it joined, with the
 cluster's nodes), the fast path's wait says which idle preloaded workers each replica node held before the
 request (``prestart_wait_end``), and the replica callback says, for each replica start, its pid, its node and
-whether its worker had the imports paid before the lease (``replica_node_init_start``).
+whether its worker had the imports paid before the lease (``replica_node_init_start``). Ray's own line says when
+it gave a node up for dead during the run (its raylet stopped answering).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -31,9 +33,14 @@ class RayPlacement:
     node_ids: tuple[str, ...]  # the cluster's live nodes when the lab joined
     serve_was_running: bool | None
     replicas: tuple[ReplicaPlacement, ...]
+    # Nodes Ray marked dead while the run ran, in the order it said so (rows before 2026-12-07 lack it).
+    lost_node_ids: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.lost_node_ids:  # the shape rows had before it was recorded
+            del out["lost_node_ids"]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RayPlacement:
@@ -43,7 +50,23 @@ class RayPlacement:
             node_ids=tuple(data.get("node_ids") or ()),
             serve_was_running=data.get("serve_was_running"),
             replicas=tuple(ReplicaPlacement(**r) for r in data.get("replicas") or ()),
+            lost_node_ids=tuple(str(n) for n in data.get("lost_node_ids") or ()),
         )
+
+
+# Ray 2.57's driver line (forwarded from the GCS as "(raylet) ...") when a node's raylet stopped answering:
+# "The node with node id: f650... and address: 192.0.2.2 and node name: 192.0.2.2 has been marked dead because
+# the detector has missed too many heartbeats from it."
+_NODE_DEAD = re.compile(r"The node with node id: (?P<node_id>[0-9a-f]+) .*? has been marked dead")
+
+
+def lost_nodes(log_text: str) -> tuple[str, ...]:
+    """The nodes Ray gave up for dead in the log, once each, in the order it said so."""
+    found: list[str] = []
+    for m in _NODE_DEAD.finditer(log_text):
+        if m["node_id"] not in found:
+            found.append(m["node_id"])
+    return tuple(found)
 
 
 def ray_placement(log_text: str) -> RayPlacement | None:
@@ -78,4 +101,5 @@ def ray_placement(log_text: str) -> RayPlacement | None:
         node_ids=tuple(str(n["node_id"]) for n in attached.get("nodes") or () if "node_id" in n),
         serve_was_running=attached.get("serve_was_running"),
         replicas=tuple(replicas),
+        lost_node_ids=lost_nodes(log_text),
     )

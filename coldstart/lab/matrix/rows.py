@@ -9,8 +9,16 @@ from typing import Any
 
 from coldstart import paths
 from coldstart.analysis.audit import audit
-from coldstart.analysis.placement import ray_placement
-from coldstart.analysis.results import Audit, ClientResult, Provenance, ResultRow, RunStatus, StoredTimeline
+from coldstart.analysis.placement import RayPlacement, ray_placement
+from coldstart.analysis.results import (
+    Audit,
+    ClientResult,
+    Provenance,
+    ReplicaSpan,
+    ResultRow,
+    RunStatus,
+    StoredTimeline,
+)
 from coldstart.analysis.serve_log import replica_spans
 from coldstart.lab.matrix.answer import ReferenceAnswer, answer_check
 from coldstart.lab.matrix.plan import RunSpec
@@ -127,6 +135,8 @@ def _measured_row(
     extra: dict[str, Any] = {"clear": clear_report, "levers": list(EXPERIMENTS[spec.experiment].levers)}
     if late:
         extra["late_errors"] = late
+    replicas = replica_spans(text, timeline.utc_offset_s) if timeline else None
+    placement = ray_placement(text)
     return ResultRow(
         run_id=run_id,
         model=spec.model,
@@ -141,7 +151,7 @@ def _measured_row(
         config=config,
         campaign=spec.campaign,
         device=device,
-        error=m.error,
+        error=failure_story(m, replicas, placement),
         t_start_epoch=t0,
         client=m,
         timeline=timeline,
@@ -151,11 +161,29 @@ def _measured_row(
         extra=extra,
         scenario=spec.scenario,
         requests=traffic.requests,
-        replicas=replica_spans(text, timeline.utc_offset_s) if timeline else None,
-        ray=ray_placement(text),
+        replicas=replicas,
+        ray=placement,
         capture=spec.capture,
         service_args=spec.service_args,
     )
+
+
+def failure_story(
+    m: ClientResult, replicas: tuple[ReplicaSpan, ...] | None, placement: RayPlacement | None
+) -> str | None:
+    """The client's error, and what the run's log says happened behind it: the nodes Ray lost and the replica
+    starts Serve gave up on (the last one's reason). A client cut off by a node's death sees only "HTTP 500" or a
+    dropped stream; the row says why. A run that got its token keeps the client's word."""
+    if m.ok:
+        return m.error
+    said = [m.error or str(m.status)]
+    if placement is not None and placement.lost_node_ids:
+        said.append(f"Ray lost node {', '.join(placement.lost_node_ids)} during the run")
+    failed = [s for s in replicas or () if s.failure is not None]
+    if failed and (last := failed[-1].failure) is not None:
+        which = failed[-1].replica_id
+        said.append(f"{len(failed)} replica start(s) failed, the last ({which}) with {last.exception}: {last.reason}")
+    return "; ".join(said)
 
 
 def _portable(path: Path | None) -> str | None:
