@@ -680,7 +680,8 @@ def test_publish_replaces_an_entry_that_fails_verification(store: Store, tmp_pat
 
 
 def test_a_sound_entry_that_lacks_files_this_node_compiled_is_replaced_not_skipped(tmp_path):
-    # Campaign 2026-11-30-h200x1: an entry published under a key that missed a hashed env var held another config's graphs;
+    # Campaign 2026-11-30-h200x1: an entry published under a key that missed a hashed env var held another
+    # config's graphs;
     # the node restored it, compiled its own beside them, and the publish after said "already published".
     store = LocalStore(tmp_path / "store")
     fp = make_fp()
@@ -1007,7 +1008,8 @@ def test_compile_threads_do_not_split_the_key():
 
 @pytest.mark.parametrize("device", ["cuda", "cpu"])
 def test_the_key_follows_the_env_vllm_workers_compile_under_ray_executor_or_in_replica(device: str) -> None:
-    # Campaign 2026-11-29-h200x1: a cache captured with Ray's executor (GPU workers as Ray actors, which vLLM starts with
+    # Campaign 2026-11-29-h200x1: a cache captured with Ray's executor (GPU workers as Ray actors, which vLLM
+    # starts with
     # RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES=1 and hashes it) missed in the in-replica engine though the
     # lab's key matched and restored it. The two must have different keys on GPU; on CPU nothing differs.
     from coldstart.lab.llm_config import RunOptions, build_llm_config

@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e_cluster_helpers import cluster_state, printed_node_setup
+from test_e2e_cpu import lab  # noqa: F401  (the private home with tiny staged, used by name)
 
 from coldstart import paths
 from coldstart.analysis.processes import started_after_request
 from coldstart.analysis.results import ResultRow, load_rows
 from coldstart.fastpath.node_setup import NodeSetup
-from coldstart.lab.caches import isolated_env
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
@@ -43,48 +44,9 @@ def _run(args: list[str], env: dict[str, str], timeout_s: float = 1200, code: in
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("cluster-lab")
-    moved = isolated_env(home)
-    import os
-
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in moved},
-        **{k: v for k, v in moved.items() if v is not None},
-        "COLDSTART_HOME": str(home),
-        "COLDSTART_LAB": str(home / "lab"),
-        "COLDSTART_STORE": (home / "store").as_uri(),
-        "HF_HOME": str(home / "hf"),
-        "HF_HUB_OFFLINE": "1",
-        "XDG_CACHE_HOME": str(home / "xdg"),
-    }
-    _run(["-m", "coldstart", "checkpoint", "tiny", "--out", str(home / "ckpt"), "--no-progress"], env)
-    _run(["-m", "coldstart", "stage", "put", "tiny", "--from", str(home / "ckpt")], env)
-    return env
-
-
-@pytest.fixture(scope="module")
-def cluster(lab: dict[str, str]) -> Iterator[OneMachineCluster]:
-    # What the lab prints for the nodes of this (model, experiment), exactly as a user would take it.
-    setup = NodeSetup.from_json(_run(["service.py", "tiny", "fast", "--device", "cpu", "--node-setup", "json"], lab))
-    with OneMachineCluster(setup, [WorkerNode(num_cpus=2)], base_env=lab) as running:
+def cluster(lab: dict[str, str]) -> Iterator[OneMachineCluster]:  # noqa: F811
+    with OneMachineCluster(printed_node_setup(lab), [WorkerNode(num_cpus=2)], base_env=lab) as running:
         yield running
-
-
-def _cluster_state(cluster: OneMachineCluster, env: dict[str, str]) -> dict:
-    script = (
-        "import json, ray\n"
-        "from coldstart.lab.serve import serve_running\n"
-        f"ray.init(address={cluster.address!r}, log_to_driver=False, logging_level='ERROR')\n"
-        "apps = []\n"
-        "if serve_running():\n"
-        "    from ray import serve\n"
-        "    apps = sorted(serve.status().applications)\n"
-        "nodes = [n for n in ray.nodes() if n['Alive']]\n"
-        "print(json.dumps({'alive': len(nodes), 'apps': apps,\n"
-        "    'workers': [n['NodeID'] for n in nodes if n['Resources'].get('CPU', 0) > 0]}))\n"
-    )
-    return json.loads(_run(["-c", script], env, timeout_s=120).strip().splitlines()[-1])
 
 
 def _matrix(env: dict[str, str], cluster: OneMachineCluster, experiment: str) -> ResultRow:
@@ -103,8 +65,8 @@ def _node_status(cluster: OneMachineCluster, env: dict[str, str]) -> list[dict]:
     return json.loads(_run(["-m", "coldstart", "node-status", "--address", cluster.address, "--json"], env))
 
 
-def test_baseline_and_fast_through_a_cluster_the_user_started(lab, cluster):
-    before = _cluster_state(cluster, lab)
+def test_baseline_and_fast_through_a_cluster_the_user_started(lab, cluster):  # noqa: F811
+    before = cluster_state(cluster, lab)
     assert before["alive"] == 2
     [worker_node] = before["workers"]  # the head has no CPU for tasks: only the worker node can host a replica
     # The checklist's check (docs/deploy-on-a-cluster.md): node-status shows the worker node's prestarted workers
@@ -136,12 +98,12 @@ def test_baseline_and_fast_through_a_cluster_the_user_started(lab, cluster):
     after_baseline = started_after_request(paths.in_lab(baseline.log_path, lab).read_text(errors="replace"))
     assert len(after_fast) < len(after_baseline), (after_fast, after_baseline)
 
-    after = _cluster_state(cluster, lab)
+    after = cluster_state(cluster, lab)
     assert after["alive"] == 2  # the user's cluster is still up
     assert not any(app.startswith("coldstart-") for app in after["apps"])  # and holds no lab deployment
 
 
-def test_a_cluster_without_the_node_setup_is_refused_before_anything_is_deployed(lab):
+def test_a_cluster_without_the_node_setup_is_refused_before_anything_is_deployed(lab):  # noqa: F811
     # The head started without the fast path's system config: the lab must say what to change (exit 2) instead
     # of measuring replicas that wait for fresh workers.
     bare = NodeSetup(package="coldstart", env={}, system_config={}, replica_gpus=0, replica_node_cpus=1)
@@ -158,4 +120,4 @@ def test_a_cluster_without_the_node_setup_is_refused_before_anything_is_deployed
         )
         assert proc.returncode == 2, proc.stderr[-3000:]
         assert "--system-config" in proc.stderr and "preload_python_modules" in proc.stderr
-        assert _cluster_state(cluster, lab)["apps"] == []  # nothing was deployed
+        assert cluster_state(cluster, lab)["apps"] == []  # nothing was deployed

@@ -230,7 +230,8 @@ def test_fast_path_starts_fewer_vllm_processes_after_the_request_than_baseline(l
     assert said["engine_config_start"]["where"] == "replica"
     assert said["engine_core_forked"]["vllm_imported"] is True
     assert said["replica_node_init_start"]["pid"] not in {p.pid for p in after}
-    # The ingress too was leased a prestarted worker: its env went to the node (campaign 2026-11-30-h200x1: 38 s before each run).
+    # The ingress too was leased a prestarted worker: its env went to the node (campaign 2026-11-30-h200x1: 38 s
+    # before each run).
     log_text = Path(fast.log_path).read_text(errors="replace")
     preloaded = {e["pid"] for e in _events(fast) if e["event"] == "worker_preloaded"}
     ingress = [e for e in replica_events(log_text) if e.kind is ReplicaEventKind.RUNNING and not e.is_llm]

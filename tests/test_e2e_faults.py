@@ -16,7 +16,6 @@ log and, at the moment the log names it, SIGKILLs a process of the run by the pi
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -30,11 +29,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from e2e_cluster_helpers import cluster_state, printed_node_setup
 from test_e2e_cpu import lab  # noqa: F401  (the private home with tiny staged, used by name)
 
 from coldstart.analysis.events import read_events
 from coldstart.analysis.results import ResultRow, load_rows
-from coldstart.fastpath.node_setup import NodeSetup
 from coldstart.lab.shm import python_segments, segments_in_use
 
 pytestmark = pytest.mark.e2e
@@ -225,28 +224,8 @@ def test_engine_core_then_replica_killed_mid_load_serve_retries_and_the_run_leav
     assert not leaked, f"/dev/shm segments of the run left behind: {sorted(leaked)}"
 
 
-def _cluster_state(cluster: OneMachineCluster, env: dict[str, str]) -> dict:
-    script = (
-        "import json, ray\n"
-        "from coldstart.lab.serve import serve_running\n"
-        f"ray.init(address={cluster.address!r}, log_to_driver=False, logging_level='ERROR')\n"
-        "apps = []\n"
-        "if serve_running():\n"
-        "    from ray import serve\n"
-        "    apps = sorted(serve.status().applications)\n"
-        "print(json.dumps({'alive': len([n for n in ray.nodes() if n['Alive']]), 'apps': apps}))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def test_a_worker_node_lost_mid_start_ends_the_run_with_a_reason_and_the_head_stays_clean(lab):  # noqa: F811
-    setup_json = subprocess.run(
-        [sys.executable, "service.py", "tiny", "fast", "--device", "cpu", "--node-setup", "json"],
-        cwd=REPO, env=lab, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    with OneMachineCluster(NodeSetup.from_json(setup_json), [WorkerNode(num_cpus=2)], base_env=lab) as cluster:
+    with OneMachineCluster(printed_node_setup(lab), [WorkerNode(num_cpus=2)], base_env=lab) as cluster:
         service = ["--ray-address", cluster.address, "--proxy-location", "HeadOnly"]
         # Once the worker node is gone no live node can take the retried replica (the head has no CPU): Serve waits
         # for one without end, and so would the request. The service's own bound ends it (short here).
@@ -283,7 +262,7 @@ def test_a_worker_node_lost_mid_start_ends_the_run_with_a_reason_and_the_head_st
         # (every 30 s), the service gives up 10 s later and shuts down (Serve's 20 s grace for the unplaced replica).
         assert after_kill_s < 180, f"the run took {after_kill_s:.0f} s after the node died: a timeout, not a verdict"
 
-        after = _cluster_state(cluster, lab)
+        after = cluster_state(cluster, lab)
         assert after["alive"] == 1  # the head is still up
         assert not any(app.startswith("coldstart-") for app in after["apps"]), after
         assert injector.alive() == [], "processes of the run or of the dead node outlived it"

@@ -10,7 +10,8 @@ MANIFEST_NAME = "manifest.json"
 VLLM_CACHE_SUBDIR = "torch_compile_cache"
 # vLLM's model-info cache (``ModelRegistry`` inspection results, keyed by the model module's hash): without it
 # building the engine config inspects the architecture in a subprocess that imports vLLM again (~20 s on the
-# H200 of the campaign 2026-11-29-h200x1). Tiny, and valid wherever the vLLM version is the same, which the cache key holds.
+# H200 of the campaign 2026-11-29-h200x1). Tiny, and valid wherever the vLLM version is the same, which the
+# cache key holds.
 VLLM_MODELINFO_SUBDIR = "modelinfos"
 VLLM_ARCHIVED_SUBDIRS = (VLLM_CACHE_SUBDIR, VLLM_MODELINFO_SUBDIR)
 ROOT_VLLM, ROOT_INDUCTOR, ROOT_TRITON = "vllm", "inductor", "triton"

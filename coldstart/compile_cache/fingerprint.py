@@ -139,7 +139,8 @@ def hashed_env(environ: Mapping[str, str]) -> dict[str, str]:
 # vLLM's Ray executor starts every GPU worker with these set (vllm/v1/executor/ray_executor.py,
 # ``_update_noset_device_env_vars``), and vLLM hashes them into the torch.compile cache key
 # (``vllm.envs.compile_factors``). Workers inside EngineCore (the fast path's uni / mp executor) lack them: the
-# same config then has another key (campaign 2026-11-29-h200x1: a cache captured under Ray's executor missed in the replica's).
+# same config then has another key (campaign 2026-11-29-h200x1: a cache captured under Ray's executor missed in
+# the replica's).
 RAY_EXECUTOR_GPU_WORKER_ENV: Mapping[str, str] = MappingProxyType({"RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES": "1"})
 
 

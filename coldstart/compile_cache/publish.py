@@ -3,8 +3,8 @@
 An entry that fails verification (manifest unreadable, archive missing, of the wrong size or checksum) is
 replaced, not skipped: otherwise one torn upload would make every later restore fail CORRUPT for good. So is a
 sound entry that holds fewer files than this node's capture, all of which the capture also holds: restoring it
-left vLLM compiling the rest (campaign 2026-11-30-h200x1: an entry published under a key that lacked a hashed env var held
-another config's graphs, and every run restored it as SUCCESS and then compiled for 20 s).
+left vLLM compiling the rest (campaign 2026-11-30-h200x1: an entry published under a key that lacked a hashed
+env var held another config's graphs, and every run restored it as SUCCESS and then compiled for 20 s).
 """
 
 from __future__ import annotations
