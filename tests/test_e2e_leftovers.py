@@ -39,15 +39,11 @@ def _with_sid(sid: int) -> dict[int, str]:
 
 
 def _start(env: dict[str, str], experiment: str, port: int, ready: Path, err: Path) -> subprocess.Popen[bytes]:
+    """service.py, its standard error into ``err`` and its standard output beside it (``.out``)."""
     cmd = [sys.executable, "service.py", "tiny", experiment, "--device", "cpu", "--port", str(port)]
-    with open(err, "wb") as out:
+    with open(err, "wb") as said, open(err.with_suffix(".out"), "wb") as out:
         return subprocess.Popen(
-            [*cmd, "--ready-file", str(ready)],
-            cwd=REPO,
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=out,
+            [*cmd, "--ready-file", str(ready)], cwd=REPO, env=env, start_new_session=True, stdout=out, stderr=said
         )
 
 
@@ -110,8 +106,10 @@ def test_the_next_service_removes_what_a_sigkilled_one_left(lab, tmp_path):  # n
         assert by_kind["Ray session_dir"].endswith(f"_{first.pid}")
         assert not first_ready.exists() and not record_file.exists()
         assert _with_sid(first.pid) == {}, "a process of the killed service is still alive"
-        # The next one serves: its own record written, the port answered by its proxy.
+        # The next one serves on the same port, with its own record.
         assert json.loads(second_ready.read_text())["url"] == f"http://127.0.0.1:{port}"
+        (second_record,) = records.glob("*.json")
+        assert RunRecord.from_json(second_record.read_text()).service_pid == second.pid
         print("the next service said:", *lines, sep="\n  ")
     finally:
         # Whatever failed above, nothing of either service outlives the test.
@@ -126,8 +124,9 @@ def test_the_next_service_removes_what_a_sigkilled_one_left(lab, tmp_path):  # n
             print(f"the next service stopped in {time.monotonic() - t_stop:.1f} s")
 
     # A clean stop removes what the run made and its record; nothing of it stays alive.
+    assert second is not None
     assert second.returncode == 0, second_err.read_text(errors="replace")[-3000:]
-    said = second_err.read_text(errors="replace")
+    said = second_err.with_suffix(".out").read_text(errors="replace")
     assert "coldstart: removed what this run left:" in said, said[-3000:]
     assert not second_ready.exists() and list(records.glob("*.json")) == []
     assert _with_sid(second.pid) == {}

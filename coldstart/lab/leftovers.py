@@ -346,10 +346,10 @@ def _remove_ready_file(record: RunRecord, report: _Report) -> None:
     path = Path(record.ready_file)
     try:
         said = json.loads(path.read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, ValueError):  # none, or not one a service wrote (it writes them whole)
         return
-    except (OSError, ValueError) as exc:
-        report.failed.append(f"ready file {path}: not this run's ({type(exc).__name__}); left as it is")
+    except OSError as exc:
+        report.failed.append(f"ready file {path}: {exc.strerror or exc}")
         return
     if isinstance(said, dict) and said.get("run_id") == record.run_id and _remove_path(path, report):
         report.add("ready file", [str(path)])
@@ -362,9 +362,7 @@ def _remove_files(record: RunRecord, report: _Report) -> None:
         latest = Path(record.ray_temp_root) / "session_latest"
         # Ray points it at the newest session_dir; once that is gone it points nowhere.
         with contextlib.suppress(OSError):
-            if latest.is_symlink() and Path(os.readlink(latest)) in {s.resolve() for s in session_dirs} | set(
-                session_dirs
-            ):
+            if latest.is_symlink() and Path(os.readlink(latest)).name in {s.name for s in session_dirs}:
                 latest.unlink()
     bound = bound_unix_paths()
     temp = [p for listing in record.temp_before for p in dead_temp_entries(listing, bound) if _remove_path(p, report)]
@@ -466,7 +464,9 @@ class RunLedger:
         self.ready_file = ready_file
         self.local_ray = local_ray
         self.folder = records_dir() if folder is None else folder
-        self.out = sys.stderr if out is None else out
+        # Standard output, like the service's own "serving ..." line: a runner takes the last line of standard
+        # error as the reason a service ended, and this report comes after that reason.
+        self.out = sys.stdout if out is None else out
         self.record: RunRecord | None = None
         self.cleanup: Cleanup | None = None
         self._path: Path | None = None
