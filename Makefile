@@ -44,7 +44,7 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
-	$(PY) -m pytest -p no:cacheprovider -rs
+	$(PY) -m pytest -p no:cacheprovider -rs --durations=25
 
 test-fast:
 	$(PY) -m ruff check .
