@@ -428,12 +428,15 @@ def clear_dead_runs(folder: Path | None = None, out: IO[str] | None = None) -> l
                 continue
             if record.host != host or service_alive(record):
                 continue
+            t0 = time.monotonic()
             cleanup = remove_leftovers(record)
             path.unlink(missing_ok=True)
+            took_s = time.monotonic() - t0
             started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.started_epoch))
             head = f"service pid {record.service_pid} (run {record.run_id}, started {started}) is gone"
             lines = cleanup.lines()
-            print(f"coldstart: {head}; {'removed what it left:' if lines else 'it left nothing'}", file=out)
+            what = f"removed what it left in {took_s:.1f} s:" if lines else "it left nothing"
+            print(f"coldstart: {head}; {what}", file=out)
             for line in lines:
                 print(f"coldstart:   {line}", file=out)
             out.flush()
