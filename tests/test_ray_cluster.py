@@ -1,6 +1,7 @@
 """OneMachineCluster finds what one of its nodes left running after that node was killed, without Ray: a process
 that inherited the node's mark from its raylet, whatever its command line says (a Ray worker renames itself
-"ray::IDLE"; what it forks names no temp dir either)."""
+"ray::IDLE"; what it forks names no temp dir either); and its stop removes what a killed node's engines left in
+/dev/shm."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import sys
 import time
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
 from coldstart.fastpath.node_setup import NodeSetup
+from coldstart.lab import shm
 from coldstart.lab.ray_cluster import NODE_ENV, OneMachineCluster
 
 
@@ -58,5 +61,22 @@ def test_a_process_of_another_cluster_or_of_none_is_no_stray(cluster, tmp_path):
 def test_stop_ends_what_a_killed_node_left(cluster):
     proc = _orphan({NODE_ENV: str(cluster.root / "worker0")})
     time.sleep(0.5)
+    watched = psutil.Process(proc.pid)
     cluster.stop()
-    assert proc.wait(timeout=10) == -9
+    assert not watched.is_running()  # killed, and waited for (psutil reaps it: Popen then reads no status)
+    proc.wait(timeout=10)
+
+
+def test_stop_removes_the_segments_a_killed_nodes_engines_left_and_keeps_older_ones(tmp_path):
+    from test_shm import _killed_maker
+
+    older = _killed_maker()  # left before the cluster started: not the cluster's
+    made = OneMachineCluster(NodeSetup(package="coldstart"), [])
+    try:
+        ours = _killed_maker()  # what a killed node's EngineCore leaves (its message queue)
+        made.stop()
+        assert not (shm.SHM_DIR / ours).exists()
+        assert (shm.SHM_DIR / older).exists()
+    finally:
+        for name in (older, ours):
+            (shm.SHM_DIR / name).unlink(missing_ok=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from coldstart.fastpath.node_setup import NodeSetup
+from coldstart.lab import shm
 
 # `ray` the console script may not be on PATH (an unpacked bundle): its entry point, run by this Python.
 RAY_CLI = (sys.executable, "-c", "import sys; from ray.scripts.scripts import main; sys.argv[0] = 'ray'; main()")
@@ -84,6 +85,9 @@ class OneMachineCluster:
         # Short: a raylet's socket paths live under it and Unix sockets take at most 107 bytes.
         self.root = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
         self._nodes: list[_Node] = []
+        # The segments in /dev/shm before any node ran: what a node's engines leave there when the node is killed
+        # (on a real cluster that memory goes with the machine) is removed when the cluster stops.
+        self._shm_before = shm.python_segments()
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> OneMachineCluster:
@@ -173,8 +177,9 @@ class OneMachineCluster:
         raise KeyError(name)
 
     def stop(self, grace_s: float = 20.0) -> None:
-        """Workers first, the head last; then whatever still runs with this cluster's temp dir in its command
-        line (a worker that left its group), and the temp dir itself."""
+        """Workers first, the head last; then whatever still runs of this cluster (``stray_pids``: a worker that
+        left its group, what a killed node left), the shared-memory segments its processes left unused, and the
+        temp dir itself."""
         for node in reversed(self._nodes):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(node.proc.pid, signal.SIGTERM)
@@ -186,9 +191,15 @@ class OneMachineCluster:
                 os.killpg(node.proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 node.proc.wait(timeout=10)
+        import psutil
+
+        strays = []
         for pid in self.stray_pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(psutil.Error):
+                strays.append(psutil.Process(pid))
+                strays[-1].kill()
+        psutil.wait_procs(strays, timeout=10)  # a segment is judged unused only once its users are gone
+        shm.remove_unused(shm.python_segments() - self._shm_before)
         self._nodes.clear()
         shutil.rmtree(self.root, ignore_errors=True)
 
