@@ -98,7 +98,7 @@ def test_the_next_service_removes_what_a_sigkilled_one_left(lab, tmp_path):  # n
         assert f"coldstart: service pid {first.pid} (run {record.run_id}" in said, said
         assert "NOT removed" not in said, said
         by_kind = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-        # Ray's dashboard and runtime-env agents outlive a killed driver for good (seen for minutes): named by pid.
+        # Ray's dashboard and runtime-env agents outlive a killed driver the longest (half a minute seen): named by pid.
         agents = [pid for pid, t in left.items() if t.startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent"))]
         removed_pids = {int(p) for v in by_kind.values() if v.startswith("pid") for p in v.split()[1:] if p.isdigit()}
         assert set(agents) <= removed_pids, (agents, lines)

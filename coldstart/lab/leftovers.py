@@ -5,7 +5,8 @@ service that starts removes what every dead service left, one that was SIGKILLed
 
 * processes: those whose environment carries the dead run's mark (Ray's gcs_server, raylet, dashboard and agents,
   its workers, the fast path's forkservers, EngineCore and vLLM's workers); a SIGKILLed service's dashboard and
-  runtime-env agents were seen alive minutes later, its proxy holding the HTTP port for seconds;
+  runtime-env agents were seen alive half a minute later, its workers for seconds (the proxy holding the HTTP
+  port: the next service on it was refused);
 * its ready file (when it still names that run), the segments its engines left in /dev/shm (``shm``), a local
   Ray's ``session_dir``, and the temp files its killed processes could not remove: vLLM's IPC sockets and
   multiprocessing's folders (the forkserver's socket).
