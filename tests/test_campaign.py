@@ -247,10 +247,14 @@ def test_a_failed_checkpoint_stages_nothing_but_the_step_goes_on(repo: Path):
 def test_stale_ray_is_stopped_before_each_step_only_when_asked(repo: Path):
     ex = FakeExecutor()
     run(make(ex, repo, real_plan("llama-3-8b-ladder")), "fast-8b", "fast-8b-cold")
-    assert not any(argv[0] in ("ray", "pkill") for argv in ex.commands())
+
+    def kind(argv: list[str]) -> str:
+        return "ray stop" if argv[-2:] == ["stop", "--force"] else argv[0]
+
+    assert not any(kind(argv) in ("ray stop", "pkill") for argv in ex.commands())
     ex2 = FakeExecutor()
     run(make(ex2, repo, real_plan("llama-3-8b-ladder"), stop_stale_ray=True, out="out2"), "fast-8b", "fast-8b-cold")
-    assert [argv[0] for argv in ex2.commands()] == ["ray", "pkill", PY, "ray", "pkill", PY]
+    assert [kind(argv) for argv in ex2.commands()] == ["ray stop", "pkill", PY, "ray stop", "pkill", PY]
 
 
 # ---------------------------------------------------------------- one budget, failures, the archive

@@ -209,7 +209,10 @@ class Campaign:
         """A campaign killed mid-step (a job's time limit) leaves Ray's daemons and its Serve app (port 8000)
         behind; service.py would refuse to start beside them. Only on a node that runs nothing else of Ray
         (``--stop-stale-ray``). Their statuses say only whether there was anything to stop: not failures."""
-        self.executor.run(["ray", "stop", "--force"], env={}, discard="both")
+        # Ray's CLI by its entry point: the console script is not on every PATH (an unpacked bundle's is not).
+        from coldstart.lab.ray_cluster import RAY_CLI
+
+        self.executor.run([*RAY_CLI, "stop", "--force"], env={}, discard="both")
         # `ray stop` misses the actors whose raylet the kill took down first (their proxy kept port 8000).
         self.executor.run(["pkill", "-9", "-f", "^ray::"], env={}, discard="both")
 
