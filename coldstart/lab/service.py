@@ -397,20 +397,31 @@ def main(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace, prepared: Prepared) -> int:
     """Ray, the app, the ready file, the watch: everything after the checks, with the port held."""
-    from coldstart.lab.serve import serve_app, tee_output, watch_app
-
-    app_args, app_name, run_id = prepared.app_args, prepared.app_name, prepared.run_id
     paths.apply_engine_cache_env()
     # A local Ray's raylet, and so every worker it starts, inherits this process's environment.
     if not args.ray_address:
         os.environ.update(prepared.node_env)
-    log_path = paths.run_log_path(args.model, args.experiment, run_id)
+    log_path = paths.run_log_path(args.model, args.experiment, prepared.run_id)
     num_cpus = args.num_cpus
     prestart = prepared.node_setup is not None and prepared.node_setup.prestarts
     if prestart and not args.ray_address:
         from coldstart.lab.fastpath.prestart import prestart_num_cpus
 
         num_cpus = prestart_num_cpus(args.num_cpus, os.cpu_count())
+    try:
+        return _serve_teed(args, prepared, log_path, num_cpus=num_cpus, prestart=prestart)
+    except ClusterNotReady as exc:
+        # After the tee: a refusal belongs on the caller's standard error (the run's log has it as an event).
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _serve_teed(
+    args: argparse.Namespace, prepared: Prepared, log_path: Path, *, num_cpus: int | None, prestart: bool
+) -> int:
+    from coldstart.lab.serve import serve_app, tee_output, watch_app
+
+    app_args, app_name, run_id = prepared.app_args, prepared.app_name, prepared.run_id
     with tee_output(log_path):
         events.emit("service_start", run_id=run_id, model=args.model, experiment=args.experiment, app_args=app_args)
         try:
@@ -455,8 +466,8 @@ def _serve(args: argparse.Namespace, prepared: Prepared) -> int:
                 print(f"error: {reason}; shutting down", file=sys.stderr, flush=True)
                 return 1
         except ClusterNotReady as exc:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            return 2
+            events.emit("cluster_not_ready", reason=str(exc))
+            raise
         except KeyboardInterrupt:
             print("shutting down", flush=True)
     return 0
