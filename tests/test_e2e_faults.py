@@ -259,8 +259,11 @@ def test_a_worker_node_lost_mid_start_ends_the_run_with_a_reason_and_the_head_st
         # "no node can take a replica"): the node Ray lost, the replica it held.
         assert row.ray is not None and row.ray.replicas, row.ray
         worker_node = row.ray.replicas[0].node_id
-        assert worker_node is not None and row.ray.lost_node_ids == (worker_node,), row.ray
-        assert f"Ray lost node {worker_node}" in row.error, row.error
+        assert worker_node is not None and row.ray.lost_node_ids in ((worker_node,), ()), row.ray
+        # Ray's "marked dead" line reaches the run's log only when the service outlives Ray's heartbeat timeout;
+        # where it ended first, the reason is Serve's: no node can take the replica.
+        lost = f"Ray lost node {worker_node}" in row.error
+        assert lost or "node can take" in row.error, row.error
         # Bounded: Ray marks the node dead after its missed heartbeats, Serve says after 30 s that no node fits
         # (every 30 s), the service gives up 10 s later and shuts down (Serve's 20 s grace for the unplaced replica).
         assert after_kill_s < 180, f"the run took {after_kill_s:.0f} s after the node died: a timeout, not a verdict"
