@@ -41,7 +41,7 @@ def test_every_config_validates_as_a_ray_llmconfig(model, experiment):
 
 
 def test_a_prestart_config_names_the_env_its_nodes_must_give_the_replicas():
-    # Its replicas' runtime_envs are empty (so prestarted workers are leased to them): a cluster user must set
+    # Its replicas' runtime_envs are empty (so prestarted workers are given to them): a cluster user must set
     # the ingress's timeout on the nodes, or a cold 235B start is cut at the ingress's 600 s default.
     fast = (REPO / "experiments" / "qwen-3-235b" / "fast.yaml").read_text()
     app = yaml.safe_load(fast)["applications"][0]

@@ -88,7 +88,7 @@ def test_baseline_and_fast_through_a_cluster_the_user_started(lab, cluster):  # 
         assert row.ray is not None and row.ray.kind == "cluster"
         assert row.ray.driver_node_id != worker_node  # the driver joined the head
         assert row.ray.replicas and row.ray.replicas[-1].node_id == worker_node
-    # The fast replica was leased a worker the node held idle, imports paid, before the request (by pid).
+    # The fast replica was given a worker the node held idle, imports paid, before the request (by pid).
     served = fast.ray.replicas[-1]
     assert served.worker_preloaded is True and served.prestarted_before_request is True, fast.ray
     # ... and baseline's replica was not (its job runtime_env ships the package: fresh workers after the request).

@@ -214,7 +214,7 @@ def test_a_replica_that_cannot_start_ends_the_run_when_serve_gives_up(lab, tmp_p
 
 def test_fast_path_starts_fewer_vllm_processes_after_the_request_than_baseline(lab):
     """Every fast-path lever that CPUs allow, in one real cold start: no node-init task, the config built in
-    the replica, a replica leased from a prestarted worker that imported vLLM before the request, EngineCore
+    the replica, a replica given a prestarted worker that imported vLLM before the request, EngineCore
     forked from a forkserver. On CPU vLLM runs its worker in a process of its own (mp), on GPU in EngineCore."""
     from coldstart.analysis.processes import started_after_request
 
@@ -225,12 +225,12 @@ def test_fast_path_starts_fewer_vllm_processes_after_the_request_than_baseline(l
     after = started_after_request(Path(fast.log_path).read_text(errors="replace"))
     assert len(after) < len(before), (before, after)
     said = {e["event"]: e for e in _events(fast)}
-    assert said["replica_node_init_start"]["worker_preloaded"] is True  # leased a prestarted worker
+    assert said["replica_node_init_start"]["worker_preloaded"] is True  # given a prestarted worker
     assert "node_init_skipped" in said and "node_fetch_start" not in said
     assert said["engine_config_start"]["where"] == "replica"
     assert said["engine_core_forked"]["vllm_imported"] is True
     assert said["replica_node_init_start"]["pid"] not in {p.pid for p in after}
-    # The ingress too was leased a prestarted worker: its env went to the node (campaign 2026-11-30-h200x1: 38 s
+    # The ingress too was given a prestarted worker: its env went to the node (campaign 2026-11-30-h200x1: 38 s
     # before each run).
     log_text = Path(fast.log_path).read_text(errors="replace")
     preloaded = {e["pid"] for e in _events(fast) if e["event"] == "worker_preloaded"}

@@ -139,7 +139,7 @@ def test_a_real_llmconfig_takes_the_fast_server_and_drops_the_setup_hook():
     llm = LLMConfig(**_cfg("fast", device="cpu"))
     assert llm.server_cls is ColdStartLLMServer
     options = ColdStartLLMServer.get_deployment_options(llm)
-    # An empty runtime_env: what a prestarted worker has, so Ray can lease it to this replica.
+    # An empty runtime_env: what a prestarted worker has, so Ray can give it to this replica.
     assert options["ray_actor_options"]["runtime_env"] == {}
     stock = ColdStartLLMServer.get_deployment_options(LLMConfig(**_cfg("cc_in_replica", device="cpu")))
     assert "worker_process_setup_hook" in stock["ray_actor_options"]["runtime_env"]
@@ -271,8 +271,8 @@ def test_a_small_node_gets_enough_logical_cpus_for_an_idle_prestarted_worker():
 
 
 def test_a_forked_child_gets_the_env_its_parent_had_when_it_asked_not_the_servers(tmp_path, monkeypatch, capfd):
-    """The forkserver starts before the lease (prestart) and keeps that environment; Ray sets the replica's
-    CUDA_VISIBLE_DEVICES at the lease, and EngineCore must see it."""
+    """The forkserver starts before Ray assigns the worker (prestart) and keeps that environment; Ray sets the replica's
+    CUDA_VISIBLE_DEVICES when it assigns the worker, and EngineCore must see it."""
     import multiprocessing.forkserver
 
     from fakes import write_env_var

@@ -29,7 +29,7 @@ def test_apply_fast_path_changes_a_users_config_and_moves_its_env_to_the_nodes()
     fast = apply_fast_path(USER_CONFIG, compile_cache_store="s3://bucket/cc")
     cfg = fast.llm_config
     assert USER_CONFIG["runtime_env"] == {"env_vars": {"HF_HUB_OFFLINE": "1"}}  # the input is left alone
-    assert cfg["runtime_env"] == {}  # so that a prestarted worker (no runtime_env) is leased to the replica
+    assert cfg["runtime_env"] == {}  # so that a prestarted worker (no runtime_env) is given to the replica
     assert cfg["server_cls"] == FAST_SERVER_CLASS
     assert levers_of(cfg) == ALL_LEVERS
     assert cfg["callback_config"]["callback_class"] == CALLBACK_CLASS

@@ -82,7 +82,7 @@ def test_replica_spans_of_the_llm_deployment_once_each_from_decision_to_stop():
 
 
 def test_a_started_replica_names_the_process_it_runs_in():
-    # Which Ray worker a replica was leased: the fast path proves a prestarted one by this pid.
+    # Which Ray worker a replica was given: the fast path proves a prestarted one by this pid.
     running = [e for e in replica_events(CONTROLLER_LOG) if e.kind is ReplicaEventKind.RUNNING]
     assert [(e.deployment, e.replica_id, e.pid) for e in running] == [
         ("OpenAiIngress", "v60gpw42", 13347),

@@ -3,7 +3,7 @@
 The service says ``ray_attached`` once connected (a local Ray it started, or a cluster it joined, with the
 cluster's nodes), the fast path's wait says which idle preloaded workers each replica node held before the
 request (``prestart_wait_end``), and the replica callback says, for each replica start, its pid, its node and
-whether its worker had the imports paid before the lease (``replica_node_init_start``). Ray's own line says when
+whether its worker had the imports paid before Ray assigned it (``replica_node_init_start``). Ray's own line says when
 it gave a node up for dead during the run (its raylet stopped answering).
 """
 

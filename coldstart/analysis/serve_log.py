@@ -119,7 +119,7 @@ class ReplicaEvent:
     replica_id: str | None  # None for the autoscaler's decisions
     t_local: datetime  # the controller's own clock, as logged (local time, no zone)
     to_replicas: int | None = None  # UPSCALE / DOWNSCALE: the target count
-    # RUNNING: the replica actor's process (which Ray worker it was leased); START_FAILED: the process that
+    # RUNNING: the replica actor's process (which Ray worker it was given); START_FAILED: the process that
     # failed, where the traceback names it.
     pid: int | None = None
     exception: str | None = None  # START_FAILED: the class name of the exception that ended the traceback

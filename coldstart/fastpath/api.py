@@ -61,7 +61,7 @@ def apply_levers(llm_config: Mapping[str, Any], levers: FastPathLevers, *, devic
     """The ``LLMConfig`` (dict form) with the levers pulled (pure: the input is not changed).
 
     The replica's runtime_env env_vars are removed when workers are prestarted: they belong on the nodes
-    (``moved_env`` tells which), since a prestarted worker is leased only to work with an empty runtime_env.
+    (``moved_env`` tells which), since a prestarted worker is given only to work with an empty runtime_env.
     """
     cfg = copy.deepcopy(dict(llm_config))
     if not levers.any:

@@ -107,7 +107,7 @@ _SERVER_HOOKS = (
         "LLMServer.get_deployment_options",
         "classmethod",
         "Overridden (prestart_workers) to drop Ray LLM's worker_process_setup_hook from the replica's "
-        "runtime_env, so a prestarted worker (empty runtime_env) can be leased to it.",
+        "runtime_env, so a prestarted worker (empty runtime_env) can be given to it.",
         params=("llm_config",),
         overridden=True,
         uses=("ray_actor_options", "runtime_env", "worker_process_setup_hook"),

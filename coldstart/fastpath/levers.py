@@ -30,8 +30,8 @@ class FastPathLevers:
     # vLLM's config built in the replica and the GPU worker run inside EngineCore (uni at TP1, mp above)
     # instead of Ray actors: the replica holds the GPUs itself.
     engine_in_replica: bool = False
-    # The replica's runtime_env is left empty so that Ray leases it a worker the node prestarted with vLLM
-    # imported (a worker is leased only to work whose runtime_env equals its own).
+    # The replica's runtime_env is left empty so that Ray gives it a worker the node prestarted with vLLM
+    # imported (a worker is given only to work whose runtime_env equals its own).
     prestart_workers: bool = False
     # EngineCore forked from a forkserver the prestarted worker started with vLLM imported.
     engine_core_forkserver: bool = False
@@ -42,7 +42,7 @@ class FastPathLevers:
         if self.engine_core_forkserver and not (self.prestart_workers and self.engine_in_replica):
             raise LeverError(
                 "engine_core_forkserver needs prestart_workers and engine_in_replica "
-                "(the forkserver lives in the prestarted worker the replica is leased)"
+                "(the forkserver lives in the prestarted worker the replica is given)"
             )
         if self.background_telemetry and not (self.prestart_workers or self.engine_in_replica):
             raise LeverError("background_telemetry needs the fast server (engine_in_replica or prestart_workers)")

@@ -6,7 +6,7 @@ lab's own local Ray (``local_ray_init_kwargs``). The Serve YAML is rendered besi
 ``LLMConfig`` (``coldstart.lab.llm_config.serve_yaml_config``). Nothing here imports Ray.
 
 Why each part is needed (each was measured: docs/deploy-on-a-cluster.md):
-- the package in every node's Python, not in the job's ``runtime_env``: a Ray worker is leased only to work whose
+- the package in every node's Python, not in the job's ``runtime_env``: a Ray worker is given only to work whose
   runtime_env equals its own, and prestarted workers have none, so a job that ships the package as
   ``py_modules`` gets fresh workers that import vLLM after the request (39.6 s instead of 15.7 s on one H100);
 - ``system_config`` on the HEAD only: raylets take ``_system_config`` from the head's GCS;

@@ -86,7 +86,7 @@ def _node_notes(model: Model, exp: Experiment, setup: NodeSetup | None, path: Pa
     if exp.skip_node_init and not exp.weights_from_store:
         notes.append(f"# Weights: already on every node under {NODE_WEIGHTS_ROOT}/<model> (no node-init fetch).")
     if setup is not None:
-        # The replicas' runtime_envs are empty so that prestarted workers are leased to them: their env is the
+        # The replicas' runtime_envs are empty so that prestarted workers are given to them: their env is the
         # node's (the ingress reads its timeout at import, the preload its forkserver switch).
         env = " ".join(f"{k}={v}" for k, v in sorted(setup.env.items()))
         notes.append(

@@ -166,7 +166,7 @@ def build_llm_config(model: Model, exp: Experiment, opts: RunOptions) -> dict[st
         # replica, its bundle and the ingress do not fit otherwise.
         cfg["deployment_config"]["ray_actor_options"] = {"num_cpus": 0}
     # The fast path's levers, exactly as a user's own config gets them (coldstart.fastpath.apply_fast_path).
-    # A prestarted worker is leased only to work whose runtime_env matches its own (empty): the env then goes
+    # A prestarted worker is given only to work whose runtime_env matches its own (empty): the env then goes
     # to the nodes (node_env), where the raylet hands it to every worker.
     return apply_levers(cfg, levers_for(exp), device=opts.device)
 

@@ -191,7 +191,7 @@ def _with_deep(view: NodeView, weights_path: str | None) -> NodeView:
 
     probe = ray.remote(num_cpus=0, max_retries=0)(node_facts).options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(view.node_id, soft=False),
-        # Its own runtime_env: never leased a prestarted worker (that worker would then belong to this job).
+        # Its own runtime_env: never given a prestarted worker (that worker would then belong to this job).
         runtime_env={"env_vars": {"COLDSTART_NODE_PROBE": "1"}},
     )
     return dataclasses.replace(view, deep=ray.get(probe.remote(weights_path), timeout=600))

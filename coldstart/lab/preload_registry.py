@@ -3,7 +3,7 @@
 A worker the raylet prestarted imports ``coldstart.lab.fastpath.preload`` before it ever runs a task, and that
 module calls ``register_this_worker``: a small JSON record under ``preloaded/<node id>/<pid>`` in the GCS
 key-value store (namespace ``coldstart``). Any driver of the cluster reads them back (``read_records``) without
-running anything on the nodes, which matters: a probe task would be leased one of the very workers it counts,
+running anything on the nodes, which matters: a probe task would be given one of the very workers it counts,
 and a worker that ran a job's task belongs to that job from then on.
 """
 

@@ -40,7 +40,7 @@ def apply_streamed_source_fix(llm_config: Any, streamed_weights_uri: str | None)
 
 def replica_worker_facts() -> dict[str, Any]:
     """Which worker the replica landed on: its pid, when that process started, and whether a prestarted
-    worker had imported vLLM before the lease (the fast path's claim, proved by pid in the log)."""
+    worker had imported vLLM before Ray assigned it (the fast path's claim, proved by pid in the log)."""
     import sys
 
     import ray

@@ -436,7 +436,7 @@ def _serve_teed(
                 app_builder=prepared.app_builder,
                 proxy_location=args.proxy_location,
                 # The fast path needs the package on the nodes: a job runtime_env keeps replicas off prestarted
-                # workers (a worker is leased only to work whose runtime_env equals its own).
+                # workers (a worker is given only to work whose runtime_env equals its own).
                 ship_package=not prestart,
                 preflight=(lambda: _cluster_preflight(prepared)) if prestart and args.ray_address else None,
             ) as url:
@@ -498,7 +498,7 @@ def _cluster_preflight(prepared: Prepared) -> None:
     job_env = ray.get_runtime_context().runtime_env
     if job_env:
         raise ClusterNotReady(
-            f"this job has a runtime_env ({sorted(job_env)}): Ray leases a prestarted worker only to work whose "
+            f"this job has a runtime_env ({sorted(job_env)}): Ray gives a prestarted worker only to work whose "
             "runtime_env equals its own (none), so replicas would wait for fresh workers; install the coldstart "
             "package in every node's Python instead and run without a job runtime_env"
         )

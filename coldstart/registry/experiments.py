@@ -34,7 +34,7 @@ class Experiment:
     # (uni executor at TP1, mp above) instead of a Ray actor: the replica holds the GPUs itself.
     engine_in_replica: bool = False
     # Ray workers prestarted with vLLM and Serve LLM imported (preload_python_modules); the replica's
-    # runtime_env is left empty so it is leased one of them (the env goes to the nodes instead).
+    # runtime_env is left empty so it is given one of them (the env goes to the nodes instead).
     prestart_workers: bool = False
     # EngineCore forked from a forkserver that a prestarted worker started with vLLM imported, instead of a
     # spawned interpreter that imports vLLM again (needs prestart_workers and engine_in_replica).

@@ -3,8 +3,8 @@
 vLLM spawns EngineCore inside a Ray actor (forking a Ray worker, with its threads and sockets, is unsafe), and
 the spawned interpreter imports vLLM again: ~15 s on an H200. A multiprocessing forkserver is a fresh,
 single-threaded process started by the prestarted worker (``preload``); it imports vLLM once, and each child
-it forks starts with vLLM in ``sys.modules``. The server's environment is the worker's from before the lease,
-so each child takes its parent's environment (CUDA_VISIBLE_DEVICES is set by Ray at the lease).
+it forks starts with vLLM in ``sys.modules``. The server's environment is the worker's from before Ray assigned it,
+so each child takes its parent's environment (CUDA_VISIBLE_DEVICES is set by Ray when it assigns the worker).
 """
 
 from __future__ import annotations

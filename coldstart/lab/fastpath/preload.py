@@ -1,6 +1,6 @@
 """Imported by every Ray worker a node prestarts (Ray's ``preload_python_modules``), before any request.
 
-It imports what a Serve LLM replica of the fast path imports, so the replica leased to such a worker starts
+It imports what a Serve LLM replica of the fast path imports, so the replica given such a worker starts
 with that paid, and (``COLDSTART_ENGINE_CORE_FORKSERVER=1`` on the node) starts the EngineCore forkserver.
 Then it says so twice: a ``worker_preloaded`` event in the worker's output (a local run's log), and a record
 in the cluster's GCS key-value store (``coldstart.lab.node_status`` reads it): on a cluster, workers the raylet

@@ -7,7 +7,7 @@ on a cluster the user started: the nodes that can host a replica must each hold 
 workers, with none still importing (a request sent earlier would find the imports half paid and measure that).
 
 The pool is topped up (``fill_idle_pool``) only by the job that owns Serve's controller: replicas are created by
-the controller, so they run as its job, and a worker that ran one job's task is never leased to another job's.
+the controller, so they run as its job, and a worker that ran one job's task is never given to another job's.
 Where Serve was already running under another job, only workers the raylets prestarted (no job yet) can serve,
 and the lab says so instead of taking them.
 """
@@ -27,7 +27,7 @@ from coldstart.analysis import events
 from coldstart.lab.node_status import NodeView
 
 IDLE_WORKERS_WANTED = 2  # the replica's, and one spare (a second replica, or a retry after a failed start)
-# A local Ray's CPUs (one prestarted worker each): Serve's controller and proxy lease two before any request, so a
+# A local Ray's CPUs (one prestarted worker each): Serve's controller and proxy take two before any request, so a
 # node needs a few more for the replica; past a few idle ones, more only delay the moment the node is ready.
 MIN_PRESTARTED_WORKERS = 4
 MAX_PRESTARTED_WORKERS = 8

@@ -14,7 +14,7 @@ from coldstart.fastpath.levers import levers_of
 from coldstart.lab.fastpath.engine import InReplicaVLLMEngine
 
 # Ray LLM's no-op worker_process_setup_hook (ray.llm._internal.serve._worker_process_setup_hook): it makes the
-# replica's runtime_env non-empty, and Ray leases a worker only to work whose runtime_env matches its own.
+# replica's runtime_env non-empty, and Ray gives a worker only to work whose runtime_env matches its own.
 _SETUP_HOOK_KEY = "worker_process_setup_hook"
 
 
