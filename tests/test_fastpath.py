@@ -16,7 +16,6 @@ from coldstart.lab.fastpath.prestart import (
     MIN_PRESTARTED_WORKERS,
     NodesNotReady,
     PoolKeeper,
-    preloaded_pids,
     prestart_num_cpus,
     wait_for_ready_nodes,
 )
@@ -253,11 +252,6 @@ def test_wait_without_any_node_that_can_host_a_replica_says_so():
         wait_for_ready_nodes(
             gpus=4, timeout_s=1, views=lambda: [_node("gpu1", gpus=1, idle=(1, 2))], clock=clock, sleep=clock.sleep
         )
-
-
-def test_preloaded_pids_reads_events_behind_ray_prefixes():
-    text = "\n".join([_preloaded(5), "(pid=6) noise", _preloaded(7), "torn " + events.MARKER + '{"event": "w'])
-    assert preloaded_pids(text) == {5, 7}
 
 
 def test_a_small_node_gets_enough_logical_cpus_for_an_idle_prestarted_worker():

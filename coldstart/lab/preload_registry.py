@@ -14,7 +14,6 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
 
 NAMESPACE = "coldstart"
 PREFIX = "preloaded/"
@@ -89,7 +88,3 @@ def forget(keys: list[str]) -> None:
 
     for key in keys:
         internal_kv._internal_kv_del(key, namespace=NAMESPACE)
-
-
-def as_dict(record: PreloadRecord) -> dict[str, Any]:
-    return asdict(record)

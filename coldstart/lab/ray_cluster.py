@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -219,13 +219,6 @@ class OneMachineCluster:
                 if mark is not None and (mark == str(root) or mark.startswith(f"{root}/")):
                     found.append(proc.info["pid"])
         return found
-
-
-@contextlib.contextmanager
-def one_machine_cluster(setup: NodeSetup, workers: Sequence[WorkerNode], **kwargs: object) -> Iterator[str]:
-    """The cluster's address while it runs."""
-    with OneMachineCluster(setup, workers, **kwargs) as cluster:  # type: ignore[arg-type]
-        yield cluster.address
 
 
 # ---------------------------------------------------------------- the tool

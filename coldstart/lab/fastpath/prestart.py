@@ -225,8 +225,3 @@ class PoolKeeper:
         for node in replica_nodes(self.views(), gpus=self.gpus):
             if pool_shortfall(node, self.want_idle):
                 self.fill(node, self.want_idle)
-
-
-def preloaded_pids(log_text: str) -> set[int]:
-    """Workers whose ``worker_preloaded`` line reached a run's log (a local Ray's workers do)."""
-    return {int(e["pid"]) for e in events.iter_events(log_text.splitlines()) if e.get("event") == "worker_preloaded"}
