@@ -65,3 +65,20 @@ def test_a_row_keeps_its_placement_through_json():
     )
     again = ResultRow.from_dict(row.to_dict())
     assert again.ray == placement and again.ray is not None and again.ray.kind == "cluster"
+
+
+def test_a_node_the_service_waited_to_see_marked_dead_is_lost_once_in_the_order_said():
+    ray_line = (
+        "(raylet) The node with node id: aa11 and address: 10.0.0.2 and node name: 10.0.0.2 has been marked dead "
+        "because the detector has missed too many heartbeats from it."
+    )
+    text = "\n".join(
+        [
+            _log(ATTACHED),
+            _log(("node_lost", {"node_id": "bb22", "ip": "10.0.0.3", "waited_s": 14.0})),
+            ray_line,
+            _log(("node_lost", {"node_id": "aa11", "ip": "10.0.0.2", "waited_s": 15.5})),  # Ray said it too
+        ]
+    )
+    placement = ray_placement(text)
+    assert placement is not None and placement.lost_node_ids == ("bb22", "aa11")

@@ -3,8 +3,9 @@
 The service says ``ray_attached`` once connected (a local Ray it started, or a cluster it joined, with the
 cluster's nodes), the fast path's wait says which idle preloaded workers each replica node held before the
 request (``prestart_wait_end``), and the replica callback says, for each replica start, its pid, its node and
-whether its worker had the imports paid before Ray assigned it (``replica_node_init_start``). Ray's own line says when
-it gave a node up for dead during the run (its raylet stopped answering).
+whether its worker had the imports paid before Ray assigned it (``replica_node_init_start``). Ray's own line, or the
+service's ``node_lost`` (the verdict it waits for before leaving a cluster), says when Ray gave a node up for dead
+during the run (its raylet stopped answering).
 """
 
 from __future__ import annotations
@@ -61,11 +62,18 @@ _NODE_DEAD = re.compile(r"The node with node id: (?P<node_id>[0-9a-f]+) .*? has 
 
 
 def lost_nodes(log_text: str) -> tuple[str, ...]:
-    """The nodes Ray gave up for dead in the log, once each, in the order it said so."""
+    """The nodes Ray gave up for dead in the log, once each, in the order it said so: its own driver line, or
+    the service's ``node_lost`` (the GCS's verdict it waited for on a node whose raylet stopped answering)."""
+    said: list[tuple[int, str]] = [(m.start(), m["node_id"]) for m in _NODE_DEAD.finditer(log_text)]
+    offset = 0
+    for line in log_text.splitlines(keepends=True):
+        if "node_lost" in line:
+            said.extend((offset, str(e["node_id"])) for e in iter_events([line]) if e.get("event") == "node_lost")
+        offset += len(line)
     found: list[str] = []
-    for m in _NODE_DEAD.finditer(log_text):
-        if m["node_id"] not in found:
-            found.append(m["node_id"])
+    for _, node_id in sorted(said, key=lambda s: s[0]):
+        if node_id not in found:
+            found.append(node_id)
     return tuple(found)
 
 

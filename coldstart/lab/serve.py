@@ -498,6 +498,8 @@ def _serve_after_init(
                 _ignore_signals()
                 events.emit("service_shutdown_start")
                 descendants = _descendants()
+                if not owns_ray:
+                    _await_node_verdicts(ray)
                 if owns_ray and interrupted:
                     # Stopped (the runner's SIGTERM after the measurement, Ctrl-C) on a Ray started here: it dies
                     # with this process, Serve's actors with it. Serve's graceful shutdown would first wait on
@@ -518,6 +520,16 @@ def _serve_after_init(
         ray.shutdown()  # on a cluster: this driver's connection only; the cluster stays up
         reap_leftovers(descendants)
         events.emit("service_stop")
+
+
+def _await_node_verdicts(ray: Any) -> None:
+    """On a cluster: Ray's word on a node that stopped answering during the run, before the run lets go."""
+    from coldstart.lab.node_verdict import await_node_verdicts, health_check_window_s
+
+    try:
+        await_node_verdicts(ray.nodes, window_s=health_check_window_s())
+    except Exception as exc:  # the app must still be removed; the row then lacks only the lost node's name
+        print(f"warning: could not ask the cluster which nodes it lost: {exc!r}", file=sys.stderr, flush=True)
 
 
 def _ignore_signals() -> None:
