@@ -23,7 +23,7 @@ from coldstart.analysis.results import (
 )
 from coldstart.analysis.serve_log import ReplicaEventKind, replica_events, replica_spans
 from coldstart.analysis.timeline import FAILED_STARTS_SEGMENT, build_timeline
-from coldstart.lab.matrix.rows import failure_story
+from coldstart.lab.matrix.rows import failure_story, weights_store
 
 _LLM = "deployment='ColdStartLLMServer:tiny', app='coldstart-tiny'"
 _DRIVER = "\x1b[36m(ServeController pid=26413)\x1b[0m "
@@ -244,3 +244,26 @@ def test_a_failed_client_gets_the_story_behind_it_and_a_served_one_keeps_its_own
     served = ClientResult.from_dict({"status": "ok", "ttft_s": 40.0})
     assert failure_story(served, spans, placement) is None  # the retries are in the replicas, not an error
     assert failure_story(cut, None, None) == "HTTP 500: Internal Server Error"
+
+
+def test_failed_starts_that_streamed_from_a_store_name_it_and_disk_weights_do_not():
+    spans = replica_spans(LOG, 0.0)
+    cut = ClientResult.from_dict({"status": "http_error", "error": "HTTP 500: Internal Server Error"})
+    streamed = {
+        "llm_configs": [
+            {
+                "model_loading_config": {"model_id": "tiny", "model_source": "s3://lab/coldstart/models/tiny"},
+                "runtime_env": {"env_vars": {"AWS_ENDPOINT_URL": "http://127.0.0.1:5555"}},
+            }
+        ]
+    }
+    store = weights_store(streamed)
+    assert store == "s3://lab/coldstart/models/tiny at http://127.0.0.1:5555"
+    story = failure_story(cut, spans, None, store)
+    assert story is not None and story.endswith(
+        "; the weights stream from s3://lab/coldstart/models/tiny at http://127.0.0.1:5555"
+    )
+    on_disk = {"llm_configs": [{"model_loading_config": {"model_id": "tiny", "model_source": "/models/tiny"}}]}
+    assert weights_store(on_disk) is None and weights_store({}) is None
+    # No failed start, no store in the story: the client's word and what Ray said are the whole of it.
+    assert "weights stream" not in (failure_story(cut, None, None, store) or "")

@@ -4,6 +4,7 @@ A failed run is a row too (the campaign goes on); a failure after the measuremen
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,7 @@ def _measured_row(
         config=config,
         campaign=spec.campaign,
         device=device,
-        error=failure_story(m, replicas, placement),
+        error=failure_story(m, replicas, placement, weights_store(config)),
         t_start_epoch=t0,
         client=m,
         timeline=timeline,
@@ -168,12 +169,28 @@ def _measured_row(
     )
 
 
+def weights_store(config: Mapping[str, Any]) -> str | None:
+    """Where a run's replicas stream their weights from (an object store URI and its endpoint), or None for weights
+    on the node's disk. Read from the run's Serve config, which carries no secret (``ResultRow.config``)."""
+    for llm in config.get("llm_configs") or ():
+        source = (llm.get("model_loading_config") or {}).get("model_source")
+        if isinstance(source, str) and "://" in source and not source.startswith("file://"):
+            endpoint = ((llm.get("runtime_env") or {}).get("env_vars") or {}).get("AWS_ENDPOINT_URL")
+            return f"{source} at {endpoint}" if endpoint else source
+    return None
+
+
 def failure_story(
-    m: ClientResult, replicas: tuple[ReplicaSpan, ...] | None, placement: RayPlacement | None
+    m: ClientResult,
+    replicas: tuple[ReplicaSpan, ...] | None,
+    placement: RayPlacement | None,
+    store: str | None = None,
 ) -> str | None:
     """The client's error, and what the run's log says happened behind it: the nodes Ray lost and the replica
     starts Serve gave up on (the last one's reason). A client cut off by a node's death sees only "HTTP 500" or a
-    dropped stream; the row says why. A run that got its token keeps the client's word."""
+    dropped stream; the row says why. A run that got its token keeps the client's word. Where the failed starts
+    streamed their weights from a ``store``, the row names it: the streamer's own errors name neither the bucket nor
+    the endpoint."""
     if m.ok:
         return m.error
     said = [m.error or str(m.status)]
@@ -183,6 +200,8 @@ def failure_story(
     if failed and (last := failed[-1].failure) is not None:
         which = failed[-1].replica_id
         said.append(f"{len(failed)} replica start(s) failed, the last ({which}) with {last.exception}: {last.reason}")
+        if store is not None:
+            said.append(f"the weights stream from {store}")
     return "; ".join(said)
 
 
