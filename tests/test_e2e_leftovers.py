@@ -58,8 +58,8 @@ def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, err: Path) -> float:
     return time.monotonic() - t0
 
 
-class SessionWatch:
-    """Samples the processes of one session (a service's) in the background while in use."""
+class ServiceProcesses:
+    """Samples the processes with a service's SID (the service and all it started) in the background while in use."""
 
     def __init__(self, sid: int, every_s: float = 0.2) -> None:
         self.sid, self.every_s = sid, every_s
@@ -72,7 +72,7 @@ class SessionWatch:
             self.pids.update(_with_sid(self.sid))
             self._stop.wait(self.every_s)
 
-    def __enter__(self) -> SessionWatch:
+    def __enter__(self) -> ServiceProcesses:
         self.pids.update(_with_sid(self.sid))
         self._thread.start()
         return self
@@ -114,7 +114,7 @@ def test_the_next_service_removes_what_a_sigkilled_one_left(lab, tmp_path):  # n
 
         first.send_signal(signal.SIGKILL)  # the service only: what it started is left to itself
         first.wait()
-        with SessionWatch(first.pid) as seen:  # every process of the killed service's seen from now on
+        with ServiceProcesses(first.pid) as seen:  # every process of the killed service's seen from now on
             second = _start(lab, "baseline", port, second_ready, second_err)
             second_ready_s = _wait_ready(second, second_ready, second_err)
         seen.pids.update(left)
