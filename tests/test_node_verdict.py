@@ -5,21 +5,10 @@ from __future__ import annotations
 import json
 import socket
 
+from fakes import FakeClock
+
 from coldstart.analysis.events import MARKER
 from coldstart.lab.node_verdict import VERDICT_SLACK_S, await_node_verdicts, raylet_answers, silent_nodes
-
-
-class Clock:
-    """Simulated time: each sleep moves it on; the GCS below marks a node dead once its time has come."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, s: float) -> None:
-        self.now += s
 
 
 def _node(node_id: str, port: int, alive: bool = True) -> dict:
@@ -46,7 +35,7 @@ def test_only_live_listed_nodes_that_do_not_answer_are_silent():
 
 
 def test_the_run_waits_for_the_gcs_to_mark_the_silent_node_dead_and_says_so(capsys):
-    clock = Clock()
+    clock = FakeClock()
     marked_dead_at_s = 17.0
 
     def nodes() -> list[dict]:
@@ -63,7 +52,7 @@ def test_the_run_waits_for_the_gcs_to_mark_the_silent_node_dead_and_says_so(caps
 
 
 def test_a_node_never_marked_dead_is_waited_for_no_longer_than_the_window(capsys):
-    clock = Clock()
+    clock = FakeClock()
     lost = await_node_verdicts(
         lambda: [_node("worker", 2)], window_s=10.0, answers=lambda _ip, _port: False, clock=clock, sleep=clock.sleep
     )
@@ -74,7 +63,7 @@ def test_a_node_never_marked_dead_is_waited_for_no_longer_than_the_window(capsys
 
 
 def test_a_healthy_cluster_costs_no_wait(capsys):
-    clock = Clock()
+    clock = FakeClock()
     lost = await_node_verdicts(
         lambda: [_node("head", 1), _node("worker", 2)],
         window_s=25.0,
