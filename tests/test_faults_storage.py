@@ -239,6 +239,38 @@ def test_stage_get_when_the_store_goes_away_mid_download(
         assert {name: digest for name, digest in _tree(dest).items() if name != MANIFEST_NAME} == _tree(src)
 
 
+def test_a_hung_store_is_given_up_within_the_bounds_the_environment_sets(
+    moto: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No retry policy passed in: the CLI's store takes its bounds from $COLDSTART_S3_*; a hung store (connections
+    accepted, nothing answered) is an error naming it within them, where the defaults would take minutes."""
+    upload_dir(_s3(moto), model_prefix("tiny"), _model_dir(tmp_path / "model"), show_progress=False)
+    monkeypatch.setenv("COLDSTART_S3_READ_TIMEOUT_S", "1")
+    monkeypatch.setenv("COLDSTART_S3_ATTEMPTS", "2")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint)
+    moto.freeze()
+    argv = ["get", "tiny", "--to", str(tmp_path / "node" / "tiny"), "--store", f"s3://{BUCKET}/lab", "--no-progress"]
+    outcome = _within(FAULT_BOUND_S, lambda: _stage_cli(argv))
+    assert outcome.error is None and outcome.value == 1
+    assert outcome.elapsed_s < 15.0, outcome  # 2 tries of 1 s reads, backoff and the transfer's re-read included
+    said = capsys.readouterr().err
+    assert moto.endpoint in said and f"s3://{BUCKET}/lab" in said and "ReadTimeoutError" in said, said
+
+
+def test_retry_bounds_from_the_environment_are_checked_and_named() -> None:
+    policy = RetryPolicy.from_env({"COLDSTART_S3_READ_TIMEOUT_S": "2.5", "COLDSTART_S3_ATTEMPTS": "3"})
+    assert (policy.read_timeout_s, policy.attempts, policy.connect_timeout_s) == (
+        2.5,
+        3,
+        RetryPolicy().connect_timeout_s,
+    )
+    assert RetryPolicy.from_env({"COLDSTART_S3_ATTEMPTS": " "}) == RetryPolicy()
+    with pytest.raises(ValueError, match=r"\$COLDSTART_S3_READ_TIMEOUT_S='soon' is not a number"):
+        RetryPolicy.from_env({"COLDSTART_S3_READ_TIMEOUT_S": "soon"})
+    with pytest.raises(ValueError, match=r"attempts must be >= 1.*\$COLDSTART_S3_ATTEMPTS"):
+        RetryPolicy.from_env({"COLDSTART_S3_ATTEMPTS": "0"})
+
+
 @pytest.mark.parametrize("fault", FAULTS)
 def test_stage_put_when_the_store_goes_away_mid_upload(
     fault: str, moto: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

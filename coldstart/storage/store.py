@@ -70,7 +70,7 @@ def open_store(
             loc.bucket,
             loc.prefix,
             endpoint_url=endpoint_url,
-            retry=retry or RetryPolicy(),
+            retry=retry or RetryPolicy.from_env(),
             transfer=transfer or TransferSettings(),
         )
     if endpoint_url is not None:

@@ -16,7 +16,7 @@ import errno
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -75,6 +75,14 @@ class ObjectInfo:
     size_bytes: int
 
 
+# Where a store's retry bounds are set from outside (RetryPolicy.from_env): field -> environment variable.
+RETRY_ENV = {
+    "attempts": "COLDSTART_S3_ATTEMPTS",
+    "connect_timeout_s": "COLDSTART_S3_CONNECT_TIMEOUT_S",
+    "read_timeout_s": "COLDSTART_S3_READ_TIMEOUT_S",
+}
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Bounded retries for an unreachable endpoint: ``attempts`` tries, exponential backoff between them.
@@ -88,13 +96,35 @@ class RetryPolicy:
     backoff_s: float = 0.5
     max_backoff_s: float = 8.0
     connect_timeout_s: float = 5.0
-    read_timeout_s: float = 60.0  # botocore's own default: a 5 GiB single PUT may take that long to answer
+    # botocore's default is 60 s; the lab's requests are parts of at most 64 MiB (TransferSettings), which a
+    # store answers within seconds once sent, so a hung store fails a part within 2 * 4 * 20 s, not 8 minutes.
+    read_timeout_s: float = 20.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ValueError(f"RetryPolicy.attempts must be >= 1, got {self.attempts}")
         if self.backoff_s < 0 or self.max_backoff_s < 0 or self.connect_timeout_s <= 0 or self.read_timeout_s <= 0:
             raise ValueError(f"RetryPolicy times must be non-negative (connect and read timeouts positive): {self}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RetryPolicy:
+        """The defaults, each overridden by its ``COLDSTART_S3_*`` variable where set (a store behind a slow link
+        wants longer reads; a test or a latency-bound job shorter ones). A value that is no number is refused
+        naming the variable."""
+        env = os.environ if environ is None else environ
+        given: dict[str, float | int] = {}
+        for field, var in RETRY_ENV.items():
+            text = env.get(var)
+            if text is None or not text.strip():
+                continue
+            try:
+                given[field] = int(text) if field == "attempts" else float(text)
+            except ValueError:
+                raise ValueError(f"${var}={text!r} is not a number") from None
+        try:
+            return cls(**given)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ValueError(f"{exc} (from {', '.join(f'${RETRY_ENV[k]}' for k in given)})") from None
 
     def delay_s(self, failed_attempts: int) -> float:
         """Sleep before the next try, after ``failed_attempts`` (>= 1) tries failed."""

@@ -49,8 +49,7 @@ from coldstart.storage.store_core import (
 
 # S3 refuses single PUTs above 5 GiB.
 _S3_MAX_SINGLE_PUT_BYTES = 5 * GiB
-# Both are frozen, so one shared default instance is safe.
-_DEFAULT_RETRY = RetryPolicy()
+# Frozen, so one shared default instance is safe (the retry bounds are read from the environment per store).
 _DEFAULT_TRANSFER = TransferSettings()
 
 _CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, TokenRetrievalError)
@@ -159,7 +158,7 @@ class S3Store:
         prefix: str = "",
         *,
         endpoint_url: str | None = None,
-        retry: RetryPolicy = _DEFAULT_RETRY,
+        retry: RetryPolicy | None = None,
         transfer: TransferSettings = _DEFAULT_TRANSFER,
     ) -> None:
         check_bucket_name(bucket)
@@ -169,7 +168,7 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix
         self.uri = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
-        self._retry = retry
+        self._retry = retry if retry is not None else RetryPolicy.from_env()
         custom_endpoint = _resolve_endpoint_url(endpoint_url)
         extra: dict = {}
         if custom_endpoint:
@@ -186,7 +185,7 @@ class S3Store:
         def client(max_attempts: int, read_timeout_s: float) -> Any:  # boto3 clients are built at runtime, untyped
             cfg = Config(
                 retries={"mode": "standard", "total_max_attempts": max_attempts},
-                connect_timeout=retry.connect_timeout_s,
+                connect_timeout=self._retry.connect_timeout_s,
                 read_timeout=read_timeout_s,
                 max_pool_connections=64,
                 **extra,
@@ -194,9 +193,10 @@ class S3Store:
             return session.client("s3", endpoint_url=custom_endpoint, config=cfg)
 
         try:
-            self._client = client(retry.attempts, retry.read_timeout_s)
-            # check() runs its own backoff loop, so its client must not retry underneath it.
-            self._probe = client(1, retry.connect_timeout_s * 2)
+            self._client = client(self._retry.attempts, self._retry.read_timeout_s)
+            # check() runs its own backoff loop, so its client must not retry underneath it; a HEAD is answered at
+            # once by a live store, so it waits no longer than a connect (nor than any read may).
+            self._probe = client(1, min(self._retry.read_timeout_s, self._retry.connect_timeout_s * 2))
         except (BotoCoreError, Boto3Error) as e:
             raise StoreError(f"cannot configure an S3 client for {self.uri}: {type(e).__name__}: {e}") from e
         self.endpoint_url = self._client.meta.endpoint_url
