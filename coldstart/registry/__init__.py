@@ -14,6 +14,7 @@ from coldstart.registry.experiments import (
     Experiment,
     get_experiment,
     resolve,
+    resolve_model,
     valid_experiments,
     valid_pairs,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "get_scenario",
     "model_from_hf_config",
     "resolve",
+    "resolve_model",
     "valid_experiments",
     "valid_pairs",
     "with_max_replicas",

@@ -212,7 +212,11 @@ def valid_experiments(model: Model) -> list[str]:
 
 def resolve(model_name: str, experiment_name: str) -> tuple[Model, Experiment]:
     """Look up a pair and return it as it runs (``Experiment.for_model``); errors list valid names."""
-    model = get_model(model_name)
+    return resolve_model(get_model(model_name), experiment_name)
+
+
+def resolve_model(model: Model, experiment_name: str) -> tuple[Model, Experiment]:
+    """``resolve`` for a model that is no registry entry (a user's, ``user_models``): the same checks."""
     return model, get_experiment(experiment_name).for_model(model)
 
 

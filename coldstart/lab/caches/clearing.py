@@ -124,12 +124,14 @@ def clear(
     drop_page_cache: bool = False,
     env: Mapping[str, str] | None = None,
     allowed_roots: Sequence[os.PathLike[str] | str] = (),
+    weights_roots: Sequence[os.PathLike[str] | str] = (),
 ) -> ClearReport:
     """Remove the contents of ``roots``, then evict ``evict_paths`` from the page cache.
 
     Every root must be a known root (``cache_roots(env)``) or inside one, and look like a cache
     (``check_plausible_root``; ``allowed_roots`` vouches for roots elsewhere); every evict path must lie inside
-    a known or data root. Else OutsideCacheRootError is raised before anything is touched. Failures to remove
+    a known or data root, or in ``weights_roots`` (folders of weights outside the lab, a user's own model: evicted
+    in, never cleared). Else OutsideCacheRootError is raised before anything is touched. Failures to remove
     are collected, not raised: the report says what is left (``ok`` False), so a caller sees every failure.
     """
     env = os.environ if env is None else env
@@ -137,10 +139,19 @@ def clear(
     allowed = [Path(a) for a in allowed_roots]
     for a in allowed:
         refuse_never("--allow-root", absolute_path(a, "--allow-root"), env)
+    # Evicting destroys nothing, so a weights root is refused only where evicting is (/, home, system folders).
+    weights = [Path(w) for w in weights_roots]
+    for w in weights:
+        refuse_never("--weights-root", absolute_path(w, "--weights-root"), env, clearing=False)
     resolved = [check_known(root, known, env, allowed) for root in roots]
     evict_list = [Path(p) for p in evict_paths]
     if evict_list:  # data roots read COLDSTART_STORE: a clear alone must not depend on it
-        evict_known = [*known, *data_roots(env), *(CacheRoot("allowed", a, "--allow-root") for a in allowed)]
+        evict_known = [
+            *known,
+            *data_roots(env),
+            *(CacheRoot("allowed", a, "--allow-root") for a in allowed),
+            *(CacheRoot("weights", w, "--weights-root") for w in weights),
+        ]
         for p in evict_list:
             check_evictable(p, evict_known, env)
     results: list[RootResult] = []
@@ -179,6 +190,6 @@ def clear(
     evict = None
     if evict_list or drop_page_cache:
         evict = evict_page_cache(
-            evict_list, drop_page_cache=drop_page_cache, dry_run=dry_run, env=env, extra_roots=allowed
+            evict_list, drop_page_cache=drop_page_cache, dry_run=dry_run, env=env, extra_roots=[*allowed, *weights]
         )
     return ClearReport(tuple(results), dry_run=dry_run, evict=evict)

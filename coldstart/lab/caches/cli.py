@@ -77,7 +77,8 @@ def add_cli_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=[],
         metavar="PATH",
         help="files or folders kept on disk whose pages to drop from the page cache (e.g. a checkpoint); each "
-        "must lie inside a cache root, the lab's home or its local store. Evicts only: clears no root",
+        "must lie inside a cache root, the lab's home, its local store or a --weights-root. Evicts only: clears "
+        "no root",
     )
     parser.add_argument(
         "--drop-caches",
@@ -92,6 +93,15 @@ def add_cli_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         type=Path,
         help="a cache folder outside home, temp folders and cache-named folders that may be cleared "
         "(e.g. HF_HOME=/mnt/nvme/hf): you vouch that it holds only caches; system folders stay refused",
+    )
+    parser.add_argument(
+        "--weights-root",
+        action="append",
+        default=[],
+        metavar="PATH",
+        type=Path,
+        help="a folder of weights outside the lab's roots (a model of your own) that --evict may evict in; "
+        "never cleared",
     )
     return parser
 
@@ -113,6 +123,7 @@ def main(args: argparse.Namespace) -> int:
             evict_paths=args.evict,
             drop_page_cache=args.drop_caches,
             allowed_roots=args.allow_root,
+            weights_roots=args.weights_root,
         )
     except (UnknownRootError, OutsideCacheRootError) as exc:
         print(f"error: {exc}", file=sys.stderr)

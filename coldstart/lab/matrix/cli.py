@@ -9,18 +9,26 @@ from pathlib import Path
 
 from coldstart import paths
 from coldstart.analysis.results import SchemaError, collect_provenance, load_rows, nvidia_gpus
+from coldstart.lab.caches import UnknownRootError
 from coldstart.lab.campaign_names import campaign_name
 from coldstart.lab.client import positive_int, positive_seconds
 from coldstart.lab.matrix.budget import DEFAULT_RUN_OVERHEAD_S
 from coldstart.lab.matrix.loop import run_matrix
-from coldstart.lab.matrix.plan import NODE_STATES, nothing_to_run, pending, plan
+from coldstart.lab.matrix.plan import NODE_STATES, nothing_to_run, pair_problem, pending, plan
 from coldstart.lab.matrix.results_file import ResultsNotWritable, check_writable
 from coldstart.lab.matrix.service_sut import ServiceSUT
-from coldstart.registry import EXPERIMENTS, MODELS, SCENARIOS, InvalidPairError, UnknownNameError, get_scenario, resolve
+from coldstart.lab.matrix.user_model import UserModel, cleared_root_holding, user_model_of
+from coldstart.registry import EXPERIMENTS, MODELS, SCENARIOS, UnknownNameError, UserModelError, get_scenario
 
 
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--models", nargs="+", default=["tiny"], help=f"from: {', '.join(MODELS)}")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["tiny"],
+        help=f"from: {', '.join(MODELS)}; or the one name of your own model, given after -- with --model-id "
+        "HUB_ID_OR_FOLDER [--tp N] as service.py takes it",
+    )
     parser.add_argument("--experiments", nargs="+", default=["baseline"], help=f"from: {', '.join(EXPERIMENTS)}")
     parser.add_argument(
         "--scenarios",
@@ -90,21 +98,45 @@ def add_cli_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "service_args",
         nargs=argparse.REMAINDER,
-        help="after --: passed to every service.py (e.g. -- --store s3://b/p --device cpu)",
+        help="after --: passed to every service.py (e.g. -- --store s3://b/p --device cpu; -- --model-id DIR "
+        "--tp 1 for your own model)",
     )
 
 
-def main(args: argparse.Namespace) -> int:
+def _user_model(args: argparse.Namespace, service_args: list[str]) -> UserModel | None:
+    """The user's model the service args name (None: none), loaded as service.py loads it; raises UserModelError
+    for anything the runs would fail on, the weights of a cold run that the clear would delete included."""
+    from coldstart.storage.sources import SourceError
+    from coldstart.storage.store import StoreError
+
     try:
+        user = user_model_of(args.models, service_args)
+    except (SourceError, StoreError) as exc:
+        raise UserModelError(str(exc)) from None
+    if user is not None and user.model.local_dir is not None and not args.no_clear:
+        root = cleared_root_holding(user.model.local_dir, args.clear_only)
+        if root is not None:
+            raise UserModelError(
+                f"--model-id {user.model.local_dir} lies in the cache root {root}, which the matrix empties "
+                "before each run: it would delete your weights. Move the folder, leave that root out of "
+                "--clear-only, or pass --no-clear"
+            )
+    return user
+
+
+def main(args: argparse.Namespace) -> int:
+    service_args = [a for a in args.service_args if a != "--"]
+    try:
+        user = _user_model(args, service_args)
         for m in args.models:
-            if m not in MODELS:
+            if user is None and m not in MODELS:
                 raise UnknownNameError(f"unknown model {m!r}; valid models: {', '.join(MODELS)}")
         for e in args.experiments:
             if e not in EXPERIMENTS:
                 raise UnknownNameError(f"unknown experiment {e!r}; valid experiments: {', '.join(EXPERIMENTS)}")
         for name in args.scenarios:
             get_scenario(name)
-    except UnknownNameError as exc:
+    except (UnknownNameError, UserModelError, UnknownRootError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -113,7 +145,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: cannot read the results file {args.results}: {exc}", file=sys.stderr)
         return 2
     campaign = args.campaign or campaign_name(nvidia_gpus()[0])
-    service_args = [a for a in args.service_args if a != "--"]
+    user_models = {user.model.name: user.model} if user is not None else {}
     specs = plan(
         args.models,
         args.experiments,
@@ -123,16 +155,15 @@ def main(args: argparse.Namespace) -> int:
         args.scenarios,
         capture=args.capture,
         service_args=service_args,
+        user_models=user_models,
     )
     if not specs:
         # plan() drops pairs that cannot run; with none left the matrix would report "0 ok, 0 failed".
         print("error: no (model, experiment) pair can run:", file=sys.stderr)
         for m in args.models:
             for e in args.experiments:
-                try:
-                    resolve(m, e)
-                except InvalidPairError as exc:
-                    print(f"  {exc}", file=sys.stderr)
+                if (problem := pair_problem(m, e, user_models)) is not None:
+                    print(f"  {problem}", file=sys.stderr)
         return 2
     todo = pending(specs, args.results, capture=args.capture)
     # Before the first cold start, not after it: a run costs minutes and its row must have somewhere to go.
@@ -145,6 +176,9 @@ def main(args: argparse.Namespace) -> int:
         for s in specs:
             state = "todo" if s in todo else "done"
             print(f"{state}  {s.campaign}  {s.model}  {s.experiment}  {s.scenario}  #{s.repeat}")
+        if user is not None:
+            model = user.model
+            print(f"{model.name}: your model from {user.source}, {model.arch.hf_architecture} at TP{model.tp_size}")
         print(f"{len(todo)} of {len(specs)} runs to do; service args: {' '.join(service_args) or '(none)'}")
         return 0
     if not todo:
@@ -158,6 +192,7 @@ def main(args: argparse.Namespace) -> int:
         ready_timeout_s=args.ready_timeout,
         client_timeout_s=args.client_timeout,
         max_replicas=args.max_replicas,
+        user_model=user,
     )
     try:
         rows = run_matrix(

@@ -3,12 +3,12 @@ runs its results file already holds (resume is per campaign)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from coldstart.analysis.results import ResultRow, RunStatus, load_rows
-from coldstart.registry import InvalidPairError, resolve
+from coldstart.registry import InvalidPairError, Model, resolve, resolve_model
 
 NODE_STATES = ("cold", "warm")
 # (campaign, model, experiment, scenario, repeat, node state, capture, service args)
@@ -69,23 +69,31 @@ def plan(
     scenarios: Sequence[str] = ("single",),
     capture: bool = False,
     service_args: Sequence[str] = (),
+    user_models: Mapping[str, Model] | None = None,
 ) -> list[RunSpec]:
     """Valid pairs under each scenario in a stable order: repeat-major, so a cut-short campaign still covers
-    every pair once."""
-    pairs = []
-    for m in models:
-        for e in experiments:
-            try:
-                resolve(m, e)
-            except InvalidPairError:
-                continue
-            pairs.append((m, e))
+    every pair once. ``user_models``: name -> the Model of a user's own model (``--model-id``), checked as it
+    is, since no registry entry holds it."""
+    pairs = [(m, e) for m in models for e in experiments if pair_problem(m, e, user_models) is None]
     return [
         RunSpec(m, e, r, campaign, node_state, scenario, capture, tuple(service_args))
         for r in range(repeats)
         for scenario in scenarios
         for m, e in pairs
     ]
+
+
+def pair_problem(model: str, experiment: str, user_models: Mapping[str, Model] | None = None) -> str | None:
+    """Why (model, experiment) cannot run (``InvalidPairError``'s words), or None when it can."""
+    own = (user_models or {}).get(model)
+    try:
+        if own is not None:
+            resolve_model(own, experiment)
+        else:
+            resolve(model, experiment)
+    except InvalidPairError as exc:
+        return str(exc)
+    return None
 
 
 def done_rows(rows: Sequence[ResultRow], *, capture: bool = False) -> dict[ResumeKey, ResultRow]:

@@ -27,16 +27,22 @@ from coldstart.lab.client import measure_ttft
 from coldstart.lab.matrix.live import live_status
 from coldstart.lab.matrix.plan import RunSpec
 from coldstart.lab.matrix.sut import Deployment
+from coldstart.lab.matrix.user_model import NodeWeights, UserModel, cleared_root_holding, node_weights
 from coldstart.lab.traffic import Traffic
 from coldstart.registry import get_scenario, with_max_replicas
 
 
-def warm_folders(model: str, local_stores: Sequence[Path], checkpoints: Path) -> list[Path]:
+def warm_folders(
+    model: str, local_stores: Sequence[Path], checkpoints: Path, own_folder: Path | None = None
+) -> list[Path]:
     """What a warm node holds in its page cache: the model's files as vLLM reads them, from the local store.
     The checkpoint they were staged from only when there is no local store (an S3 store's weights live
     elsewhere): reading both doubled a warm run's preparation (32 GB for the 8B, ~12 s) for files vLLM never
-    opens."""
+    opens. A user's model (``own_folder``: its folder, or its Hub snapshot's) is served from there; a staged copy
+    of it is read too where there is one, since the streaming experiments read that instead."""
     staged = [store / "models" / model for store in local_stores]
+    if own_folder is not None:
+        return [own_folder, *(p for p in staged if p.is_dir())]
     return staged if staged else [checkpoints / model]
 
 
@@ -68,6 +74,7 @@ class ServiceSUT:
         python: str = sys.executable,
         workdir: Path | None = None,
         max_replicas: int | None = None,
+        user_model: UserModel | None = None,
     ):
         self.service_args = list(service_args)
         self.clear_enabled = clear
@@ -79,6 +86,9 @@ class ServiceSUT:
         # runner's working folder); an installed wheel has no checkout, so the lab, and the tools by module.
         self.workdir = workdir or paths.source_checkout() or paths.lab_dir()
         self.max_replicas = max_replicas  # replaces each scenario's (service.py --max-replicas)
+        # The model the service args name with --model-id (None: registry models only): its weights are no
+        # part of the lab's store or checkpoints, so a cold run evicts them and a warm one reads them by name.
+        self.user_model = user_model
         # Set by run_matrix on a terminal: gets "<seconds> s since the request: <phase>" while a cold start runs.
         self.on_status: Callable[[str], None] | None = None
 
@@ -92,22 +102,56 @@ class ServiceSUT:
         local = [store.path] if store.path is not None else []
         weights = [p for p in (*local, paths.coldstart_home() / "checkpoints") if p.exists()]
         evict = [str(p) for p in weights] if spec.node_state == "cold" else []
+        weights_roots: list[str] = []
+        own_said: dict[str, str] = {}
+        if spec.node_state == "cold" and (own := self.own_weights(spec)) is not None:
+            own_said = self.evict_own(own, evict, weights_roots)
         # Every action named: clear_cache.py does only what it is told (and drops the page cache as before).
         cmd = [
             *self.tool_command("clear_cache.py", "clear-cache"),
             *(["--only", *self.clear_only] if self.clear_only else ["--all"]),
             *(["--evict", *evict] if evict else []),
+            *(arg for root in weights_roots for arg in ("--weights-root", root)),
             "--drop-caches",
         ]
         proc = subprocess.run(cmd, cwd=self.workdir, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"clear_cache.py failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-        report: dict[str, Any] = {"ok": True, "node_state": spec.node_state}
+        report: dict[str, Any] = {"ok": True, "node_state": spec.node_state, **own_said}
         if spec.node_state == "warm":
+            # Looked for after the clear: a Hub snapshot in a cache root it emptied is no longer on the node.
+            own = self.own_weights(spec)
+            own_folder = own.folder if own is not None else None
+            if own is not None:
+                if own_folder is None:
+                    report["user_weights_not_read"] = f"{own.why}; none of its files were read"
+                else:
+                    report["user_weights_read"] = str(own_folder)
             report["page_cache_read_bytes"] = read_into_page_cache(
-                warm_folders(spec.model, local, paths.coldstart_home() / "checkpoints")
+                warm_folders(spec.model, local, paths.coldstart_home() / "checkpoints", own_folder)
             )
         return report
+
+    def own_weights(self, spec: RunSpec) -> NodeWeights | None:
+        """Where the user's model of ``spec`` lies on the node now; None for a registry model."""
+        if self.user_model is None or spec.model != self.user_model.model.name:
+            return None
+        return node_weights(self.user_model)
+
+    def evict_own(self, own: NodeWeights, evict: list[str], weights_roots: list[str]) -> dict[str, str]:
+        """Add the user's weights to the clear's ``evict`` list (and their folder to ``weights_roots`` where it is
+        outside the lab's roots); what the row's clear report says of them. A cold run never claims weights cold
+        that nothing evicted: where they are not found, the report says so."""
+        if own.folder is None:
+            return {"user_weights_not_evicted": f"{own.why}; none of its files were evicted"}
+        root = cleared_root_holding(own.folder, self.clear_only)
+        if root is not None:
+            # Evicting would come after the clear emptied the root, and fail on a folder no longer there.
+            return {"user_weights_removed": f"{own.folder}: the clear empties {root}"}
+        evict.append(str(own.folder))
+        if own.outside_lab:
+            weights_roots.append(str(own.folder))
+        return {"user_weights_evicted": str(own.folder)}
 
     def tool_command(self, script: str, tool: str) -> list[str]:
         """The checkout's thin script where there is one (a test's stand-in too), else the same tool by module."""
