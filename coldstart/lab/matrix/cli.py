@@ -127,15 +127,16 @@ def _user_model(args: argparse.Namespace, service_args: list[str]) -> UserModel 
 def main(args: argparse.Namespace) -> int:
     service_args = [a for a in args.service_args if a != "--"]
     try:
-        user = _user_model(args, service_args)
-        for m in args.models:
-            if user is None and m not in MODELS:
-                raise UnknownNameError(f"unknown model {m!r}; valid models: {', '.join(MODELS)}")
         for e in args.experiments:
             if e not in EXPERIMENTS:
                 raise UnknownNameError(f"unknown experiment {e!r}; valid experiments: {', '.join(EXPERIMENTS)}")
         for name in args.scenarios:
             get_scenario(name)
+        # After the names, as service.py does: a mistyped experiment must not wait on a Hub id's config.json.
+        user = _user_model(args, service_args)
+        for m in args.models:
+            if user is None and m not in MODELS:
+                raise UnknownNameError(f"unknown model {m!r}; valid models: {', '.join(MODELS)}")
     except (UnknownNameError, UserModelError, UnknownRootError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
