@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from coldstart.lab.node_status import ClusterFacts, build_views, render, stale_records
+import os
+
+from coldstart.lab.node_status import ClusterFacts, build_views, page_cache_resident_bytes, render, stale_records
 from coldstart.lab.preload_registry import PreloadRecord
 
 
@@ -39,3 +41,18 @@ def test_records_of_exited_workers_are_stale_and_the_table_names_each_node():
     assert stale_records(FACTS) == ["preloaded/gpu1/99"]
     table = render(build_views(FACTS))
     assert "11: 17.5" in table and "ServeController" in table
+
+
+def test_page_cache_residency_of_read_only_weights(tmp_path):
+    # Weights are often read-only (a shared store, a container layer): mincore must work on a read-only map.
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    shard = folder / "model.safetensors"
+    shard.write_bytes(os.urandom(3 * 1024 * 1024 + 123))
+    (folder / "empty.json").write_bytes(b"")
+    shard.chmod(0o444)
+    assert shard.read_bytes()  # read once: its pages are in the page cache now
+    resident, total = page_cache_resident_bytes(str(folder))
+    assert total == 3 * 1024 * 1024 + 123
+    assert resident == total  # every page, the partial last one counted to the file's end only
+    assert page_cache_resident_bytes(str(shard)) == (resident, total)

@@ -139,11 +139,19 @@ def cluster_views(*, deep: bool = False, weights_path: str | None = None) -> lis
 
 
 def page_cache_resident_bytes(path: str) -> tuple[int, int]:
-    """(bytes resident in the page cache, bytes in all) of the files under ``path`` (Linux mincore)."""
+    """(bytes resident in the page cache, bytes in all) of the files under ``path`` (Linux mincore).
+
+    Each file is mapped read-only through libc itself: mincore needs the mapping's address, which Python's own
+    mmap object gives only for a writable map (and a writable map of a read-only weights file is refused)."""
     import ctypes
     import mmap
 
     libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.POINTER(ctypes.c_ubyte)]
+    map_failed = ctypes.c_void_p(-1).value
     page = mmap.PAGESIZE
     resident = total = 0
     files = [path] if os.path.isfile(path) else [os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs]
@@ -152,15 +160,17 @@ def page_cache_resident_bytes(path: str) -> tuple[int, int]:
         total += size
         if size == 0:
             continue
-        with open(name, "rb") as fh, mmap.mmap(fh.fileno(), size, prot=mmap.PROT_READ) as mapped:
-            pages = (size + page - 1) // page
-            vec = (ctypes.c_ubyte * pages)()
-            addr = ctypes.c_void_p.from_buffer(mapped)
-            if libc.mincore(addr, ctypes.c_size_t(size), vec) != 0:
-                del addr
-                raise OSError(ctypes.get_errno(), f"mincore failed on {name}")
-            del addr
-            resident += min(size, sum(1 for b in vec if b & 1) * page)
+        with open(name, "rb") as fh:
+            addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fh.fileno(), 0)
+            if addr in (None, map_failed):
+                raise OSError(ctypes.get_errno(), f"mmap failed on {name}")
+            try:
+                vec = (ctypes.c_ubyte * ((size + page - 1) // page))()
+                if libc.mincore(addr, size, vec) != 0:
+                    raise OSError(ctypes.get_errno(), f"mincore failed on {name}")
+            finally:
+                libc.munmap(addr, size)
+        resident += min(size, sum(1 for b in vec if b & 1) * page)
     return resident, total
 
 
