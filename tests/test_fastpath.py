@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
 from fakes import FakeClock
@@ -284,3 +287,18 @@ def test_a_forked_child_gets_the_env_its_parent_had_when_it_asked_not_the_server
     assert out.read_text() == "GPU-3"
     [forked] = [e for e in events.read_events(capfd.readouterr().out) if e["event"] == "engine_core_forked"]
     assert forked["pid"] == child.pid
+
+
+def test_importing_the_preload_outside_a_ray_worker_only_imports(tmp_path):
+    # The node check of docs/deploy-on-a-cluster.md: it must start no Ray, no forkserver, and record nothing.
+    probe = (
+        "import psutil, ray, coldstart.lab.fastpath.preload as p; "
+        "print('ray initialized:', ray.is_initialized(), '; children:', len(psutil.Process().children(recursive=True)))"
+    )
+    env = {**os.environ, "COLDSTART_ENGINE_CORE_FORKSERVER": "1", "RAY_TMPDIR": str(tmp_path)}
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "ray initialized: False ; children: 0" in out.stdout, out.stdout + out.stderr[-3000:]
+    assert "worker_preloaded" not in out.stdout + out.stderr
+    assert not list(tmp_path.iterdir()), "a Ray was started: it made its temp folder"

@@ -26,11 +26,24 @@ from coldstart.lab import preload_registry  # noqa: E402
 from coldstart.lab.fastpath import engine, forkserver, server  # noqa: E402,F401
 
 _import_s = time.monotonic() - _t0
-_forkserver_s = forkserver.start() if os.environ.get(FORKSERVER_ENV) == "1" else None
-events.emit(
-    "worker_preloaded",
-    pid=os.getpid(),
-    import_s=round(_import_s, 3),
-    forkserver_s=None if _forkserver_s is None else round(_forkserver_s, 3),
-)
-preload_registry.register_this_worker(import_s=_import_s, forkserver_s=_forkserver_s)
+
+
+def _in_a_ray_worker() -> bool:
+    """Ray imports preload modules in a worker it has connected (default_worker.py); anywhere else (a user's
+    ``python -c "import ..."`` checking a node's install) this module only imports: asking Ray for the runtime
+    context there would start a throwaway local Ray, or join the node's cluster as a driver and record a
+    worker that is none."""
+    import ray
+
+    return ray.is_initialized() and ray._private.worker.global_worker.mode == ray.WORKER_MODE
+
+
+if _in_a_ray_worker():
+    _forkserver_s = forkserver.start() if os.environ.get(FORKSERVER_ENV) == "1" else None
+    events.emit(
+        "worker_preloaded",
+        pid=os.getpid(),
+        import_s=round(_import_s, 3),
+        forkserver_s=None if _forkserver_s is None else round(_forkserver_s, 3),
+    )
+    preload_registry.register_this_worker(import_s=_import_s, forkserver_s=_forkserver_s)
