@@ -11,7 +11,7 @@ import pytest
 
 import coldstart
 from coldstart.fastpath import ALL_LEVERS, FastPathLevers, LeverError, apply_fast_path, levers_of
-from coldstart.fastpath.api import CALLBACK_CLASS, FAST_SERVER_CLASS, apply_levers
+from coldstart.fastpath.api import CALLBACK_CLASS, FAST_SERVER_CLASS, apply_levers, default_package
 from coldstart.fastpath.node_setup import FORKSERVER_ENV, PRELOAD_MODULE, NodeSetup, node_cache_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,4 +94,8 @@ def test_the_renderings_of_one_node_setup_agree():
 def test_the_package_version_the_node_setup_names_is_the_projects():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert coldstart.__version__ == project["version"]
-    assert _setup().package.endswith(f"=={project['version']}")
+    # By its wheel, never by name: `coldstart` on PyPI is an unrelated project. The extra follows the device.
+    wheel = f"./dist/coldstart-{project['version']}-py3-none-any.whl"
+    assert _setup().package == f"{wheel}[gpu]"
+    assert default_package("cpu") == f"{wheel}[cpu]"
+    assert "pip install coldstart" not in _setup().shell_script().replace("'", "")

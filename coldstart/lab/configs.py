@@ -145,8 +145,9 @@ def write_node_setup(folder: Path, exp_name: str, setup: NodeSetup, serve_config
     rayservice = setup.kuberay_rayservice(name=f"coldstart-{folder.name}", serve_config=serve_config)
     service.write_text(
         header
-        + "# The image: Ray's ray-llm image of the pinned Ray with `pip install coldstart[gpu]` (see the package\n"
-        + "# line of the node setup); KubeRay's runtime_env must not ship the package (docs/deploy-on-a-cluster.md).\n"
+        + f"# The image: Ray's ray-llm image of the pinned Ray with `pip install '{setup.package}'` (this\n"
+        + "# package's wheel, never `coldstart` from PyPI: an unrelated project); KubeRay's runtime_env must not ship\n"
+        + "# the package (docs/deploy-on-a-cluster.md).\n"
         + dump_yaml(rayservice)
     )
     return [script, service]
