@@ -35,9 +35,21 @@ def _run(args: list[str], env: dict[str, str], timeout_s: float = 900, code: int
     return proc
 
 
-def _ray_processes() -> list[str]:
+def _ray_processes(lab: dict[str, str]) -> list[str]:
+    """Ray's and vLLM's processes started for this lab (their environment names its home): a Ray someone else
+    runs on the machine, another suite's or a user's cluster, is none of these tests' business."""
     out = subprocess.run(["pgrep", "-af", "raylet|gcs_server|EngineCore|ray::"], capture_output=True, text=True)
-    return [line for line in out.stdout.splitlines() if "pgrep" not in line]
+    mine = f"COLDSTART_HOME={lab['COLDSTART_HOME']}".encode()
+    found = []
+    for line in out.stdout.splitlines():
+        pid = line.split(None, 1)[0]
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:  # gone since pgrep saw it, or not ours to read
+            continue
+        if "pgrep" not in line and mine in environ:
+            found.append(line)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +145,7 @@ def test_baseline_cold_start_from_zero_replicas(lab):
     assert sum(segments) + (phases.get("unattributed_s") or 0.0) == pytest.approx(row.ttft_s, abs=0.01)
     assert row.timeline is not None
     assert row.audit.compile_cache_hit is not True  # cold: nothing may come from a cache
-    assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
+    assert _ray_processes(lab) == [], "Ray or vLLM processes outlived the service"
 
 
 def test_runai_streamer_from_s3(lab, s3_server):
@@ -209,7 +221,7 @@ def test_a_replica_that_cannot_start_ends_the_run_when_serve_gives_up(lab, tmp_p
     assert row.wall_s < 480, "the run waited for a timeout instead of Serve's verdict"
     failed = [e for e in _events(row) if e["event"] == "serve_app_failed"]
     assert len(failed) == 1 and failed[0]["app"] == "coldstart-tiny"
-    assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
+    assert _ray_processes(lab) == [], "Ray or vLLM processes outlived the service"
 
 
 def test_fast_path_starts_fewer_vllm_processes_after_the_request_than_baseline(lab):
@@ -241,7 +253,7 @@ def test_fast_path_starts_fewer_vllm_processes_after_the_request_than_baseline(l
     phases = fast.phases
     segments = [v for k, v in phases.items() if k.startswith("seg_") and v is not None]
     assert sum(segments) + (phases.get("unattributed_s") or 0.0) == pytest.approx(fast.ttft_s, abs=0.01)
-    assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
+    assert _ray_processes(lab) == [], "Ray or vLLM processes outlived the service"
 
 
 def test_the_235b_architecture_family_starts_on_the_fast_path(lab):
@@ -257,7 +269,7 @@ def test_the_235b_architecture_family_starts_on_the_fast_path(lab):
     said = {e["event"]: e for e in _events(row)}
     assert said["replica_node_init_start"]["worker_preloaded"] is True
     assert said["engine_core_forked"]["vllm_imported"] is True
-    assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
+    assert _ray_processes(lab) == [], "Ray or vLLM processes outlived the service"
 
 
 def test_tour_scenario_a_burst_at_zero_the_requests_after_ready_and_back_from_zero(lab):
@@ -309,7 +321,7 @@ def test_tour_scenario_a_burst_at_zero_the_requests_after_ready_and_back_from_ze
     assert first.t_stopped_epoch is not None and first.t_stopped_epoch <= back.client.t_send_epoch + tolerance_s
     assert back.client.t_send_epoch <= second.t_starting_epoch + tolerance_s
     assert second.t_running_epoch <= back.client.t_first_token_epoch + tolerance_s
-    assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
+    assert _ray_processes(lab) == [], "Ray or vLLM processes outlived the service"
 
 
 def test_flood_at_zero_every_request_waits_for_the_one_cold_start_and_none_is_lost(lab):
@@ -351,4 +363,4 @@ def test_flood_at_zero_every_request_waits_for_the_one_cold_start_and_none_is_lo
     # The TTFT distribution is in the row: one cold start's wait, the trickle's shorter by its later sends.
     assert 1.0 < burst.ttft_p50_s <= burst.ttft_p90_s <= burst.ttft_p99_s <= burst.ttft_max_s
     assert trickle.ttft_max_s < burst.ttft_max_s
-    assert _ray_processes() == [], "Ray or vLLM processes outlived the service"
+    assert _ray_processes(lab) == [], "Ray or vLLM processes outlived the service"
