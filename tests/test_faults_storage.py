@@ -255,6 +255,7 @@ def test_a_hung_store_is_given_up_within_the_bounds_the_environment_sets(
     assert outcome.elapsed_s < 15.0, outcome  # 2 tries of 1 s reads, backoff and the transfer's re-read included
     said = capsys.readouterr().err
     assert moto.endpoint in said and f"s3://{BUCKET}/lab" in said and "ReadTimeoutError" in said, said
+    assert "accepts connections but does not answer" in said and "that the server is up" not in said, said
 
 
 def test_retry_bounds_from_the_environment_are_checked_and_named() -> None:

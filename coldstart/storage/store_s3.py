@@ -249,10 +249,17 @@ class S3Store:
                     time.sleep(self._retry.delay_s(attempts_made))
         elapsed_s = time.monotonic() - start_s
         endpoint = redact_url(self.endpoint_url)
+        # A server that takes the connection and then says nothing is up but hung (or overloaded): "is it up?"
+        # would send the user the wrong way.
+        hint = (
+            "it accepts connections but does not answer: the server hangs or is overloaded (longer waits: "
+            "$COLDSTART_S3_READ_TIMEOUT_S)"
+            if isinstance(last, ReadTimeoutError)
+            else "check AWS_ENDPOINT_URL / --endpoint-url and that the server is up"
+        )
         raise EndpointUnreachable(
             f"cannot reach S3 endpoint {endpoint} for {self.uri}: {attempts_made} attempt(s) over "
-            f"{elapsed_s:.1f}s failed ({type(last).__name__}); check AWS_ENDPOINT_URL / --endpoint-url and "
-            "that the server is up",
+            f"{elapsed_s:.1f}s failed ({type(last).__name__}); {hint}",
             endpoint_url=endpoint,
             attempts=attempts_made,
         ) from last
