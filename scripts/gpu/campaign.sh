@@ -30,7 +30,9 @@ for archive in .gpu/cc-store/*.tgz; do
   # --skip-old-files: an entry this machine already has may be newer than the one brought along.
   tar xzf "$archive" --skip-old-files -C "$store" || echo "error: cannot unpack $archive into $store" >&2
 done
-[ -e "$brought" ] || touch "$brought"
+# A second in the past: `find -newer` wants a strictly later time, and an entry published in the same clock tick
+# as the marker would otherwise stay behind.
+[ -e "$brought" ] || touch -d '1 second ago' "$brought"
 python -m coldstart campaign "$@" --budget-s "${BUDGET_S:-560}" --stop-stale-ray
 status=$?
 for runs in "$COLDSTART_HOME"/campaigns/*/runs.tgz; do
