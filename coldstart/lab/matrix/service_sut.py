@@ -59,6 +59,16 @@ def read_into_page_cache(folders: Sequence[Path], chunk_bytes: int = 16 << 20) -
     return total
 
 
+@dataclasses.dataclass(frozen=True)
+class OwnEviction:
+    """A user's weights in one clear: the paths to evict, the folders clear-cache must take as weights roots, and
+    what the row's clear report says of them."""
+
+    evict: list[str] = dataclasses.field(default_factory=list)
+    weights_roots: list[str] = dataclasses.field(default_factory=list)
+    said: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
 class ServiceSUT:
     """The real system: ``service.py`` in a subprocess (its own process group, so a stop reaches Ray and
     vLLM children), ``clear_cache`` before, the client in this process."""
@@ -102,22 +112,22 @@ class ServiceSUT:
         local = [store.path] if store.path is not None else []
         weights = [p for p in (*local, paths.coldstart_home() / "checkpoints") if p.exists()]
         evict = [str(p) for p in weights] if spec.node_state == "cold" else []
-        weights_roots: list[str] = []
-        own_said: dict[str, str] = {}
+        own_eviction = OwnEviction()
         if spec.node_state == "cold" and (own := self.own_weights(spec)) is not None:
-            own_said = self.evict_own(own, evict, weights_roots)
+            own_eviction = self.evict_own(own)
+        evict += own_eviction.evict
         # Every action named: clear_cache.py does only what it is told (and drops the page cache as before).
         cmd = [
             *self.tool_command("clear_cache.py", "clear-cache"),
             *(["--only", *self.clear_only] if self.clear_only else ["--all"]),
             *(["--evict", *evict] if evict else []),
-            *(arg for root in weights_roots for arg in ("--weights-root", root)),
+            *(arg for root in own_eviction.weights_roots for arg in ("--weights-root", root)),
             "--drop-caches",
         ]
         proc = subprocess.run(cmd, cwd=self.workdir, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"clear_cache.py failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-        report: dict[str, Any] = {"ok": True, "node_state": spec.node_state, **own_said}
+        report: dict[str, Any] = {"ok": True, "node_state": spec.node_state, **own_eviction.said}
         if spec.node_state == "warm":
             # Looked for after the clear: a Hub snapshot in a cache root it emptied is no longer on the node.
             own = self.own_weights(spec)
@@ -138,20 +148,20 @@ class ServiceSUT:
             return None
         return node_weights(self.user_model)
 
-    def evict_own(self, own: NodeWeights, evict: list[str], weights_roots: list[str]) -> dict[str, str]:
-        """Add the user's weights to the clear's ``evict`` list (and their folder to ``weights_roots`` where it is
-        outside the lab's roots); what the row's clear report says of them. A cold run never claims weights cold
-        that nothing evicted: where they are not found, the report says so."""
+    def evict_own(self, own: NodeWeights) -> OwnEviction:
+        """What the clear must evict of the user's weights (and the folder it must take as a weights root where it
+        is outside the lab's roots), and what the row's clear report says of them. A cold run never claims weights
+        cold that nothing evicted: where they are not found, the report says so."""
         if own.folder is None:
-            return {"user_weights_not_evicted": f"{own.why}; none of its files were evicted"}
+            return OwnEviction(said={"user_weights_not_evicted": f"{own.why}; none of its files were evicted"})
         root = cleared_root_holding(own.folder, self.clear_only)
         if root is not None:
             # Evicting would come after the clear emptied the root, and fail on a folder no longer there.
-            return {"user_weights_removed": f"{own.folder}: the clear empties {root}"}
-        evict.append(str(own.folder))
-        if own.outside_lab:
-            weights_roots.append(str(own.folder))
-        return {"user_weights_evicted": str(own.folder)}
+            return OwnEviction(said={"user_weights_removed": f"{own.folder}: the clear empties {root}"})
+        folder = str(own.folder)
+        return OwnEviction(
+            evict=[folder], weights_roots=[folder] if own.outside_lab else [], said={"user_weights_evicted": folder}
+        )
 
     def tool_command(self, script: str, tool: str) -> list[str]:
         """The checkout's thin script where there is one (a test's stand-in too), else the same tool by module."""
