@@ -48,6 +48,8 @@ class FakeServer:
     base: str
     requests: list[dict] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
+    # Per response that went on after "[DONE]": was the client still connected when the server ended it?
+    client_there_at_end: list[bool] = field(default_factory=list)
 
     def url(self, scenario: str) -> str:
         return f"{self.base}/{scenario}"
@@ -138,6 +140,26 @@ def _make_handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
         def _scenario_badjson(self) -> None:
             self._start_stream()
             self._send(b"data: {not json\n\n")
+
+        def _scenario_tail(self) -> None:
+            # Like Serve: "[DONE]", then the response ends a moment later. A client that closes at "[DONE]"
+            # is gone (its FIN is readable here) before the end; one that reads to the end is still there.
+            self._start_stream()
+            self._send(_sse(_delta(content="Hi")))
+            self._send(_sse("[DONE]"))
+            time.sleep(0.3)
+            try:
+                gone = self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            except BlockingIOError:
+                gone = False
+            server.client_there_at_end.append(not gone)
+
+        def _scenario_tailhang(self) -> None:
+            # "[DONE]", then the response never ends.
+            self._start_stream()
+            self._send(_sse(_delta(content="Hi")))
+            self._send(_sse("[DONE]"))
+            server.release.wait(HANG_S)
 
         def _scenario_hang(self) -> None:
             # A cold start that never answers: no status line, no headers, until the test ends.
@@ -282,6 +304,29 @@ def test_server_that_never_answers_times_out(server: FakeServer) -> None:
     assert m.total_s >= 0.5
 
 
+def test_the_client_reads_the_response_to_its_end_so_serve_does_not_cancel_an_answered_request(
+    server: FakeServer,
+) -> None:
+    # Closing at "[DONE]" makes Serve's proxy cancel the request, and the replica's access line can go missing.
+    server.client_there_at_end.clear()
+    m = measure_ttft(server.url("tail"), "m")
+    assert (m.status, m.text) == ("ok", "Hi")
+    assert server.client_there_at_end == [True]
+    # The time read after "[DONE]" is not the request's.
+    assert m.total_s < 0.3
+
+
+def test_a_response_that_never_ends_after_done_is_let_go_after_the_tail_limit(
+    server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_mod, "TAIL_READ_S", 0.5)
+    t0 = time.monotonic()
+    m = measure_ttft(server.url("tailhang"), "m", timeout_s=HANG_S * 2)
+    waited_s = time.monotonic() - t0
+    assert (m.status, m.text, m.error) == ("ok", "Hi", None)
+    assert 0.5 <= waited_s < 3.0
+
+
 def test_closed_port_is_a_connect_error() -> None:
     url = f"http://127.0.0.1:{_free_port()}"
     m = measure_ttft(url, "tiny", timeout_s=5)
@@ -335,8 +380,10 @@ def test_arithmetic_with_a_fake_clock(capsys: pytest.CaptureFixture[str]) -> Non
     assert m.ttft_s == 2.5
     assert m.first_text == "A"
     assert m.tokens == 42
-    # The stream stops at [DONE]: the clock was last moved there, and the chunk after it was never consumed.
+    # The request ends at [DONE]: what the server sends after it is read (so the server ends the response
+    # itself) but is neither timed nor counted.
     assert m.total_s == 4.5
+    assert m.text == "ABC"
     assert m.t_first_token_epoch - m.t_send_epoch == pytest.approx(2.5)
     assert m.t_last_token_epoch - m.t_send_epoch == pytest.approx(3.75)
     assert seen[0].url == "http://mock/v1/chat/completions"

@@ -8,11 +8,14 @@ with ``ttft_s=None``: a cold start that never produced a token has no time to fi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import math
+import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,6 +28,8 @@ from coldstart.analysis.results import ClientResult, ClientStatus
 
 DEFAULT_PROMPT = "Say hello in one short sentence."
 REQUEST_ID_HEADER = "x-request-id"  # Serve's; the replica's log line for the call carries the same id
+# How long the rest of a response after its "[DONE]" is read before the client closes it anyway.
+TAIL_READ_S = 5.0
 
 
 # The client's result is a record of the analysis wing (a row nests it, the analysis reads it back); this
@@ -110,8 +115,10 @@ def measure_ttft(
     http_status = None
     request_id = None
 
+    stream_end_s: float | None = None  # when "[DONE]" came; reading what follows it is not the request's time
+
     def done(status: ClientStatus, error: str | None) -> ClientResult:
-        total_s = clock.elapsed_s()
+        total_s = stream_end_s if stream_end_s is not None else clock.elapsed_s()
         tokens = usage_tokens if usage_tokens is not None else chunks
         m = ClientResult(
             schema_version=RESULT_SCHEMA_VERSION,
@@ -142,7 +149,8 @@ def measure_ttft(
             if resp.status_code != 200:
                 detail = resp.read().decode(errors="replace")[:500]
                 return done(ClientStatus.HTTP_ERROR, f"HTTP {resp.status_code}: {detail}")
-            for payload in _sse_payloads(resp.iter_lines()):
+            lines = resp.iter_lines()
+            for payload in _sse_payloads(lines):
                 if payload.get("usage"):
                     usage_tokens = payload["usage"].get("completion_tokens")
                 if "error" in payload:
@@ -157,6 +165,8 @@ def measure_ttft(
                 last_s = now
                 chunks += 1
                 pieces.append(text)
+            stream_end_s = clock.elapsed_s()
+            _read_to_end(lines, resp, TAIL_READ_S)
     except httpx.TimeoutException as exc:
         return done(ClientStatus.TIMEOUT, f"no answer within {timeout_s:g} s ({type(exc).__name__})")
     except httpx.ConnectError as exc:
@@ -166,6 +176,36 @@ def measure_ttft(
     if first_s is None:
         return done(ClientStatus.NO_TOKEN, "the stream ended without a single token")
     return done(ClientStatus.OK, None)
+
+
+def _read_to_end(lines: Iterable[str], resp: httpx.Response, limit_s: float) -> None:
+    """Read the response past "[DONE]" until the server ends it (at most ``limit_s``). Closing it at "[DONE]"
+    makes Serve's proxy cancel a request it already answered ("Client for request ... disconnected"); the
+    cancel can reach the LLM replica before its call's generator has finished, and Serve then writes no access
+    line for that call, so the run log could not say which replica served the request."""
+    timer = threading.Timer(limit_s, _cut, args=(resp,))
+    timer.start()
+    try:
+        for _ in lines:
+            pass
+    except httpx.HTTPError:
+        # The answer is complete at "[DONE]": a server that drops the connection after it (or the timer's
+        # close) changes nothing in the result.
+        pass
+    finally:
+        timer.cancel()
+
+
+def _cut(resp: httpx.Response) -> None:
+    """End a read blocked in another thread: closing the response does not wake a blocked ``recv``; shutting
+    its socket down does."""
+    stream = resp.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed by the server: nothing left to cut
+            sock.shutdown(socket.SHUT_RDWR)
+    else:
+        resp.close()
 
 
 def write_result(m: ClientResult, path: Path) -> None:
